@@ -1,0 +1,68 @@
+"""`measure` entry point: run a sweep, write the dataset, log it to MLflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import hydra
+import mlflow
+from omegaconf import DictConfig, OmegaConf
+
+from nnenergy import tracking
+from nnenergy.apps import CONF_DIR
+from nnenergy.measure.sweep import Sweep, SweepResult, SweepSpec, additivity_summary
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> SweepResult:
+    """Measure the configured sweep and log it as one MLflow run."""
+    spec = SweepSpec.from_config(OmegaConf.to_container(cfg.sweep, resolve=True))
+    result = Sweep(spec).run()
+    tracking.setup(cfg.mlflow.tracking_uri, cfg.experiment)
+    with mlflow.start_run(run_name=f"measure-{spec.name}", nested=mlflow.active_run() is not None):
+        log_sweep(cfg, result)
+    return result
+
+
+def log_sweep(cfg: DictConfig, result: SweepResult) -> None:
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    mlflow.log_dict(resolved, "config/resolved.yaml")
+    mlflow.log_params({k: str(v)[:500] for k, v in tracking.flatten(resolved).items()})
+    mlflow.set_tags({f"hw.{k}": v for k, v in result.provenance.items()} | {"entry_point": "measure"})
+    models, layers = result.models, result.layers
+    metrics = {
+        "configs_measured": len(models),
+        "configs_skipped": len(result.skipped),
+        "architectures": models["architecture"].nunique() if len(models) else 0,
+        "layer_rows": len(layers),
+        "unique_signatures": layers["signature"].nunique() if len(layers) else 0,
+        "wall_time_s": result.wall_time_s,
+    }
+    if len(models):
+        metrics |= additivity_summary(models)
+    mlflow.log_metrics(metrics)
+    out = result.output_dir
+    for name in ("models.parquet", "layers.parquet", "skipped.json", "DATASHEET.md"):
+        if (out / name).exists():
+            mlflow.log_artifact(str(out / name), artifact_path="dataset")
+    if len(models):
+        data = mlflow.data.from_pandas(
+            models.drop(columns=["window_energies_j"]), source=str(out.resolve() / "models.parquet"), name=f"{cfg.sweep.name}-models"
+        )
+        mlflow.log_input(data, context="measurement")
+    log.info("sweep %s: %s", cfg.sweep.name, json.dumps(metrics))
+
+
+@hydra.main(config_path=CONF_DIR, config_name="measure", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    result = run(cfg)
+    print(f"measured {len(result.models)} configurations into {result.output_dir} "
+          f"({len(result.skipped)} skipped, {result.wall_time_s:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The measured dataset: a models table and a layers table (Parquet) plus a datasheet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+MODELS_FILE = "models.parquet"
+LAYERS_FILE = "layers.parquet"
+DATASHEET_FILE = "DATASHEET.md"
+
+
+class DatasetError(FileNotFoundError):
+    pass
+
+
+@dataclass
+class Dataset:
+    models: pd.DataFrame  # one row per (architecture, input size, batch size)
+    layers: pd.DataFrame  # one row per layer occurrence in each of those configurations
+    path: Path
+
+    @property
+    def hardware_id(self) -> str:
+        ids = self.models["hardware_id"].unique()
+        return ids[0] if len(ids) == 1 else ",".join(map(str, ids))
+
+
+def load(path: str | Path) -> Dataset:
+    path = Path(path)
+    missing = [f for f in (MODELS_FILE, LAYERS_FILE) if not (path / f).exists()]
+    if missing:
+        raise DatasetError(
+            f"no dataset at {path} (missing {', '.join(missing)}); "
+            "run `nnenergy measure sweep=tiny` or point `dataset=` at a measured folder"
+        )
+    return Dataset(pd.read_parquet(path / MODELS_FILE), pd.read_parquet(path / LAYERS_FILE), path)
+
+
+def save(models: pd.DataFrame, layers: pd.DataFrame, path: str | Path) -> None:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    models.to_parquet(path / MODELS_FILE, index=False)
+    layers.to_parquet(path / LAYERS_FILE, index=False)

@@ -1,0 +1,151 @@
+"""Build the models a sweep measures: `keras.applications` names, built-in tiny models, `.keras` files."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ArchitectureError(ValueError):
+    """An architecture that cannot be built (unknown name, unreadable file, bad size)."""
+
+
+def application_names() -> list[str]:
+    import keras
+
+    apps = keras.applications
+    return sorted(
+        n for n in dir(apps) if n[:1].isupper() and callable(getattr(apps, n, None))
+    )
+
+
+def family_of(name: str) -> str:
+    """Group variants of one design (ResNet50/101 -> ResNet) for architecture-held-out splits."""
+    rules = [
+        (r"^EfficientNetV2.*", "EfficientNetV2"),
+        (r"^EfficientNetB\d$", "EfficientNet"),
+        (r"^ResNet\d+V2$", "ResNetV2"),
+        (r"^ResNet(RS)?\d+$", "ResNet"),
+        (r"^RegNetX\d+$", "RegNetX"),
+        (r"^RegNetY\d+$", "RegNetY"),
+        (r"^MobileNetV3.*", "MobileNetV3"),
+        (r"^ConvNeXt.*", "ConvNeXt"),
+        (r"^DenseNet\d+$", "DenseNet"),
+        (r"^VGG\d+$", "VGG"),
+        (r"^NASNet.*", "NASNet"),
+        (r"^dense_only_.*", "DenseOnly"),
+    ]
+    for pattern, family in rules:
+        if re.match(pattern, name):
+            return family
+    return name
+
+
+# Tiny models for tests and the `tiny` sweep: every common layer kind, runs in milliseconds.
+def _tiny_cnn(input_size: int):
+    import keras
+    from keras import layers
+
+    inp = keras.Input((input_size, input_size, 3), name="image")
+    x = layers.Rescaling(1 / 255.0, name="rescale")(inp)
+    x = layers.ZeroPadding2D(1, name="pad")(x)
+    x = layers.Conv2D(8, 3, strides=2, name="conv1")(x)
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.ReLU(name="relu1")(x)
+    a = layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    b = layers.Conv2D(8, 1, name="pw")(x)
+    x = layers.Add(name="add")([a, b])
+    x = layers.Activation("swish", name="swish")(x)
+    s = layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(x)
+    s = layers.Conv2D(8, 1, activation="sigmoid", name="se_gate")(s)
+    x = layers.Multiply(name="se_mul")([x, s])
+    x = layers.Concatenate(name="concat")([x, b])
+    x = layers.MaxPooling2D(2, name="pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(0.2, name="drop")(x)
+    out = layers.Dense(10, activation="softmax", name="head")(x)
+    return keras.Model(inp, out, name="tiny_cnn")
+
+
+def _tiny_mlp(input_size: int):
+    import keras
+    from keras import layers
+
+    inp = keras.Input((input_size, input_size, 3), name="image")
+    x = layers.Reshape((input_size * input_size * 3,), name="reshape")(inp)
+    x = layers.Dense(64, activation="relu", name="fc1")(x)
+    x = layers.Dropout(0.1, name="drop")(x)
+    x = layers.LayerNormalization(name="ln")(x)
+    out = layers.Dense(10, name="fc2")(x)
+    return keras.Model(inp, out, name="tiny_mlp")
+
+
+def _dense_only(widths: tuple[int, ...]):
+    def build(input_size: int):
+        import keras
+        from keras import layers
+
+        inp = keras.Input((input_size, input_size, 3), name="image")
+        x = layers.Flatten(name="flatten")(inp)
+        for i, w in enumerate(widths):
+            x = layers.Dense(w, activation="relu", name=f"fc{i}")(x)
+        return keras.Model(inp, x, name="dense_only")
+
+    return build
+
+
+BUILTIN = {
+    "tiny_cnn": _tiny_cnn,
+    "tiny_mlp": _tiny_mlp,
+    "dense_only_small": _dense_only((256, 128, 10)),
+    "dense_only_wide": _dense_only((1024, 1024, 10)),
+    "dense_only_deep": _dense_only((256,) * 6 + (10,)),
+}
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    name: str
+    family: str
+    source: str  # keras.applications | builtin | file
+    input_size: int
+    model: object  # keras.Model
+
+
+def build(name: str, input_size: int | None) -> BuiltModel:
+    """Build `name` at `input_size` (square RGB). Files keep their own input shape."""
+    import keras
+
+    path = Path(name)
+    if name.endswith((".keras", ".h5")):
+        model = load_model_file(path)
+        shape = model.inputs[0].shape
+        size = int(shape[1]) if len(shape) == 4 and shape[1] else int(input_size or 0)
+        return BuiltModel(path.stem, path.stem, "file", size, model)
+    if name in BUILTIN:
+        return BuiltModel(name, family_of(name), "builtin", input_size, BUILTIN[name](input_size))
+    ctor = getattr(keras.applications, name, None)
+    if ctor is None or not name[:1].isupper():
+        close = difflib.get_close_matches(name, application_names() + list(BUILTIN), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ArchitectureError(f"unknown architecture {name!r}{hint}")
+    try:
+        model = ctor(weights=None, input_shape=(input_size, input_size, 3))
+    except (ValueError, TypeError) as exc:
+        raise ArchitectureError(f"{name} cannot be built at {input_size}px: {exc}") from exc
+    return BuiltModel(name, family_of(name), "keras.applications", input_size, model)
+
+
+def load_model_file(path: Path):
+    """Load a `.keras`/`.h5` file with Keras safe mode on: never run code from a file."""
+    import keras
+
+    if not path.exists():
+        raise ArchitectureError(f"model file not found: {path}")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for bad files; report one line
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArchitectureError(f"cannot load {path}: {msg}") from exc

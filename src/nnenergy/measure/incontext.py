@@ -1,0 +1,82 @@
+"""In-context per-layer cost: a profiler trace of whole-model passes, ops mapped to layers.
+
+Each TF op event carries its name scope in `args.long_name`
+(``<model>_1/<layer>_1/.../op:Type``). The first scope below the model is the Keras layer
+(Keras 3 appends ``_<n>`` when it re-enters a scope while tracing). Op time summed per layer
+gives each layer's share of the model; shares times the whole-model measurement add up by
+construction.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import re
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
+
+_SUFFIX = re.compile(r"_\d+$")
+
+
+@dataclass
+class InContextProfile:
+    op_time_s: dict[str, float]  # layer name -> op seconds per pass
+    unattributed_s: float  # op seconds per pass outside any layer scope
+    passes: int
+
+    @property
+    def total_op_time_s(self) -> float:
+        return sum(self.op_time_s.values()) + self.unattributed_s
+
+
+def layer_of(long_name: str, layer_names: set[str]) -> str | None:
+    """Map an op's scope path to the Keras layer that issued it."""
+    parts = long_name.split(":")[0].split("/")
+    for part in parts[:3]:  # the model scope may or may not be present
+        stripped = _SUFFIX.sub("", part)
+        if stripped in layer_names:
+            return stripped
+        if part in layer_names:
+            return part
+    return None
+
+
+def profile_layers(fn: Callable[[], object], layer_names: list[str], passes: int = 2) -> InContextProfile:
+    """Trace `passes` calls of an already warmed-up `fn` and attribute op time to layers."""
+    import tensorflow as tf
+    from xprof.convert import raw_to_tool_data
+
+    names = set(layer_names)
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        try:
+            for _ in range(passes):
+                fn()
+        finally:
+            tf.profiler.experimental.stop()
+        files = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
+        if not files:
+            raise RuntimeError("the TensorFlow profiler wrote no trace")
+        data = raw_to_tool_data.xspace_to_tool_data(files, "trace_viewer", {})
+    payload = data[0] if isinstance(data, tuple) else data
+    events = json.loads(payload)["traceEvents"]
+    per_layer: dict[str, float] = defaultdict(float)
+    unattributed = 0.0
+    for ev in events:
+        long_name = ev.get("args", {}).get("long_name") if ev.get("ph") == "X" else None
+        if not long_name:
+            continue
+        # trace_viewer reports `dur` in microseconds whatever the display unit
+        dur = float(ev.get("dur", 0.0)) * 1e-6
+        layer = layer_of(long_name, names)
+        if layer is None:
+            unattributed += dur
+        else:
+            per_layer[layer] += dur
+    return InContextProfile(
+        op_time_s={k: v / passes for k, v in per_layer.items()},
+        unattributed_s=unattributed / passes,
+        passes=passes,
+    )

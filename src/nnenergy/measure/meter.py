@@ -1,0 +1,177 @@
+"""Energy meter: one long-lived CodeCarbon tracker in task mode, and the window loop.
+
+Energy per pass is the tracker's mean power over a window times the wall time per pass
+measured inside it, so the tracker's own start/stop cost (well under a millisecond) does
+not inflate short windows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+KWH_TO_J = 3.6e6
+
+
+class MeasurementError(RuntimeError):
+    """A reading that must never become a data row (zero, negative or NaN energy)."""
+
+
+@dataclass(frozen=True)
+class WindowReading:
+    """What the tracker saw over one window: joules per component and seconds."""
+
+    energy_j: float
+    cpu_j: float
+    ram_j: float
+    gpu_j: float
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class MeterSettings:
+    """How long and how often to measure one callable."""
+
+    warmup: int = 2
+    min_seconds: float = 0.2
+    min_passes: int = 3
+    min_windows: int = 3
+    max_windows: int = 5
+    tolerance: float = 0.05
+
+
+@dataclass
+class Measurement:
+    """Per-pass figures of one callable, medians over windows."""
+
+    energy_j: float
+    latency_s: float
+    power_w: float
+    cpu_j: float
+    ram_j: float
+    gpu_j: float
+    passes: int
+    windows: int
+    spread: float  # (max - min) / median of per-window energy per pass
+    window_energies_j: list[float] = field(default_factory=list)
+
+    def as_row(self, prefix: str = "") -> dict:
+        d = asdict(self)
+        d["window_energies_j"] = list(d["window_energies_j"])
+        return {f"{prefix}{k}": v for k, v in d.items()}
+
+
+def _relative_spread(values: list[float]) -> float:
+    med = statistics.median(values)
+    return (max(values) - min(values)) / med if med > 0 else math.inf
+
+
+class EnergyMeter:
+    """Wraps one `OfflineEmissionsTracker`; `begin()`/`end()` bracket a window.
+
+    Creating a tracker costs about a second and CodeCarbon allows one per process to be
+    trusted, so a meter is created once per process and reused for every measurement.
+    """
+
+    def __init__(self, country_iso_code: str = "USA", sync: Callable[[], None] | None = None):
+        from codecarbon import OfflineEmissionsTracker
+
+        logging.getLogger("codecarbon").setLevel(logging.ERROR)
+        self.tracker = OfflineEmissionsTracker(
+            country_iso_code=country_iso_code,
+            log_level="error",
+            save_to_file=False,
+            tracking_mode="machine",
+            allow_multiple_runs=True,
+        )
+        self.sync = sync or (lambda: None)
+        self._window = 0
+        # The first task initialises the hardware (about a second); keep it out of data.
+        self.begin()
+        self.end(validate=False)
+
+    def begin(self) -> None:
+        self._window += 1
+        self.tracker.start_task(f"window-{self._window}")
+
+    def end(self, validate: bool = True) -> WindowReading:
+        # Task names must be unique: CodeCarbon times a task from its first start under a name.
+        data = self.tracker.stop_task(f"window-{self._window}")
+        self.tracker._tasks.clear()  # keep the tracker's task history from growing
+        if data is None:
+            raise MeasurementError("CodeCarbon returned no data for the window")
+        reading = WindowReading(
+            energy_j=float(data.energy_consumed) * KWH_TO_J,
+            cpu_j=float(data.cpu_energy) * KWH_TO_J,
+            ram_j=float(data.ram_energy) * KWH_TO_J,
+            gpu_j=float(data.gpu_energy) * KWH_TO_J,
+            duration_s=float(data.duration),
+        )
+        if validate:
+            check_reading(reading)
+        return reading
+
+    def measure(self, fn: Callable[[], object], settings: MeterSettings) -> Measurement:
+        """Warm up, then run windows of `fn` until their spread is under tolerance."""
+        for _ in range(settings.warmup):
+            fn()
+        self.sync()
+        per_pass: list[tuple[float, float, float, float, float, float]] = []
+        passes_total = 0
+        while len(per_pass) < settings.max_windows:
+            n = 0
+            self.begin()
+            t0 = time.perf_counter()
+            while n < settings.min_passes or time.perf_counter() - t0 < settings.min_seconds:
+                fn()
+                n += 1
+            self.sync()
+            elapsed = time.perf_counter() - t0
+            reading = self.end()
+            latency = elapsed / n
+            scale = latency / reading.duration_s  # mean power x time per pass
+            per_pass.append(
+                (
+                    reading.energy_j * scale,
+                    latency,
+                    reading.energy_j / reading.duration_s,
+                    reading.cpu_j * scale,
+                    reading.ram_j * scale,
+                    reading.gpu_j * scale,
+                )
+            )
+            passes_total += n
+            if len(per_pass) >= settings.min_windows:
+                if _relative_spread([p[0] for p in per_pass]) <= settings.tolerance:
+                    break
+        energies = [p[0] for p in per_pass]
+        med = lambda i: statistics.median(p[i] for p in per_pass)  # noqa: E731
+        return Measurement(
+            energy_j=med(0),
+            latency_s=med(1),
+            power_w=med(2),
+            cpu_j=med(3),
+            ram_j=med(4),
+            gpu_j=med(5),
+            passes=passes_total,
+            windows=len(per_pass),
+            spread=_relative_spread(energies),
+            window_energies_j=energies,
+        )
+
+
+def check_reading(reading: WindowReading) -> None:
+    """Reject readings that cannot be energy: zero, negative, NaN or infinite."""
+    e = reading.energy_j
+    if not math.isfinite(e) or e <= 0:
+        raise MeasurementError(
+            f"invalid energy reading {e!r} J over {reading.duration_s:.4f} s: "
+            "the power source reported nothing (a GPU without an NVML energy counter, "
+            "a window shorter than the counter period, or a stopped tracker)"
+        )
+    if not math.isfinite(reading.duration_s) or reading.duration_s <= 0:
+        raise MeasurementError(f"invalid window duration {reading.duration_s!r} s")
