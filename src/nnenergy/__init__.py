@@ -1,0 +1,11 @@
+"""nnenergy: how much energy and time a neural network's inference costs, before you run it.
+
+    import nnenergy
+    p = nnenergy.predict("ResNet50", batch_size=32)
+    p.energy_j, p.latency_s, p.layers_frame()
+"""
+
+# `nnenergy.predict` is the function; the subpackage stays importable as `nnenergy.predict.api`.
+from nnenergy.predict import Prediction, PredictError, predict  # noqa: E402,F401
+
+__version__ = "0.1.0"

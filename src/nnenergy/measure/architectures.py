@@ -28,8 +28,6 @@ def family_of(name: str) -> str:
         (r"^EfficientNetB\d$", "EfficientNet"),
         (r"^ResNet\d+V2$", "ResNetV2"),
         (r"^ResNet(RS)?\d+$", "ResNet"),
-        (r"^RegNetX\d+$", "RegNetX"),
-        (r"^RegNetY\d+$", "RegNetY"),
         (r"^MobileNetV3.*", "MobileNetV3"),
         (r"^ConvNeXt.*", "ConvNeXt"),
         (r"^DenseNet\d+$", "DenseNet"),

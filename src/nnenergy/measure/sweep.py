@@ -280,9 +280,15 @@ class Sweep:
             models = models.sort_values(["architecture", "input_size", "batch_size"]).reset_index(drop=True)
             layer_df = layer_df.sort_values(["architecture", "input_size", "batch_size", "layer_index"]).reset_index(drop=True)
             ds.save(models, layer_df, self.out)
-        skipped = self.skip_store.values()
+        # Only this spec's skips: an architecture dropped from the config is no longer "skipped".
+        names = set(self.spec.architectures) | {Path(f).stem for f in self.spec.model_files}
+        skipped = [r for r in self.skip_store.values() if r["architecture"] in names]
         (self.out / "skipped.json").write_text(json.dumps(skipped, indent=1))
         wall = sum(r["wall_time_s"] for r in self.sessions.values())
+        if not models.empty:
+            from nnenergy.measure.datasheet import write
+
+            write(self.out, self.spec.name, wall, skipped)
         return SweepResult(self.out, models, layer_df, skipped, wall, self.prov)
 
 

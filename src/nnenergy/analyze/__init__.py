@@ -1,0 +1,1 @@
+"""Dataset analysis: additivity, FLOPs versus energy, distributions, measurement noise."""

@@ -1,0 +1,66 @@
+"""`nnenergy` command: measure, train, main (train all layer-wise predictors), predict."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = """usage: nnenergy <command> [args]
+
+commands:
+  main      train and compare the four layer-wise predictors on the shipped dataset,
+            register them and promote the champion (Hydra multirun)
+  measure   run a measurement sweep        e.g. nnenergy measure sweep=tiny
+  train     train one predictor            e.g. nnenergy train predictor=rf
+  analyze   figures and metrics of a dataset  e.g. nnenergy analyze dataset=data/cpu
+  predict   predict a model's energy       e.g. nnenergy predict ResNet50 --batch-size 32
+
+`measure` and `train` take Hydra overrides (and -m for multirun); see conf/.
+"""
+LAYERWISE = "poly,rf,xgb,catboost"
+
+
+def _hydra(module, argv: list[str], name: str) -> None:
+    sys.argv = [f"nnenergy-{name}", *argv]
+    module.main()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "measure":
+        from nnenergy.apps import measure
+
+        _hydra(measure, rest, cmd)
+    elif cmd == "train":
+        from nnenergy.apps import train
+
+        _hydra(train, rest, cmd)
+    elif cmd == "analyze":
+        from nnenergy.apps import analyze
+
+        _hydra(analyze, rest, cmd)
+    elif cmd == "main":
+        from nnenergy import tracking
+        from nnenergy.apps import train
+
+        _hydra(train, ["-m", f"predictor={LAYERWISE}", *rest], "train")
+        uri = tracking.resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+        print(f"\nDone. Browse runs, plots and the registry with:\n  mlflow ui --backend-store-uri {uri} --host 127.0.0.1\n"
+              f"Predict with the champion:\n  .venv/bin/nnenergy predict MobileNetV2 --batch-size 8")
+    elif cmd == "predict":
+        from nnenergy.predict.cli import main as predict_main
+
+        return predict_main(rest)
+    else:
+        print(f"nnenergy: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Honest evaluation: architecture-family-held-out splits and percentage-error metrics."""

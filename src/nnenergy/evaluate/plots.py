@@ -1,0 +1,63 @@
+"""Figures logged with every training run."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def predicted_vs_measured(whole: pd.DataFrame, title: str):
+    """Whole models, held-out predictions against measurements, log axes, ±10% band."""
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    for fam, g in whole.groupby("family"):
+        ax.scatter(g["measured_energy_j"], g["energy_j"], s=18, label=fam)
+    lo = min(whole["measured_energy_j"].min(), whole["energy_j"].min()) * 0.8
+    hi = max(whole["measured_energy_j"].max(), whole["energy_j"].max()) * 1.25
+    xs = np.geomspace(lo, hi, 50)
+    ax.plot(xs, xs, "k-", lw=1)
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="grey", alpha=0.2, label="±10%")
+    ax.set(xscale="log", yscale="log", xlabel="measured energy per pass (J)", ylabel="predicted energy per pass (J)", title=title)
+    ax.legend(fontsize=6, ncol=2, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def per_layer_family(layers: pd.DataFrame, family: str, title: str):
+    """Per-layer predicted vs measured energy for one family, one panel per (input, batch)."""
+    g = layers[layers["family"] == family]
+    if g.empty:
+        return None
+    sizes, batches = sorted(g["input_size"].unique()), sorted(g["batch_size"].unique())
+    fig, axes = plt.subplots(len(sizes), len(batches), figsize=(4 * len(batches), 2.6 * len(sizes)), squeeze=False, sharex=True)
+    for i, s in enumerate(sizes):
+        for j, b in enumerate(batches):
+            ax = axes[i][j]
+            cell = g[(g["input_size"] == s) & (g["batch_size"] == b)]
+            for cid, c in cell.groupby("config_id"):
+                arch = cid.split("|")[0]
+                ax.plot(c["layer_index"], c["measured_energy_j"] * 1e3, "-", lw=1, label=f"{arch} measured")
+                ax.plot(c["layer_index"], c["energy_j"] * 1e3, "--", lw=1, label=f"{arch} predicted")
+            ax.set_title(f"{s}px, batch {b}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("mJ per pass")
+    axes[-1][0].set_xlabel("layer index")
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def error_by_kind(metrics: dict, source: str, title: str):
+    """Held-out per-layer RMSPE for each layer kind."""
+    prefix, suffix = "cv_layer_", "_energy_j_rmspe"
+    rows = {k[len(prefix):-len(suffix)]: v for k, v in metrics.items() if k.startswith(prefix) and k.endswith(suffix)}
+    kinds = sorted(rows, key=rows.get)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.barh(kinds, [rows[k] for k in kinds])
+    ax.set(xlabel="held-out RMSPE (%)", title=f"{title} ({source} targets)", xscale="log")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,34 @@
+"""Splits by architecture family: no variant (batch, input size) of a test family is trained on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold
+
+
+def grouped_folds(models: pd.DataFrame, n_folds: int, seed: int = 0) -> list[tuple[set, set]]:
+    """(train families, test families) per fold; every family is tested exactly once."""
+    families = np.array(sorted(models["family"].unique()))
+    k = max(2, min(n_folds, len(families)))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(families))
+    # GroupKFold balances rows; shuffle the family order so folds do not follow the alphabet.
+    fam_rows = models.groupby("family").size().reindex(families[order])
+    idx = np.arange(len(fam_rows))
+    folds = []
+    for tr, te in GroupKFold(n_splits=k).split(idx, groups=idx):
+        folds.append((set(fam_rows.index[tr]), set(fam_rows.index[te])))
+    return folds
+
+
+def fixed_split(models: pd.DataFrame, test_families: list[str]) -> tuple[set, set]:
+    """The registry's split: named test families (those present), everything else trains."""
+    present = set(models["family"].unique())
+    test = set(test_families) & present
+    if not test or test == present:
+        raise ValueError(
+            f"fixed split needs some but not all families held out; test={sorted(test_families)}, "
+            f"dataset has {sorted(present)}"
+        )
+    return present - test, test

@@ -1,0 +1,9 @@
+"""Layer descriptions -> numeric feature vectors, one extractor per layer kind."""
+
+from nnenergy.features.layer_features import (  # noqa: F401
+    KIND_FEATURES,
+    KINDS,
+    describe_model,
+    kind_of,
+    layer_features,
+)

@@ -1,0 +1,189 @@
+"""Feature extraction per layer kind.
+
+The report's 13 layer kinds (dense, convolutional, pooling, input, padding, normalization,
+activation, rescaling, reshape, dropout, add, multiply, concatenate) plus the other kinds
+found in `keras.applications` (depthwise and separable convolution, global pooling, layer
+scale). Each kind uses the report's features plus analytic FLOPs and memory traffic. A type
+outside every kind maps to `other` and is predicted by the generic fallback regressor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+_TYPE_TO_KIND = {
+    "Dense": "dense", "EinsumDense": "dense",
+    "Conv1D": "conv", "Conv2D": "conv", "Conv3D": "conv", "Conv2DTranspose": "conv",
+    "DepthwiseConv2D": "depthwise_conv", "DepthwiseConv1D": "depthwise_conv",
+    "SeparableConv2D": "separable_conv", "SeparableConv1D": "separable_conv",
+    "MaxPooling2D": "pooling", "AveragePooling2D": "pooling", "MaxPooling1D": "pooling",
+    "AveragePooling1D": "pooling", "MaxPooling3D": "pooling", "AveragePooling3D": "pooling",
+    "GlobalAveragePooling2D": "global_pooling", "GlobalMaxPooling2D": "global_pooling",
+    "GlobalAveragePooling1D": "global_pooling", "GlobalMaxPooling1D": "global_pooling",
+    "InputLayer": "input",
+    "ZeroPadding2D": "padding", "ZeroPadding1D": "padding", "Cropping2D": "padding",
+    "BatchNormalization": "normalization", "LayerNormalization": "normalization",
+    "Normalization": "normalization", "GroupNormalization": "normalization",
+    "Activation": "activation", "ReLU": "activation", "Softmax": "activation",
+    "LeakyReLU": "activation", "ELU": "activation", "PReLU": "activation",
+    "Rescaling": "rescaling",
+    "Reshape": "reshape", "Flatten": "reshape", "Permute": "reshape",
+    "Dropout": "dropout", "SpatialDropout2D": "dropout", "GaussianDropout": "dropout",
+    "Add": "add", "Subtract": "add", "Average": "add", "Maximum": "add", "Minimum": "add",
+    "Multiply": "multiply",
+    "Concatenate": "concatenate",
+    "LayerScale": "layer_scale",
+}
+KINDS = sorted(set(_TYPE_TO_KIND.values()))
+_COMPUTE_KINDS = {"dense", "conv", "depthwise_conv", "separable_conv"}
+_ACTIVATIONS = ["linear", "relu", "relu6", "swish", "silu", "sigmoid", "hard_sigmoid", "hard_swish",
+                "hard_silu", "softmax", "tanh", "gelu", "elu"]
+
+COMMON = ["batch_size", "log_flops", "log_in_elems", "log_out_elems", "log_mem_bytes", "model_n_layers",
+          "after_compute"]
+_SPATIAL_IN = ["in_h", "in_w", "in_c"]
+_SPATIAL_OUT = ["out_h", "out_w", "out_c"]
+KIND_FEATURES = {
+    "dense": COMMON + ["in_c", "units", "log_params", "activation", "use_bias"],
+    "conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["filters", "kernel_area", "stride", "groups", "padding_same",
+                                                  "dilation", "activation", "use_bias", "log_params"],
+    "depthwise_conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["kernel_area", "stride", "padding_same",
+                                                            "activation", "use_bias"],
+    "separable_conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["filters", "kernel_area", "stride", "padding_same",
+                                                            "activation", "log_params"],
+    "pooling": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["pool_area", "stride", "padding_same", "is_max"],
+    "global_pooling": COMMON + _SPATIAL_IN + ["is_max", "keepdims"],
+    "input": COMMON + _SPATIAL_IN,
+    "padding": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["pad_total"],
+    "normalization": COMMON + _SPATIAL_IN + ["norm_type", "log_params"],
+    "activation": COMMON + _SPATIAL_IN + ["activation"],
+    "rescaling": COMMON + _SPATIAL_IN,
+    "reshape": COMMON + _SPATIAL_IN + ["out_ndim"],
+    "dropout": COMMON + _SPATIAL_IN + ["rate"],
+    "add": COMMON + _SPATIAL_OUT + ["n_inputs"],
+    "multiply": COMMON + _SPATIAL_OUT + ["n_inputs", "broadcast"],
+    "concatenate": COMMON + _SPATIAL_OUT + ["n_inputs"],
+    "layer_scale": COMMON + _SPATIAL_IN,
+    "other": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["n_inputs", "log_params"],
+}
+ALL_FEATURES = sorted({f for cols in KIND_FEATURES.values() for f in cols})
+
+
+def kind_of(layer_type: str) -> str:
+    return _TYPE_TO_KIND.get(layer_type, "other")
+
+
+def _hwc(shape: list) -> tuple[float, float, float]:
+    dims = [max(int(d), 1) for d in shape] or [1]
+    if len(dims) >= 3:
+        return float(dims[-3]), float(dims[-2]), float(dims[-1])
+    if len(dims) == 2:
+        return 1.0, float(dims[0]), float(dims[1])
+    return 1.0, 1.0, float(dims[0])
+
+
+def _first(v, default=1):
+    if isinstance(v, (list, tuple)):
+        return v[0] if v else default
+    return default if v is None else v
+
+
+def _activation_code(cfg: dict, layer_type: str) -> float:
+    name = cfg.get("activation")
+    if layer_type == "ReLU":
+        name = "relu6" if cfg.get("max_value") == 6 else "relu"
+    elif layer_type == "Softmax":
+        name = "softmax"
+    if isinstance(name, dict):
+        name = name.get("config", {}).get("name") or name.get("class_name")
+    name = str(name or "linear").lower()
+    return float(_ACTIVATIONS.index(name)) if name in _ACTIVATIONS else float(len(_ACTIVATIONS))
+
+
+def _config_features(layer_type: str, cfg: dict, in_shapes: list, out_shape: list) -> dict:
+    k = cfg.get("kernel_size") or cfg.get("pool_size")
+    k = list(k) if isinstance(k, (list, tuple)) else ([k] if k else [1])
+    strides = cfg.get("strides") or k
+    pad = cfg.get("padding")
+    pad_total = 0.0
+    if layer_type.startswith("ZeroPadding") or layer_type.startswith("Cropping"):
+        flat = np.array(pad if pad is not None else cfg.get("cropping", 0), dtype=object).ravel()
+        pad_total = float(sum(float(np.sum(p)) for p in flat))
+    norm_types = {"BatchNormalization": 0.0, "LayerNormalization": 1.0, "GroupNormalization": 2.0}
+    first_in = in_shapes[0] if in_shapes else []
+    return {
+        "units": float(cfg.get("units") or 0),
+        "filters": float(cfg.get("filters") or 0),
+        "kernel_area": float(math.prod(int(x) for x in k)),
+        "pool_area": float(math.prod(int(x) for x in k)),
+        "stride": float(_first(strides, 1) or 1),
+        "groups": float(cfg.get("groups") or 1),
+        "dilation": float(_first(cfg.get("dilation_rate"), 1) or 1),
+        "padding_same": 1.0 if pad == "same" else 0.0,
+        "pad_total": pad_total,
+        "activation": _activation_code(cfg, layer_type),
+        "use_bias": 1.0 if cfg.get("use_bias") else 0.0,
+        "is_max": 1.0 if "Max" in layer_type else 0.0,
+        "keepdims": 1.0 if cfg.get("keepdims") else 0.0,
+        "norm_type": norm_types.get(layer_type, 3.0),
+        "rate": float(cfg.get("rate") or 0.0),
+        "out_ndim": float(len(out_shape)),
+        "broadcast": 1.0 if len({tuple(s) for s in in_shapes}) > 1 else 0.0,
+        "_first_in": first_in,
+    }
+
+
+def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
+    """Numeric features for each row of a layers table (dataset rows or `describe_model`), in row order."""
+    df = layers.reset_index(drop=True)
+    kinds = df["layer_type"].map(kind_of)
+    order = df.sort_values(["config_id", "layer_index"]).index
+    prev_kind = kinds.loc[order].groupby(df.loc[order, "config_id"]).shift(1).reindex(df.index).fillna("input")
+    rows = []
+    for t, cfg_json, ins_json, out_json in zip(df["layer_type"], df["layer_config"], df["input_shapes"], df["output_shape"]):
+        cfg = json.loads(cfg_json) if isinstance(cfg_json, str) else {}
+        ins = json.loads(ins_json)
+        out = json.loads(out_json)
+        f = _config_features(t, cfg, ins, out)
+        f["in_h"], f["in_w"], f["in_c"] = _hwc(f.pop("_first_in"))
+        f["out_h"], f["out_w"], f["out_c"] = _hwc(out)
+        rows.append(f)
+    feats = pd.DataFrame(rows, index=df.index)
+    safe_log = lambda s: np.log1p(s.astype(float).clip(lower=0))  # noqa: E731
+    feats["batch_size"] = df["batch_size"].astype(float)
+    for col in ("flops", "in_elems", "out_elems", "mem_bytes", "params"):
+        feats[f"log_{col}"] = safe_log(df[col])
+    feats["n_inputs"] = df["n_inputs"].astype(float)
+    feats["model_n_layers"] = df.groupby("config_id")["layer_index"].transform("count").astype(float)
+    feats["after_compute"] = prev_kind.isin(_COMPUTE_KINDS).astype(float)
+    feats["kind"] = kinds.values
+    feats["known"] = (kinds != "other").values
+    keep = ["config_id", "layer_index", "layer_name", "layer_type"]
+    return pd.concat([df[keep], feats[["kind", "known"] + ALL_FEATURES]], axis=1)
+
+
+def describe_model(model, batch_size: int, config_id: str = "model") -> pd.DataFrame:
+    """A Keras model -> the layers-table columns a predictor needs (no measurement)."""
+    from nnenergy.measure.layers import analytic_cost, describe
+
+    rows = []
+    for info in describe(model):
+        rows.append(
+            {
+                "config_id": config_id,
+                "layer_index": info.index,
+                "layer_name": info.name,
+                "layer_type": info.type,
+                "batch_size": batch_size,
+                "layer_config": info.config_json,
+                "input_shapes": json.dumps([list(s) for s in info.input_shapes]),
+                "output_shape": json.dumps(list(info.output_shape)),
+                "n_inputs": len(info.input_shapes),
+                **analytic_cost(info, batch_size),
+            }
+        )
+    return pd.DataFrame(rows)

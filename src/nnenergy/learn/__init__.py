@@ -1,0 +1,1 @@
+"""Predictors: layer-wise regressors summed to whole models."""

@@ -1,0 +1,111 @@
+"""Layer-wise predictor: one regressor per layer kind, summed per model, plus a validated
+model-level correction for non-additivity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LinearRegression
+
+from nnenergy.features.layer_features import KIND_FEATURES
+
+TARGETS = ("energy_j", "latency_s")
+SOURCES = {  # where per-layer training targets come from
+    "incontext": ("ctx_energy_j", "ctx_latency_s"),
+    "isolated": ("iso_energy_j", "iso_latency_s"),
+}
+FALLBACK = "other"
+
+
+@dataclass
+class LayerwisePredictor:
+    """Fit on layer features and per-layer targets; predict per layer and per model."""
+
+    make_regressor: Callable[[], object]
+    source: str = "incontext"
+    min_rows_per_kind: int = 20
+    correction: str = "loglinear"  # or "none"
+    models_: dict = field(default_factory=dict)
+    eps_: np.ndarray | None = None
+    correction_: LinearRegression | None = None
+    metadata: dict = field(default_factory=dict)
+
+    # -- fitting --------------------------------------------------------------------
+    def fit(self, feats: pd.DataFrame, layer_targets: np.ndarray, models: pd.DataFrame | None = None) -> "LayerwisePredictor":
+        """`layer_targets`: (n, 2) joules and seconds per pass; `models`: whole-model rows for the correction."""
+        y = np.asarray(layer_targets, dtype=float)
+        ok = np.isfinite(y).all(axis=1)
+        feats, y = feats[ok], y[ok]
+        # Fused ops give exact zeros in context; a small floor keeps the log finite.
+        self.eps_ = np.array([1e-3 * np.median(col[col > 0]) for col in y.T])
+        logy = np.log(y + self.eps_)
+        self.models_ = {}
+        for kind, idx in feats.groupby("kind").groups.items():
+            if kind == FALLBACK or len(idx) < self.min_rows_per_kind:
+                continue
+            self.models_[kind] = self._fit_one(feats.loc[idx, KIND_FEATURES[kind]], logy[feats.index.get_indexer(idx)])
+        self.models_[FALLBACK] = self._fit_one(feats[KIND_FEATURES[FALLBACK]], logy)
+        self.correction_ = None
+        if self.correction == "loglinear" and models is not None:
+            self._fit_correction(feats, y, models)
+        return self
+
+    def _fit_one(self, x: pd.DataFrame, logy: np.ndarray):
+        reg = self.make_regressor()
+        reg.fit(x.to_numpy(dtype=float), logy)
+        return reg
+
+    @staticmethod
+    def _correction_x(sums: np.ndarray, n_layers: np.ndarray, batch: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.log(sums[:, 0]), np.log(sums[:, 1]), np.log(n_layers), np.log(batch)])
+
+    def _fit_correction(self, feats: pd.DataFrame, y: np.ndarray, models: pd.DataFrame) -> None:
+        """log(whole energy, latency) ~ log(sums of measured layer energies, latencies), layer count, batch.
+
+        Fitted on measured sums of the training models, so nothing about the held-out
+        architectures enters it; at prediction time the predicted sum is plugged in.
+        """
+        sums = pd.DataFrame(y, columns=TARGETS).groupby(feats["config_id"].to_numpy()).sum()
+        m = models.set_index("config_id").loc[sums.index]
+        x = self._correction_x(sums.to_numpy(), m["n_layers"].to_numpy(float), m["batch_size"].to_numpy(float))
+        self.correction_ = LinearRegression().fit(x, np.log(m[list(TARGETS)].to_numpy(float)))
+
+    # -- prediction -----------------------------------------------------------------
+    def predict_layers(self, feats: pd.DataFrame) -> pd.DataFrame:
+        """Per-layer joules and seconds; `known` is False where the fallback answered."""
+        out = np.zeros((len(feats), 2))
+        used = np.empty(len(feats), dtype=object)
+        kinds = feats["kind"].to_numpy()
+        for kind in np.unique(kinds):
+            mask = kinds == kind
+            model_kind = kind if kind in self.models_ else FALLBACK
+            x = feats.loc[mask, KIND_FEATURES[model_kind]].to_numpy(dtype=float)
+            pred = np.asarray(self.models_[model_kind].predict(x)).reshape(-1, 2)
+            out[mask] = np.clip(np.exp(pred) - self.eps_, 0.0, None)
+            used[mask] = model_kind
+        res = feats[["config_id", "layer_index", "layer_name", "layer_type", "kind"]].copy()
+        res["energy_j"], res["latency_s"] = out[:, 0], out[:, 1]
+        res["known"] = feats["known"].to_numpy() & (used != FALLBACK)
+        return res
+
+    def predict_models(self, per_layer: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
+        """Sum per model, then apply the correction; returns sums, corrections and totals."""
+        g = per_layer.groupby("config_id", sort=False)
+        sums = g[list(TARGETS)].sum()
+        meta = feats.groupby("config_id", sort=False).agg(n_layers=("layer_index", "count"), batch=("batch_size", "first"))
+        meta = meta.loc[sums.index]
+        totals = sums.to_numpy().copy()
+        if self.correction_ is not None:
+            x = self._correction_x(np.maximum(sums.to_numpy(), 1e-12), meta["n_layers"].to_numpy(float), meta["batch"].to_numpy(float))
+            totals = np.exp(self.correction_.predict(x))
+        res = pd.DataFrame(index=sums.index)
+        res["layer_sum_energy_j"], res["layer_sum_latency_s"] = sums["energy_j"], sums["latency_s"]
+        res["energy_j"], res["latency_s"] = totals[:, 0], totals[:, 1]
+        res["correction_energy_j"] = res["energy_j"] - res["layer_sum_energy_j"]
+        res["correction_latency_s"] = res["latency_s"] - res["layer_sum_latency_s"]
+        lo, hi = self.metadata.get("energy_log_ratio_interval", (np.nan, np.nan))
+        res["energy_lo_j"], res["energy_hi_j"] = res["energy_j"] * np.exp(lo), res["energy_j"] * np.exp(hi)
+        return res.reset_index(names="config_id")

@@ -1,0 +1,57 @@
+"""The MLflow pyfunc flavour of a layer-wise predictor.
+
+Input: a layers table (one row per layer: `config_id`, `layer_index`, `layer_name`,
+`layer_type`, `batch_size`, `layer_config`, `input_shapes`, `output_shape`, `n_inputs`,
+`flops`, `params`, `in_elems`, `out_elems`, `mem_bytes`), as `describe_model` builds it.
+Output: one row per layer (`row="layer"`), then per model a `correction` row and a `total` row
+whose energy is the layer sum plus the correction, with a 90% interval on the total.
+"""
+
+from __future__ import annotations
+
+import joblib
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+INPUT_COLUMNS = ["config_id", "layer_index", "layer_name", "layer_type", "batch_size", "layer_config",
+                 "input_shapes", "output_shape", "n_inputs", "flops", "params", "in_elems", "out_elems", "mem_bytes"]
+OUTPUT_COLUMNS = ["config_id", "row", "layer_index", "layer_name", "layer_type", "kind", "known",
+                  "energy_j", "latency_s", "energy_lo_j", "energy_hi_j"]
+
+
+def predict_frame(predictor, layers: pd.DataFrame) -> pd.DataFrame:
+    """Per-layer, correction and total rows for every model in `layers`."""
+    from nnenergy.features.layer_features import layer_features
+
+    feats = layer_features(layers)
+    per_layer = predictor.predict_layers(feats)
+    per_layer["row"] = "layer"
+    totals = predictor.predict_models(per_layer, feats)
+    corr = pd.DataFrame({
+        "config_id": totals["config_id"], "row": "correction", "layer_index": -1, "layer_name": "(model-level correction)",
+        "layer_type": "", "kind": "", "known": True,
+        "energy_j": totals["correction_energy_j"], "latency_s": totals["correction_latency_s"],
+    })
+    tot = pd.DataFrame({
+        "config_id": totals["config_id"], "row": "total", "layer_index": -1, "layer_name": "(total)",
+        "layer_type": "", "kind": "", "known": True, "energy_j": totals["energy_j"], "latency_s": totals["latency_s"],
+        "energy_lo_j": totals["energy_lo_j"], "energy_hi_j": totals["energy_hi_j"],
+    })
+    out = pd.concat([per_layer, corr, tot], ignore_index=True)
+    for col in ("energy_lo_j", "energy_hi_j"):
+        out[col] = out[col].astype(float) if col in out else np.nan
+    out["layer_index"] = out["layer_index"].astype(float)
+    out["known"] = out["known"].astype(bool)
+    return out[OUTPUT_COLUMNS]
+
+
+class LayerwisePyfunc(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        self.predictor = joblib.load(context.artifacts["predictor"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        missing = [c for c in INPUT_COLUMNS if c not in model_input.columns]
+        if missing:
+            raise ValueError(f"model input lacks columns {missing}")
+        return predict_frame(self.predictor, model_input)

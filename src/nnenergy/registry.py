@@ -1,0 +1,51 @@
+"""Model registry: one registered name per predictor family, alias `champion` for the best."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+log = logging.getLogger(__name__)
+CHAMPION = "champion"
+METRIC_TAG = "fixed_whole_energy_rmspe"
+SPLIT_TAG = "split_id"
+
+
+def champion_version(client: MlflowClient, name: str):
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def promote_best(client: MlflowClient, name: str, split_id: str) -> str | None:
+    """Give `champion` to the best version on `split_id` if it beats the current champion on
+    that same split. Considering every version makes the result independent of the order in
+    which parallel jobs finish. Returns the champion version."""
+    versions = [v for v in client.search_model_versions(f"name='{name}'") if v.tags.get(SPLIT_TAG) == split_id]
+    scored = [(float(v.tags[METRIC_TAG]), int(v.version)) for v in versions if METRIC_TAG in v.tags]
+    scored = [s for s in scored if math.isfinite(s[0])]
+    if not scored:
+        return None
+    best_score, best_version = min(scored)
+    current = champion_version(client, name)
+    if current is not None and current.tags.get(SPLIT_TAG) == split_id:
+        cur_score = float(current.tags.get(METRIC_TAG, "inf"))
+        if cur_score <= best_score:
+            return current.version
+    # A champion measured on a different split is not comparable: the new split's best wins.
+    client.set_registered_model_alias(name, CHAMPION, str(best_version))
+    log.info("%s@%s -> version %s (held-out RMSPE %.2f%%)", name, CHAMPION, best_version, best_score)
+    return str(best_version)
+
+
+def reconcile_champions(client: MlflowClient) -> None:
+    """After parallel jobs: re-run the promotion for each model on its newest split."""
+    for rm in client.search_registered_models("name LIKE 'nnenergy-%'"):
+        versions = client.search_model_versions(f"name='{rm.name}'")
+        newest = max(versions, key=lambda v: int(v.version), default=None)
+        if newest is not None and SPLIT_TAG in newest.tags:
+            promote_best(client, rm.name, newest.tags[SPLIT_TAG])

@@ -1,0 +1,69 @@
+"""Shared fixtures: real Hydra composition, real CodeCarbon, a temporary SQLite MLflow store."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from nnenergy.apps import CONF_DIR
+
+
+def compose_cfg(config_name: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, tracking_uri):
+    """The `tiny` sweep (plus two Dense-only models, a third family), measured once per session."""
+    from nnenergy.apps import measure
+
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = compose_cfg("measure", [
+        "sweep=tiny",
+        "sweep.architectures=[tiny_cnn,tiny_mlp,dense_only_small,dense_only_wide]",
+        f"sweep.output_dir={root / 'data'}",
+        f"sweep.cache_dir={root / 'cache'}",
+        f"mlflow.tracking_uri={tracking_uri}",
+    ])
+    return cfg, measure.run(cfg)
+
+
+# Small regressors so the four layer-wise predictors train in seconds on the tiny dataset.
+SMALL = {
+    "rf": ["predictor.regressor.n_estimators=10"],
+    "xgb": ["predictor.regressor.n_estimators=20"],
+    "catboost": ["predictor.regressor.iterations=20"],
+    "poly": [],
+}
+
+
+def train_overrides(predictor: str, dataset_dir, tracking_uri: str) -> list[str]:
+    return [
+        f"predictor={predictor}",
+        f"dataset={dataset_dir}",
+        f"mlflow.tracking_uri={tracking_uri}",
+        "evaluation.n_folds=3",
+        "evaluation.test_families=[tiny_mlp]",
+        "predictor.min_rows_per_kind=2",
+        *SMALL.get(predictor, []),
+    ]
+
+
+@pytest.fixture(scope="session")
+def trained_rf(tiny_sweep, tracking_uri):
+    """An `rf` predictor trained on the tiny dataset and registered as champion."""
+    from nnenergy.apps import train
+
+    _, result = tiny_sweep
+    cfg = compose_cfg("train", train_overrides("rf", result.output_dir, tracking_uri))
+    return cfg, train.run(cfg)

@@ -1,0 +1,49 @@
+"""Analysis: the `analyze` entry point on the tiny dataset, and every notebook executes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import nbformat
+import pytest
+from conftest import compose_cfg
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_analyze_logs_figures_and_metrics(tiny_sweep, tracking_uri):
+    from nnenergy.apps import analyze
+
+    _, result = tiny_sweep
+    cfg = compose_cfg("analyze", [f"dataset={result.output_dir}", f"dense_dataset={result.output_dir}",
+                                  f"mlflow.tracking_uri={tracking_uri}", "n_folds=3"])
+    out = analyze.run(cfg)
+    assert -1 <= out["flops_vs_energy.spearman"] <= 1
+    assert out["additivity.additivity_min"] > 0
+    assert out["flops_only_heldout_rmspe"] > 0
+    mlflow.set_tracking_uri(tracking_uri)
+    run = mlflow.search_runs(experiment_names=["nnenergy-analyze"], output_format="list")[0]
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "figures")}
+    for name in ("energy_distribution", "layer_type_counts", "flops_vs_energy", "additivity", "noise_vs_window",
+                 "flops_vs_energy_dense_only"):
+        assert f"figures/{name}.png" in arts
+
+
+def test_notebooks_are_stored_without_outputs():
+    assert len(NOTEBOOKS) == 4
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_executes_on_tiny_data(path, tiny_sweep, trained_rf, tracking_uri, monkeypatch):
+    _, result = tiny_sweep
+    monkeypatch.setenv("NNENERGY_DATASET", str(result.output_dir))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")

@@ -1,0 +1,161 @@
+"""Measurement: signatures, layer isolation, the meter, resumable sweeps, MLflow logging."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from nnenergy.measure import architectures, layers
+from nnenergy.measure.meter import EnergyMeter, MeasurementError, MeterSettings, WindowReading, check_reading
+
+FAST = MeterSettings(warmup=1, min_seconds=0.005, min_passes=2, min_windows=2, max_windows=2, tolerance=1.0)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def meter():
+    return EnergyMeter()
+
+
+def test_signature_ignores_name_but_not_shape_batch_or_hardware():
+    a = architectures.build("tiny_cnn", 32).model
+    b = architectures.build("tiny_cnn", 32).model
+    c = architectures.build("tiny_cnn", 48).model
+    ia, ib, ic = (layers.describe(m) for m in (a, b, c))
+    conv_a, conv_b, conv_c = (next(i for i in infos if i.name == "conv1") for infos in (ia, ib, ic))
+    renamed = layers.LayerInfo(**{**conv_a.__dict__, "name": "other", "config": {**conv_a.config, "name": "other"}})
+    assert conv_a.signature(2, "hw") == conv_b.signature(2, "hw") == renamed.signature(2, "hw")
+    assert conv_a.signature(2, "hw") != conv_c.signature(2, "hw")  # input shape
+    assert conv_a.signature(2, "hw") != conv_a.signature(4, "hw")  # batch
+    assert conv_a.signature(2, "hw") != conv_a.signature(2, "other-hw")
+    # within one model, distinct layers of one kind with different configs differ
+    assert len({i.signature(1, "hw") for i in ia}) == len(ia)
+
+
+def test_meter_measures_a_tiny_model(meter):
+    import tensorflow as tf
+
+    model = architectures.build("tiny_cnn", 32).model
+    x = tf.random.uniform((2, 32, 32, 3))
+    fn = tf.function(lambda t: model(t, training=False))
+    m = meter.measure(lambda: fn(x), MeterSettings(warmup=2, min_seconds=0.02, min_passes=3, min_windows=2, max_windows=3))
+    assert m.energy_j > 0 and m.latency_s > 0 and m.power_w > 0
+    assert math.isclose(m.energy_j, m.cpu_j + m.ram_j + m.gpu_j, rel_tol=1e-6)
+    assert m.passes >= 6 and 2 <= m.windows <= 3 and m.windows == len(m.window_energies_j)
+    assert m.spread >= 0
+
+
+@pytest.mark.parametrize("energy", [0.0, -1.0, float("nan"), float("inf")])
+def test_failed_readings_are_rejected(energy):
+    with pytest.raises(MeasurementError):
+        check_reading(WindowReading(energy_j=energy, cpu_j=0, ram_j=0, gpu_j=0, duration_s=0.1))
+
+
+def test_provenance_is_complete(meter):
+    from nnenergy.measure.provenance import hardware_provenance
+
+    prov = hardware_provenance(meter.tracker)
+    for key in ("hardware_id", "cpu_model", "cpu_cores", "cpu_measurement", "ram_measurement", "gpu_measurement",
+                "codecarbon_version", "tensorflow_version", "keras_version"):
+        assert prov[key] not in (None, "")
+    assert prov["cpu_measurement"] in {"rapl", "cpu_load_estimate", "constant_tdp_estimate", "intel_power_gadget",
+                                       "windows_emi", "powermetrics"}
+    assert prov["gpu_measurement"] in {"nvml", "none"}
+
+
+# Models that together contain every layer type of the shipped CPU dataset, at small sizes.
+_COVERAGE = {"MobileNetV3Small": 32, "NASNetMobile": 32, "EfficientNetB0": 32, "ConvNeXtTiny": 32,
+             "VGG16": 32, "DenseNet121": 32, "InceptionV3": 75, "Xception": 71, "RegNetY002": 32,
+             "ResNet50V2": 32, "MobileNet": 32}
+
+
+@pytest.fixture(scope="module")
+def application_layers():
+    found = {}
+    for name, size in _COVERAGE.items():
+        model = architectures.build(name, size).model
+        for layer, info in zip(model.layers, layers.describe(model)):
+            found.setdefault(info.type, (layer, info))
+    return found
+
+
+def test_every_application_layer_type_is_isolated_and_measured(meter, application_layers):
+    shipped = REPO / "data" / "cpu" / "layers.parquet"
+    if shipped.exists():
+        types = set(pd.read_parquet(shipped, columns=["layer_type"])["layer_type"])
+        assert types <= set(application_layers), f"not covered: {types - set(application_layers)}"
+    multi = [t for t, (_, info) in application_layers.items() if len(info.input_shapes) > 1]
+    assert {"Add", "Multiply", "Concatenate"} <= set(multi)
+    for t, (layer, info) in application_layers.items():
+        m = meter.measure(layers.isolated_callable(layer, info, batch_size=1), FAST)
+        assert m.energy_j > 0 and m.latency_s > 0, t
+
+
+def test_analytic_flops_of_known_layers():
+    model = architectures.build("tiny_cnn", 32).model
+    info = {i.name: i for i in layers.describe(model)}
+    conv = layers.analytic_cost(info["conv1"], 2)  # 3x3x3 -> 8 filters, 16x16 out
+    assert conv["flops"] == 2 * (2 * 16 * 16 * 8) * 3 * 3 * 3
+    dense = layers.analytic_cost(info["head"], 1)
+    assert dense["flops"] == 2 * info["head"].input_shapes[0][0] * 10
+    assert conv["params"] == 3 * 3 * 3 * 8 + 8
+
+
+def test_tiny_sweep_end_to_end_logs_to_mlflow(tiny_sweep, tracking_uri):
+    cfg, result = tiny_sweep
+    assert len(result.models) == 4 * 2 and not result.skipped
+    m, l = result.models, result.layers
+    assert (m["energy_j"] > 0).all() and (m["additivity"] > 0).all()
+    assert (l["iso_energy_j"] > 0).all() and l["iso_error"].isna().all()
+    for col in ("hardware_id", "cpu_measurement", "gpu_measurement", "codecarbon_version", "measured_at"):
+        assert m[col].notna().all() and l[col].notna().all()
+    # in-context shares add up to the attributed part of the whole model
+    shares = l.groupby("config_id")["ctx_share"].sum()
+    assert ((shares > 0.5) & (shares <= 1.0 + 1e-9)).all()
+    # the dataset files
+    assert (result.output_dir / "models.parquet").exists() and (result.output_dir / "layers.parquet").exists()
+    mlflow.set_tracking_uri(tracking_uri)
+    runs = mlflow.search_runs(experiment_names=["nnenergy-measure"], output_format="list")
+    run = next(r for r in runs if r.info.run_name == "measure-tiny")
+    assert run.data.tags["hw.cpu_measurement"] == m["cpu_measurement"].iloc[0]
+    assert run.data.metrics["configs_measured"] == 8
+    assert "additivity_median" in run.data.metrics
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "dataset")}
+    assert {"dataset/models.parquet", "dataset/layers.parquet"} <= arts
+    assert run.inputs.dataset_inputs, "mlflow.log_input was not called"
+
+
+def test_killed_sweep_resumes_without_losing_measurements(tmp_path):
+    out, cache = tmp_path / "data", tmp_path / "cache"
+    cmd = [sys.executable, "-m", "nnenergy.apps.measure", "sweep=tiny", f"sweep.output_dir={out}",
+           f"sweep.cache_dir={cache}", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}",
+           "sweep.whole.min_seconds=0.4"]  # slow enough to be killed half-way
+    progress = out / "progress" / "models.jsonl"
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (progress.exists() and progress.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
+    assert 1 <= len(first) < 4, "the sweep was not interrupted half-way"
+    sigs_before = (next(cache.iterdir()) / "signatures.jsonl").read_text().count("\n")
+    subprocess.run(cmd[:-1], cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    models = pd.read_parquet(out / "models.parquet")
+    assert len(models) == 4
+    kept = models.set_index("config_id").loc[[r["config_id"] for r in first]]
+    assert list(kept["measured_at"]) == [r["measured_at"] for r in first]  # not re-measured
+    sig_lines = (next(cache.iterdir()) / "signatures.jsonl").read_text().splitlines()
+    assert len(sig_lines) >= sigs_before
+    assert len(sig_lines) == len({json.loads(s)["signature"] for s in sig_lines})  # each measured once

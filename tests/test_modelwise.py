@@ -1,0 +1,45 @@
+"""Model-wise PyTorch predictors: each trains a few epochs on the tiny dataset and logs a loadable model."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pytest
+from conftest import compose_cfg, train_overrides
+
+from nnenergy.features.layer_features import layer_features
+from nnenergy.learn.modelwise import ModelwisePredictor, model_features
+from nnenergy.learn.pyfunc import INPUT_COLUMNS
+
+
+def test_model_features_are_one_finite_row_per_configuration(tiny_sweep):
+    _, result = tiny_sweep
+    mf = model_features(layer_features(result.layers))
+    assert len(mf) == len(result.models)
+    assert np.isfinite(mf.to_numpy()).all()
+
+
+def test_training_is_seeded(tiny_sweep):
+    _, result = tiny_sweep
+    feats = layer_features(result.layers)
+    a = ModelwisePredictor(arch="rnn", epochs=3, seed=1).fit(feats, result.models).predict(feats)
+    b = ModelwisePredictor(arch="rnn", epochs=3, seed=1).fit(feats, result.models).predict(feats)
+    assert np.allclose(a["energy_j"], b["energy_j"])
+
+
+@pytest.mark.parametrize("predictor", ["mlp", "rnn", "embedded_rnn"])
+def test_modelwise_variant_trains_logs_and_loads(predictor, tiny_sweep, tracking_uri):
+    from nnenergy.apps import train
+
+    _, result = tiny_sweep
+    overrides = train_overrides(predictor, result.output_dir, tracking_uri) + [
+        "predictor.model.epochs=4", "predictor.model.patience=2"]
+    summary = train.run(compose_cfg("train", overrides))
+    assert np.isfinite(summary["modelwise"]["cv_whole_energy_j_rmspe"])
+    mlflow.set_tracking_uri(tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/nnenergy-{predictor}@champion")
+    out = model.predict(result.layers[result.layers["config_id"] == "tiny_cnn|32|1"][INPUT_COLUMNS])
+    assert list(out["row"]) == ["total"] and out["energy_j"].iloc[0] > 0
+    run = mlflow.search_runs(experiment_names=["nnenergy-train"], output_format="list",
+                             filter_string=f"tags.predictor = '{predictor}'")[0]
+    assert "val_loss" in run.data.metrics

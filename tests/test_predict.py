@@ -1,0 +1,126 @@
+"""`nnenergy predict` and `nnenergy.predict(...)` on a tiny trained predictor, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import nnenergy
+from nnenergy.measure import architectures
+from nnenergy.predict import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def store(trained_rf, tracking_uri):
+    return tracking_uri
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "tiny.keras"
+    architectures.build("tiny_cnn", 32).model.save(path)
+    return path
+
+
+def test_python_api_on_a_model_file(store, tiny_file):
+    p = nnenergy.predict(str(tiny_file), batch_size=2, tracking_uri=store)
+    assert p.energy_j > 0 and p.latency_s > 0 and p.power_w > 0
+    assert p.input_shape == [32, 32, 3] and p.batch_size == 2
+    df = p.layers_frame()
+    assert list(df["name"])[:2] == ["image", "rescale"]
+    assert df["energy_j"].sum() + p.correction_energy_j == pytest.approx(p.energy_j)
+    assert p.predictor["version"] is not None and p.hardware["cpu_measurement"]
+    assert p.energy_interval_j[0] <= p.energy_j <= p.energy_interval_j[1]
+    d = p.to_dict()
+    assert d["layers"][0]["name"] == "image"
+
+
+def test_cli_json_for_an_application_name(store, capsys):
+    rc = cli.main(["MobileNetV3Small", "--input-shape", "64,64,3", "--batch-size", "3", "--json",
+                   "--tracking-uri", store, "--country", "FRA", "--inferences", "1000"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    d = json.loads(out)  # one JSON object and nothing else
+    for key in ("energy_j", "latency_s", "power_w", "batch_size", "input_shape", "layers", "unknown_layer_types",
+                "predictor", "hardware", "energy_interval_j", "energy_kwh", "co2_g"):
+        assert key in d, key
+    assert d["batch_size"] == 3 and d["input_shape"] == [64, 64, 3]
+    assert {"name", "type", "energy_j", "latency_s", "known"} <= set(d["layers"][0])
+    assert sum(x["energy_j"] for x in d["layers"]) + d["correction_energy_j"] == pytest.approx(d["energy_j"])
+    assert d["energy_kwh"] == pytest.approx(d["energy_j"] * 1000 / 3.6e6)
+    assert d["co2_g"] == pytest.approx(d["energy_kwh"] * d["carbon_intensity_g_per_kwh"])
+
+
+def test_cli_human_table(store, tiny_file, capsys):
+    assert cli.main([str(tiny_file), "--tracking-uri", store]) == 0
+    out = capsys.readouterr().out
+    assert "conv1" in out and "per forward pass" in out and "g CO2eq" in out and "held-out error" in out
+
+
+def test_json_stdout_is_clean_in_a_real_process(store, tiny_file):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+    res = subprocess.run([sys.executable, "-m", "nnenergy.cli", "predict", str(tiny_file), "--json"],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)["energy_j"] > 0
+
+
+def _lambda_file(tmp_path) -> Path:
+    import keras
+
+    inp = keras.Input((8,))
+    out = keras.layers.Lambda(lambda t: t * 2)(inp)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inp, out).save(path)
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "lambda", "unknown_name", "bad_shape", "not_fitting"])
+def test_bad_inputs_give_one_line_errors(case, store, tmp_path, tiny_file, capsys):
+    args = {
+        "missing": [str(tmp_path / "nope.keras")],
+        "corrupt": [str(tmp_path / "bad.keras")],
+        "lambda": None,
+        "unknown_name": ["ResNet5O"],
+        "bad_shape": ["MobileNetV2", "--input-shape", "8,8,3"],
+        "not_fitting": [str(tiny_file), "--input-shape", "40,40,3"],
+    }[case]
+    if case == "corrupt":
+        (tmp_path / "bad.keras").write_bytes(b"not a zip file at all")
+    if case == "lambda":
+        args = [str(_lambda_file(tmp_path))]
+    rc = cli.main([*args, "--tracking-uri", store])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1
+    assert err.startswith("nnenergy predict: error:") and "\n" not in err and "Traceback" not in err
+    if case == "unknown_name":
+        assert "ResNet50" in err  # a close-name suggestion
+    if case == "lambda":
+        assert "lambda" in err.lower() or "safe" in err.lower()
+
+
+@pytest.mark.parametrize("batch", ["0", "-3", "x"])
+def test_non_positive_batch_size_is_rejected(batch, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["MobileNetV2", "--batch-size", batch])
+    assert exc.value.code == 2
+    assert "batch-size" in capsys.readouterr().err
+
+
+def test_no_registered_predictor_names_the_training_command(tmp_path, capsys):
+    rc = cli.main(["MobileNetV2", "--tracking-uri", f"sqlite:///{tmp_path / 'empty.db'}"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "make run" in err
+
+
+def test_unreachable_tracking_uri(capsys):
+    rc = cli.main(["MobileNetV2", "--tracking-uri", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err and "127.0.0.1:9" in err
