@@ -75,8 +75,8 @@ def test_provenance_is_complete(meter):
 
 # Models that together contain every layer type of the shipped CPU dataset, at small sizes.
 _COVERAGE = {"MobileNetV3Small": 32, "NASNetMobile": 32, "EfficientNetB0": 32, "ConvNeXtTiny": 32,
-             "VGG16": 32, "DenseNet121": 32, "InceptionV3": 75, "Xception": 71, "RegNetY002": 32,
-             "ResNet50V2": 32, "MobileNet": 32}
+             "VGG16": 32, "DenseNet121": 32, "InceptionV3": 75, "Xception": 71, "InceptionResNetV2": 75,
+             "ResNet50V2": 32, "MobileNet": 32, "EfficientNetV2B0": 32}
 
 
 @pytest.fixture(scope="module")

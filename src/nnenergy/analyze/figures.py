@@ -41,7 +41,7 @@ def energy_by_kind(layers: pd.DataFrame, column: str = "iso_energy_j"):
     top = kinds.value_counts().index[:10]
     data = [np.log10(layers.loc[(kinds == k) & (layers[column] > 0), column]) for k in top]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.boxplot(data, labels=list(top), vert=True)
+    ax.boxplot(data, tick_labels=list(top))
     ax.set(ylabel=f"log10 {column}", title="Energy per pass by layer kind")
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()

@@ -15,8 +15,9 @@ def predicted_vs_measured(whole: pd.DataFrame, title: str):
     fig, ax = plt.subplots(figsize=(6.5, 6))
     for fam, g in whole.groupby("family"):
         ax.scatter(g["measured_energy_j"], g["energy_j"], s=18, label=fam)
-    lo = min(whole["measured_energy_j"].min(), whole["energy_j"].min()) * 0.8
-    hi = max(whole["measured_energy_j"].max(), whole["energy_j"].max()) * 1.25
+    vals = np.concatenate([whole["measured_energy_j"], whole["energy_j"]])
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    lo, hi = vals.min() * 0.8, vals.max() * 1.25
     xs = np.geomspace(lo, hi, 50)
     ax.plot(xs, xs, "k-", lw=1)
     ax.fill_between(xs, xs * 0.9, xs * 1.1, color="grey", alpha=0.2, label="±10%")

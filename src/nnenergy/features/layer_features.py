@@ -19,7 +19,9 @@ _TYPE_TO_KIND = {
     "Dense": "dense", "EinsumDense": "dense",
     "Conv1D": "conv", "Conv2D": "conv", "Conv3D": "conv", "Conv2DTranspose": "conv",
     "DepthwiseConv2D": "depthwise_conv", "DepthwiseConv1D": "depthwise_conv",
-    "SeparableConv2D": "separable_conv", "SeparableConv1D": "separable_conv",
+    # Separable convolutions occur in only two families (Xception, NASNet): pooled with the
+    # convolutions (flagged `separable`), they borrow from many more shapes than alone.
+    "SeparableConv2D": "conv", "SeparableConv1D": "conv",
     "MaxPooling2D": "pooling", "AveragePooling2D": "pooling", "MaxPooling1D": "pooling",
     "AveragePooling1D": "pooling", "MaxPooling3D": "pooling", "AveragePooling3D": "pooling",
     "GlobalAveragePooling2D": "global_pooling", "GlobalMaxPooling2D": "global_pooling",
@@ -43,14 +45,14 @@ _COMPUTE_KINDS = {"dense", "conv", "depthwise_conv", "separable_conv"}
 _ACTIVATIONS = ["linear", "relu", "relu6", "swish", "silu", "sigmoid", "hard_sigmoid", "hard_swish",
                 "hard_silu", "softmax", "tanh", "gelu", "elu"]
 
-COMMON = ["batch_size", "log_flops", "log_in_elems", "log_out_elems", "log_mem_bytes", "model_n_layers",
-          "after_compute"]
+COMMON = ["batch_size", "log_flops", "log_in_elems", "log_out_elems", "log_mem_bytes", "log_intensity",
+          "model_n_layers", "after_compute", "before_norm", "before_activation"]
 _SPATIAL_IN = ["in_h", "in_w", "in_c"]
 _SPATIAL_OUT = ["out_h", "out_w", "out_c"]
 KIND_FEATURES = {
     "dense": COMMON + ["in_c", "units", "log_params", "activation", "use_bias"],
     "conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["filters", "kernel_area", "stride", "groups", "padding_same",
-                                                  "dilation", "activation", "use_bias", "log_params"],
+                                                  "dilation", "activation", "use_bias", "log_params", "separable"],
     "depthwise_conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["kernel_area", "stride", "padding_same",
                                                             "activation", "use_bias"],
     "separable_conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["filters", "kernel_area", "stride", "padding_same",
@@ -133,6 +135,7 @@ def _config_features(layer_type: str, cfg: dict, in_shapes: list, out_shape: lis
         "rate": float(cfg.get("rate") or 0.0),
         "out_ndim": float(len(out_shape)),
         "broadcast": 1.0 if len({tuple(s) for s in in_shapes}) > 1 else 0.0,
+        "separable": 1.0 if layer_type.startswith("SeparableConv") else 0.0,
         "_first_in": first_in,
     }
 
@@ -142,7 +145,11 @@ def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
     df = layers.reset_index(drop=True)
     kinds = df["layer_type"].map(kind_of)
     order = df.sort_values(["config_id", "layer_index"]).index
-    prev_kind = kinds.loc[order].groupby(df.loc[order, "config_id"]).shift(1).reindex(df.index).fillna("input")
+    by_model = kinds.loc[order].groupby(df.loc[order, "config_id"])
+    # Neighbours in topological order: oneDNN fuses a convolution with the normalisation and
+    # activation that follow it, so in context their cost moves into the convolution.
+    prev_kind = by_model.shift(1).reindex(df.index).fillna("input")
+    next_kind = by_model.shift(-1).reindex(df.index).fillna("output")
     rows = []
     for t, cfg_json, ins_json, out_json in zip(df["layer_type"], df["layer_config"], df["input_shapes"], df["output_shape"]):
         cfg = json.loads(cfg_json) if isinstance(cfg_json, str) else {}
@@ -160,6 +167,9 @@ def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
     feats["n_inputs"] = df["n_inputs"].astype(float)
     feats["model_n_layers"] = df.groupby("config_id")["layer_index"].transform("count").astype(float)
     feats["after_compute"] = prev_kind.isin(_COMPUTE_KINDS).astype(float)
+    feats["before_norm"] = (next_kind == "normalization").astype(float)
+    feats["before_activation"] = (next_kind == "activation").astype(float)
+    feats["log_intensity"] = feats["log_flops"] - feats["log_mem_bytes"]  # FLOPs per byte moved
     feats["kind"] = kinds.values
     feats["known"] = (kinds != "other").values
     keep = ["config_id", "layer_index", "layer_name", "layer_type"]

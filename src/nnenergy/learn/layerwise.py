@@ -18,6 +18,36 @@ SOURCES = {  # where per-layer training targets come from
     "isolated": ("iso_energy_j", "iso_latency_s"),
 }
 FALLBACK = "other"
+# Positions of log_flops and log_mem_bytes in every kind's feature list (COMMON comes first).
+_FLOPS_COL, _BYTES_COL = 1, 4
+
+
+def _roofline_x(x: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(len(x)), np.expm1(x[:, _FLOPS_COL]), np.expm1(x[:, _BYTES_COL])])
+
+
+def _fit_roofline(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per target: non-negative (overhead, per-FLOP, per-byte) by least squares on joules.
+
+    Absolute (not relative) error on purpose: the large layers set the per-FLOP and per-byte
+    costs, which is what extrapolation to layers larger than the training ones needs; the
+    regressor corrects the small ones in log space.
+    """
+    from scipy.optimize import nnls
+
+    a = _roofline_x(x)
+    scale = a.max(axis=0) + 1e-12
+    coefs = []
+    for t in range(y.shape[1]):
+        c, _ = nnls(a / scale, y[:, t])
+        c = c / scale
+        c[0] = max(c[0], float(np.quantile(y[:, t], 0.5)) * 1e-2)  # keep the baseline positive
+        coefs.append(c)
+    return np.array(coefs).T  # (3, targets)
+
+
+def _roofline(coefs: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return np.maximum(_roofline_x(x) @ coefs, 1e-12)
 
 
 @dataclass
@@ -28,8 +58,10 @@ class LayerwisePredictor:
     source: str = "incontext"
     min_rows_per_kind: int = 20
     correction: str = "loglinear"  # or "none"
+    baseline: str = "roofline"  # per-kind a + b*FLOPs + c*bytes that the regressor corrects; or "none"
     models_: dict = field(default_factory=dict)
     eps_: np.ndarray | None = None
+    log_range_: tuple | None = None
     correction_: LinearRegression | None = None
     metadata: dict = field(default_factory=dict)
 
@@ -42,6 +74,9 @@ class LayerwisePredictor:
         # Fused ops give exact zeros in context; a small floor keeps the log finite.
         self.eps_ = np.array([1e-3 * np.median(col[col > 0]) for col in y.T])
         logy = np.log(y + self.eps_)
+        # Predictions are clipped to a generous band around the training targets, so a
+        # polynomial extrapolating wildly cannot overflow a model's sum.
+        self.log_range_ = (logy.min(axis=0) - 3.0, logy.max(axis=0) + 3.0)
         self.models_ = {}
         for kind, idx in feats.groupby("kind").groups.items():
             if kind == FALLBACK or len(idx) < self.min_rows_per_kind:
@@ -54,9 +89,28 @@ class LayerwisePredictor:
         return self
 
     def _fit_one(self, x: pd.DataFrame, logy: np.ndarray):
-        reg = self.make_regressor()
-        reg.fit(x.to_numpy(dtype=float), logy)
-        return reg
+        x = x.to_numpy(dtype=float)
+        base = None
+        if self.baseline == "roofline":
+            # Trees cannot extrapolate to layers larger than any seen in training. A non-negative
+            # linear cost model (per-call overhead + per-FLOP + per-byte) can, as compute- and
+            # memory-bound layers do; the regressor then learns the log-ratio to it.
+            base = _fit_roofline(x, np.exp(logy) - self.eps_)
+            logy = logy - np.log(_roofline(base, x))
+        if np.ptp(logy, axis=0).max() < 1e-9:  # constant target (CatBoost refuses to fit one)
+            from sklearn.dummy import DummyRegressor
+
+            reg = DummyRegressor()
+        else:
+            reg = self.make_regressor()
+        reg.fit(x, logy)
+        return base, reg
+
+    @staticmethod
+    def _predict_one(model, x: np.ndarray) -> np.ndarray:
+        base, reg = model
+        pred = np.asarray(reg.predict(x)).reshape(-1, 2)
+        return pred + np.log(_roofline(base, x)) if base is not None else pred
 
     @staticmethod
     def _correction_x(sums: np.ndarray, n_layers: np.ndarray, batch: np.ndarray) -> np.ndarray:
@@ -83,7 +137,7 @@ class LayerwisePredictor:
             mask = kinds == kind
             model_kind = kind if kind in self.models_ else FALLBACK
             x = feats.loc[mask, KIND_FEATURES[model_kind]].to_numpy(dtype=float)
-            pred = np.asarray(self.models_[model_kind].predict(x)).reshape(-1, 2)
+            pred = np.clip(self._predict_one(self.models_[model_kind], x), *self.log_range_)
             out[mask] = np.clip(np.exp(pred) - self.eps_, 0.0, None)
             used[mask] = model_kind
         res = feats[["config_id", "layer_index", "layer_name", "layer_type", "kind"]].copy()

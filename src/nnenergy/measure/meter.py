@@ -46,7 +46,7 @@ class MeterSettings:
 
 @dataclass
 class Measurement:
-    """Per-pass figures of one callable, medians over windows."""
+    """Per-pass figures of one callable: medians over windows."""
 
     energy_j: float
     latency_s: float
@@ -150,13 +150,16 @@ class EnergyMeter:
                     break
         energies = [p[0] for p in per_pass]
         med = lambda i: statistics.median(p[i] for p in per_pass)  # noqa: E731
+        energy = med(0)
+        # Components split the median energy as in the median window, so they add up to it.
+        mid = sorted(per_pass, key=lambda p: p[0])[(len(per_pass) - 1) // 2]
         return Measurement(
-            energy_j=med(0),
+            energy_j=energy,
             latency_s=med(1),
             power_w=med(2),
-            cpu_j=med(3),
-            ram_j=med(4),
-            gpu_j=med(5),
+            cpu_j=energy * mid[3] / mid[0],
+            ram_j=energy * mid[4] / mid[0],
+            gpu_j=energy * mid[5] / mid[0],
             passes=passes_total,
             windows=len(per_pass),
             spread=_relative_spread(energies),
