@@ -19,8 +19,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
-# Configurations absent from the shipped dataset: held-out families and unseen sizes.
-ACCURACY_CASES = [("VGG16", 112, 3), ("DenseNet121", 112, 2), ("Xception", 112, 2), ("RegNetY004", 144, 3),
+# Configurations absent from the shipped dataset (sizes and batches never measured). The first
+# four families are held out from the champion's training (the fixed split); the rest were
+# trained on at other sizes. The README reports the two groups separately.
+ACCURACY_CASES = [("VGG16", 112, 3), ("DenseNet121", 112, 2), ("Xception", 112, 2), ("MobileNetV3Small", 144, 8),
                   ("EfficientNetV2B0", 112, 2), ("ResNet50", 144, 3), ("MobileNetV2", 144, 8), ("InceptionV3", 112, 1)]
 
 
@@ -82,7 +84,7 @@ def bench_accuracy(results: dict) -> None:
     from omegaconf import OmegaConf
 
     import nnenergy
-    from nnenergy.measure.architectures import build
+    from nnenergy.measure.architectures import build, family_of
     from nnenergy.measure.meter import EnergyMeter, MeterSettings
     from nnenergy.predict.api import load_predictor
 
@@ -96,7 +98,8 @@ def bench_accuracy(results: dict) -> None:
         fn = tf.function(lambda x: model(x, training=False))
         x = tf.random.uniform((batch, size, size, 3))
         m = meter.measure(lambda: fn(x), whole)
-        rows.append({"model": name, "input": size, "batch": batch, "predicted_j": p.energy_j, "measured_j": m.energy_j,
+        heldout = family_of(name) in loaded[0].metadata.metadata.get("test_families", [])
+        rows.append({"model": name, "family_held_out": bool(heldout), "input": size, "batch": batch, "predicted_j": p.energy_j, "measured_j": m.energy_j,
                      "error_pct": 100 * (p.energy_j - m.energy_j) / m.energy_j,
                      "predicted_ms": p.latency_s * 1e3, "measured_ms": m.latency_s * 1e3})
         print(rows[-1], flush=True)
@@ -114,8 +117,8 @@ def markdown(r: dict) -> str:
     if "train_seconds" in r:
         out.append(f"- Training + evaluation wall time per predictor: " + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(r["train_seconds"].items())))
     if "accuracy" in r:
-        out += ["", "| model | input | batch | predicted (J) | measured (J) | error |", "|---|---|---|---|---|---|"]
-        out += [f"| {a['model']} | {a['input']} | {a['batch']} | {a['predicted_j']:.3f} | {a['measured_j']:.3f} | {a['error_pct']:+.1f}% |" for a in r["accuracy"]]
+        out += ["", "| model | family held out | input | batch | predicted (J) | measured (J) | error |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {a['model']} | {'yes' if a['family_held_out'] else 'no'} | {a['input']} | {a['batch']} | {a['predicted_j']:.3f} | {a['measured_j']:.3f} | {a['error_pct']:+.1f}% |" for a in r["accuracy"]]
         out.append(f"\nRMSPE {r['accuracy_rmspe']:.1f}%, {r['accuracy_within10']:.0f}% within ±10%.")
     return "\n".join(out)
 

@@ -43,3 +43,9 @@ def flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[key] = v
     return out
+
+
+def ints_as_floats(df):
+    """MLflow warns that integer columns cannot hold missing values in a schema: log floats."""
+    ints = df.select_dtypes("integer").columns
+    return df.astype({c: "float64" for c in ints})

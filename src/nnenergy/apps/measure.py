@@ -50,7 +50,7 @@ def log_sweep(cfg: DictConfig, result: SweepResult) -> None:
             mlflow.log_artifact(str(out / name), artifact_path="dataset")
     if len(models):
         data = mlflow.data.from_pandas(
-            models.drop(columns=["window_energies_j"]), source=str(out.resolve() / "models.parquet"), name=f"{cfg.sweep.name}-models"
+            tracking.ints_as_floats(models.drop(columns=["window_energies_j"])), source=str(out.resolve() / "models.parquet"), name=f"{cfg.sweep.name}-models"
         )
         mlflow.log_input(data, context="measurement")
     log.info("sweep %s: %s", cfg.sweep.name, json.dumps(metrics))

@@ -155,7 +155,7 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_params({k: str(v)[:500] for k, v in tracking.flatten(resolved).items()})
         mlflow.set_tags({"predictor": cfg.predictor.name, "predictor_family": cfg.predictor.family,
                          "hardware_id": data.hardware_id})
-        mlflow.log_input(mlflow.data.from_pandas(data.models.drop(columns=["window_energies_j"]),
+        mlflow.log_input(mlflow.data.from_pandas(tracking.ints_as_floats(data.models.drop(columns=["window_energies_j"])),
                                                  source=str(Path(cfg.dataset).resolve()), name=Path(cfg.dataset).name),
                          context="training")
         for f in (ds.MODELS_FILE, ds.LAYERS_FILE, ds.DATASHEET_FILE):

@@ -13,8 +13,8 @@ import pandas as pd  # noqa: E402
 def predicted_vs_measured(whole: pd.DataFrame, title: str):
     """Whole models, held-out predictions against measurements, log axes, ±10% band."""
     fig, ax = plt.subplots(figsize=(6.5, 6))
-    for fam, g in whole.groupby("family"):
-        ax.scatter(g["measured_energy_j"], g["energy_j"], s=18, label=fam)
+    for i, (fam, g) in enumerate(whole.groupby("family")):
+        ax.scatter(g["measured_energy_j"], g["energy_j"], s=18, label=fam, marker="osD^v"[i // 10 % 5])
     vals = np.concatenate([whole["measured_energy_j"], whole["energy_j"]])
     vals = vals[np.isfinite(vals) & (vals > 0)]
     lo, hi = vals.min() * 0.8, vals.max() * 1.25

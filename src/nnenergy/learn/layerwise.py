@@ -46,6 +46,17 @@ def _fit_roofline(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.array(coefs).T  # (3, targets)
 
 
+def _regressor_predict(reg, x: np.ndarray) -> np.ndarray:
+    """`reg.predict`, with a fast path for forests: sklearn validates input once per tree,
+    which costs more than the trees themselves for the few layers of one kind in one model."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    if isinstance(reg, RandomForestRegressor):
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        return np.mean([est.tree_.predict(x32)[:, :, 0] for est in reg.estimators_], axis=0)
+    return np.asarray(reg.predict(x))
+
+
 def _roofline(coefs: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.maximum(_roofline_x(x) @ coefs, 1e-12)
 
@@ -104,12 +115,17 @@ class LayerwisePredictor:
         else:
             reg = self.make_regressor()
         reg.fit(x, logy)
-        return base, reg
+        if "n_jobs" in reg.get_params():
+            # Predicting ~10 layers per kind: a thread pool costs more than it saves.
+            reg.set_params(n_jobs=1)
+        # What the regressor adds stays within what it saw (trees do this by themselves; a
+        # polynomial would extrapolate wildly); extrapolation is the baseline's job.
+        return base, reg, logy.min(axis=0), logy.max(axis=0)
 
     @staticmethod
     def _predict_one(model, x: np.ndarray) -> np.ndarray:
-        base, reg = model
-        pred = np.asarray(reg.predict(x)).reshape(-1, 2)
+        base, reg, lo, hi = model
+        pred = np.clip(_regressor_predict(reg, x).reshape(-1, 2), lo, hi)
         return pred + np.log(_roofline(base, x)) if base is not None else pred
 
     @staticmethod

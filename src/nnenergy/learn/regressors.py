@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 
-def polynomial(degree: int = 2, alpha: float = 1e-3):
-    """NeuralPower-style polynomial baseline: standardised polynomial features + ridge."""
+def polynomial(degree: int = 2, alpha: float = 1.0, n_features: int = 6):
+    """NeuralPower-style polynomial baseline on the size features only.
+
+    Every kind's feature list starts with batch size, log FLOPs, log input/output elements,
+    log bytes and log intensity; a polynomial over those few keeps the baseline a baseline
+    (a degree-2 polynomial over all ~25 features extrapolates wildly to unseen families).
+    """
+    from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-    return make_pipeline(StandardScaler(), PolynomialFeatures(degree), StandardScaler(), Ridge(alpha=alpha))
+    select = ColumnTransformer([("size", "passthrough", list(range(n_features)))])
+    return make_pipeline(select, StandardScaler(), PolynomialFeatures(degree), StandardScaler(), Ridge(alpha=alpha))
 
 
 def catboost(**params):
