@@ -159,3 +159,20 @@ def test_killed_sweep_resumes_without_losing_measurements(tmp_path):
     sig_lines = (next(cache.iterdir()) / "signatures.jsonl").read_text().splitlines()
     assert len(sig_lines) >= sigs_before
     assert len(sig_lines) == len({json.loads(s)["signature"] for s in sig_lines})  # each measured once
+
+
+def test_a_users_model_file_is_measured_beside_application_names(tmp_path):
+    from nnenergy.measure.sweep import Sweep, SweepSpec
+
+    path = tmp_path / "mine.keras"
+    architectures.build("tiny_mlp", 24).model.save(path)
+    spec = SweepSpec.from_config({
+        "name": "files", "architectures": [], "model_files": [str(path), str(tmp_path / "missing.keras")],
+        "batch_sizes": [1], "input_sizes": [], "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "c"),
+        "whole": FAST.__dict__, "layer": FAST.__dict__,
+    })
+    result = Sweep(spec).run()
+    assert list(result.models["architecture"]) == ["mine"] and result.models["input_size"].iloc[0] == 24
+    assert result.models["source"].iloc[0] == "file"
+    assert [s["architecture"] for s in result.skipped] == ["missing"]
+    assert "not found" in result.skipped[0]["reason"]

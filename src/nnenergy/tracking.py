@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -23,6 +24,9 @@ def setup(tracking_uri: str, experiment: str) -> str:
     """
     uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:  # launched by `mlflow run`: its run (and experiment) is the one to log to
+        return mlflow.MlflowClient().get_run(run_id).info.experiment_id
     for attempt in range(5):
         try:
             exp = mlflow.set_experiment(experiment)
