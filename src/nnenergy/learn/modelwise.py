@@ -154,6 +154,7 @@ class ModelwisePredictor:
         self.x_mean_, self.x_std_ = x.mean(0), x.std(0) + 1e-6
         y = np.log(models.set_index("config_id")[list(TARGETS)].astype(float))
         self.y_mean_, self.y_std_ = y.loc[tr_ids].to_numpy().mean(0), y.loc[tr_ids].to_numpy().std(0) + 1e-6
+        self.y_range_ = (y.loc[tr_ids].to_numpy().min(0) - 2.0, y.loc[tr_ids].to_numpy().max(0) + 2.0)
         dev = self._device()
         xt = [t.to(dev) for t in self._tensors(feats, tr_ids)]
         xv = [t.to(dev) for t in self._tensors(feats, va_ids)]
@@ -197,5 +198,7 @@ class ModelwisePredictor:
         self.net_.eval()
         with torch.no_grad():
             out = self.net_(*self._tensors(feats, ids)).numpy()
-        pred = np.exp(out * self.y_std_ + self.y_mean_)
+        # Bounded to a band around the training targets: an unseen family must not overflow.
+        logp = np.clip(out * self.y_std_ + self.y_mean_, *self.y_range_)
+        pred = np.exp(logp)
         return pd.DataFrame({"config_id": ids, "energy_j": pred[:, 0], "latency_s": pred[:, 1]})
