@@ -43,3 +43,18 @@ def test_modelwise_variant_trains_logs_and_loads(predictor, tiny_sweep, tracking
     run = mlflow.search_runs(experiment_names=["nnenergy-train"], output_format="list",
                              filter_string=f"tags.predictor = '{predictor}'")[0]
     assert "val_loss" in run.data.metrics
+
+
+def test_predict_cli_with_a_modelwise_predictor(tiny_sweep, tracking_uri, capsys):
+    import json
+
+    from nnenergy.predict import cli
+
+    test_modelwise_variant_trains_logs_and_loads("mlp", tiny_sweep, tracking_uri)
+    rc = cli.main(["MobileNetV3Small", "--input-shape", "32,32,3", "--json", "--tracking-uri", tracking_uri,
+                   "--model-uri", "models:/nnenergy-mlp@champion"])
+    d = json.loads(capsys.readouterr().out)
+    assert rc == 0 and d["energy_j"] > 0 and d["layers"] == [] and d["correction_energy_j"] == 0
+    assert cli.main(["MobileNetV3Small", "--input-shape", "32,32,3", "--tracking-uri", tracking_uri,
+                     "--model-uri", "models:/nnenergy-mlp@champion"]) == 0
+    assert "no per-layer breakdown" in capsys.readouterr().out

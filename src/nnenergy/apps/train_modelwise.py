@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import tempfile
-from pathlib import Path
-
-import joblib
 import matplotlib.pyplot as plt
 import mlflow
 from hydra.utils import instantiate
@@ -28,11 +23,8 @@ def _curves(history: list[dict], title: str):
 
 
 def run_modelwise(cfg: DictConfig, data: ds.Dataset) -> dict:
-    from mlflow.models import infer_signature
-
-    from nnenergy.apps.train import _log_figure, _requirements, register, split_id
-    from nnenergy.learn.modelwise_pyfunc import ModelwisePyfunc, predict_totals
-    from nnenergy.learn.pyfunc import INPUT_COLUMNS
+    from nnenergy.apps.train import SUMMARY_KEYS, _log_figure, log_predictor, register, split_id
+    from nnenergy.learn.pyfunc import ModelwisePyfunc
 
     make = instantiate(cfg.predictor.model)
     opts = OmegaConf.to_container(cfg.evaluation, resolve=True)
@@ -49,26 +41,8 @@ def run_modelwise(cfg: DictConfig, data: ds.Dataset) -> dict:
         "heldout_whole_energy_mape": res.metrics["cv_whole_energy_j_mape"],
         "fixed_whole_energy_rmspe": res.metrics["fixed_whole_energy_j_rmspe"],
     })
-    pred = res.fixed_predictor
     sid = split_id(data, cfg.evaluation.test_families)
-    pred.metadata |= {"predictor": name, "source": "modelwise", "split_id": sid,
-                      "hardware": {k: str(data.models[k].iloc[0]) for k in ("hardware_id", "cpu_model", "cpu_cores",
-                                                                           "gpu_model", "cpu_measurement", "ram_measurement")},
-                      "heldout": {k: res.metrics[k] for k in ("cv_whole_energy_j_rmspe", "cv_whole_energy_j_within10")}}
-    example = data.layers[data.layers["config_id"] == data.layers["config_id"].iloc[0]][INPUT_COLUMNS].copy()
-    for col in ("flops", "params", "in_elems", "out_elems", "mem_bytes"):
-        example[col] = example[col].astype(float)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"predictor-{name}.joblib"
-        joblib.dump(pred, path)
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=ModelwisePyfunc(), artifacts={"predictor": str(path)},
-            code_paths=[str(Path(__file__).resolve().parents[1])],
-            signature=infer_signature(example, predict_totals(pred, example)),
-            pip_requirements=_requirements(), metadata=json.loads(json.dumps(pred.metadata, default=str)),
-        )
+    info = log_predictor(res, ModelwisePyfunc(), data, cfg, sid)
     if cfg.register.enabled:
         register(info.model_uri, f"nnenergy-{name}", sid, res.metrics["fixed_whole_energy_j_rmspe"], cfg)
-    return {"modelwise": {k: res.metrics[k] for k in ("cv_whole_energy_j_rmspe", "cv_whole_energy_j_within10",
-                                                        "cv_whole_energy_j_mape", "fixed_whole_energy_j_rmspe",
-                                                        "cv_whole_latency_s_rmspe", "train_seconds")}}
+    return {"modelwise": {k: res.metrics[k] for k in SUMMARY_KEYS}}

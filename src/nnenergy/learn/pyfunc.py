@@ -4,7 +4,8 @@ Input: a layers table (one row per layer: `config_id`, `layer_index`, `layer_nam
 `layer_type`, `batch_size`, `layer_config`, `input_shapes`, `output_shape`, `n_inputs`,
 `flops`, `params`, `in_elems`, `out_elems`, `mem_bytes`), as `describe_model` builds it.
 Output: one row per layer (`row="layer"`), then per model a `correction` row and a `total` row
-whose energy is the layer sum plus the correction, with a 90% interval on the total.
+whose energy is the layer sum plus the correction, with a 90% interval on the total. Model-wise
+predictors return only the `total` rows.
 """
 
 from __future__ import annotations
@@ -46,7 +47,23 @@ def predict_frame(predictor, layers: pd.DataFrame) -> pd.DataFrame:
     return out[OUTPUT_COLUMNS]
 
 
-class LayerwisePyfunc(mlflow.pyfunc.PythonModel):
+def predict_totals(predictor, layers: pd.DataFrame) -> pd.DataFrame:
+    """Model-wise predictors: one `total` row per model (no per-layer rows, no correction)."""
+    from nnenergy.features.layer_features import layer_features
+
+    out = predictor.predict(layer_features(layers))
+    lo, hi = predictor.metadata.get("energy_log_ratio_interval", (np.nan, np.nan))
+    out["row"], out["layer_index"], out["layer_name"] = "total", -1.0, "(total)"
+    out["layer_type"], out["kind"], out["known"] = "", "", True
+    out["energy_lo_j"], out["energy_hi_j"] = out["energy_j"] * np.exp(lo), out["energy_j"] * np.exp(hi)
+    return out[OUTPUT_COLUMNS]
+
+
+class _PredictorPyfunc(mlflow.pyfunc.PythonModel):
+    """A joblib-pickled predictor behind the layers-table interface."""
+
+    predict_fn = staticmethod(predict_frame)
+
     def load_context(self, context):
         self.predictor = joblib.load(context.artifacts["predictor"])
 
@@ -54,4 +71,12 @@ class LayerwisePyfunc(mlflow.pyfunc.PythonModel):
         missing = [c for c in INPUT_COLUMNS if c not in model_input.columns]
         if missing:
             raise ValueError(f"model input lacks columns {missing}")
-        return predict_frame(self.predictor, model_input)
+        return self.predict_fn(self.predictor, model_input)
+
+
+class LayerwisePyfunc(_PredictorPyfunc):
+    predict_fn = staticmethod(predict_frame)
+
+
+class ModelwisePyfunc(_PredictorPyfunc):
+    predict_fn = staticmethod(predict_totals)

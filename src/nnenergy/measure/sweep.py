@@ -253,7 +253,7 @@ class Sweep:
                     x = tf.random.uniform((batch, *in_shape))
                     try:
                         self._measure_config(built, infos, fn, x, batch, overhead, bar)
-                    except (MeasurementError, tf.errors.OpError, ValueError) as exc:
+                    except (MeasurementError, tf.errors.OpError, ValueError, RuntimeError) as exc:
                         self._skip(name, size, [batch], f"{type(exc).__name__}: {exc}", bar, advance=False)
                     bar.update(1)
                 del model, fn, built

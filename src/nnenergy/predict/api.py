@@ -51,7 +51,8 @@ class Prediction:
         return asdict(self)
 
     def layers_frame(self) -> pd.DataFrame:
-        df = pd.DataFrame([asdict(layer) for layer in self.layers])
+        df = pd.DataFrame([asdict(layer) for layer in self.layers],
+                          columns=["name", "type", "kind", "energy_j", "latency_s", "known"])
         df["share"] = df["energy_j"] / self.energy_j if self.energy_j > 0 else float("nan")
         return df
 
@@ -166,7 +167,8 @@ def predict(model, batch_size: int = 1, input_shape=None, model_uri: str | None 
     out = pyfunc.predict(layers)
     per_layer = out[out["row"] == "layer"]
     total = out[out["row"] == "total"].iloc[0]
-    corr = out[out["row"] == "correction"].iloc[0]
+    corr = out[out["row"] == "correction"]  # model-wise predictors have none (and no layer rows)
+    corr_e, corr_t = (float(corr["energy_j"].iloc[0]), float(corr["latency_s"].iloc[0])) if len(corr) else (0.0, 0.0)
     meta = pyfunc.metadata.metadata or {}
     lo, hi = total["energy_lo_j"], total["energy_hi_j"]
     interval = [float(lo), float(hi)] if pd.notna(lo) and pd.notna(hi) else None
@@ -178,12 +180,13 @@ def predict(model, batch_size: int = 1, input_shape=None, model_uri: str | None 
         latency_s=float(total["latency_s"]),
         power_w=float(total["energy_j"] / total["latency_s"]) if total["latency_s"] > 0 else float("nan"),
         energy_interval_j=interval,
-        correction_energy_j=float(corr["energy_j"]),
-        correction_latency_s=float(corr["latency_s"]),
+        correction_energy_j=corr_e,
+        correction_latency_s=corr_t,
         layers=[LayerPrediction(r.layer_name, r.layer_type, r.kind, float(r.energy_j), float(r.latency_s), bool(r.known))
                 for r in per_layer.itertuples()],
         unknown_layer_types=sorted(set(per_layer.loc[~per_layer["known"].astype(bool), "layer_type"])),
-        predictor={**info, "name": meta.get("predictor"), "source": meta.get("source")},
+        predictor={**info, "name": meta.get("predictor"), "source": meta.get("source"),
+                   "test_families": meta.get("test_families", [])},
         hardware=meta.get("hardware", {}),
         heldout_error=meta.get("heldout", {}),
     )

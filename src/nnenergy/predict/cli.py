@@ -55,11 +55,13 @@ def _fmt_j(j: float) -> str:
 def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
     lines = []
     df = pred.layers_frame()
-    width = min(max(df["name"].str.len().max(), 10), 40)
+    width = min(max(df["name"].str.len().max() if len(df) else 0, 10), 40)
     lines.append(f"{'layer':<{width}} {'type':<24} {'energy':>12} {'latency':>11} {'share':>6}")
     for r in df.itertuples():
         mark = "" if r.known else "  (unknown type: generic fallback)"
         lines.append(f"{r.name[:width]:<{width}} {r.type[:24]:<24} {_fmt_j(r.energy_j):>12} {r.latency_s * 1e3:8.3f} ms {r.share * 100:5.1f}%{mark}")
+    if not len(df):
+        lines.append("(a model-wise predictor: no per-layer breakdown)")
     lines.append(f"{'(model-level correction)':<{width}} {'':<24} {_fmt_j(pred.correction_energy_j):>12} {pred.correction_latency_s * 1e3:8.3f} ms")
     kwh = pred.energy_kwh(inferences)
     err = pred.heldout_error
@@ -79,8 +81,10 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
         f"CPU energy by {hw.get('cpu_measurement')}, RAM by {hw.get('ram_measurement')}",
     ]
     if err:
-        lines.append(f"held-out error on unseen architecture families: RMSPE {err.get('cv_whole_energy_j_rmspe', math.nan):.1f}%, "
-                     f"{err.get('cv_whole_energy_j_within10', math.nan):.0f}% of configurations within ±10%")
+        fams = ", ".join(pred.predictor.get("test_families") or [])
+        lines.append(f"its error on architecture families it never saw ({fams}): RMSPE "
+                     f"{err.get('fixed_whole_energy_j_rmspe', math.nan):.1f}%, "
+                     f"{err.get('fixed_whole_energy_j_within10', math.nan):.0f}% of configurations within ±10%")
     if pred.unknown_layer_types:
         lines.append(f"unknown layer types (generic fallback): {', '.join(pred.unknown_layer_types)}")
     return "\n".join(lines)
@@ -98,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
                        model_uri=args.model_uri, tracking_uri=args.tracking_uri)
     except (PredictError, CarbonError) as exc:
         print(f"nnenergy predict: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # anything else still gets one line; NNENERGY_DEBUG=1 shows the traceback
+        if os.environ.get("NNENERGY_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        print(f"nnenergy predict: error: {type(exc).__name__}: {first}", file=sys.stderr)
         return 1
     if args.json:
         d = pred.to_dict()
