@@ -116,7 +116,8 @@ def run_layerwise(cfg: DictConfig, data: ds.Dataset) -> dict:
         "min_rows_per_kind": cfg.predictor.min_rows_per_kind,
         "correction": cfg.predictor.correction,
     }
-    results = {src: evaluate_source(make, data, src, opts) for src in cfg.evaluation.sources}
+    results = {src: evaluate_source(make, data, src, opts | {"interval": src == cfg.register.source})
+               for src in cfg.evaluation.sources}
     summary = {}
     for src, res in results.items():
         mlflow.log_metrics({f"{src}.{k}": v for k, v in res.metrics.items()})

@@ -68,8 +68,12 @@ def _evaluate(run: Callable, data: Dataset, opts: dict) -> tuple[pd.DataFrame, l
     """
     cv_models, cv_outputs = _cross_validate(run, data.models, opts["n_folds"], opts["seed"])
     train_fam, test_fam = fixed_split(data.models, opts["test_families"])
-    inner, _ = _cross_validate(run, data.models[data.models["family"].isin(train_fam)], max(2, opts["n_folds"] - 2), opts["seed"])
-    fixed = run(train_fam, test_fam, {INTERVAL_KEY: _interval(inner)})
+    metadata = {}
+    if opts.get("interval", True):  # only the model that gets registered needs one
+        inner, _ = _cross_validate(run, data.models[data.models["family"].isin(train_fam)],
+                                   max(2, opts["n_folds"] - 2), opts["seed"])
+        metadata[INTERVAL_KEY] = _interval(inner)
+    fixed = run(train_fam, test_fam, metadata)
     fixed_models = fixed[1]
     m = {}
     for t in TARGETS:
