@@ -86,6 +86,7 @@ def bench_accuracy(results: dict) -> None:
     import nnenergy
     from nnenergy.measure.architectures import build, family_of
     from nnenergy.measure.meter import EnergyMeter, MeterSettings
+    from nnenergy.measure.sweep import compiled_inference
     from nnenergy.predict.api import load_predictor
 
     whole = MeterSettings(**OmegaConf.load(REPO / "conf/sweep/_meter.yaml")["whole"])
@@ -95,7 +96,7 @@ def bench_accuracy(results: dict) -> None:
     for name, size, batch in ACCURACY_CASES:
         p = nnenergy.predict(name, batch_size=batch, input_shape=(size, size, 3), _loaded=loaded)
         model = build(name, size).model
-        fn = tf.function(lambda x: model(x, training=False))
+        fn = compiled_inference(model, (size, size, 3))
         x = tf.random.uniform((batch, size, size, 3))
         m = meter.measure(lambda: fn(x), whole)
         heldout = family_of(name) in loaded[0].metadata.metadata.get("test_families", [])
@@ -115,7 +116,7 @@ def markdown(r: dict) -> str:
         out += [f"- Prediction step, ResNet50 ({r['predict_step_layers']} layers, features → totals): {r['predict_step_resnet50_ms']:.1f} ms",
                 f"- `nnenergy predict ResNet50 --batch-size 32 --json`, process start to JSON: {r['cli_end_to_end_resnet50_s']:.1f} s"]
     if "train_seconds" in r:
-        out.append(f"- Training + evaluation wall time per predictor: " + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(r["train_seconds"].items())))
+        out.append("- Training + evaluation wall time per predictor: " + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(r["train_seconds"].items())))
     if "accuracy" in r:
         out += ["", "| model | family held out | input | batch | predicted (J) | measured (J) | error |", "|---|---|---|---|---|---|---|"]
         out += [f"| {a['model']} | {'yes' if a['family_held_out'] else 'no'} | {a['input']} | {a['batch']} | {a['predicted_j']:.3f} | {a['measured_j']:.3f} | {a['error_pct']:+.1f}% |" for a in r["accuracy"]]

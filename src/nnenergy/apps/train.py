@@ -13,7 +13,6 @@ from pathlib import Path
 import hydra
 import joblib
 import mlflow
-import pandas as pd
 from hydra.utils import instantiate
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf

@@ -114,8 +114,6 @@ class BuiltModel:
 
 def build(name: str, input_size: int | None) -> BuiltModel:
     """Build `name` at `input_size` (square RGB). Files keep their own input shape."""
-    import keras
-
     path = Path(name)
     if name.endswith((".keras", ".h5")):
         model = load_model_file(path)
@@ -124,16 +122,25 @@ def build(name: str, input_size: int | None) -> BuiltModel:
         return BuiltModel(path.stem, path.stem, "file", size, model)
     if name in BUILTIN:
         return BuiltModel(name, family_of(name), "builtin", input_size, BUILTIN[name](input_size))
-    ctor = getattr(keras.applications, name, None)
-    if ctor is None or not name[:1].isupper():
-        close = difflib.get_close_matches(name, application_names() + list(BUILTIN), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ArchitectureError(f"unknown architecture {name!r}{hint}")
-    try:
-        model = ctor(weights=None, input_shape=(input_size, input_size, 3))
-    except (ValueError, TypeError) as exc:
-        raise ArchitectureError(f"{name} cannot be built at {input_size}px: {exc}") from exc
+    model = application(name, (input_size, input_size, 3))
     return BuiltModel(name, family_of(name), "keras.applications", input_size, model)
+
+
+def application(name: str, input_shape: tuple[int, ...] | None):
+    """A `keras.applications` model with `weights=None` (no download); None = its default shape."""
+    import keras
+
+    if name not in application_names():
+        choices = application_names() + list(BUILTIN)
+        lower = {n.lower(): n for n in choices}
+        close = [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ArchitectureError(f"unknown architecture {name!r}: not a file and not a keras.applications name{hint}")
+    try:
+        return getattr(keras.applications, name)(weights=None, input_shape=tuple(input_shape) if input_shape else None)
+    except (ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArchitectureError(f"{name} cannot take input shape {tuple(input_shape or ())}: {first}") from exc
 
 
 def load_model_file(path: Path):

@@ -63,6 +63,14 @@ def _config_id(arch: str, size: int, batch: int) -> str:
     return f"{arch}|{size}|{batch}"
 
 
+def compiled_inference(model, in_shape: tuple[int, ...]):
+    """`model(x, training=False)` as one `tf.function` traced once for any batch size."""
+    import tensorflow as tf
+
+    return tf.function(lambda x: model(x, training=False),
+                       input_signature=[tf.TensorSpec((None, *in_shape), tf.float32)])
+
+
 def _sync_for_devices():
     """A sync that waits for GPU work; CPU ops complete before a tf.function returns."""
     import tensorflow as tf
@@ -74,7 +82,7 @@ def _sync_for_devices():
 
 class Sweep:
     def __init__(self, spec: SweepSpec):
-        import tensorflow as tf  # noqa: F401  (import before CodeCarbon samples the CPU)
+        import tensorflow  # noqa: F401  (import before CodeCarbon samples the CPU)
 
         self.spec = spec
         self.meter = EnergyMeter(spec.country_iso_code, sync=_sync_for_devices())
@@ -244,11 +252,7 @@ class Sweep:
                     continue
                 infos = layers.describe(built.model)
                 in_shape = tuple(int(d) if d else size for d in built.model.inputs[0].shape[1:])
-                model = built.model
-                fn = tf.function(
-                    lambda x: model(x, training=False),
-                    input_signature=[tf.TensorSpec((None, *in_shape), tf.float32)],
-                )
+                fn = compiled_inference(built.model, in_shape)
                 for batch in pending:
                     x = tf.random.uniform((batch, *in_shape))
                     try:
@@ -256,7 +260,6 @@ class Sweep:
                     except (MeasurementError, tf.errors.OpError, ValueError, RuntimeError) as exc:
                         self._skip(name, size, [batch], f"{type(exc).__name__}: {exc}", bar, advance=False)
                     bar.update(1)
-                del model, fn, built
                 keras.backend.clear_session()  # free the graph before the next architecture
         finally:
             bar.close()

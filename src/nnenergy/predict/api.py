@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,13 +59,6 @@ class Prediction:
         return self.energy_j * inferences / 3.6e6
 
 
-def _suggest(name: str) -> str:
-    names = architectures.application_names()
-    lower = {n.lower(): n for n in names}
-    close = [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)]
-    return f" (did you mean {', '.join(close)}?)" if close else ""
-
-
 def resolve_model(model, input_shape: tuple[int, ...] | None):
     """A keras.Model, a `.keras`/`.h5` path or an application name -> (keras.Model, name)."""
     import keras
@@ -85,14 +77,10 @@ def resolve_model(model, input_shape: tuple[int, ...] | None):
             raise PredictError(str(exc)) from None
         name = path.stem
     elif isinstance(model, str):
-        ctor = getattr(keras.applications, model, None)
-        if ctor is None or not model[:1].isupper() or model not in architectures.application_names():
-            raise PredictError(f"unknown model {model!r}: not a file and not a keras.applications name{_suggest(model)}")
         try:
-            km = ctor(weights=None, input_shape=tuple(input_shape) if input_shape else None)
-        except (ValueError, TypeError) as exc:
-            raise PredictError(f"{model} cannot take input shape {tuple(input_shape or ())}: {str(exc).splitlines()[0]}") from None
-        return km, model
+            return architectures.application(model, input_shape), model
+        except architectures.ArchitectureError as exc:
+            raise PredictError(str(exc)) from None
     else:
         raise PredictError(f"expected a keras.Model, a model file or an application name, got {type(model).__name__}")
     return _with_input_shape(km, input_shape), name
