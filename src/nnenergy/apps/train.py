@@ -109,6 +109,16 @@ def log_predictor(result: SourceResult, pyfunc_model, data: ds.Dataset, cfg: Dic
         )
 
 
+def log_headline_metrics(m: dict) -> None:
+    """The metrics every predictor variant logs under the same names, for one comparison table."""
+    mlflow.log_metrics({
+        "heldout_whole_energy_rmspe": m["cv_whole_energy_j_rmspe"],
+        "heldout_whole_energy_within10": m["cv_whole_energy_j_within10"],
+        "heldout_whole_energy_mape": m["cv_whole_energy_j_mape"],
+        "fixed_whole_energy_rmspe": m["fixed_whole_energy_j_rmspe"],
+    })
+
+
 def run_layerwise(cfg: DictConfig, data: ds.Dataset) -> dict:
     make = instantiate(cfg.predictor.regressor)
     opts = OmegaConf.to_container(cfg.evaluation, resolve=True) | {
@@ -133,12 +143,7 @@ def run_layerwise(cfg: DictConfig, data: ds.Dataset) -> dict:
     from nnenergy.learn.pyfunc import LayerwisePyfunc
 
     info = log_predictor(chosen, LayerwisePyfunc(), data, cfg, sid)
-    mlflow.log_metrics({
-        "heldout_whole_energy_rmspe": chosen.metrics["cv_whole_energy_j_rmspe"],
-        "heldout_whole_energy_within10": chosen.metrics["cv_whole_energy_j_within10"],
-        "heldout_whole_energy_mape": chosen.metrics["cv_whole_energy_j_mape"],
-        "fixed_whole_energy_rmspe": chosen.metrics["fixed_whole_energy_j_rmspe"],
-    })
+    log_headline_metrics(chosen.metrics)
     if cfg.register.enabled:
         register(info.model_uri, cfg.register.name, sid, chosen.metrics["fixed_whole_energy_j_rmspe"], cfg)
     return summary

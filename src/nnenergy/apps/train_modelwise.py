@@ -23,7 +23,7 @@ def _curves(history: list[dict], title: str):
 
 
 def run_modelwise(cfg: DictConfig, data: ds.Dataset) -> dict:
-    from nnenergy.apps.train import SUMMARY_KEYS, _log_figure, log_predictor, register, split_id
+    from nnenergy.apps.train import SUMMARY_KEYS, _log_figure, log_headline_metrics, log_predictor, register, split_id
     from nnenergy.learn.pyfunc import ModelwisePyfunc
 
     make = instantiate(cfg.predictor.model)
@@ -35,12 +35,7 @@ def run_modelwise(cfg: DictConfig, data: ds.Dataset) -> dict:
     name = cfg.predictor.name
     _log_figure(_curves(res.fixed_predictor.history_, f"{name}: training curves (fixed split)"), "plots/modelwise/training_curves.png")
     _log_figure(plots.predicted_vs_measured(res.cv_models, f"{name}: held-out families (CV)"), "plots/modelwise/whole_pred_vs_measured.png")
-    mlflow.log_metrics({
-        "heldout_whole_energy_rmspe": res.metrics["cv_whole_energy_j_rmspe"],
-        "heldout_whole_energy_within10": res.metrics["cv_whole_energy_j_within10"],
-        "heldout_whole_energy_mape": res.metrics["cv_whole_energy_j_mape"],
-        "fixed_whole_energy_rmspe": res.metrics["fixed_whole_energy_j_rmspe"],
-    })
+    log_headline_metrics(res.metrics)
     sid = split_id(data, cfg.evaluation.test_families)
     info = log_predictor(res, ModelwisePyfunc(), data, cfg, sid)
     if cfg.register.enabled:

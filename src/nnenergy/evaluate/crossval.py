@@ -13,10 +13,9 @@ from nnenergy.dataset import Dataset
 from nnenergy.evaluate import metrics
 from nnenergy.evaluate.splits import fixed_split, grouped_folds
 from nnenergy.features.layer_features import layer_features
-from nnenergy.learn.layerwise import SOURCES, TARGETS, LayerwisePredictor
+from nnenergy.learn.layerwise import INTERVAL_KEY, SOURCES, TARGETS, LayerwisePredictor
 
 _MEASURED_COLS = ("architecture", "family", "batch_size", "input_size", "flops", "n_layers")
-INTERVAL_KEY = "energy_log_ratio_interval"
 
 
 @dataclass

@@ -18,6 +18,13 @@ SOURCES = {  # where per-layer training targets come from
     "isolated": ("iso_energy_j", "iso_latency_s"),
 }
 FALLBACK = "other"
+INTERVAL_KEY = "energy_log_ratio_interval"  # metadata: 5%/95% quantiles of log(measured / predicted)
+
+
+def energy_interval(metadata: dict, energy):
+    """(low, high) joules around `energy` from a predictor's held-out log-ratio quantiles (NaN if none)."""
+    lo, hi = metadata.get(INTERVAL_KEY, (np.nan, np.nan))
+    return energy * np.exp(lo), energy * np.exp(hi)
 # Positions of log_flops and log_mem_bytes in every kind's feature list (COMMON comes first).
 _FLOPS_COL, _BYTES_COL = 1, 4
 
@@ -176,6 +183,5 @@ class LayerwisePredictor:
         res["energy_j"], res["latency_s"] = totals[:, 0], totals[:, 1]
         res["correction_energy_j"] = res["energy_j"] - res["layer_sum_energy_j"]
         res["correction_latency_s"] = res["latency_s"] - res["layer_sum_latency_s"]
-        lo, hi = self.metadata.get("energy_log_ratio_interval", (np.nan, np.nan))
-        res["energy_lo_j"], res["energy_hi_j"] = res["energy_j"] * np.exp(lo), res["energy_j"] * np.exp(hi)
+        res["energy_lo_j"], res["energy_hi_j"] = energy_interval(self.metadata, res["energy_j"])
         return res.reset_index(names="config_id")

@@ -51,11 +51,12 @@ def predict_totals(predictor, layers: pd.DataFrame) -> pd.DataFrame:
     """Model-wise predictors: one `total` row per model (no per-layer rows, no correction)."""
     from nnenergy.features.layer_features import layer_features
 
+    from nnenergy.learn.layerwise import energy_interval
+
     out = predictor.predict(layer_features(layers))
-    lo, hi = predictor.metadata.get("energy_log_ratio_interval", (np.nan, np.nan))
     out["row"], out["layer_index"], out["layer_name"] = "total", -1.0, "(total)"
     out["layer_type"], out["kind"], out["known"] = "", "", True
-    out["energy_lo_j"], out["energy_hi_j"] = out["energy_j"] * np.exp(lo), out["energy_j"] * np.exp(hi)
+    out["energy_lo_j"], out["energy_hi_j"] = energy_interval(predictor.metadata, out["energy_j"])
     return out[OUTPUT_COLUMNS]
 
 
