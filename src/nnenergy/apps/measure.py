@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 
 import hydra
 import mlflow
@@ -12,7 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnenergy import tracking
 from nnenergy.apps import CONF_DIR
-from nnenergy.measure.sweep import Sweep, SweepResult, SweepSpec, additivity_summary
+from nnenergy.measure.datasheet import additivity_summary
+from nnenergy.measure.sweep import Sweep, SweepInputError, SweepResult, SweepSpec
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,14 @@ def log_sweep(cfg: DictConfig, result: SweepResult) -> None:
 @hydra.main(config_path=CONF_DIR, config_name="measure", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    result = run(cfg)
+    try:
+        result = run(cfg)
+    except SweepInputError as exc:  # a user error: one line, no traceback, nothing measured
+        print(f"nnenergy measure: {exc}", file=sys.stderr)
+        sys.exit(2)
+    state = "" if result.complete else " — stopped at sweep.max_minutes; rerun to resume"
     print(f"measured {len(result.models)} configurations into {result.output_dir} "
-          f"({len(result.skipped)} skipped, {result.wall_time_s:.0f} s)")
+          f"({len(result.skipped)} skipped, {result.wall_time_s:.0f} s){state}")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,30 @@ def _dense_only(widths: tuple[int, ...]):
     return build
 
 
+def _reference_cnn(input_size: int):
+    """The protocol's reference: a fixed small model of the common kinds (conv, depthwise, BN,
+    activations, add, pooling, dense), measured in every round to witness the machine's speed."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((input_size, input_size, 3), name="image")
+    x = layers.Conv2D(32, 3, strides=2, padding="same", name="stem")(inp)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for i, width in enumerate((32, 64)):
+        y = layers.DepthwiseConv2D(3, padding="same", name=f"dw{i}")(x)
+        y = layers.Activation("swish", name=f"dw{i}_act")(y)
+        y = layers.Conv2D(width, 1, name=f"pw{i}")(y)
+        x = x if x.shape[-1] == width else layers.Conv2D(width, 1, name=f"proj{i}")(x)
+        x = layers.Add(name=f"add{i}")([x, y])
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    out = layers.Dense(100, activation="softmax", name="head")(x)
+    return keras.Model(inp, out, name="reference_cnn")
+
+
 BUILTIN = {
+    "reference_cnn": _reference_cnn,
     "tiny_cnn": _tiny_cnn,
     "tiny_mlp": _tiny_mlp,
     "dense_only_small": _dense_only((256, 128, 10)),
@@ -107,9 +130,15 @@ BUILTIN = {
 class BuiltModel:
     name: str
     family: str
-    source: str  # keras.applications | builtin | file
+    source: str  # keras.applications | builtin | file | generated | variant
     input_size: int
     model: object  # keras.Model
+    spec: object = None  # the generator's ArchSpec for generated models and variants
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-sample input shape (no batch); unknown spatial dimensions take the input size."""
+        return tuple(int(d) if d else self.input_size for d in self.model.inputs[0].shape[1:])
 
 
 def build(name: str, input_size: int | None) -> BuiltModel:
@@ -122,12 +151,38 @@ def build(name: str, input_size: int | None) -> BuiltModel:
         return BuiltModel(path.stem, path.stem, "file", size, model)
     if name in BUILTIN:
         return BuiltModel(name, family_of(name), "builtin", input_size, BUILTIN[name](input_size))
+    if is_generated(name):
+        from nnenergy import arch
+
+        try:
+            model, spec = arch.build_named(name)
+        except ValueError as exc:
+            raise ArchitectureError(str(exc)) from exc
+        source = "variant" if spec.family != "generated" else "generated"
+        return BuiltModel(name, spec.family, source, int(spec.input_shape[0]), model, spec)
     model = application(name, (input_size, input_size, 3))
     return BuiltModel(name, family_of(name), "keras.applications", input_size, model)
 
 
-def application(name: str, input_shape: tuple[int, ...] | None):
-    """A `keras.applications` model with `weights=None` (no download); None = its default shape."""
+def is_generated(name: str) -> bool:
+    """A name of the architecture generator (`gen1_s000123`, `var1_ResNet_s000004`)."""
+    return bool(re.match(r"^(gen|var)\d+_", name))
+
+
+def check_name(name: str) -> None:
+    """Raise `ArchitectureError` for a name no builder knows, before anything is measured."""
+    if name.endswith((".keras", ".h5")):
+        if not Path(name).exists():
+            raise ArchitectureError(f"model file not found: {name}")
+        return
+    if name in BUILTIN or is_generated(name):
+        return
+    application(name, None, build=False)
+
+
+def application(name: str, input_shape: tuple[int, ...] | None, build: bool = True):
+    """A `keras.applications` model with `weights=None` (no download); None = its default shape.
+    `build=False` only checks the name."""
     import keras
 
     if name not in application_names():
@@ -136,6 +191,8 @@ def application(name: str, input_shape: tuple[int, ...] | None):
         close = [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ArchitectureError(f"unknown architecture {name!r}: not a file and not a keras.applications name{hint}")
+    if not build:
+        return None
     try:
         return getattr(keras.applications, name)(weights=None, input_shape=tuple(input_shape) if input_shape else None)
     except (ValueError, TypeError) as exc:

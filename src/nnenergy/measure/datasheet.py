@@ -11,6 +11,17 @@ import pandas as pd
 from nnenergy import dataset as ds
 
 
+def additivity_summary(models: pd.DataFrame) -> dict:
+    """min / median / max of each additivity factor, for reports and MLflow metrics."""
+    out = {}
+    for col in ("additivity", "additivity_overhead_corrected", "wall_over_op_time"):
+        vals = models.get(col, pd.Series(dtype=float)).dropna()
+        if len(vals):
+            out.update({f"{col}_min": float(vals.min()), f"{col}_median": float(vals.median()),
+                        f"{col}_max": float(vals.max())})
+    return out
+
+
 def _fmt(summary: dict, col: str) -> str:
     if f"{col}_min" not in summary:
         return "n/a"
@@ -18,8 +29,6 @@ def _fmt(summary: dict, col: str) -> str:
 
 
 def render(path: Path, sweep: str, wall_time_s: float | None, skipped: list[dict]) -> str:
-    from nnenergy.measure.sweep import additivity_summary
-
     d = ds.load(path)
     m, l = d.models, d.layers
     first = m.iloc[0]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import platform
 import re
+
+from nnenergy.measure.hardware import current_profile
 
 # CodeCarbon CPU modes -> how the CPU energy was obtained.
 _CPU_METHODS = {
@@ -50,11 +51,12 @@ def hardware_provenance(tracker) -> dict:
     gpu_model = conf.get("gpu_model") or ""
     if isinstance(gpu_model, (list, tuple)):
         gpu_model = ", ".join(map(str, gpu_model))
-    cores = int(conf.get("cpu_count") or os.cpu_count() or 0)
-    ident = f"{cpu_model}|{cores}|{gpu_model}|{platform.machine()}"
-    slug = re.sub(r"[^a-z0-9]+", "-", cpu_model.lower()).strip("-")[:24]
+    cpu = current_profile()
+    cores = cpu.cores
+    # Two CPUs can share a model string ("AMD EPYC"): family, model and ISA tell them apart.
+    ident = f"{cpu_model}|{cpu.family}|{cpu.model}|{cpu.isa}|{cores}|{gpu_model}|{platform.machine()}"
     return {
-        "hardware_id": f"{slug}-{cores}c-{hashlib.sha1(ident.encode()).hexdigest()[:8]}",
+        "hardware_id": f"{cpu.name}-{hashlib.sha1(ident.encode()).hexdigest()[:8]}",
         "cpu_model": cpu_model,
         "cpu_cores": cores,
         "gpu_model": gpu_model or "none",

@@ -1,13 +1,14 @@
-"""A resumable measurement sweep: whole models, their layers in isolation and in context."""
+"""A resumable measurement sweep: whole models under the interleaved protocol, their layers in
+context (profiler attribution), and in isolation for all or a sample of configurations."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-import statistics
+import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,12 +17,40 @@ from tqdm.auto import tqdm
 
 from nnenergy import dataset as ds
 from nnenergy.measure import architectures, layers
+from nnenergy.measure.hardware import current_profile
 from nnenergy.measure.incontext import profile_layers
 from nnenergy.measure.meter import EnergyMeter, MeasurementError, MeterSettings
+from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
 from nnenergy.measure.provenance import hardware_provenance
 from nnenergy.measure.store import JsonlStore
 
 log = logging.getLogger(__name__)
+
+REFERENCE = ("reference_cnn", 64, 4)  # architecture, input size, batch: the speed witness
+RETRIES_ON_RESUME = 3  # a measurement that failed is tried again on resume, this many times in all
+
+
+class SweepInputError(ValueError):
+    """A sweep config that cannot be measured as given; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Threads:
+    """TensorFlow's thread pools, fixed so that every row of a profile ran the same way."""
+
+    intra_op: int = 0  # 0 = TensorFlow's default (one per usable core)
+    inter_op: int = 1  # 1 = parallel branches run one after another: no overlap to predict
+
+
+@dataclass(frozen=True)
+class Generated:
+    """Generated architectures (`nnenergy.arch`) added to the sweep."""
+
+    seeds: tuple[int, int] = (0, 0)  # [start, stop) of generator seeds
+    variant_seeds: tuple[int, int] = (0, 0)  # per keras.applications family
+    variant_families: tuple[str, ...] = ()
+    configs_per_architecture: int = 3
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
 
 
 @dataclass
@@ -34,19 +63,65 @@ class SweepSpec:
     cache_dir: str
     country_iso_code: str = "USA"
     model_files: list[str] = field(default_factory=list)
-    isolate_layers: bool = True
+    isolate_share: float = 1.0  # share of configurations whose layers are also measured in isolation
     profile_passes: int = 2
-    whole: MeterSettings = field(default_factory=MeterSettings)
+    whole: MeterSettings = field(default_factory=MeterSettings)  # isolated-layer baseline and legacy runs
     layer: MeterSettings = field(default_factory=lambda: MeterSettings(min_seconds=0.02))
+    protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
+    threads: Threads = field(default_factory=Threads)
+    generated: Generated = field(default_factory=Generated)
+    configs_per_architecture: int | None = None  # sample this many (size, batch) per name; None = grid
+    max_seconds_per_pass: float = 1.0  # slower configurations are skipped (recorded, not retried)
+    block_architectures: int = 4  # architectures measured together in interleaved rounds
+    max_minutes: float | None = None  # stop after the block that crosses this (resume later)
+    shuffle: bool = False
+    seed: int = 0
 
     @classmethod
     def from_config(cls, cfg: dict) -> "SweepSpec":
         cfg = dict(cfg)
-        cfg["whole"] = MeterSettings(**cfg.get("whole", {}))
-        cfg["layer"] = MeterSettings(**cfg.get("layer", {}))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise SweepInputError(f"unknown sweep key(s) {unknown}; known: {sorted(known)}")
+        for key, klass in (("whole", MeterSettings), ("layer", MeterSettings), ("protocol", ProtocolSettings),
+                           ("threads", Threads), ("generated", Generated)):
+            sub = dict(cfg.get(key) or {})
+            bad = sorted(set(sub) - {f.name for f in fields(klass)})
+            if bad:
+                raise SweepInputError(f"unknown key(s) {bad} in sweep.{key}")
+            for k, v in sub.items():
+                if isinstance(v, list):
+                    sub[k] = tuple(v)
+            try:
+                cfg[key] = klass(**sub)
+            except (TypeError, ValueError) as exc:
+                raise SweepInputError(f"sweep.{key}: {exc}") from None
         cfg["model_files"] = list(cfg.get("model_files") or [])
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in cfg.items() if k in known})
+        spec = cls(**cfg)
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        """Refuse what cannot be measured before anything is: one line, nothing written."""
+        for what, values in (("batch_sizes", self.batch_sizes), ("input_sizes", self.input_sizes)):
+            bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
+            if bad:
+                raise SweepInputError(f"sweep.{what} must be positive integers, got {bad}")
+        if (self.architectures or self.model_files) and not self.batch_sizes:
+            raise SweepInputError("sweep.batch_sizes is empty")
+        if self.architectures and not self.input_sizes:
+            raise SweepInputError("sweep.input_sizes is empty but sweep.architectures is not")
+        for name in [*self.architectures, *self.model_files]:
+            try:
+                architectures.check_name(name)
+            except architectures.ArchitectureError as exc:
+                raise SweepInputError(str(exc)) from None
+        if not 0.0 <= self.isolate_share <= 1.0:
+            raise SweepInputError("sweep.isolate_share must be within [0, 1]")
+        if not (self.architectures or self.model_files or self.generated.seeds[1] > self.generated.seeds[0]
+                or self.generated.variant_families):
+            raise SweepInputError("the sweep has nothing to measure (no architectures, files or generated seeds)")
 
 
 @dataclass
@@ -57,9 +132,10 @@ class SweepResult:
     skipped: list[dict]
     wall_time_s: float  # over all sessions of this sweep, resumed ones included
     provenance: dict
+    complete: bool = True  # False when `max_minutes` stopped it early
 
 
-def _config_id(arch: str, size: int, batch: int) -> str:
+def config_id(arch: str, size: int, batch: int) -> str:
     return f"{arch}|{size}|{batch}"
 
 
@@ -80,29 +156,91 @@ def _sync_for_devices():
     return None
 
 
+def set_threads(threads: Threads) -> dict:
+    """Fix TensorFlow's thread pools (before it runs anything) and return what to record."""
+    import os
+
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads.intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(threads.inter_op)
+    except RuntimeError:  # already initialised in this process (tests): record what is in force
+        pass
+    return {
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default(on)"),
+    }
+
+
+def _name(arch: str) -> str:
+    """A file's architecture name is its stem."""
+    return Path(arch).stem if arch.endswith((".keras", ".h5")) else arch
+
+
+@dataclass
+class Job:
+    arch: str  # a name or a file
+    size: int | None  # None: the model decides (files, generated)
+    batches: list[int]
+
+
 class Sweep:
     def __init__(self, spec: SweepSpec):
         import tensorflow  # noqa: F401  (import before CodeCarbon samples the CPU)
 
         self.spec = spec
+        self.threads = set_threads(spec.threads)
         self.meter = EnergyMeter(spec.country_iso_code, sync=_sync_for_devices())
-        self.prov = hardware_provenance(self.meter.tracker)
+        self.cpu = current_profile()
+        self.prov = hardware_provenance(self.meter.tracker) | self.cpu.as_row() | self.threads
         hw = self.prov["hardware_id"]
         self.out = Path(spec.output_dir)
+        self._check_writable()
         progress = self.out / "progress"
         self.config_store = JsonlStore(progress / "models.jsonl", key="config_id")
         self.layer_rows = JsonlStore(progress / "layers.jsonl", key="row_id")
         self.skip_store = JsonlStore(progress / "skipped.jsonl", key="config_id")
         self.sessions = JsonlStore(progress / "sessions.jsonl", key="session")
+        self.blocks = JsonlStore(progress / "reference.jsonl", key="block")
         self.signatures = JsonlStore(Path(spec.cache_dir) / hw / "signatures.jsonl", key="signature")
-        other = {r["hardware_id"] for r in self.config_store.values()} - {hw}
-        if other:
-            raise RuntimeError(
-                f"{self.out} holds measurements from hardware {sorted(other)}, this is {hw}; "
-                f"set sweep.output_dir to a new folder"
-            )
+        self._import_shipped()
+        self._check_profile()
 
-    # -- measurements ---------------------------------------------------------------
+    # -- guards -----------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        try:
+            (self.out / "progress").mkdir(parents=True, exist_ok=True)
+            probe = self.out / "progress" / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise SweepInputError(f"cannot write to sweep.output_dir {self.out}: {exc.strerror}") from None
+
+    def _import_shipped(self) -> None:
+        """A shipped dataset has Parquet files but no progress (it is not committed): seed the
+        progress stores from it, so a sweep resumed on another day appends instead of overwriting."""
+        if len(self.config_store) or not (self.out / ds.MODELS_FILE).exists():
+            return
+        data = ds.load(self.out)
+        for rec in data.layers.to_dict("records"):
+            self.layer_rows.append(rec, flush=False)
+        for rec in data.models.to_dict("records"):
+            self.config_store.append(rec, flush=False)
+        self.layer_rows.sync()
+        self.config_store.sync()
+        log.info("resuming %s from its %d shipped configurations", self.out, len(data.models))
+
+    def _check_profile(self) -> None:
+        mine = self.prov["profile"]
+        theirs = {r.get("profile") or r.get("hardware_id") for r in self.config_store.values()} - {mine}
+        if theirs:
+            raise SweepInputError(
+                f"{self.out} holds measurements of hardware profile {sorted(map(str, theirs))}, but this machine is "
+                f"{mine}; rows of two CPUs never share a dataset: measure into data/{mine}/ instead")
+
+    # -- isolated layers ----------------------------------------------------------------
     def call_overhead(self) -> dict:
         """Cost of calling a compiled no-op: the floor under every isolated layer."""
         key = "call_overhead"
@@ -117,7 +255,7 @@ class Sweep:
 
     def _isolated(self, layer, info: layers.LayerInfo, batch: int) -> dict:
         sig = info.signature(batch, self.prov["hardware_id"])
-        if sig not in self.signatures:
+        if sig not in self.signatures or self.signatures[sig].get("iso_error"):
             rec = {"signature": sig, "type": info.type}
             try:
                 fn = layers.isolated_callable(layer, info, batch)
@@ -128,13 +266,17 @@ class Sweep:
             self.signatures.append(rec)
         return self.signatures[sig]
 
-    def _measure_config(self, built, infos, fn, x, batch: int, overhead: dict, bar) -> None:
+    def _isolate(self, cid: str) -> bool:
+        """Whether this configuration's layers are measured in isolation (a stable sample)."""
+        share = self.spec.isolate_share
+        return share >= 1.0 or (share > 0 and random.Random(f"{self.spec.seed}|{cid}").random() < share)
+
+    # -- rows --------------------------------------------------------------------------
+    def _rows(self, built, infos, batch: int, whole, prof, overhead: dict, block: str) -> None:
         spec = self.spec
-        cid = _config_id(built.name, built.input_size, batch)
-        whole = self.meter.measure(lambda: fn(x), spec.whole)
-        prof = profile_layers(lambda: fn(x), [i.name for i in infos], spec.profile_passes)
+        cid = config_id(built.name, built.input_size, batch)
         op_total = prof.total_op_time_s
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        spec_json = built.spec.to_json() if built.spec is not None else None
         base = {
             "config_id": cid,
             "architecture": built.name,
@@ -142,14 +284,16 @@ class Sweep:
             "source": built.source,
             "input_size": built.input_size,
             "batch_size": batch,
+            "generator_seed": float(built.spec.seed) if built.source == "generated" else None,
             **self.prov,
-            "measured_at": now,
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         rows, sums = [], {"flops": 0.0, "params": 0.0, "mem_bytes": 0.0, "iso_e": 0.0, "iso_t": 0.0}
-        iso_ok = True
+        isolate = self._isolate(cid)
+        iso_ok = isolate
         model_layers = {l.name: l for l in built.model.layers}
         for info in infos:
-            iso = self._isolated(model_layers[info.name], info, batch) if spec.isolate_layers else {}
+            iso = self._isolated(model_layers[info.name], info, batch) if isolate else {}
             cost = layers.analytic_cost(info, batch)
             ctx_t = prof.op_time_s.get(info.name, 0.0)
             share = ctx_t / op_total if op_total > 0 else math.nan
@@ -159,29 +303,29 @@ class Sweep:
             sums["iso_t"] += iso.get("iso_latency_s") or 0.0
             for k in ("flops", "params", "mem_bytes"):
                 sums[k] += cost[k]
-            rows.append(
-                {
-                    **base,
-                    "row_id": f"{cid}|{info.index}",
-                    "layer_index": info.index,
-                    "layer_name": info.name,
-                    "layer_type": info.type,
-                    "signature": info.signature(batch, self.prov["hardware_id"]),
-                    "layer_config": info.config_json,
-                    "input_shapes": json.dumps([list(s) for s in info.input_shapes]),
-                    "output_shape": json.dumps(list(info.output_shape)),
-                    "n_inputs": len(info.input_shapes),
-                    **cost,
-                    **{k: iso.get(k) for k in ("iso_energy_j", "iso_latency_s", "iso_power_w", "iso_spread", "iso_passes", "iso_windows", "iso_error")},
-                    "iso_window_energies_j": json.dumps(iso.get("iso_window_energies_j") or []),
-                    "ctx_op_time_s": ctx_t,
-                    "ctx_share": share,
-                    "ctx_energy_j": whole.energy_j * share,
-                    "ctx_latency_s": whole.latency_s * share,
-                }
-            )
+            rows.append({
+                **base,
+                "row_id": f"{cid}|{info.index}",
+                "layer_index": info.index,
+                "layer_name": info.name,
+                "layer_type": info.type,
+                "signature": info.signature(batch, self.prov["hardware_id"]),
+                "layer_config": info.config_json,
+                "input_shapes": json.dumps([list(s) for s in info.input_shapes]),
+                "output_shape": json.dumps(list(info.output_shape)),
+                "n_inputs": len(info.input_shapes),
+                **cost,
+                **{k: iso.get(k) for k in ("iso_energy_j", "iso_latency_s", "iso_power_w", "iso_spread",
+                                           "iso_passes", "iso_windows", "iso_error")},
+                "iso_window_energies_j": json.dumps(iso.get("iso_window_energies_j") or []),
+                "ctx_op_time_s": ctx_t,
+                "ctx_share": share,
+                "ctx_energy_j": whole.energy_j * share,
+                "ctx_latency_s": whole.latency_s * share,
+            })
         n = len(infos)
         oh_t, oh_e = overhead["iso_latency_s"], overhead["iso_energy_j"]
+        w = whole.as_row()
         model_row = {
             **base,
             "n_layers": n,
@@ -189,8 +333,11 @@ class Sweep:
             "flops": sums["flops"],
             "params": sums["params"],
             "mem_bytes": sums["mem_bytes"],
-            **{k: v for k, v in whole.as_row().items() if k != "window_energies_j"},
-            "window_energies_j": json.dumps(whole.window_energies_j),
+            **{k: v for k, v in w.items() if k != "window_energies_j"},
+            "window_energies_j": json.dumps(w["window_energies_j"]),
+            "protocol": json.dumps(spec.protocol.__dict__),
+            "block": block,
+            "arch_spec": spec_json,
             "iso_sum_energy_j": sums["iso_e"] if iso_ok else None,
             "iso_sum_latency_s": sums["iso_t"] if iso_ok else None,
             "call_overhead_s": oh_t,
@@ -202,90 +349,203 @@ class Sweep:
             ),
             "ctx_op_time_s": op_total,
             "ctx_unattributed_s": prof.unattributed_s,
-            "wall_over_op_time": whole.latency_s / op_total if op_total > 0 else None,
+            "wall_over_op_time": whole.latency_raw_s / op_total if op_total > 0 else None,
         }
         for r in rows:
-            self.layer_rows.append(r)
+            self.layer_rows.append(r, flush=False)
+        self.layer_rows.sync()
         # The model row goes last: its presence marks the configuration complete.
         self.config_store.append(model_row)
-        bar.set_postfix(layers=len(self.signatures), last=f"{built.name} {built.input_size}px b{batch}")
 
-    # -- driver --------------------------------------------------------------------
-    def jobs(self) -> list[tuple[str, int | None]]:
+    # -- jobs --------------------------------------------------------------------------
+    def jobs(self) -> list[Job]:
         spec = self.spec
-        jobs = [(a, s) for a in spec.architectures for s in spec.input_sizes]
-        jobs += [(f, None) for f in spec.model_files]
+        jobs: list[Job] = []
+        grid = [(s, b) for s in spec.input_sizes for b in spec.batch_sizes]
+        for arch in spec.architectures:
+            if spec.configs_per_architecture:
+                rng = random.Random(f"{spec.seed}|{arch}")
+                picked = rng.sample(grid, min(spec.configs_per_architecture, len(grid)))
+                for s in sorted({s for s, _ in picked}):
+                    jobs.append(Job(arch, s, sorted(b for s2, b in picked if s2 == s)))
+            else:
+                jobs += [Job(arch, s, list(spec.batch_sizes)) for s in spec.input_sizes]
+        jobs += [Job(f, None, list(spec.batch_sizes)) for f in spec.model_files]
+        jobs += self._generated_jobs()
+        if spec.shuffle:
+            random.Random(spec.seed).shuffle(jobs)
         return jobs
 
+    def _generated_jobs(self) -> list[Job]:
+        g = self.spec.generated
+        names = []
+        if g.seeds[1] > g.seeds[0] or g.variant_families:
+            from nnenergy import arch
+
+            names = [arch.generated_name(s) for s in range(*g.seeds)]
+            names += [arch.variant_name(f, s) for s in range(*g.variant_seeds) for f in g.variant_families]
+            # A fixed shuffle: a sweep stopped part-way holds both kinds in proportion.
+            random.Random(self.spec.seed).shuffle(names)
+        out = []
+        for name in names:
+            rng = random.Random(f"{self.spec.seed}|{name}")
+            batches = sorted(rng.sample(list(g.batch_sizes), min(g.configs_per_architecture, len(g.batch_sizes))))
+            out.append(Job(name, None, batches))
+        return out
+
+    def _retryable(self) -> set[str]:
+        return {r["config_id"] for r in self.skip_store.values()
+                if r.get("retryable") and r.get("attempts", 1) < RETRIES_ON_RESUME}
+
+    # -- driver ------------------------------------------------------------------------
     def run(self) -> SweepResult:
         import keras
-        import tensorflow as tf
 
         spec = self.spec
         started = time.perf_counter()
         session = datetime.now(timezone.utc).isoformat()
         overhead = self.call_overhead()
         jobs = self.jobs()
-        total = len(jobs) * len(spec.batch_sizes)
-        done_ids = {r["config_id"] for r in self.config_store.values()} | {r["config_id"] for r in self.skip_store.values()}
-        bar = tqdm(total=total, unit="config", desc=f"sweep {spec.name}", dynamic_ncols=True)
+        total = sum(len(j.batches) for j in jobs)
+        retry = self._retryable()
+        done = ({r["config_id"] for r in self.config_store.values()}
+                | {r["config_id"] for r in self.skip_store.values()}) - retry
+        # Files and generated models decide their own input size: match them by (name, batch).
+        done_pairs = {(cid.rsplit("|", 2)[0], int(cid.rsplit("|", 1)[1])) for cid in done}
+        pending = []
+        for j in jobs:
+            name = _name(j.arch)
+            left = [b for b in j.batches
+                    if ((name, b) not in done_pairs if j.size is None else config_id(name, j.size, b) not in done)]
+            if left:
+                pending.append(Job(j.arch, j.size, left))
+        bar = tqdm(total=total, initial=total - sum(len(j.batches) for j in pending), unit="config",
+                   desc=f"sweep {spec.name}", dynamic_ncols=True)
+        ref = self._reference()
+        complete = True
         try:
-            for arch, size in jobs:
-                is_file = size is None
-                name = Path(arch).stem if is_file else arch
-                built = None
-                if is_file:  # a file's id carries its own input size, known once loaded
-                    try:
-                        built = architectures.build(arch, None)
-                        size = built.input_size
-                    except architectures.ArchitectureError as exc:
-                        self._skip(name, 0, spec.batch_sizes, str(exc), bar)
-                        continue
-                pending = [b for b in spec.batch_sizes if _config_id(name, size, b) not in done_ids]
-                bar.update(len(spec.batch_sizes) - len(pending))
-                if not pending:
-                    continue
-                try:
-                    built = built or architectures.build(arch, size)
-                except architectures.ArchitectureError as exc:
-                    self._skip(name, size, pending, str(exc), bar)
-                    continue
-                infos = layers.describe(built.model)
-                in_shape = tuple(int(d) if d else size for d in built.model.inputs[0].shape[1:])
-                fn = compiled_inference(built.model, in_shape)
-                for batch in pending:
-                    x = tf.random.uniform((batch, *in_shape))
-                    try:
-                        self._measure_config(built, infos, fn, x, batch, overhead, bar)
-                    except (MeasurementError, tf.errors.OpError, ValueError, RuntimeError) as exc:
-                        self._skip(name, size, [batch], f"{type(exc).__name__}: {exc}", bar, advance=False)
-                    bar.update(1)
-                keras.backend.clear_session()  # free the graph before the next architecture
+            for b0 in range(0, len(pending), spec.block_architectures):
+                if spec.max_minutes is not None and time.perf_counter() - started > spec.max_minutes * 60:
+                    complete = False
+                    log.info("sweep %s: max_minutes reached, stopping (rerun to resume)", spec.name)
+                    break
+                self._block(pending[b0:b0 + spec.block_architectures], ref, overhead, bar)
+                keras.backend.clear_session()  # free the graphs before the next block
+                ref = self._reference()
         finally:
             bar.close()
-            self.sessions.append({"session": session, "wall_time_s": time.perf_counter() - started})
-        return self.finish()
+            self.sessions.append({"session": session, "wall_time_s": time.perf_counter() - started,
+                                  "profile": self.prov["profile"]})
+        result = self.finish()
+        result.complete = complete
+        return result
 
-    def _skip(self, name, size, batches, reason, bar, advance=True) -> None:
+    def _reference(self):
+        import tensorflow as tf
+
+        arch, size, batch = REFERENCE
+        built = architectures.build(arch, size)
+        fn = compiled_inference(built.model, built.input_shape)
+        x = tf.random.uniform((batch, *built.input_shape), seed=1)
+        return lambda: fn(x)
+
+    def _canonical_file(self) -> Path:
+        # One canonical reference per profile: every dataset of this CPU shares the same scale.
+        return self.out.parent / "reference.json"
+
+    def _block(self, jobs: list[Job], ref, overhead: dict, bar) -> None:
+        import tensorflow as tf
+
+        spec = self.spec
+        block_id = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        tasks, meta = {}, {}
+        for job in jobs:
+            name = _name(job.arch)
+            try:
+                built = architectures.build(job.arch, job.size)
+                infos = layers.describe(built.model)
+                fn = compiled_inference(built.model, built.input_shape)
+            except architectures.ArchitectureError as exc:
+                self._skip(name, job.size or 0, job.batches, str(exc), bar)
+                continue
+            except Exception as exc:  # a generated model TF cannot run: record it, keep going
+                self._skip(name, job.size or 0, job.batches, f"{type(exc).__name__}: {exc}", bar)
+                continue
+            for batch in job.batches:
+                cid = config_id(built.name, built.input_size, batch)
+                x = tf.random.uniform((batch, *built.input_shape))
+                call = (lambda f, t: (lambda: f(t)))(fn, x)
+                try:
+                    call()  # trace + first pass
+                    t0 = time.perf_counter()
+                    call()
+                    one = time.perf_counter() - t0
+                except (tf.errors.OpError, ValueError, RuntimeError) as exc:
+                    self._skip(built.name, built.input_size, [batch], f"{type(exc).__name__}: {exc}", bar,
+                               retryable=True)
+                    continue
+                if one > spec.max_seconds_per_pass * 1.5:
+                    self._skip(built.name, built.input_size, [batch],
+                               f"too slow for this sweep: {one:.2f} s per pass > {spec.max_seconds_per_pass} s", bar)
+                    continue
+                tasks[cid] = call
+                meta[cid] = (built, infos, batch)
+        if not tasks:
+            return
+        canonical_path = self._canonical_file()
+        canonical = json.loads(canonical_path.read_text()) if canonical_path.exists() else None
+        measurer = InterleavedMeasurer(self.meter, spec.protocol, ref, canonical, seed=hash(block_id) & 0xFFFF)
+        try:
+            results, ref_series = measurer.run(tasks)
+        except MeasurementError as exc:
+            for cid, (built, _, batch) in meta.items():
+                self._skip(built.name, built.input_size, [batch], f"MeasurementError: {exc}", bar, retryable=True)
+            return
+        if canonical is None:
+            canonical = {"energy_j": ref_series.stat("energy_j", "round_min_median"),
+                         "latency_s": ref_series.stat("latency_s", "round_min_median"),
+                         "reference": list(REFERENCE), "measured_at": block_id, "profile": self.prov["profile"],
+                         "statistic": "round_min_median"}
+            canonical_path.write_text(json.dumps(canonical, indent=1))
+        self.blocks.append({
+            "block": block_id, "configs": len(tasks), "contended_windows": measurer.contended_total,
+            "reference_energy_j": ref_series.per_round("energy_j", "min"),
+            "reference_latency_s": ref_series.per_round("latency_s", "min"),
+            "speed_index": [v / canonical["energy_j"] for v in ref_series.per_round("energy_j", "min")],
+        })
+        for cid, res in results.items():
+            built, infos, batch = meta[cid]
+            try:
+                prof = profile_layers(tasks[cid], [i.name for i in infos], spec.profile_passes)
+                self._rows(built, infos, batch, res, prof, overhead, block_id)
+            except (MeasurementError, tf.errors.OpError, ValueError, RuntimeError) as exc:
+                self._skip(built.name, built.input_size, [batch], f"{type(exc).__name__}: {exc}", bar,
+                           retryable=True, advance=False)
+            bar.update(1)
+            bar.set_postfix(last=f"{built.name} {built.input_size}px b{batch}", speed=f"{res.speed_index:.2f}")
+
+    def _skip(self, name, size, batches, reason, bar, advance=True, retryable=False) -> None:
         log.warning("skipping %s at %spx: %s", name, size, reason)
         for b in batches:
-            self.skip_store.append(
-                {"config_id": _config_id(name, size or 0, b), "architecture": name, "input_size": size, "batch_size": b, "reason": reason}
-            )
+            cid = config_id(name, size or 0, b)
+            attempts = self.skip_store[cid].get("attempts", 0) + 1 if cid in self.skip_store else 1
+            self.skip_store.append({"config_id": cid, "architecture": name, "input_size": size, "batch_size": b,
+                                    "reason": str(reason)[:500], "retryable": retryable, "attempts": attempts})
         if advance:
             bar.update(len(batches))
 
     def finish(self) -> SweepResult:
         models = pd.DataFrame(self.config_store.values())
         layer_df = pd.DataFrame(self.layer_rows.values())
+        measured = set(models["config_id"]) if len(models) else set()
         if not models.empty:
-            layer_df = layer_df[layer_df["config_id"].isin(models["config_id"])]  # drop half-done configs
+            layer_df = layer_df[layer_df["config_id"].isin(measured)]  # drop half-done configs
             models = models.sort_values(["architecture", "input_size", "batch_size"]).reset_index(drop=True)
-            layer_df = layer_df.sort_values(["architecture", "input_size", "batch_size", "layer_index"]).reset_index(drop=True)
-            ds.save(models, layer_df, self.out)
-        # Only this spec's skips: an architecture dropped from the config is no longer "skipped".
-        names = set(self.spec.architectures) | {Path(f).stem for f in self.spec.model_files}
-        skipped = [r for r in self.skip_store.values() if r["architecture"] in names]
+            layer_df = layer_df.sort_values(["architecture", "input_size", "batch_size", "layer_index"])
+            ds.save(models, layer_df.reset_index(drop=True), self.out)
+        # Skips of this spec only, and not those measured since (a retried failure that worked).
+        names = {_name(j.arch) for j in self.jobs()}
+        skipped = [r for r in self.skip_store.values() if r["architecture"] in names and r["config_id"] not in measured]
         (self.out / "skipped.json").write_text(json.dumps(skipped, indent=1))
         wall = sum(r["wall_time_s"] for r in self.sessions.values())
         if not models.empty:
@@ -293,13 +553,3 @@ class Sweep:
 
             write(self.out, self.spec.name, wall, skipped)
         return SweepResult(self.out, models, layer_df, skipped, wall, self.prov)
-
-
-def additivity_summary(models: pd.DataFrame) -> dict:
-    """min / median / max of each additivity factor, for reports and MLflow metrics."""
-    out = {}
-    for col in ("additivity", "additivity_overhead_corrected", "wall_over_op_time"):
-        vals = [v for v in models.get(col, pd.Series(dtype=float)).dropna().tolist()]
-        if vals:
-            out.update({f"{col}_min": min(vals), f"{col}_median": statistics.median(vals), f"{col}_max": max(vals)})
-    return out

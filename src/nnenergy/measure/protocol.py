@@ -1,0 +1,221 @@
+"""The measurement protocol: interleaved rounds with a reference, robust statistics, clean windows.
+
+A shared 2-core cloud VM changes speed over minutes (neighbours, frequency) without any
+steal showing, so measuring all windows of one configuration back to back bakes that drift
+into its label. Instead, a block of configurations is measured in `rounds`; in each round
+every configuration gets `windows` short windows, in a fresh random order, and a fixed
+reference model is measured too. Per configuration and round the statistic is taken over
+that round's windows; across rounds, the median. The reference's value in the same round
+divided by its canonical value is the round's *speed index*; the normalised value is the raw
+value divided by it. Windows during which other processes or the hypervisor used the CPU are
+discarded and measured again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Hashable
+
+import numpy as np
+
+from nnenergy.measure import contention
+from nnenergy.measure.meter import EnergyMeter, MeasurementError
+
+log = logging.getLogger(__name__)
+
+STATISTICS = ("median", "min", "q25", "round_min_median")
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    rounds: int = 3
+    windows: int = 2  # per configuration per round
+    min_seconds: float = 0.1
+    min_passes: int = 1
+    warmup: int = 2
+    statistic: str = "round_min_median"  # which of STATISTICS becomes `energy_j` (chosen by the benchmark)
+    max_other_cores: float = 0.3  # other processes' CPU use during a window above which it is redone
+    max_steal_cores: float = 0.1
+    max_retries: int = 3  # per window, before the reading is kept and flagged
+
+    def __post_init__(self):
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"protocol.statistic must be one of {STATISTICS}, not {self.statistic!r}")
+        if self.rounds < 1 or self.windows < 1:
+            raise ValueError("protocol.rounds and protocol.windows must be >= 1")
+
+
+@dataclass
+class Window:
+    round: int
+    energy_j: float  # per pass
+    latency_s: float  # per pass
+    power_w: float
+    cpu_j: float
+    ram_j: float
+    gpu_j: float
+    passes: int
+    other_cores: float
+    steal_cores: float
+    contended: bool
+
+
+@dataclass
+class Series:
+    """All windows of one callable across the rounds of a block."""
+
+    windows: list[Window] = field(default_factory=list)
+
+    def per_round(self, attr: str, how: str) -> list[float]:
+        rounds = sorted({w.round for w in self.windows})
+        out = []
+        for r in rounds:
+            vals = [getattr(w, attr) for w in self.windows if w.round == r]
+            out.append(min(vals) if how == "min" else statistics.median(vals))
+        return out
+
+    def stat(self, attr: str, how: str) -> float:
+        vals = [getattr(w, attr) for w in self.windows]
+        if how == "median":
+            return statistics.median(vals)
+        if how == "min":
+            return min(vals)
+        if how == "q25":
+            return float(np.quantile(vals, 0.25))
+        if how == "round_min_median":
+            return statistics.median(self.per_round(attr, "min"))
+        raise ValueError(how)
+
+
+@dataclass
+class Result:
+    """One configuration's figures from a block: raw, speed index and normalised."""
+
+    energy_j: float  # normalised, by the chosen statistic: what predictors learn
+    latency_s: float
+    energy_raw_j: float  # the chosen statistic before normalisation
+    latency_raw_s: float
+    speed_index: float  # reference now / reference canonical (energy); 1.0 = nominal speed
+    latency_speed_index: float
+    power_w: float
+    cpu_j: float
+    ram_j: float
+    gpu_j: float
+    passes: int
+    windows: int
+    contended_windows: int
+    other_cores_max: float
+    steal_cores_max: float
+    spread: float  # (max - min) / median of the per-round statistic
+    window_energies_j: list[float]
+    stats_raw: dict[str, float]  # every statistic, raw
+    stats_normalised: dict[str, float]  # every statistic, normalised round by round
+
+    def as_row(self) -> dict:
+        row = {k: v for k, v in self.__dict__.items() if k not in ("stats_raw", "stats_normalised")}
+        row |= {f"energy_raw_{k}_j": v for k, v in self.stats_raw.items()}
+        row |= {f"energy_norm_{k}_j": v for k, v in self.stats_normalised.items()}
+        return row
+
+
+def _spread(values: list[float]) -> float:
+    med = statistics.median(values)
+    return (max(values) - min(values)) / med if med > 0 else math.inf
+
+
+class InterleavedMeasurer:
+    """Measures a block of callables in interleaved rounds beside a reference callable."""
+
+    def __init__(self, meter: EnergyMeter, settings: ProtocolSettings, reference: Callable[[], object],
+                 canonical: dict | None = None, seed: int = 0):
+        self.meter = meter
+        self.s = settings
+        self.reference = reference
+        self.canonical = canonical  # {"energy_j": ..., "latency_s": ...} of the reference, or None
+        self.rng = random.Random(seed)
+        self.contended_total = 0
+
+    def _window(self, fn: Callable[[], object], rnd: int) -> Window:
+        """One clean window: redone while someone else used the CPU, up to `max_retries` times."""
+        for attempt in range(self.s.max_retries + 1):
+            before = contention.snapshot()
+            self.meter.begin()
+            t0 = time.perf_counter()
+            n = 0
+            while n < self.s.min_passes or time.perf_counter() - t0 < self.s.min_seconds:
+                fn()
+                n += 1
+            self.meter.sync()
+            elapsed = time.perf_counter() - t0
+            reading = self.meter.end()
+            c = contention.between(before, contention.snapshot())
+            heavy = c.heavy(self.s.max_other_cores, self.s.max_steal_cores)
+            if heavy:
+                self.contended_total += 1
+                if attempt < self.s.max_retries:
+                    log.info("window redone: other processes %.2f cores, steal %.2f", c.other_cores, c.steal_cores)
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+            latency = elapsed / n
+            scale = latency / reading.duration_s
+            return Window(rnd, reading.energy_j * scale, latency, reading.energy_j / reading.duration_s,
+                          reading.cpu_j * scale, reading.ram_j * scale, reading.gpu_j * scale, n,
+                          c.other_cores, c.steal_cores, heavy)
+        raise AssertionError("unreachable")
+
+    def run(self, tasks: dict[Hashable, Callable[[], object]]) -> tuple[dict[Hashable, Result], Series]:
+        """Measure every task; returns per-task results and the reference's windows."""
+        for fn in [self.reference, *tasks.values()]:
+            for _ in range(self.s.warmup):
+                fn()
+        series = {k: Series() for k in tasks}
+        ref = Series()
+        keys = list(tasks)
+        for rnd in range(self.s.rounds):
+            self.rng.shuffle(keys)
+            # The reference opens the round and closes it: the round's speed is what it saw.
+            for _ in range(self.s.windows):
+                ref.windows.append(self._window(self.reference, rnd))
+            for k in keys:
+                for _ in range(self.s.windows):
+                    series[k].windows.append(self._window(tasks[k], rnd))
+            for _ in range(self.s.windows):
+                ref.windows.append(self._window(self.reference, rnd))
+        canonical = self.canonical or {"energy_j": ref.stat("energy_j", "round_min_median"),
+                                       "latency_s": ref.stat("latency_s", "round_min_median")}
+        return {k: self._result(series[k], ref, canonical) for k in tasks}, ref
+
+    def _result(self, s: Series, ref: Series, canonical: dict) -> Result:
+        how = self.s.statistic
+        # The speed index is per round, from the reference's min window of that round.
+        idx_e = [v / canonical["energy_j"] for v in ref.per_round("energy_j", "min")]
+        idx_t = [v / canonical["latency_s"] for v in ref.per_round("latency_s", "min")]
+        raw = {h: s.stat("energy_j", h) for h in STATISTICS}
+        norm_windows = Series([
+            Window(**{**w.__dict__, "energy_j": w.energy_j / idx_e[w.round], "latency_s": w.latency_s / idx_t[w.round]})
+            for w in s.windows
+        ])
+        norm = {h: norm_windows.stat("energy_j", h) for h in STATISTICS}
+        e_raw, t_raw = raw[how], s.stat("latency_s", how)
+        e, t = norm[how], norm_windows.stat("latency_s", how)
+        energies = [w.energy_j for w in s.windows]
+        mid = min(s.windows, key=lambda w: abs(w.energy_j - e_raw))
+        if not (e > 0 and math.isfinite(e)):
+            raise MeasurementError(f"invalid normalised energy {e!r}")
+        return Result(
+            energy_j=e, latency_s=t, energy_raw_j=e_raw, latency_raw_s=t_raw,
+            speed_index=e_raw / e, latency_speed_index=t_raw / t,
+            power_w=statistics.median(w.power_w for w in s.windows),
+            cpu_j=e * mid.cpu_j / mid.energy_j, ram_j=e * mid.ram_j / mid.energy_j, gpu_j=e * mid.gpu_j / mid.energy_j,
+            passes=sum(w.passes for w in s.windows), windows=len(s.windows),
+            contended_windows=sum(w.contended for w in s.windows),
+            other_cores_max=max(w.other_cores for w in s.windows),
+            steal_cores_max=max(w.steal_cores for w in s.windows),
+            spread=_spread(s.per_round("energy_j", "min")),
+            window_energies_j=energies, stats_raw=raw, stats_normalised=norm,
+        )
