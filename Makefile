@@ -24,6 +24,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check src tests benchmarks
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -46,14 +46,13 @@ def boot_id() -> str:
 
 def measure_once() -> dict:
     import tensorflow as tf
+    from omegaconf import OmegaConf
 
     from nnenergy.measure import architectures
     from nnenergy.measure.hardware import current_profile
     from nnenergy.measure.meter import EnergyMeter, MeterSettings
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
     from nnenergy.measure.sweep import REFERENCE, SweepSpec, Threads, compiled_inference, set_threads
-
-    from omegaconf import OmegaConf
 
     base = OmegaConf.to_container(OmegaConf.load(REPO / "conf/sweep/_measurement.yaml"), resolve=False)
     threads = set_threads(Threads(**base["threads"]))
@@ -207,7 +206,14 @@ def main() -> None:
     if args.report:
         print(report(args.profile, not args.no_mlflow))
         return
-    run = measure_once()
+    try:
+        from nnenergy.measure.lock import MeasurementLock
+        lock = MeasurementLock(wait_s=600)
+    except ImportError:  # an older checkout measuring (scripts/measure_session.sh with NNENERGY_SRC)
+        from contextlib import nullcontext as lock
+        lock = lock()
+    with lock:
+        run = measure_once()
     with LOG.open("a") as fh:
         fh.write(json.dumps(run) + "\n")
     print(json.dumps({"started_at": run["started_at"], "seconds": run["seconds"], "speed_index": run["speed_index"],

@@ -1,8 +1,10 @@
-"""Benchmarks (not tests): prediction speed, training time, and predicted-vs-measured accuracy.
+"""Benchmarks (not tests): prediction speed, training time and held-out accuracy of the last `make run`.
 
-Run on an otherwise idle machine after `make run` (it needs the champion):
-    .venv/bin/python benchmarks/run.py [--skip-measure]
-Writes benchmarks/results.json and prints a Markdown summary for the README.
+Accuracy against measurement lives in the training runs themselves (levels 1-3, level 2 being
+published architectures measured on this machine and never trained on); the measurement
+benchmarks are `repeatability.py` and `calibration.py`. Run after `make run`, on an idle machine:
+    .venv/bin/python benchmarks/run.py
+Writes benchmarks/results.json (keyed by CPU profile) and prints a Markdown summary for the README.
 """
 
 from __future__ import annotations
@@ -19,17 +21,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
-# Configurations absent from the shipped dataset (sizes and batches never measured). The first
-# four families are held out from the champion's training (the fixed split); the rest were
-# trained on at other sizes. The README reports the two groups separately.
-ACCURACY_CASES = [("VGG16", 112, 3), ("DenseNet121", 112, 2), ("Xception", 112, 2), ("MobileNetV3Small", 144, 8),
-                  ("EfficientNetV2B0", 112, 2), ("ResNet50", 144, 3), ("MobileNetV2", 144, 8), ("InceptionV3", 112, 1)]
-
-
 def bench_prediction(results: dict) -> None:
     import mlflow
 
-    from nnenergy.features.layer_features import describe_model
+    from nnenergy.describe import describe_layers as describe_model
     from nnenergy.predict.api import load_predictor, resolve_model
 
     pyfunc, info = load_predictor()
@@ -69,72 +64,44 @@ def bench_training(results: dict) -> None:
     results["train_seconds"] = {
         p: (r.info.end_time - r.info.start_time) / 1e3 for p, r in latest.items() if r.info.end_time
     }
-    results["heldout"] = {
-        p: {k: r.data.metrics.get(k) for k in ("incontext.cv_whole_energy_j_rmspe", "incontext.cv_whole_energy_j_within10",
-                                              "incontext.cv_whole_energy_j_mape", "isolated.cv_whole_energy_j_rmspe",
-                                              "isolated.cv_whole_energy_j_within10", "isolated.cv_whole_energy_j_mape",
-                                              "incontext.cv_whole_latency_s_rmspe", "noise_floor_whole_rmspe")}
-        for p, r in latest.items()
-    }
-
-
-def bench_accuracy(results: dict) -> None:
-    """Predict, then measure with the project's own meter (same settings as the cpu sweep)."""
-    import tensorflow as tf
-    from omegaconf import OmegaConf
-
-    import nnenergy
-    from nnenergy.measure.architectures import build, family_of
-    from nnenergy.measure.meter import EnergyMeter, MeterSettings
-    from nnenergy.measure.sweep import compiled_inference
-    from nnenergy.predict.api import load_predictor
-
-    whole = MeterSettings(**OmegaConf.load(REPO / "conf/sweep/_meter.yaml")["whole"])
-    meter = EnergyMeter()
-    loaded = load_predictor()
-    rows = []
-    for name, size, batch in ACCURACY_CASES:
-        p = nnenergy.predict(name, batch_size=batch, input_shape=(size, size, 3), _loaded=loaded)
-        model = build(name, size).model
-        fn = compiled_inference(model, (size, size, 3))
-        x = tf.random.uniform((batch, size, size, 3))
-        m = meter.measure(lambda: fn(x), whole)
-        heldout = family_of(name) in loaded[0].metadata.metadata.get("test_families", [])
-        rows.append({"model": name, "family_held_out": bool(heldout), "input": size, "batch": batch, "predicted_j": p.energy_j, "measured_j": m.energy_j,
-                     "error_pct": 100 * (p.energy_j - m.energy_j) / m.energy_j,
-                     "predicted_ms": p.latency_s * 1e3, "measured_ms": m.latency_s * 1e3})
-        print(rows[-1], flush=True)
-    results["accuracy"] = rows
-    errs = [r["error_pct"] / 100 for r in rows]
-    results["accuracy_rmspe"] = 100 * (sum(e * e for e in errs) / len(errs)) ** 0.5
-    results["accuracy_within10"] = 100 * sum(abs(e) <= 0.10 for e in errs) / len(errs)
+    results["heldout"] = {p: {k: v for k, v in r.data.metrics.items() if "." not in k} for p, r in latest.items()}
 
 
 def markdown(r: dict) -> str:
     out = [f"Hardware: {r['machine']}", ""]
     if "predict_step_resnet50_ms" in r:
-        out += [f"- Prediction step, ResNet50 ({r['predict_step_layers']} layers, features → totals): {r['predict_step_resnet50_ms']:.1f} ms",
-                f"- `nnenergy predict ResNet50 --batch-size 32 --json`, process start to JSON: {r['cli_end_to_end_resnet50_s']:.1f} s"]
+        out += [f"- Prediction step, ResNet50 ({r['predict_step_layers']} layers, features → totals): "
+                f"{r['predict_step_resnet50_ms']:.1f} ms",
+                f"- `nnenergy predict ResNet50 --batch-size 32 --json`, process start to JSON: "
+                f"{r['cli_end_to_end_resnet50_s']:.1f} s"]
     if "train_seconds" in r:
-        out.append("- Training + evaluation wall time per predictor: " + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(r["train_seconds"].items())))
-    if "accuracy" in r:
-        out += ["", "| model | family held out | input | batch | predicted (J) | measured (J) | error |", "|---|---|---|---|---|---|---|"]
-        out += [f"| {a['model']} | {'yes' if a['family_held_out'] else 'no'} | {a['input']} | {a['batch']} | {a['predicted_j']:.3f} | {a['measured_j']:.3f} | {a['error_pct']:+.1f}% |" for a in r["accuracy"]]
-        out.append(f"\nRMSPE {r['accuracy_rmspe']:.1f}%, {r['accuracy_within10']:.0f}% within ±10%.")
+        out.append("- Training + evaluation wall time per predictor: "
+                   + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(r["train_seconds"].items())))
+    if "heldout" in r:
+        head = " | ".join(f"level {i} RMSPE | within ±10%" for i in (1, 2, 3))
+        out += ["", f"| predictor | {head} |", "|---|---|---|---|---|---|---|"]
+        levels = ("family", "external", "generated")
+        for p, m in sorted(r["heldout"].items()):
+            cells = [f"{m.get(f'{lvl}_whole_energy_{k}', float('nan')):.1f}%" for lvl in levels
+                     for k in ("rmspe", "within10")]
+            out.append(f"| {p} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--skip-measure", action="store_true")
-    args = ap.parse_args()
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
     os.chdir(REPO)
-    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
+    from nnenergy.measure.hardware import current_profile_name
+
+    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+               "profile": current_profile_name(), "date": time.strftime("%Y-%m-%d")}
     bench_training(results)
     bench_prediction(results)
-    if not args.skip_measure:
-        bench_accuracy(results)
-    (REPO / "benchmarks" / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    path = REPO / "benchmarks" / "results.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    old = old if "profiles" in old else {"profiles": {}}
+    old["profiles"][results["profile"]] = results  # both CPUs' figures side by side
+    path.write_text(json.dumps(old, indent=1, default=str))
     print(markdown(results))
 
 

@@ -53,8 +53,7 @@ def train_overrides(predictor: str, dataset_dir, tracking_uri: str) -> list[str]
         f"dataset={dataset_dir}",
         f"mlflow.tracking_uri={tracking_uri}",
         "evaluation.n_folds=3",
-        "evaluation.test_families=[tiny_mlp]",
-        *(["predictor.min_rows_per_kind=2"] if predictor in SMALL else []),
+        *(["predictor.model.min_rows_per_kind=2"] if predictor in SMALL else []),
         *SMALL.get(predictor, []),
     ]
 

@@ -20,7 +20,7 @@ def test_analyze_logs_figures_and_metrics(tiny_sweep, tracking_uri):
     cfg = compose_cfg("analyze", [f"dataset={result.output_dir}", f"dense_dataset={result.output_dir}",
                                   f"mlflow.tracking_uri={tracking_uri}", "n_folds=3"])
     out = analyze.run(cfg)
-    assert -1 <= out["flops_vs_energy.spearman"] <= 1
+    assert out["flops_vs_energy.spearman"] > 0.3  # larger models cost more, even on tiny data
     assert out["additivity.additivity_min"] > 0
     assert out["flops_only_heldout_rmspe"] > 0
     mlflow.set_tracking_uri(tracking_uri)
@@ -31,19 +31,29 @@ def test_analyze_logs_figures_and_metrics(tiny_sweep, tracking_uri):
         assert f"figures/{name}.png" in arts
 
 
-def test_notebooks_are_stored_without_outputs():
+def _figures(nb) -> int:
+    return sum("image/png" in o.get("data", {})
+               for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_notebooks_are_committed_executed_with_their_figures():
+    """GitHub shows a notebook's stored outputs: each one is committed executed, figures included."""
     assert len(NOTEBOOKS) == 4
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
-        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
+        assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code"), path.name
+        assert _figures(nb) >= 1, f"{path.name} shows no figure"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_executes_on_tiny_data(path, tiny_sweep, trained_rf, tracking_uri, monkeypatch):
+def test_notebook_executes_on_tiny_data_and_draws(path, tiny_sweep, trained_rf, tracking_uri, monkeypatch):
     _, result = tiny_sweep
     monkeypatch.setenv("NNENERGY_DATASET", str(result.output_dir))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
     nb = nbformat.read(path, as_version=4)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs = []
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert _figures(nb) >= 1, f"{path.name} drew no figure"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -16,6 +16,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from nnenergy import describe as desc
 from nnenergy.measure import architectures, layers
 from nnenergy.measure.meter import EnergyMeter, MeasurementError, MeterSettings, WindowReading, check_reading
 
@@ -32,9 +33,9 @@ def test_signature_ignores_name_but_not_shape_batch_or_hardware():
     a = architectures.build("tiny_cnn", 32).model
     b = architectures.build("tiny_cnn", 32).model
     c = architectures.build("tiny_cnn", 48).model
-    ia, ib, ic = (layers.describe(m) for m in (a, b, c))
+    ia, ib, ic = (desc.describe(m) for m in (a, b, c))
     conv_a, conv_b, conv_c = (next(i for i in infos if i.name == "conv1") for infos in (ia, ib, ic))
-    renamed = layers.LayerInfo(**{**conv_a.__dict__, "name": "other", "config": {**conv_a.config, "name": "other"}})
+    renamed = desc.LayerInfo(**{**conv_a.__dict__, "name": "other", "config": {**conv_a.config, "name": "other"}})
     assert conv_a.signature(2, "hw") == conv_b.signature(2, "hw") == renamed.signature(2, "hw")
     assert conv_a.signature(2, "hw") != conv_c.signature(2, "hw")  # input shape
     assert conv_a.signature(2, "hw") != conv_a.signature(4, "hw")  # batch
@@ -49,7 +50,8 @@ def test_meter_measures_a_tiny_model(meter):
     model = architectures.build("tiny_cnn", 32).model
     x = tf.random.uniform((2, 32, 32, 3))
     fn = tf.function(lambda t: model(t, training=False))
-    m = meter.measure(lambda: fn(x), MeterSettings(warmup=2, min_seconds=0.02, min_passes=3, min_windows=2, max_windows=3))
+    m = meter.measure(lambda: fn(x),
+                      MeterSettings(warmup=2, min_seconds=0.02, min_passes=3, min_windows=2, max_windows=3))
     assert m.energy_j > 0 and m.latency_s > 0 and m.power_w > 0
     assert math.isclose(m.energy_j, m.cpu_j + m.ram_j + m.gpu_j, rel_tol=1e-6)
     assert m.passes >= 6 and 2 <= m.windows <= 3 and m.windows == len(m.window_energies_j)
@@ -86,15 +88,17 @@ def application_layers():
     found = {}
     for name, size in _COVERAGE.items():
         model = architectures.build(name, size).model
-        for layer, info in zip(model.layers, layers.describe(model)):
-            found.setdefault(info.type, (layer, info))
+        leaves = desc.leaf_layers(model)  # ConvNeXt nests Sequential blocks: described flattened
+        for info in desc.describe(model):
+            found.setdefault(info.type, (leaves[info.name], info))
     return found
 
 
 def test_every_application_layer_type_is_isolated_and_measured(meter, application_layers):
-    shipped = REPO / "data" / "cpu" / "layers.parquet"
+    shipped = REPO / "data" / "amd-epyc-f25m17-avx512-2c" / "space" / "layers.parquet"
     if shipped.exists():
-        types = set(pd.read_parquet(shipped, columns=["layer_type"])["layer_type"])
+        rows = pd.read_parquet(shipped, columns=["layer_type", "source"])
+        types = set(rows.loc[rows["source"] == "keras.applications", "layer_type"])
         assert types <= set(application_layers), f"not covered: {types - set(application_layers)}"
     multi = [t for t, (_, info) in application_layers.items() if len(info.input_shapes) > 1]
     assert {"Add", "Multiply", "Concatenate"} <= set(multi)
@@ -105,10 +109,10 @@ def test_every_application_layer_type_is_isolated_and_measured(meter, applicatio
 
 def test_analytic_flops_of_known_layers():
     model = architectures.build("tiny_cnn", 32).model
-    info = {i.name: i for i in layers.describe(model)}
-    conv = layers.analytic_cost(info["conv1"], 2)  # 3x3x3 -> 8 filters, 16x16 out
+    info = {i.name: i for i in desc.describe(model)}
+    conv = desc.analytic_cost(info["conv1"], 2)  # 3x3x3 -> 8 filters, 16x16 out
     assert conv["flops"] == 2 * (2 * 16 * 16 * 8) * 3 * 3 * 3
-    dense = layers.analytic_cost(info["head"], 1)
+    dense = desc.analytic_cost(info["head"], 1)
     assert dense["flops"] == 2 * info["head"].input_shapes[0][0] * 10
     assert conv["params"] == 3 * 3 * 3 * 8 + 8
 
@@ -116,13 +120,13 @@ def test_analytic_flops_of_known_layers():
 def test_tiny_sweep_end_to_end_logs_to_mlflow(tiny_sweep, tracking_uri):
     cfg, result = tiny_sweep
     assert len(result.models) == 4 * 2 and not result.skipped
-    m, l = result.models, result.layers
+    m, lay = result.models, result.layers
     assert (m["energy_j"] > 0).all() and (m["additivity"] > 0).all()
-    assert (l["iso_energy_j"] > 0).all() and l["iso_error"].isna().all()
+    assert (lay["iso_energy_j"] > 0).all() and lay["iso_error"].isna().all()
     for col in ("hardware_id", "cpu_measurement", "gpu_measurement", "codecarbon_version", "measured_at"):
-        assert m[col].notna().all() and l[col].notna().all()
+        assert m[col].notna().all() and lay[col].notna().all()
     # in-context shares add up to the attributed part of the whole model
-    shares = l.groupby("config_id")["ctx_share"].sum()
+    shares = lay.groupby("config_id")["ctx_share"].sum()
     assert ((shares > 0.5) & (shares <= 1.0 + 1e-9)).all()
     # the dataset files
     assert (result.output_dir / "models.parquet").exists() and (result.output_dir / "layers.parquet").exists()
@@ -141,7 +145,7 @@ def test_killed_sweep_resumes_without_losing_measurements(tmp_path):
     out, cache = tmp_path / "data", tmp_path / "cache"
     cmd = [sys.executable, "-m", "nnenergy.apps.measure", "sweep=tiny", f"sweep.output_dir={out}",
            f"sweep.cache_dir={cache}", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}",
-           "sweep.whole.min_seconds=0.4"]  # slow enough to be killed half-way
+           "sweep.protocol.min_seconds=0.4", "sweep.block_architectures=1"]  # slow enough to be killed half-way
     progress = out / "progress" / "models.jsonl"
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -164,17 +168,28 @@ def test_killed_sweep_resumes_without_losing_measurements(tmp_path):
 
 
 def test_a_users_model_file_is_measured_beside_application_names(tmp_path):
-    from nnenergy.measure.sweep import Sweep, SweepSpec
+    from nnenergy.measure.sweep import Sweep, SweepInputError, SweepSpec
 
     path = tmp_path / "mine.keras"
     architectures.build("tiny_mlp", 24).model.save(path)
-    spec = SweepSpec.from_config({
-        "name": "files", "architectures": [], "model_files": [str(path), str(tmp_path / "missing.keras")],
-        "batch_sizes": [1], "input_sizes": [], "output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "c"),
-        "whole": FAST.__dict__, "layer": FAST.__dict__,
-    })
-    result = Sweep(spec).run()
+    cfg = {"name": "files", "architectures": [], "model_files": [str(path)], "batch_sizes": [1], "input_sizes": [],
+           "output_dir": str(tmp_path / "p" / "out"), "cache_dir": str(tmp_path / "c"),
+           "layer": FAST.__dict__, "protocol": {"rounds": 1, "windows": 1, "min_seconds": 0.01, "warmup": 1}}
+    with pytest.raises(SweepInputError, match="not found"):  # refused before anything is measured
+        SweepSpec.from_config(cfg | {"model_files": [str(path), str(tmp_path / "missing.keras")]})
+    result = Sweep(SweepSpec.from_config(cfg)).run()
     assert list(result.models["architecture"]) == ["mine"] and result.models["input_size"].iloc[0] == 24
-    assert result.models["source"].iloc[0] == "file"
-    assert [s["architecture"] for s in result.skipped] == ["missing"]
-    assert "not found" in result.skipped[0]["reason"]
+    assert result.models["source"].iloc[0] == "file" and not result.skipped
+
+
+def test_ops_map_to_their_layer_flat_and_nested():
+    from nnenergy.measure.incontext import layer_of
+
+    names = {"conv1", "bn1", "backbone/block_1_conv", "backbone/stem"}
+    assert layer_of("model_1/conv1_1/Conv2D:Conv2D", names) == "conv1"
+    assert layer_of("conv1/BiasAdd", names) == "conv1"
+    assert layer_of("model_1/bn1_2/batchnorm/mul:Mul", names) == "bn1"
+    # a nested model's layer: its scope path joined, Keras' `_<n>` suffixes stripped
+    assert layer_of("outer_1/backbone_1/block_1_conv_1/Conv2D:Conv2D", names) == "backbone/block_1_conv"
+    assert layer_of("outer_1/backbone_1/stem/Relu:Relu", names) == "backbone/stem"
+    assert layer_of("outer_1/ReadVariableOp:ReadVariableOp", names) is None

@@ -9,7 +9,7 @@ from conftest import compose_cfg, train_overrides
 
 from nnenergy.features.layer_features import layer_features
 from nnenergy.learn.modelwise import ModelwisePredictor, model_features
-from nnenergy.learn.pyfunc import INPUT_COLUMNS
+from nnenergy.schema import INPUT_COLUMNS
 
 
 def test_model_features_are_one_finite_row_per_configuration(tiny_sweep):
@@ -22,8 +22,8 @@ def test_model_features_are_one_finite_row_per_configuration(tiny_sweep):
 def test_training_is_seeded(tiny_sweep):
     _, result = tiny_sweep
     feats = layer_features(result.layers)
-    a = ModelwisePredictor(arch="rnn", epochs=3, seed=1).fit(feats, result.models).predict(feats)
-    b = ModelwisePredictor(arch="rnn", epochs=3, seed=1).fit(feats, result.models).predict(feats)
+    a = ModelwisePredictor(arch="rnn", epochs=3, seed=1).fit(feats, None, result.models).predict(feats)
+    b = ModelwisePredictor(arch="rnn", epochs=3, seed=1).fit(feats, None, result.models).predict(feats)
     assert np.allclose(a["energy_j"], b["energy_j"])
 
 
@@ -35,7 +35,7 @@ def test_modelwise_variant_trains_logs_and_loads(predictor, tiny_sweep, tracking
     overrides = train_overrides(predictor, result.output_dir, tracking_uri) + [
         "predictor.model.epochs=4", "predictor.model.patience=2"]
     summary = train.run(compose_cfg("train", overrides))
-    assert np.isfinite(summary["modelwise"]["cv_whole_energy_j_rmspe"])
+    assert np.isfinite(summary["modelwise"]["family_whole_energy_rmspe"])
     mlflow.set_tracking_uri(tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/nnenergy-{predictor}@champion")
     out = model.predict(result.layers[result.layers["config_id"] == "tiny_cnn|32|1"][INPUT_COLUMNS])

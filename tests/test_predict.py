@@ -124,3 +124,20 @@ def test_unreachable_tracking_uri(capsys):
     rc = cli.main(["MobileNetV2", "--tracking-uri", "http://127.0.0.1:9"])
     err = capsys.readouterr().err.strip()
     assert rc == 1 and "\n" not in err and "127.0.0.1:9" in err
+
+
+def test_many_models_in_one_call_match_one_at_a_time(store, tiny_file, capsys):
+    import keras
+
+    inline = architectures.build("tiny_mlp", 32).model
+    assert isinstance(inline, keras.Model)
+    many = nnenergy.predict_many([str(tiny_file), "tiny_cnn", inline], batch_size=2, input_shape=(32, 32, 3),
+                                 tracking_uri=store)
+    one = [nnenergy.predict(m, batch_size=2, input_shape=(32, 32, 3), tracking_uri=store)
+           for m in (str(tiny_file), "tiny_cnn", inline)]
+    assert [p.model_name for p in many] == ["tiny", "tiny_cnn", "tiny_mlp"]
+    for a, b in zip(many, one):
+        assert a.energy_j == pytest.approx(b.energy_j) and len(a.layers) == len(b.layers)
+    assert cli.main([str(tiny_file), "tiny_cnn", "--input-shape", "32,32,3", "--json", "--tracking-uri", store]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line)["model_name"] for line in lines] == ["tiny", "tiny_cnn"]

@@ -6,6 +6,6 @@
 """
 
 # `nnenergy.predict` is the function; the subpackage stays importable as `nnenergy.predict.api`.
-from nnenergy.predict import Prediction, PredictError, predict  # noqa: E402,F401
+from nnenergy.predict import PredictError, Prediction, predict, predict_many  # noqa: E402,F401
 
 __version__ = "0.1.0"

@@ -14,6 +14,8 @@ commands:
   train     train one predictor            e.g. nnenergy train predictor=rf
   analyze   figures and metrics of a dataset  e.g. nnenergy analyze dataset=data/cpu
   predict   predict a model's energy       e.g. nnenergy predict ResNet50 --batch-size 32
+  calibrate adapt the trained profile to this machine from a one-minute panel
+                                           e.g. nnenergy calibrate --json
 
 `measure` and `train` take Hydra overrides (and -m for multirun); see conf/.
 """
@@ -50,8 +52,13 @@ def main(argv: list[str] | None = None) -> int:
 
         _hydra(train, ["-m", f"predictor={LAYERWISE}", *rest], "train")
         uri = tracking.resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
-        print(f"\nDone. Browse runs, plots and the registry with:\n  mlflow ui --backend-store-uri {uri} --host 127.0.0.1\n"
+        print("\nDone. Browse runs, plots and the registry with:\n"
+              f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1\n"
               f"Predict with the champion:\n  .venv/bin/nnenergy predict MobileNetV2 --batch-size 8")
+    elif cmd == "calibrate":
+        from nnenergy.calibrate import main as calibrate_main
+
+        return calibrate_main(rest)
     elif cmd == "predict":
         from nnenergy.predict.cli import main as predict_main
 

@@ -1,17 +1,31 @@
-"""Model registry: one registered name per predictor family, alias `champion` for the best."""
+"""Model registry: one registered name per predictor family, alias `champion` for the best.
+
+The champion is decided by level-1 error (real architecture families held out) on the same
+dataset and folds (`split_id`), never by the external test set.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 
+import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
-METRIC_TAG = "fixed_whole_energy_rmspe"
+METRIC_TAG = "family_whole_energy_rmspe"
 SPLIT_TAG = "split_id"
+
+
+def split_id(data, evaluation: dict) -> str:
+    """Same dataset rows and same folds -> same id: only then are two versions comparable."""
+    key = json.dumps([data.hardware_id, sorted(data.models["config_id"]), evaluation.get("n_folds"),
+                      evaluation.get("seed")])
+    return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 def champion_version(client: MlflowClient, name: str):
@@ -19,6 +33,17 @@ def champion_version(client: MlflowClient, name: str):
         return client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
+
+
+def register(model_uri: str, name: str, sid: str, score: float, tags: dict) -> str | None:
+    """Register a logged model, tag it with its split and level-1 score, and re-decide the champion."""
+    client = MlflowClient()
+    mv = mlflow.register_model(model_uri, name)
+    for k, v in {SPLIT_TAG: sid, METRIC_TAG: f"{score:.6f}", **tags}.items():
+        client.set_model_version_tag(name, mv.version, k, str(v))
+    champ = promote_best(client, name, sid)
+    mlflow.set_tags({"registered_version": mv.version, "champion_version": champ})
+    return champ
 
 
 def promote_best(client: MlflowClient, name: str, split_id: str) -> str | None:
@@ -38,7 +63,7 @@ def promote_best(client: MlflowClient, name: str, split_id: str) -> str | None:
             return current.version
     # A champion measured on a different split is not comparable: the new split's best wins.
     client.set_registered_model_alias(name, CHAMPION, str(best_version))
-    log.info("%s@%s -> version %s (held-out RMSPE %.2f%%)", name, CHAMPION, best_version, best_score)
+    log.info("%s@%s -> version %s (level-1 RMSPE %.2f%%)", name, CHAMPION, best_version, best_score)
     return str(best_version)
 
 

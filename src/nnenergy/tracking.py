@@ -20,22 +20,27 @@ def resolve_tracking_uri(uri: str) -> str:
 def setup(tracking_uri: str, experiment: str) -> str:
     """Point MLflow at the store and make sure the experiment exists; returns its id.
 
+    `mlflow run` without `--experiment-name` opens its run in the Default experiment; our runs
+    belong in `experiment`, so that run is left with a pointer tag and ours start there instead.
     SQLite stores race when several processes create tables at once, so retry briefly.
     """
     uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
-    run_id = os.environ.get("MLFLOW_RUN_ID")
-    if run_id:  # launched by `mlflow run`: its run (and experiment) is the one to log to
-        return mlflow.MlflowClient().get_run(run_id).info.experiment_id
     for attempt in range(5):
         try:
-            exp = mlflow.set_experiment(experiment)
-            return exp.experiment_id
+            exp_id = mlflow.set_experiment(experiment).experiment_id
+            break
         except Exception:  # "database is locked" from a concurrent job
             if attempt == 4:
                 raise
             time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:  # launched by `mlflow run`
+        client = mlflow.MlflowClient()
+        if client.get_run(run_id).info.experiment_id != exp_id:
+            client.set_tag(run_id, "nnenergy.runs_in_experiment", experiment)
+            os.environ.pop("MLFLOW_RUN_ID")
+    return exp_id
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -53,3 +58,67 @@ def ints_as_floats(df):
     """MLflow warns that integer columns cannot hold missing values in a schema: log floats."""
     ints = df.select_dtypes("integer").columns
     return df.astype({c: "float64" for c in ints})
+
+
+# -- what every entry point logs -------------------------------------------------------------
+def log_resolved_config(cfg) -> None:
+    """The resolved Hydra config as a YAML artifact and as flattened params."""
+    from omegaconf import OmegaConf
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    mlflow.log_dict(resolved, "config/resolved.yaml")
+    mlflow.log_params({k: str(v)[:500] for k, v in flatten(resolved).items()})
+
+
+def log_dataset(models, path: Path, name: str, context: str, files: tuple[str, ...] = ()) -> None:
+    """`mlflow.log_input` of the models table (a digest) plus the data files themselves."""
+    table = ints_as_floats(models.drop(columns=[c for c in ("window_energies_j", "arch_spec") if c in models]))
+    mlflow.log_input(mlflow.data.from_pandas(table, source=str(Path(path).resolve()), name=name), context=context)
+    for f in files:
+        if (Path(path) / f).exists():
+            mlflow.log_artifact(str(Path(path) / f), f"dataset/{name}")
+
+
+def log_figure(fig, path: str) -> None:
+    if fig is not None:
+        import matplotlib.pyplot as plt
+
+        mlflow.log_figure(fig, path)
+        plt.close(fig)
+
+
+def summarise_children(parent: str) -> None:
+    """The parent run carries its children's headline metrics, a comparison table and a chart,
+    so the UI compares predictors at a glance among the 190+ metrics each run logs."""
+    import pandas as pd
+
+    client = mlflow.MlflowClient()
+    exp = client.get_run(parent).info.experiment_id
+    children = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    rows = []
+    for r in children:
+        name = r.data.tags.get("predictor", r.info.run_name)
+        head = {k: v for k, v in r.data.metrics.items() if k.endswith(("_whole_energy_rmspe", "_whole_energy_within10"))
+                and "." not in k}
+        rows.append({"predictor": name, "run_id": r.info.run_id, **head})
+        for k, v in head.items():
+            client.log_metric(parent, f"{name}.{k}", v)
+    if not rows:
+        return
+    table = pd.DataFrame(rows)
+    table = table.sort_values("family_whole_energy_rmspe" if "family_whole_energy_rmspe" in table else "predictor")
+    client.log_table(parent, table, "comparison.json")
+    if "family_whole_energy_rmspe" in table:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        cols = [c for c in ("family_whole_energy_rmspe", "external_whole_energy_rmspe", "generated_whole_energy_rmspe")
+                if c in table]
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        table.set_index("predictor")[cols].plot.bar(ax=ax)
+        ax.set(ylabel="whole-model energy RMSPE (%)", title="Held-out error by level (lower is better)")
+        fig.tight_layout()
+        client.log_figure(parent, fig, "comparison.png")
+        plt.close(fig)

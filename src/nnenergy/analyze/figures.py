@@ -90,8 +90,10 @@ def additivity(models: pd.DataFrame):
     axes[2].set(xlabel="layers", ylabel="additivity", title="vs layer count")
     fig.tight_layout()
     out = {"additivity_min": a.min(), "additivity_median": a.median(), "additivity_max": a.max(),
-           "additivity_spearman_flops": float(stats.spearmanr(models["flops"], models["additivity"], nan_policy="omit")[0]),
-           "additivity_spearman_layers": float(stats.spearmanr(models["n_layers"], models["additivity"], nan_policy="omit")[0])}
+           "additivity_spearman_flops": float(stats.spearmanr(models["flops"], models["additivity"],
+                                                              nan_policy="omit")[0]),
+           "additivity_spearman_layers": float(stats.spearmanr(models["n_layers"], models["additivity"],
+                                                               nan_policy="omit")[0])}
     if "wall_over_op_time" in models:
         out["wall_over_op_time_median"] = models["wall_over_op_time"].median()
     return fig, out

@@ -21,24 +21,25 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict:
     data = ds.load(cfg.dataset)
-    m, l = data.models, data.layers
-    tracking.setup(cfg.mlflow.tracking_uri, cfg.experiment)
+    m, lay = data.models, data.layers
+    tracking.setup(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
     results: dict = {}
     with mlflow.start_run(run_name=f"analyze-{Path(cfg.dataset).name}"):
         mlflow.log_dict(OmegaConf.to_container(cfg, resolve=True), "config/resolved.yaml")
         mlflow.set_tag("hardware_id", data.hardware_id)
         jobs = {
             "energy_distribution": lambda: figures.energy_distribution(m),
-            "layer_type_counts": lambda: figures.layer_type_counts(l),
-            "energy_by_kind": lambda: figures.energy_by_kind(l),
+            "layer_type_counts": lambda: figures.layer_type_counts(lay),
+            "energy_by_kind": lambda: figures.energy_by_kind(lay),
             "flops_vs_energy": lambda: figures.flops_vs_energy(m),
             "additivity": lambda: figures.additivity(m),
-            "noise_vs_window": lambda: figures.noise_vs_window(m, l),
+            "noise_vs_window": lambda: figures.noise_vs_window(m, lay),
         }
         dense_path = Path(cfg.dense_dataset) if cfg.get("dense_dataset") else None
         if dense_path and (dense_path / ds.MODELS_FILE).exists():
             dm = ds.load(dense_path).models
-            jobs["flops_vs_energy_dense_only"] = lambda: figures.flops_vs_energy(dm, "FLOPs vs energy, Dense-only models")
+            jobs["flops_vs_energy_dense_only"] = lambda: figures.flops_vs_energy(
+                dm, "FLOPs vs energy, Dense-only models")
         for name, job in jobs.items():
             fig, mets = job()
             mlflow.log_figure(fig, f"figures/{name}.png")

@@ -21,18 +21,22 @@ class MlflowParentRun(Callback):
         self.created = False
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        exp_id = tracking.setup(config.mlflow.tracking_uri, config.experiment)
+        exp_id = tracking.setup(config.mlflow.tracking_uri, config.mlflow.experiment)
         parent = os.environ.pop("MLFLOW_RUN_ID", None)
         if parent is None:
-            run = MlflowClient().create_run(exp_id, run_name=f"{config.experiment}-sweep", tags={"nnenergy.sweep": "parent"})
+            run = MlflowClient().create_run(exp_id, run_name=f"{config.mlflow.experiment}-sweep",
+                                            tags={"nnenergy.sweep": "parent"})
             parent, self.created = run.info.run_id, True
         os.environ[PARENT_ENV] = parent
 
     def on_multirun_end(self, config, **kwargs) -> None:
         parent = os.environ.pop(PARENT_ENV, None)
+        if parent:
+            tracking.summarise_children(parent)
         if config.get("register", {}).get("enabled"):
             from nnenergy.registry import reconcile_champions
 
             reconcile_champions(MlflowClient())
         if parent and self.created:
             MlflowClient().set_terminated(parent)
+

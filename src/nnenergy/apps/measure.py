@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from nnenergy import tracking
 from nnenergy.apps import CONF_DIR
 from nnenergy.measure.datasheet import additivity_summary
+from nnenergy.measure.lock import MeasurementLock, MeasurementLockError
 from nnenergy.measure.sweep import Sweep, SweepInputError, SweepResult, SweepSpec
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,9 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> SweepResult:
     """Measure the configured sweep and log it as one MLflow run."""
     spec = SweepSpec.from_config(OmegaConf.to_container(cfg.sweep, resolve=True))
-    result = Sweep(spec).run()
-    tracking.setup(cfg.mlflow.tracking_uri, cfg.experiment)
+    with MeasurementLock(wait_s=float(cfg.get("lock_wait_s", 0))):  # never two measuring processes
+        result = Sweep(spec).run()
+    tracking.setup(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
     with mlflow.start_run(run_name=f"measure-{spec.name}", nested=mlflow.active_run() is not None):
         log_sweep(cfg, result)
     return result
@@ -52,7 +54,8 @@ def log_sweep(cfg: DictConfig, result: SweepResult) -> None:
             mlflow.log_artifact(str(out / name), artifact_path="dataset")
     if len(models):
         data = mlflow.data.from_pandas(
-            tracking.ints_as_floats(models.drop(columns=["window_energies_j"])), source=str(out.resolve() / "models.parquet"), name=f"{cfg.sweep.name}-models"
+            tracking.ints_as_floats(models.drop(columns=["window_energies_j"])),
+            source=str(out.resolve() / "models.parquet"), name=f"{cfg.sweep.name}-models"
         )
         mlflow.log_input(data, context="measurement")
     log.info("sweep %s: %s", cfg.sweep.name, json.dumps(metrics))
@@ -63,7 +66,7 @@ def main(cfg: DictConfig) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         result = run(cfg)
-    except SweepInputError as exc:  # a user error: one line, no traceback, nothing measured
+    except (SweepInputError, MeasurementLockError) as exc:  # one line, no traceback, nothing measured
         print(f"nnenergy measure: {exc}", file=sys.stderr)
         sys.exit(2)
     state = "" if result.complete else " — stopped at sweep.max_minutes; rerun to resume"

@@ -1,12 +1,13 @@
-"""`train` entry point (and MLproject `main`): train one predictor, evaluate it on held-out
-architecture families, log everything to MLflow, register it and promote the champion."""
+"""`train` entry point (and MLproject `main`): train one predictor, evaluate it on three levels
+(held-out families, an external test set, held-out generated architectures), log everything to
+MLflow, register it and promote the champion by level 1."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,24 +24,29 @@ from nnenergy.apps import CONF_DIR
 from nnenergy.apps.callbacks import PARENT_ENV
 from nnenergy.evaluate import metrics as mx
 from nnenergy.evaluate import plots
-from nnenergy.evaluate.crossval import SourceResult, evaluate_source
+from nnenergy.evaluate.levels import LEVELS, Evaluation, evaluate
 
 log = logging.getLogger(__name__)
-PINNED = ["mlflow", "scikit-learn", "xgboost", "catboost", "pandas", "numpy", "joblib", "torch"]
+# What a logged model needs at load time: the forest does not need torch, the nets do.
+REQUIREMENTS = {"layerwise": ["mlflow", "scikit-learn", "xgboost", "catboost", "pandas", "numpy", "scipy", "joblib"],
+                "modelwise": ["mlflow", "scikit-learn", "pandas", "numpy", "scipy", "joblib", "torch"]}
+HARDWARE_KEYS = ("profile", "hardware_id", "cpu_model", "cpu_cores", "gpu_model", "cpu_measurement",
+                 "ram_measurement", "gpu_measurement", "intra_op_threads", "inter_op_threads")
+HEADLINE = [f"{lvl}_whole_energy_{m}" for lvl in LEVELS for m in ("rmspe", "within10")]
 
 
-def split_id(data: ds.Dataset, test_families) -> str:
-    key = json.dumps([data.hardware_id, sorted(data.models["config_id"]), sorted(test_families)])
-    return hashlib.sha1(key.encode()).hexdigest()[:12]
+class TrainInputError(ValueError):
+    """A user error (missing dataset, unusable split): one line, no traceback."""
 
 
-def _requirements() -> list[str]:
+def _requirements(family: str) -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     reqs = []
-    for pkg in PINNED:
+    for pkg in REQUIREMENTS[family]:
         try:
-            reqs.append(f"{pkg}=={version(pkg)}")
+            v = version(pkg).split("+")[0]  # a local build tag (torch's +cpu) is not on the index
+            reqs.append(f"{pkg}=={v}")
         except PackageNotFoundError:
             pass
     return reqs
@@ -56,39 +62,37 @@ def _start_run(cfg: DictConfig):
     return mlflow.start_run(run_name=name)
 
 
-def _log_figure(fig, path: str) -> None:
-    if fig is not None:
-        mlflow.log_figure(fig, path)
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-
-
-SUMMARY_KEYS = ("cv_whole_energy_j_rmspe", "cv_whole_energy_j_within10", "cv_whole_energy_j_mape",
-                "fixed_whole_energy_j_rmspe", "cv_whole_latency_s_rmspe", "train_seconds")
-HARDWARE_KEYS = ("hardware_id", "cpu_model", "cpu_cores", "gpu_model", "cpu_measurement", "ram_measurement",
-                 "gpu_measurement")
+def make_predictor(cfg: DictConfig, source: str):
+    """A factory of fresh predictors as `conf/predictor/<name>.yaml` describes them."""
+    build = instantiate(cfg.predictor.model)
+    if cfg.predictor.family == "layerwise":
+        regressor = instantiate(cfg.predictor.regressor)
+        return lambda: build(make_regressor=regressor, source=source)
+    return lambda: build()
 
 
-def log_predictor(result: SourceResult, pyfunc_model, data: ds.Dataset, cfg: DictConfig, sid: str):
-    """Log the fixed-split predictor as a pyfunc (signature, input example, pinned requirements, own code).
+def _hardware(data: ds.Dataset) -> dict:
+    first = data.models.iloc[0]
+    return {k: str(first[k]) for k in HARDWARE_KEYS if k in data.models}
 
-    Its `heldout` metadata is its own error on the fixed split's test families, which it never saw.
-    """
+
+def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
+    """Log the final predictor as a pyfunc (signature, input example, requirements, own code)."""
     from mlflow.models import infer_signature
 
-    from nnenergy.learn.pyfunc import INPUT_COLUMNS
+    from nnenergy.learn.pyfunc import LayerwisePyfunc, ModelwisePyfunc
+    from nnenergy.schema import INPUT_COLUMNS
 
-    pred = result.fixed_predictor
+    pred = ev.predictor
     pred.metadata |= {
-        "hardware": {k: str(data.models[k].iloc[0]) for k in HARDWARE_KEYS},
+        "hardware": _hardware(data),
         "predictor": cfg.predictor.name,
-        "source": result.source,
-        "split_id": sid,
-        "test_families": sorted(cfg.evaluation.test_families),
-        "heldout": {k: result.metrics[k] for k in ("fixed_whole_energy_j_rmspe", "fixed_whole_energy_j_within10",
-                                                   "fixed_whole_energy_j_n")},
+        "source": ev.source,
+        "dataset": str(cfg.dataset),
+        "heldout": {k: ev.metrics[k] for k in ev.metrics if k.split("_whole_energy_")[-1] in ("rmspe", "within10", "n")
+                    and k.split("_whole_energy_")[0] in LEVELS},
     }
+    pyfunc_model = LayerwisePyfunc() if cfg.predictor.family == "layerwise" else ModelwisePyfunc()
     example = data.layers[data.layers["config_id"] == data.layers["config_id"].iloc[0]][INPUT_COLUMNS].copy()
     for col in ("flops", "params", "in_elems", "out_elems", "mem_bytes"):
         example[col] = example[col].astype(float)
@@ -96,7 +100,7 @@ def log_predictor(result: SourceResult, pyfunc_model, data: ds.Dataset, cfg: Dic
         example[col] = example[col].astype("int64")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"predictor-{cfg.predictor.name}.joblib"
-        joblib.dump(pred, path)
+        joblib.dump(pred, path, compress=3)  # forests compress ~5x: a lean registry
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=pyfunc_model,
@@ -104,94 +108,87 @@ def log_predictor(result: SourceResult, pyfunc_model, data: ds.Dataset, cfg: Dic
             code_paths=[str(Path(__file__).resolve().parents[1])],
             signature=infer_signature(example, pyfunc_model.predict_fn(pred, example)),
             input_example=example.head(3),
-            pip_requirements=_requirements(),
+            pip_requirements=_requirements(cfg.predictor.family),
             metadata=json.loads(json.dumps(pred.metadata, default=str)),
         )
 
 
-def log_headline_metrics(m: dict) -> None:
-    """The metrics every predictor variant logs under the same names, for one comparison table."""
-    mlflow.log_metrics({
-        "heldout_whole_energy_rmspe": m["cv_whole_energy_j_rmspe"],
-        "heldout_whole_energy_within10": m["cv_whole_energy_j_within10"],
-        "heldout_whole_energy_mape": m["cv_whole_energy_j_mape"],
-        "fixed_whole_energy_rmspe": m["fixed_whole_energy_j_rmspe"],
-    })
-
-
-def run_layerwise(cfg: DictConfig, data: ds.Dataset) -> dict:
-    make = instantiate(cfg.predictor.regressor)
-    opts = OmegaConf.to_container(cfg.evaluation, resolve=True) | {
-        "min_rows_per_kind": cfg.predictor.min_rows_per_kind,
-        "correction": cfg.predictor.correction,
-    }
-    results = {src: evaluate_source(make, data, src, opts | {"interval": src == cfg.register.source})
-               for src in cfg.evaluation.sources}
-    summary = {}
-    for src, res in results.items():
-        mlflow.log_metrics({f"{src}.{k}": v for k, v in res.metrics.items()})
-        title = f"{cfg.predictor.name}, {src} targets"
-        _log_figure(plots.predicted_vs_measured(res.cv_models, f"{title}: held-out families (CV)"), f"plots/{src}/whole_pred_vs_measured.png")
-        _log_figure(plots.per_layer_family(res.fixed_layers, "VGG", f"{title}: VGG per layer (held out)"), f"plots/{src}/vgg_per_layer.png")
-        _log_figure(plots.error_by_kind(res.metrics, src, cfg.predictor.name), f"plots/{src}/error_by_kind.png")
+def _log_evaluation(ev: Evaluation, cfg: DictConfig) -> None:
+    name, src = cfg.predictor.name, ev.source
+    mlflow.log_metrics({f"{src}.{k}": v for k, v in ev.metrics.items()})
+    for lvl, whole in ev.predictions.items():
+        tracking.log_figure(plots.predicted_vs_measured(whole, f"{name}, {src}: level {lvl} (held out)"),
+                            f"plots/{src}/{lvl}_pred_vs_measured.png")
         with tempfile.TemporaryDirectory() as tmp:
-            res.cv_models.to_csv(Path(tmp) / "cv_whole_predictions.csv", index=False)
-            mlflow.log_artifact(str(Path(tmp) / "cv_whole_predictions.csv"), f"predictions/{src}")
-        summary[src] = {k: res.metrics[k] for k in SUMMARY_KEYS}
-    chosen = results[cfg.register.source]
-    sid = split_id(data, cfg.evaluation.test_families)
-    from nnenergy.learn.pyfunc import LayerwisePyfunc
-
-    info = log_predictor(chosen, LayerwisePyfunc(), data, cfg, sid)
-    log_headline_metrics(chosen.metrics)
-    if cfg.register.enabled:
-        register(info.model_uri, cfg.register.name, sid, chosen.metrics["fixed_whole_energy_j_rmspe"], cfg)
-    return summary
-
-
-def register(model_uri: str, name: str, sid: str, score: float, cfg: DictConfig) -> None:
-    client = MlflowClient()
-    mv = mlflow.register_model(model_uri, name)
-    client.set_model_version_tag(name, mv.version, registry.SPLIT_TAG, sid)
-    client.set_model_version_tag(name, mv.version, registry.METRIC_TAG, f"{score:.6f}")
-    client.set_model_version_tag(name, mv.version, "predictor", cfg.predictor.name)
-    champ = registry.promote_best(client, name, sid)
-    mlflow.set_tag("registered_version", mv.version)
-    mlflow.set_tag("champion_version", champ)
+            whole.to_csv(Path(tmp) / f"{lvl}_predictions.csv", index=False)
+            mlflow.log_artifact(str(Path(tmp) / f"{lvl}_predictions.csv"), f"predictions/{src}")
+    for h in getattr(ev.predictor, "history_", []):  # model-wise nets: the final fit's curves
+        mlflow.log_metrics({"train_loss": h["train_loss"], "val_loss": h["val_loss"]}, step=h["epoch"])
+    if len(ev.layers):
+        worst = (ev.predictions["family"].assign(err=lambda d: (d["energy_j"] / d["measured_energy_j"] - 1).abs())
+                 .groupby("family")["err"].mean().idxmax())
+        tracking.log_figure(plots.per_layer_family(ev.layers, worst, f"{name}, {src}: {worst} per layer (held out)"),
+                            f"plots/{src}/worst_family_per_layer.png")
+        tracking.log_figure(plots.error_by_kind(ev.metrics, src, name), f"plots/{src}/error_by_kind.png")
 
 
 def run(cfg: DictConfig) -> dict:
-    data = ds.load(cfg.dataset)
-    tracking.setup(cfg.mlflow.tracking_uri, cfg.experiment)
-    with _start_run(cfg):
-        resolved = OmegaConf.to_container(cfg, resolve=True)
-        mlflow.log_dict(resolved, "config/resolved.yaml")
-        mlflow.log_params({k: str(v)[:500] for k, v in tracking.flatten(resolved).items()})
-        mlflow.set_tags({"predictor": cfg.predictor.name, "predictor_family": cfg.predictor.family,
-                         "hardware_id": data.hardware_id})
-        mlflow.log_input(mlflow.data.from_pandas(tracking.ints_as_floats(data.models.drop(columns=["window_energies_j"])),
-                                                 source=str(Path(cfg.dataset).resolve()), name=Path(cfg.dataset).name),
-                         context="training")
-        for f in (ds.MODELS_FILE, ds.LAYERS_FILE, ds.DATASHEET_FILE):
-            if (data.path / f).exists():
-                mlflow.log_artifact(str(data.path / f), "dataset")
-        mlflow.log_metric("noise_floor_whole_rmspe", mx.window_noise_rmspe(data.models["window_energies_j"].map(json.loads)))
-        if cfg.predictor.family == "layerwise":
-            summary = run_layerwise(cfg, data)
-        else:
-            from nnenergy.apps.train_modelwise import run_modelwise
+    try:
+        data = ds.load(cfg.dataset)
+    except ds.DatasetError as exc:
+        raise TrainInputError(str(exc)) from None
+    external = ds.load(cfg.external_dataset) if cfg.get("external_dataset") else None
+    from nnenergy.evaluate.levels import real_mask
 
-            summary = run_modelwise(cfg, data)
-    return summary
+    families = data.models.loc[real_mask(data.models), "family"].nunique()
+    if families < 2:
+        raise TrainInputError(f"{cfg.dataset} holds {families} real architecture famil{'y' if families == 1 else 'ies'}"
+                              ": held-out evaluation (level 1) needs at least 2 (measure more architectures)")
+    tracking.setup(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+    opts = OmegaConf.to_container(cfg.evaluation, resolve=True)
+    opts["n_folds"] = min(opts["n_folds"], families)
+    sources = list(cfg.evaluation.sources) if cfg.predictor.family == "layerwise" else ["modelwise"]
+    with _start_run(cfg):
+        tracking.log_resolved_config(cfg)
+        mlflow.set_tags({"predictor": cfg.predictor.name, "predictor_family": cfg.predictor.family,
+                         "hardware_id": data.hardware_id, "profile": _hardware(data).get("profile", "")})
+        tracking.log_dataset(data.models, data.path, Path(cfg.dataset).name, "training",
+                             (ds.MODELS_FILE, ds.DATASHEET_FILE))
+        if external is not None:
+            tracking.log_dataset(external.models, external.path, "external", "evaluation", (ds.DATASHEET_FILE,))
+        mlflow.log_metric("noise_floor_whole_rmspe",
+                          mx.window_noise_rmspe(data.models["window_energies_j"].map(json.loads)))
+        results = {}
+        for src in sources:
+            ev = evaluate(make_predictor(cfg, src), data, src, opts, external)
+            _log_evaluation(ev, cfg)
+            results[src] = ev
+        chosen = results.get(cfg.register.source) or next(iter(results.values()))
+        # The headline, under one name for every predictor: compare runs in the UI at a glance.
+        headline = {k: chosen.metrics[k] for k in HEADLINE if k in chosen.metrics}
+        mlflow.log_metrics(headline | {"train_seconds": sum(r.train_seconds for r in results.values())})
+        mlflow.set_tags({f"headline.{k}": f"{v:.2f}" for k, v in headline.items()})
+        info = log_predictor(chosen, data, cfg)
+        if cfg.register.enabled and "family_whole_energy_rmspe" in chosen.metrics:
+            registry.register(info.model_uri, cfg.predictor.registered_name, registry.split_id(data, opts),
+                              chosen.metrics["family_whole_energy_rmspe"],
+                              {"predictor": cfg.predictor.name, "profile": _hardware(data).get("profile", "")})
+    return {src: {k: ev.metrics[k] for k in HEADLINE + ["train_seconds"] if k in ev.metrics}
+            for src, ev in results.items()}
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    summary = run(cfg)
-    print(f"[{cfg.predictor.name}] " + json.dumps({s: {k: round(v, 2) for k, v in m.items()} for s, m in summary.items()}))
-    # The objective for `hydra/sweeper=optuna`: held-out whole-model energy RMSPE.
+    try:
+        summary = run(cfg)
+    except TrainInputError as exc:
+        print(f"nnenergy train: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(f"[{cfg.predictor.name}] "
+          + json.dumps({s: {k: round(v, 2) for k, v in m.items()} for s, m in summary.items()}))
+    # The objective for `hydra/sweeper=optuna`: level-1 (held-out family) whole-model energy RMSPE.
     first = summary.get(cfg.register.source) or next(iter(summary.values()))
-    return float(first["cv_whole_energy_j_rmspe"])
+    return float(first.get("family_whole_energy_rmspe", float("nan")))
 
 
 if __name__ == "__main__":

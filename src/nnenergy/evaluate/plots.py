@@ -21,31 +21,29 @@ def predicted_vs_measured(whole: pd.DataFrame, title: str):
     xs = np.geomspace(lo, hi, 50)
     ax.plot(xs, xs, "k-", lw=1)
     ax.fill_between(xs, xs * 0.9, xs * 1.1, color="grey", alpha=0.2, label="±10%")
-    ax.set(xscale="log", yscale="log", xlabel="measured energy per pass (J)", ylabel="predicted energy per pass (J)", title=title)
+    ax.set(xscale="log", yscale="log", xlabel="measured energy per pass (J)", ylabel="predicted energy per pass (J)",
+           title=title)
     ax.legend(fontsize=6, ncol=2, loc="upper left")
     fig.tight_layout()
     return fig
 
 
-def per_layer_family(layers: pd.DataFrame, family: str, title: str):
-    """Per-layer predicted vs measured energy for one family, one panel per (input, batch)."""
+def per_layer_family(layers: pd.DataFrame, family: str, title: str, max_panels: int = 4):
+    """Per-layer predicted vs measured energy for a few configurations of one (held-out) family."""
     g = layers[layers["family"] == family]
     if g.empty:
         return None
-    sizes, batches = sorted(g["input_size"].unique()), sorted(g["batch_size"].unique())
-    fig, axes = plt.subplots(len(sizes), len(batches), figsize=(4 * len(batches), 2.6 * len(sizes)), squeeze=False, sharex=True)
-    for i, s in enumerate(sizes):
-        for j, b in enumerate(batches):
-            ax = axes[i][j]
-            cell = g[(g["input_size"] == s) & (g["batch_size"] == b)]
-            for cid, c in cell.groupby("config_id"):
-                arch = cid.split("|")[0]
-                ax.plot(c["layer_index"], c["measured_energy_j"] * 1e3, "-", lw=1, label=f"{arch} measured")
-                ax.plot(c["layer_index"], c["energy_j"] * 1e3, "--", lw=1, label=f"{arch} predicted")
-            ax.set_title(f"{s}px, batch {b}", fontsize=8)
-            if j == 0:
-                ax.set_ylabel("mJ per pass")
-    axes[-1][0].set_xlabel("layer index")
+    ids = sorted(g["config_id"].unique(), key=lambda c: (g.loc[g["config_id"] == c, "batch_size"].iloc[0], c))
+    ids = ids[:: max(1, len(ids) // max_panels)][:max_panels]
+    fig, axes = plt.subplots(1, len(ids), figsize=(4 * len(ids), 3), squeeze=False)
+    for ax, cid in zip(axes[0], ids):
+        c = g[g["config_id"] == cid]
+        ax.plot(c["layer_index"], c["measured_energy_j"] * 1e3, "-", lw=1, label="measured")
+        ax.plot(c["layer_index"], c["energy_j"] * 1e3, "--", lw=1, label="predicted")
+        arch, size, batch = cid.rsplit("|", 2)
+        ax.set_title(f"{arch} {size}px b{batch}", fontsize=8)
+        ax.set_xlabel("layer index")
+    axes[0][0].set_ylabel("mJ per pass")
     axes[0][0].legend(fontsize=6)
     fig.suptitle(title)
     fig.tight_layout()
@@ -54,7 +52,7 @@ def per_layer_family(layers: pd.DataFrame, family: str, title: str):
 
 def error_by_kind(metrics: dict, source: str, title: str):
     """Held-out per-layer RMSPE for each layer kind."""
-    prefix, suffix = "cv_layer_", "_energy_j_rmspe"
+    prefix, suffix = "family_layer_", "_energy_rmspe"
     rows = {k[len(prefix):-len(suffix)]: v for k, v in metrics.items() if k.startswith(prefix) and k.endswith(suffix)}
     kinds = sorted(rows, key=rows.get)
     fig, ax = plt.subplots(figsize=(7, 4))

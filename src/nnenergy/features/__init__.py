@@ -3,7 +3,6 @@
 from nnenergy.features.layer_features import (  # noqa: F401
     KIND_FEATURES,
     KINDS,
-    describe_model,
     kind_of,
     layer_features,
 )

@@ -39,6 +39,35 @@ _TYPE_TO_KIND = {
     "Multiply": "multiply",
     "Concatenate": "concatenate",
     "LayerScale": "layer_scale",
+    # Types no measured model has (see UNMEASURED_TYPES), each under the measured kind nearest
+    # in what dominates its cost: recurrent and attention layers are matrix products ("dense");
+    # convolutional recurrences, transposed and 3D convolutions are convolutions; a gather
+    # (Embedding) and nearest-neighbour upsampling copy their input into a larger output, as
+    # padding does; 3D pooling and unit normalisation join their 2D and normalisation kinds.
+    "LSTM": "dense", "GRU": "dense", "SimpleRNN": "dense", "Bidirectional": "dense",
+    "Dot": "dense",
+    # Attention is measured in the generated architectures (ViT-style blocks): a kind of its own.
+    "MultiHeadAttention": "attention", "Attention": "attention", "AdditiveAttention": "attention",
+    "ConvLSTM1D": "conv", "ConvLSTM2D": "conv", "ConvLSTM3D": "conv",
+    "Conv1DTranspose": "conv", "Conv3DTranspose": "conv",
+    "Embedding": "padding", "UpSampling1D": "padding", "UpSampling2D": "padding", "UpSampling3D": "padding",
+    "ZeroPadding3D": "padding", "Cropping1D": "padding", "Cropping3D": "padding",
+    "GlobalAveragePooling3D": "global_pooling", "GlobalMaxPooling3D": "global_pooling",
+    "UnitNormalization": "normalization",
+    "SpatialDropout1D": "dropout", "SpatialDropout3D": "dropout", "AlphaDropout": "dropout",
+    "GaussianNoise": "dropout",
+}
+# Layer types predicted from the nearest measured kind although no measured row of their own
+# type exists (keras.applications never uses them): their computation differs in kind from every
+# measured type of that kind, so `nnenergy predict` warns about them. Elementwise variants
+# (Subtract, LeakyReLU, ...), 1D forms of 2D operations and inference-time identities (dropouts)
+# are not listed. A predictor that records the types it trained on (metadata `layer_types`) decides
+# from that instead; this list is for predictors that do not.
+UNMEASURED_TYPES: set[str] = {
+    "LSTM", "GRU", "SimpleRNN", "Bidirectional", "MultiHeadAttention", "Attention", "AdditiveAttention", "Dot",
+    "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Conv3D",
+    "Embedding", "UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding3D", "Cropping3D",
+    "MaxPooling3D", "AveragePooling3D", "GlobalAveragePooling3D", "GlobalMaxPooling3D", "UnitNormalization",
 }
 KINDS = sorted(set(_TYPE_TO_KIND.values()))
 _COMPUTE_KINDS = {"dense", "conv", "depthwise_conv", "separable_conv"}
@@ -47,6 +76,8 @@ _ACTIVATIONS = ["linear", "relu", "relu6", "swish", "silu", "sigmoid", "hard_sig
 
 COMMON = ["batch_size", "log_flops", "log_in_elems", "log_out_elems", "log_mem_bytes", "log_intensity",
           "model_n_layers", "after_compute", "before_norm", "before_activation"]
+# Sizes checked against the training range of a layer's kind (log features: 0.1 = 10% beyond).
+RANGE_FEATURES = ["log_flops", "log_in_elems", "log_out_elems", "log_mem_bytes"]
 _SPATIAL_IN = ["in_h", "in_w", "in_c"]
 _SPATIAL_OUT = ["out_h", "out_w", "out_c"]
 KIND_FEATURES = {
@@ -70,6 +101,7 @@ KIND_FEATURES = {
     "multiply": COMMON + _SPATIAL_OUT + ["n_inputs", "broadcast"],
     "concatenate": COMMON + _SPATIAL_OUT + ["n_inputs"],
     "layer_scale": COMMON + _SPATIAL_IN,
+    "attention": COMMON + _SPATIAL_IN + ["n_inputs", "log_params"],  # tokens (h*w) x width (c), heads in params
     "other": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["n_inputs", "log_params"],
 }
 ALL_FEATURES = sorted({f for cols in KIND_FEATURES.values() for f in cols})
@@ -141,7 +173,8 @@ def _config_features(layer_type: str, cfg: dict, in_shapes: list, out_shape: lis
 
 
 def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
-    """Numeric features for each row of a layers table (dataset rows or `describe_model`), in row order."""
+    """Numeric features for each row of a layers table (dataset rows or `nnenergy.describe.describe_layers`),
+    in row order."""
     df = layers.reset_index(drop=True)
     kinds = df["layer_type"].map(kind_of)
     order = df.sort_values(["config_id", "layer_index"]).index
@@ -151,7 +184,8 @@ def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
     prev_kind = by_model.shift(1).reindex(df.index).fillna("input")
     next_kind = by_model.shift(-1).reindex(df.index).fillna("output")
     rows = []
-    for t, cfg_json, ins_json, out_json in zip(df["layer_type"], df["layer_config"], df["input_shapes"], df["output_shape"]):
+    for t, cfg_json, ins_json, out_json in zip(df["layer_type"], df["layer_config"], df["input_shapes"],
+                                               df["output_shape"]):
         cfg = json.loads(cfg_json) if isinstance(cfg_json, str) else {}
         ins = json.loads(ins_json)
         out = json.loads(out_json)
@@ -174,26 +208,3 @@ def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
     feats["known"] = (kinds != "other").values
     keep = ["config_id", "layer_index", "layer_name", "layer_type"]
     return pd.concat([df[keep], feats[["kind", "known"] + ALL_FEATURES]], axis=1)
-
-
-def describe_model(model, batch_size: int, config_id: str = "model") -> pd.DataFrame:
-    """A Keras model -> the layers-table columns a predictor needs (no measurement)."""
-    from nnenergy.measure.layers import analytic_cost, describe
-
-    rows = []
-    for info in describe(model):
-        rows.append(
-            {
-                "config_id": config_id,
-                "layer_index": info.index,
-                "layer_name": info.name,
-                "layer_type": info.type,
-                "batch_size": batch_size,
-                "layer_config": info.config_json,
-                "input_shapes": json.dumps([list(s) for s in info.input_shapes]),
-                "output_shape": json.dumps(list(info.output_shape)),
-                "n_inputs": len(info.input_shapes),
-                **analytic_cost(info, batch_size),
-            }
-        )
-    return pd.DataFrame(rows)

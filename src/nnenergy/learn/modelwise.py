@@ -18,11 +18,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
 from nnenergy.features.layer_features import ALL_FEATURES, KINDS
+from nnenergy.schema import TARGETS
 
-TARGETS = ("energy_j", "latency_s")
 _KIND_VOCAB = ["<unk>", *KINDS, "other"]
 _FLOP_BINS = np.linspace(0, 30, 9)  # log1p(FLOPs) histogram edges
-
 
 def model_features(feats: pd.DataFrame) -> pd.DataFrame:
     """Whole-model vector per configuration: totals, per-kind counts and FLOPs shares, a FLOPs histogram."""
@@ -44,7 +43,6 @@ def model_features(feats: pd.DataFrame) -> pd.DataFrame:
         out[f"flops_hist_{i}"] = hist.map(lambda h: h[i])
     return out.fillna(0.0)
 
-
 class MLPNet(nn.Module):
     def __init__(self, n_in: int, hidden: int, depth: int, dropout: float):
         super().__init__()
@@ -56,7 +54,6 @@ class MLPNet(nn.Module):
 
     def forward(self, x, *_):
         return self.net(x)
-
 
 class RNNNet(nn.Module):
     """GRU over layers; `embed_dim > 0` replaces the one-hot kind with learned embeddings of kind and type."""
@@ -82,7 +79,6 @@ class RNNNet(nn.Module):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, h = self.gru(packed)
         return self.head(torch.cat([h[-1], batch_feat], dim=-1))
-
 
 @dataclass
 class ModelwisePredictor:
@@ -139,7 +135,9 @@ class ModelwisePredictor:
         return RNNNet(n_in, len(_KIND_VOCAB), len(self.type_index_) + 1, self.hidden, embed, self.dropout)
 
     # -- fit / predict -------------------------------------------------------------
-    def fit(self, feats: pd.DataFrame, models: pd.DataFrame) -> "ModelwisePredictor":
+    def fit(self, feats: pd.DataFrame, layer_targets=None, models: pd.DataFrame | None = None) -> "ModelwisePredictor":
+        """Learns whole-model targets from `models`; per-layer targets are not used."""
+        self.metadata["layer_types"] = sorted(set(feats["layer_type"]))
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         fams = np.array(sorted(models["family"].unique()))
@@ -201,4 +199,10 @@ class ModelwisePredictor:
         # Bounded to a band around the training targets: an unseen family must not overflow.
         logp = np.clip(out * self.y_std_ + self.y_mean_, *self.y_range_)
         pred = np.exp(logp)
-        return pd.DataFrame({"config_id": ids, "energy_j": pred[:, 0], "latency_s": pred[:, 1]})
+        from nnenergy.learn.layerwise import energy_interval
+
+        out = pd.DataFrame({"config_id": ids, "energy_j": pred[:, 0], "latency_s": pred[:, 1]})
+        out["energy_lo_j"], out["energy_hi_j"] = energy_interval(self.metadata, out["energy_j"])
+        return out
+
+    predict_whole = predict

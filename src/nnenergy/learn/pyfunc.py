@@ -2,7 +2,7 @@
 
 Input: a layers table (one row per layer: `config_id`, `layer_index`, `layer_name`,
 `layer_type`, `batch_size`, `layer_config`, `input_shapes`, `output_shape`, `n_inputs`,
-`flops`, `params`, `in_elems`, `out_elems`, `mem_bytes`), as `describe_model` builds it.
+`flops`, `params`, `in_elems`, `out_elems`, `mem_bytes`), as `nnenergy.describe.describe_layers` builds it.
 Output: one row per layer (`row="layer"`), then per model a `correction` row and a `total` row
 whose energy is the layer sum plus the correction, with a 90% interval on the total. Model-wise
 predictors return only the `total` rows.
@@ -15,10 +15,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-INPUT_COLUMNS = ["config_id", "layer_index", "layer_name", "layer_type", "batch_size", "layer_config",
-                 "input_shapes", "output_shape", "n_inputs", "flops", "params", "in_elems", "out_elems", "mem_bytes"]
-OUTPUT_COLUMNS = ["config_id", "row", "layer_index", "layer_name", "layer_type", "kind", "known",
-                  "energy_j", "latency_s", "energy_lo_j", "energy_hi_j"]
+from nnenergy.schema import INPUT_COLUMNS, OUTPUT_COLUMNS
 
 
 def predict_frame(predictor, layers: pd.DataFrame) -> pd.DataFrame:
@@ -30,13 +27,15 @@ def predict_frame(predictor, layers: pd.DataFrame) -> pd.DataFrame:
     per_layer["row"] = "layer"
     totals = predictor.predict_models(per_layer, feats)
     corr = pd.DataFrame({
-        "config_id": totals["config_id"], "row": "correction", "layer_index": -1, "layer_name": "(model-level correction)",
-        "layer_type": "", "kind": "", "known": True,
+        "config_id": totals["config_id"], "row": "correction", "layer_index": -1,
+        "layer_name": "(model-level correction)",
+        "layer_type": "", "kind": "", "known": True, "out_of_range": False,
         "energy_j": totals["correction_energy_j"], "latency_s": totals["correction_latency_s"],
     })
     tot = pd.DataFrame({
         "config_id": totals["config_id"], "row": "total", "layer_index": -1, "layer_name": "(total)",
-        "layer_type": "", "kind": "", "known": True, "energy_j": totals["energy_j"], "latency_s": totals["latency_s"],
+        "layer_type": "", "kind": "", "known": True, "out_of_range": totals["out_of_range_share"] > 0,
+        "energy_j": totals["energy_j"], "latency_s": totals["latency_s"],
         "energy_lo_j": totals["energy_lo_j"], "energy_hi_j": totals["energy_hi_j"],
     })
     out = pd.concat([per_layer, corr, tot], ignore_index=True)
@@ -44,18 +43,18 @@ def predict_frame(predictor, layers: pd.DataFrame) -> pd.DataFrame:
         out[col] = out[col].astype(float) if col in out else np.nan
     out["layer_index"] = out["layer_index"].astype(float)
     out["known"] = out["known"].astype(bool)
+    out["out_of_range"] = out["out_of_range"].astype(bool)
     return out[OUTPUT_COLUMNS]
 
 
 def predict_totals(predictor, layers: pd.DataFrame) -> pd.DataFrame:
     """Model-wise predictors: one `total` row per model (no per-layer rows, no correction)."""
     from nnenergy.features.layer_features import layer_features
-
     from nnenergy.learn.layerwise import energy_interval
 
     out = predictor.predict(layer_features(layers))
     out["row"], out["layer_index"], out["layer_name"] = "total", -1.0, "(total)"
-    out["layer_type"], out["kind"], out["known"] = "", "", True
+    out["layer_type"], out["kind"], out["known"], out["out_of_range"] = "", "", True, False
     out["energy_lo_j"], out["energy_hi_j"] = energy_interval(predictor.metadata, out["energy_j"])
     return out[OUTPUT_COLUMNS]
 

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from nnenergy.features.layer_features import COMMON
 
-def polynomial(degree: int = 2, alpha: float = 1.0, n_features: int = 6):
-    """NeuralPower-style polynomial baseline on the size features only.
 
-    Every kind's feature list starts with batch size, log FLOPs, log input/output elements,
-    log bytes and log intensity; a polynomial over those few keeps the baseline a baseline
-    (a degree-2 polynomial over all ~25 features extrapolates wildly to unseen families).
+def polynomial(degree: int = 2, alpha: float = 1.0, features: tuple[str, ...] = tuple(COMMON[:6])):
+    """NeuralPower-style polynomial baseline on the size features only, named from `COMMON`
+    (every kind's feature list starts with it): a polynomial over those few keeps the baseline a
+    baseline (a degree-2 polynomial over all ~25 features extrapolates wildly to unseen families).
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-    select = ColumnTransformer([("size", "passthrough", list(range(n_features)))])
+    unknown = [f for f in features if f not in COMMON]
+    if unknown:
+        raise ValueError(f"polynomial features must be among {COMMON}, not {unknown}")
+    select = ColumnTransformer([("size", "passthrough", [COMMON.index(f) for f in features])])
     return make_pipeline(select, StandardScaler(), PolynomialFeatures(degree), StandardScaler(), Ridge(alpha=alpha))
 
 

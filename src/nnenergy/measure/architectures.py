@@ -189,6 +189,7 @@ def application(name: str, input_shape: tuple[int, ...] | None, build: bool = Tr
         choices = application_names() + list(BUILTIN)
         lower = {n.lower(): n for n in choices}
         close = [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.6)]
+        close = [c for c in close if c != name]  # never "did you mean X" with X the name itself
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ArchitectureError(f"unknown architecture {name!r}: not a file and not a keras.applications name{hint}")
     if not build:

@@ -22,6 +22,40 @@ def additivity_summary(models: pd.DataFrame) -> dict:
     return out
 
 
+def _protocol_text(m: pd.DataFrame) -> str:
+    """How the whole-model labels were made: the interleaved protocol, or the first release's."""
+    if "speed_index" not in m or m["speed_index"].isna().all():
+        return ("- Whole models measured by the first release's protocol (before the interleaved one): warm-up\n"
+                "  passes, then back-to-back windows of a compiled `model(x, training=False)` until their spread is\n"
+                "  under a tolerance; the median window. No reference model was measured alongside, so these rows\n"
+                "  carry no speed index (`speed_index` = NaN, `energy_raw_j` = `energy_j`): "
+                "run-to-run drift of the VM\n"
+                "  (up to ~20% minutes apart) is inside these labels.")
+    first = m.iloc[0]
+    proto = json.loads(first["protocol"]) if isinstance(first.get("protocol"), str) else {}
+    si = m["speed_index"].dropna()
+    return (f"- Profile `{first.get('profile', '?')}` (vendor {first.get('cpu_vendor', '?')}, family "
+            f"{first.get('cpu_family', '?')}, model {first.get('cpu_model_id', first.get('cpu_model', '?'))}, ISA "
+            f"{first.get('cpu_isa', '?')}); TensorFlow threads: intra-op {first.get('intra_op_threads')} "
+            f"(0 = one per core), "
+            f"inter-op {first.get('inter_op_threads')}; oneDNN {first.get('onednn_opts')}.\n"
+            f"- Interleaved protocol: configurations are measured in blocks of a few architectures; "
+            f"{proto.get('rounds')} "
+            f"rounds per block, each visiting every configuration in a fresh random order for {proto.get('windows')} "
+            f"window(s) of at least {proto.get('min_seconds')} s, with the reference model (`reference_cnn` 64 px b4) "
+            f"measured at the start and end of each round. Label = `{proto.get('statistic')}` "
+            f"(minimum window per round, "
+            f"median over rounds), chosen by `benchmarks/repeatability.py`.\n"
+            f"- Every row stores the raw value (`energy_raw_j`), the round-by-round speed index (reference now ÷ its "
+            f"canonical value in `../reference.json`; `speed_index`) and the normalised value "
+            f"(`energy_j` = raw ÷ speed "
+            f"index), which predictors train on. Speed index here: median {si.median():.3f}, 5–95% "
+            f"{si.quantile(0.05):.3f}–{si.quantile(0.95):.3f}.\n"
+            f"- Windows during which other processes used > {proto.get('max_other_cores')} cores or steal exceeded "
+            f"{proto.get('max_steal_cores')} cores (from /proc/stat) were measured again; "
+            f"{int(m['contended_windows'].sum())} windows stayed contended after retries (`contended_windows`).")
+
+
 def _fmt(summary: dict, col: str) -> str:
     if f"{col}_min" not in summary:
         return "n/a"
@@ -30,34 +64,41 @@ def _fmt(summary: dict, col: str) -> str:
 
 def render(path: Path, sweep: str, wall_time_s: float | None, skipped: list[dict]) -> str:
     d = ds.load(path)
-    m, l = d.models, d.layers
+    m, lay = d.models, d.layers
     first = m.iloc[0]
     s = additivity_summary(m)
     dates = pd.to_datetime(m["measured_at"])
     wall = f"{wall_time_s / 60:.1f} min" if wall_time_s else "unknown"
-    skipped_txt = "\n".join(f"- {r['architecture']} {r['input_size']}px b{r['batch_size']}: {r['reason'][:160]}" for r in skipped) or "- none"
+    skipped_txt = "\n".join(f"- {r['architecture']} {r['input_size']}px b{r['batch_size']}: {r['reason'][:160]}"
+                            for r in skipped) or "- none"
+    cpu_meas, ram_meas, gpu_meas = first.cpu_measurement, first.ram_measurement, first.gpu_measurement
+    n_archs, n_families = m['architecture'].nunique(), m['family'].nunique()
+    n_types, n_sigs = lay['layer_type'].nunique(), lay['signature'].nunique()
+    iso_pct = lay['iso_energy_j'].notna().groupby(lay['config_id']).any().mean() * 100
+    e_min, e_max = m['energy_j'].min(), m['energy_j'].max()
+    lat_min_ms, lat_max_ms = m['latency_s'].min()*1e3, m['latency_s'].max()*1e3
+    add_oc = _fmt(s, 'additivity_overhead_corrected')
     return f"""# Dataset `{path.name}` — datasheet
 
 Measured by `nnenergy measure sweep={sweep}` ({dates.min():%Y-%m-%d %H:%M}–{dates.max():%H:%M} UTC).
 
 ## Hardware and method
 - Hardware id `{first.hardware_id}`: {first.cpu_model}, {first.cpu_cores} logical cores, GPU: {first.gpu_model}.
-- CPU energy: **{first.cpu_measurement}**; RAM energy: **{first.ram_measurement}**; GPU energy: **{first.gpu_measurement}**.
+- Sources: {", ".join(f"{k} {v}" for k, v in m["source"].value_counts().items())} configurations.
+- CPU energy: **{cpu_meas}**; RAM energy: **{ram_meas}**; GPU energy: **{gpu_meas}**.
   `cpu_load_estimate` means there is no RAPL counter: CodeCarbon *estimates* CPU power from its
   load and an assumed TDP, and RAM power from the memory size, so energy here is an estimate
   proportional to wall time, not a reading.
 - CodeCarbon {first.codecarbon_version}, TensorFlow {first.tensorflow_version}, Keras {first.keras_version}.
-- One measurement: warm-up passes, then windows of at least `min_seconds` and `min_passes`
-  of a compiled `model(x, training=False)` on random input; windows repeat until their spread is
-  under a tolerance or a maximum count. Energy per pass = the tracker's mean power over the window ×
-  wall time per pass. Medians over windows are stored with every window's value.
+{_protocol_text(m)}
 
 ## Contents
-- `models.parquet`: {len(m)} configurations ({m['architecture'].nunique()} architectures in {m['family'].nunique()} families,
+- `models.parquet`: {len(m)} configurations ({n_archs} architectures in {n_families} families,
   batch sizes {sorted(m['batch_size'].unique().tolist())}, input sizes {sorted(m['input_size'].unique().tolist())}).
-- `layers.parquet`: {len(l)} layer rows, {l['layer_type'].nunique()} layer types, {l['signature'].nunique()} unique signatures
-  measured in isolation (each once, cached by signature).
-- Whole-model energy per pass: {m['energy_j'].min():.3g} – {m['energy_j'].max():.3g} J; latency {m['latency_s'].min()*1e3:.2f} – {m['latency_s'].max()*1e3:.1f} ms.
+- `layers.parquet`: {len(lay)} layer rows, {n_types} layer types, {n_sigs} unique signatures
+  ({iso_pct:.0f}% of configurations also measured in
+  isolation, each signature once, cached).
+- Whole-model energy per pass: {e_min:.3g} – {e_max:.3g} J; latency {lat_min_ms:.2f} – {lat_max_ms:.1f} ms.
 - Sweep wall time: {wall} on this machine (all sessions, resumes included).
 
 ## Columns that matter
@@ -73,7 +114,7 @@ Measured by `nnenergy measure sweep={sweep}` ({dates.min():%Y-%m-%d %H:%M}–{da
 
 ## Additivity (min / median / max over configurations)
 - whole ÷ sum of isolated layers (`additivity`): {_fmt(s, 'additivity')}
-- whole ÷ (sum of isolated layers − per-call overhead) (`additivity_overhead_corrected`): {_fmt(s, 'additivity_overhead_corrected')}
+- whole ÷ (sum of isolated layers − per-call overhead) (`additivity_overhead_corrected`): {add_oc}
 - whole-model wall time ÷ summed in-context op time (`wall_over_op_time`): {_fmt(s, 'wall_over_op_time')}
 
 ## Skipped configurations

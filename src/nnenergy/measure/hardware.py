@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,7 +37,9 @@ class CpuProfile:
         return f"{self.vendor}-{brand}{fm}-{self.isa}-{self.cores}c"
 
     def as_row(self) -> dict:
-        return {"profile": self.name, **{f"cpu_{k}": v for k, v in asdict(self).items() if k != "cores"}}
+        """Columns for every measured row (`cpu_model`, the model name, comes from the provenance)."""
+        return {"profile": self.name, "cpu_vendor": self.vendor, "cpu_family": self.family,
+                "cpu_model_id": self.model, "cpu_isa": self.isa}
 
 
 def _brand(model_name: str) -> str:

@@ -10,6 +10,7 @@ construction.
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import re
 import tempfile
@@ -32,14 +33,19 @@ class InContextProfile:
 
 
 def layer_of(long_name: str, layer_names: set[str]) -> str | None:
-    """Map an op's scope path to the Keras layer that issued it."""
-    parts = long_name.split(":")[0].split("/")
-    for part in parts[:3]:  # the model scope may or may not be present
-        stripped = _SUFFIX.sub("", part)
-        if stripped in layer_names:
-            return stripped
-        if part in layer_names:
-            return part
+    """Map an op's scope path to the Keras layer that issued it. Nested models' layers are
+    named `outer/inner` (as `describe` flattens them): consecutive scope parts are joined and
+    the longest match wins, so a nested leaf is found before its parent."""
+    raw = long_name.split(":")[0].split("/")
+    stripped = [_SUFFIX.sub("", p) for p in raw]
+    depth = 1 + max((n.count("/") for n in layer_names), default=0)
+    for start in range(min(3, len(raw))):  # the model scope may or may not be present
+        for end in range(min(len(raw), start + depth), start, -1):
+            options = [(s, r) if s != r else (r,) for s, r in zip(stripped[start:end], raw[start:end])]
+            for combo in itertools.product(*options):
+                name = "/".join(combo)
+                if name in layer_names:
+                    return name
     return None
 
 

@@ -176,19 +176,31 @@ class InterleavedMeasurer:
         series = {k: Series() for k in tasks}
         ref = Series()
         keys = list(tasks)
+        self.failed: dict = {}  # task -> the error that took it out of the block
         for rnd in range(self.s.rounds):
             self.rng.shuffle(keys)
             # The reference opens the round and closes it: the round's speed is what it saw.
             for _ in range(self.s.windows):
                 ref.windows.append(self._window(self.reference, rnd))
-            for k in keys:
-                for _ in range(self.s.windows):
-                    series[k].windows.append(self._window(tasks[k], rnd))
+            for k in [k for k in keys if k not in self.failed]:
+                try:  # one task's bad reading costs that task only, not the block
+                    for _ in range(self.s.windows):
+                        series[k].windows.append(self._window(tasks[k], rnd))
+                except MeasurementError as exc:
+                    self.failed[k] = exc
             for _ in range(self.s.windows):
                 ref.windows.append(self._window(self.reference, rnd))
         canonical = self.canonical or {"energy_j": ref.stat("energy_j", "round_min_median"),
                                        "latency_s": ref.stat("latency_s", "round_min_median")}
-        return {k: self._result(series[k], ref, canonical) for k in tasks}, ref
+        results = {}
+        for k in tasks:
+            if k in self.failed:
+                continue
+            try:
+                results[k] = self._result(series[k], ref, canonical)
+            except MeasurementError as exc:
+                self.failed[k] = exc
+        return results, ref
 
     def _result(self, s: Series, ref: Series, canonical: dict) -> Result:
         how = self.s.statistic

@@ -8,6 +8,7 @@ import logging
 import math
 import random
 import time
+import zlib
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +17,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from nnenergy import dataset as ds
+from nnenergy import describe as desc
+from nnenergy.describe import layer_row
 from nnenergy.measure import architectures, layers
 from nnenergy.measure.hardware import current_profile
 from nnenergy.measure.incontext import profile_layers
@@ -23,6 +26,7 @@ from nnenergy.measure.meter import EnergyMeter, MeasurementError, MeterSettings
 from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
 from nnenergy.measure.provenance import hardware_provenance
 from nnenergy.measure.store import JsonlStore
+from nnenergy.schema import config_id
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +121,13 @@ class SweepSpec:
                 architectures.check_name(name)
             except architectures.ArchitectureError as exc:
                 raise SweepInputError(str(exc)) from None
+        if self.generated.variant_families:
+            from nnenergy import arch
+
+            bad = sorted(set(self.generated.variant_families) - set(arch.VARIANT_FAMILIES))
+            if bad:
+                raise SweepInputError(f"sweep.generated.variant_families: no variants of {bad}; "
+                                      f"known: {', '.join(arch.VARIANT_FAMILIES)}")
         if not 0.0 <= self.isolate_share <= 1.0:
             raise SweepInputError("sweep.isolate_share must be within [0, 1]")
         if not (self.architectures or self.model_files or self.generated.seeds[1] > self.generated.seeds[0]
@@ -133,10 +144,6 @@ class SweepResult:
     wall_time_s: float  # over all sessions of this sweep, resumed ones included
     provenance: dict
     complete: bool = True  # False when `max_minutes` stopped it early
-
-
-def config_id(arch: str, size: int, batch: int) -> str:
-    return f"{arch}|{size}|{batch}"
 
 
 def compiled_inference(model, in_shape: tuple[int, ...]):
@@ -230,11 +237,20 @@ class Sweep:
             self.config_store.append(rec, flush=False)
         self.layer_rows.sync()
         self.config_store.sync()
+        # Skips and past sessions travel with the dataset too (progress/ is not committed).
+        for name, store in (("skipped.json", self.skip_store), ("sessions.json", self.sessions),
+                            ("blocks.json", self.blocks)):
+            if (self.out / name).exists():
+                for rec in json.loads((self.out / name).read_text()):
+                    store.append(rec, flush=False)
+                store.sync()
         log.info("resuming %s from its %d shipped configurations", self.out, len(data.models))
 
     def _check_profile(self) -> None:
         mine = self.prov["profile"]
-        theirs = {r.get("profile") or r.get("hardware_id") for r in self.config_store.values()} - {mine}
+        # Rows older than profiles carry only a hardware id: `<profile>-<hash>`.
+        theirs = {r.get("profile") or str(r.get("hardware_id", "")).rsplit("-", 1)[0]
+                  for r in self.config_store.values()} - {mine}
         if theirs:
             raise SweepInputError(
                 f"{self.out} holds measurements of hardware profile {sorted(map(str, theirs))}, but this machine is "
@@ -253,7 +269,7 @@ class Sweep:
             self.signatures.append({"signature": key, **m.as_row("iso_")})
         return self.signatures[key]
 
-    def _isolated(self, layer, info: layers.LayerInfo, batch: int) -> dict:
+    def _isolated(self, layer, info: desc.LayerInfo, batch: int) -> dict:
         sig = info.signature(batch, self.prov["hardware_id"])
         if sig not in self.signatures or self.signatures[sig].get("iso_error"):
             rec = {"signature": sig, "type": info.type}
@@ -291,10 +307,10 @@ class Sweep:
         rows, sums = [], {"flops": 0.0, "params": 0.0, "mem_bytes": 0.0, "iso_e": 0.0, "iso_t": 0.0}
         isolate = self._isolate(cid)
         iso_ok = isolate
-        model_layers = {l.name: l for l in built.model.layers}
+        model_layers = desc.leaf_layers(built.model)  # nested models flattened, as `describe` names them
         for info in infos:
             iso = self._isolated(model_layers[info.name], info, batch) if isolate else {}
-            cost = layers.analytic_cost(info, batch)
+            cost = desc.analytic_cost(info, batch)  # also in layer_row; here for the model's totals
             ctx_t = prof.op_time_s.get(info.name, 0.0)
             share = ctx_t / op_total if op_total > 0 else math.nan
             iso_e = iso.get("iso_energy_j")
@@ -305,16 +321,9 @@ class Sweep:
                 sums[k] += cost[k]
             rows.append({
                 **base,
+                **layer_row(info, batch, cid),
                 "row_id": f"{cid}|{info.index}",
-                "layer_index": info.index,
-                "layer_name": info.name,
-                "layer_type": info.type,
                 "signature": info.signature(batch, self.prov["hardware_id"]),
-                "layer_config": info.config_json,
-                "input_shapes": json.dumps([list(s) for s in info.input_shapes]),
-                "output_shape": json.dumps(list(info.output_shape)),
-                "n_inputs": len(info.input_shapes),
-                **cost,
                 **{k: iso.get(k) for k in ("iso_energy_j", "iso_latency_s", "iso_power_w", "iso_spread",
                                            "iso_passes", "iso_windows", "iso_error")},
                 "iso_window_energies_j": json.dumps(iso.get("iso_window_energies_j") or []),
@@ -342,10 +351,11 @@ class Sweep:
             "iso_sum_latency_s": sums["iso_t"] if iso_ok else None,
             "call_overhead_s": oh_t,
             "call_overhead_j": oh_e,
-            "additivity": whole.energy_j / sums["iso_e"] if iso_ok and sums["iso_e"] > 0 else None,
-            "additivity_latency": whole.latency_s / sums["iso_t"] if iso_ok and sums["iso_t"] > 0 else None,
+            # Isolated layers are raw readings: compare them with the raw whole model.
+            "additivity": whole.energy_raw_j / sums["iso_e"] if iso_ok and sums["iso_e"] > 0 else None,
+            "additivity_latency": whole.latency_raw_s / sums["iso_t"] if iso_ok and sums["iso_t"] > 0 else None,
             "additivity_overhead_corrected": (
-                whole.energy_j / (sums["iso_e"] - n * oh_e) if iso_ok and sums["iso_e"] > n * oh_e else None
+                whole.energy_raw_j / (sums["iso_e"] - n * oh_e) if iso_ok and sums["iso_e"] > n * oh_e else None
             ),
             "ctx_op_time_s": op_total,
             "ctx_unattributed_s": prof.unattributed_s,
@@ -359,6 +369,11 @@ class Sweep:
 
     # -- jobs --------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
+        if getattr(self, "_jobs", None) is None:
+            self._jobs = self._make_jobs()
+        return self._jobs
+
+    def _make_jobs(self) -> list[Job]:
         spec = self.spec
         jobs: list[Job] = []
         grid = [(s, b) for s in spec.input_sizes for b in spec.batch_sizes]
@@ -388,8 +403,14 @@ class Sweep:
             random.Random(self.spec.seed).shuffle(names)
         out = []
         for name in names:
-            rng = random.Random(f"{self.spec.seed}|{name}")
-            batches = sorted(rng.sample(list(g.batch_sizes), min(g.configs_per_architecture, len(g.batch_sizes))))
+            # Batch sizes whose estimated pass lies within ~1 ms-1 s, spread over the range.
+            import numpy as np
+
+            from nnenergy import arch
+
+            rng = np.random.default_rng([self.spec.seed, zlib.crc32(name.encode())])
+            spec = arch.spec_from_name(name)
+            batches = sorted(set(arch.sample_configs(spec, rng, g.configs_per_architecture, g.batch_sizes)))
             out.append(Job(name, None, batches))
         return out
 
@@ -408,8 +429,9 @@ class Sweep:
         jobs = self.jobs()
         total = sum(len(j.batches) for j in jobs)
         retry = self._retryable()
-        done = ({r["config_id"] for r in self.config_store.values()}
-                | {r["config_id"] for r in self.skip_store.values()}) - retry
+        # Measured stays done even where an older failure of it is on record.
+        done = {r["config_id"] for r in self.config_store.values()} | (
+            {r["config_id"] for r in self.skip_store.values()} - retry)
         # Files and generated models decide their own input size: match them by (name, batch).
         done_pairs = {(cid.rsplit("|", 2)[0], int(cid.rsplit("|", 1)[1])) for cid in done}
         pending = []
@@ -463,7 +485,7 @@ class Sweep:
             name = _name(job.arch)
             try:
                 built = architectures.build(job.arch, job.size)
-                infos = layers.describe(built.model)
+                infos = desc.describe(built.model)
                 fn = compiled_inference(built.model, built.input_shape)
             except architectures.ArchitectureError as exc:
                 self._skip(name, job.size or 0, job.batches, str(exc), bar)
@@ -513,6 +535,9 @@ class Sweep:
             "reference_latency_s": ref_series.per_round("latency_s", "min"),
             "speed_index": [v / canonical["energy_j"] for v in ref_series.per_round("energy_j", "min")],
         })
+        for cid, exc in measurer.failed.items():
+            built, _, batch = meta[cid]
+            self._skip(built.name, built.input_size, [batch], f"MeasurementError: {exc}", bar, retryable=True)
         for cid, res in results.items():
             built, infos, batch = meta[cid]
             try:
@@ -547,6 +572,8 @@ class Sweep:
         names = {_name(j.arch) for j in self.jobs()}
         skipped = [r for r in self.skip_store.values() if r["architecture"] in names and r["config_id"] not in measured]
         (self.out / "skipped.json").write_text(json.dumps(skipped, indent=1))
+        (self.out / "sessions.json").write_text(json.dumps(self.sessions.values(), indent=1))
+        (self.out / "blocks.json").write_text(json.dumps(self.blocks.values()))
         wall = sum(r["wall_time_s"] for r in self.sessions.values())
         if not models.empty:
             from nnenergy.measure.datasheet import write

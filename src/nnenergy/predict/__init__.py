@@ -1,3 +1,3 @@
 """Predict a model's inference energy and latency from the registered predictor."""
 
-from nnenergy.predict.api import Prediction, PredictError, predict  # noqa: F401
+from nnenergy.predict.api import PredictError, Prediction, predict, predict_many  # noqa: F401

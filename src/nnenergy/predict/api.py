@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from nnenergy.measure import architectures
+
+# Nothing heavy at import time: the CLI checks its arguments before TensorFlow, Keras, MLflow
+# or pandas load (each function imports what it needs).
 
 DEFAULT_MODEL_NAME = "nnenergy-layerwise"
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@champion"
 TRAIN_HINT = "train one with `make run` (or `.venv/bin/nnenergy main`)"
+MODEL_SUFFIXES = (".keras", ".h5")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+BUILTIN_DEFAULT_SIZE = 32  # the built-in test models (tiny_cnn, ...) when no --input-shape is given
 
 
 class PredictError(ValueError):
@@ -27,6 +33,7 @@ class LayerPrediction:
     energy_j: float
     latency_s: float
     known: bool
+    out_of_range: bool = False  # its size lies outside what its kind was trained on
 
 
 @dataclass
@@ -45,18 +52,94 @@ class Prediction:
     predictor: dict
     hardware: dict
     heldout_error: dict = field(default_factory=dict)
+    # Types predicted from the nearest measured kind, with no measured data of their own
+    # (`layer_features.UNMEASURED_TYPES`): their share of the prediction is a rough estimate.
+    unmeasured_layer_types: list[str] = field(default_factory=list)
+    out_of_range_layers: int = 0
+    calibration: dict | None = None  # the machine a calibration adapted the prediction to
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def layers_frame(self) -> pd.DataFrame:
+    def layers_frame(self):
+        """Per-layer predictions as a pandas DataFrame (with each layer's share of the total)."""
+        import pandas as pd
+
         df = pd.DataFrame([asdict(layer) for layer in self.layers],
-                          columns=["name", "type", "kind", "energy_j", "latency_s", "known"])
+                          columns=["name", "type", "kind", "energy_j", "latency_s", "known", "out_of_range"])
         df["share"] = df["energy_j"] / self.energy_j if self.energy_j > 0 else float("nan")
         return df
 
     def energy_kwh(self, inferences: int = 1) -> float:
         return self.energy_j * inferences / 3.6e6
+
+
+def _looks_like_path(model) -> bool:
+    if isinstance(model, os.PathLike):
+        return True
+    text = str(model)
+    return text.endswith(MODEL_SUFFIXES) or os.sep in text or "/" in text or Path(text).exists()
+
+
+def check_model_file(path: Path) -> None:
+    """Cheap checks of a model file (no Keras): it exists, is a file, and has the bytes of a
+    `.keras` archive (a zip holding `config.json`) or of an HDF5 `.h5` file."""
+    if not path.exists():
+        raise PredictError(f"model file not found: {path}")
+    if path.is_dir() or path.suffix not in MODEL_SUFFIXES:
+        raise PredictError(f"not a .keras or .h5 file: {path}")
+    try:
+        if path.suffix == ".keras":
+            if not zipfile.is_zipfile(path):
+                raise PredictError(f"{path} is corrupt or not a Keras model (not a .keras zip archive)")
+            with zipfile.ZipFile(path) as archive:
+                if "config.json" not in archive.namelist():
+                    raise PredictError(f"{path} is corrupt or not a Keras model (no config.json in the archive)")
+        else:
+            with open(path, "rb") as f:
+                head = f.read(2056)
+            if not any(head[o:o + 8] == _HDF5_SIGNATURE for o in (0, 512, 1024, 2048)):
+                raise PredictError(f"{path} is corrupt or not a Keras model (not an HDF5 file)")
+    except (OSError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, PermissionError):
+            raise PredictError(f"cannot read {path}: permission denied") from None
+        raise PredictError(f"{path} is corrupt or not a Keras model ({type(exc).__name__})") from None
+
+
+def check_arguments(model, batch_size, input_shape) -> None:
+    """Everything that can be checked without TensorFlow, Keras or MLflow, in a few milliseconds."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise PredictError(f"batch size must be a positive integer, got {batch_size!r}")
+    if input_shape is not None:
+        try:
+            dims = [int(d) for d in input_shape]
+        except (TypeError, ValueError):
+            raise PredictError(f"input shape must be positive integers, got {input_shape!r}") from None
+        if not dims or any(d <= 0 for d in dims):
+            raise PredictError(f"input shape must be positive integers, got {input_shape!r}")
+    if isinstance(model, (str, os.PathLike)) and _looks_like_path(model):
+        check_model_file(Path(model))
+    elif isinstance(model, str) and not model.strip():
+        raise PredictError("no model given: pass a .keras/.h5 file or a keras.applications name")
+
+
+def canonical_name(name: str) -> str:
+    """An application, built-in or generated name as the builders spell it. A name that differs
+    from a known one only by case resolves to it; an unknown name raises with close names (never
+    the name itself) suggested. Imports Keras (the list of keras.applications)."""
+    if name in architectures.BUILTIN or architectures.is_generated(name):
+        return name
+    apps = architectures.application_names()
+    if name in apps:
+        return name
+    by_lower = {n.lower(): n for n in [*apps, *architectures.BUILTIN]}
+    if name.lower() in by_lower:
+        return by_lower[name.lower()]
+    try:
+        architectures.application(name, None, build=False)
+    except architectures.ArchitectureError as exc:
+        raise PredictError(str(exc)) from None
+    return name  # unreachable: an unknown name raised above
 
 
 def resolve_model(model, input_shape: tuple[int, ...] | None):
@@ -65,20 +148,26 @@ def resolve_model(model, input_shape: tuple[int, ...] | None):
 
     if isinstance(model, keras.Model):
         km, name = model, model.name
-    elif isinstance(model, (str, os.PathLike)) and (str(model).endswith((".keras", ".h5")) or Path(model).exists()):
+    elif isinstance(model, (str, os.PathLike)) and _looks_like_path(model):
         path = Path(model)
-        if not path.exists():
-            raise PredictError(f"model file not found: {path}")
-        if path.is_dir() or path.suffix not in (".keras", ".h5"):
-            raise PredictError(f"not a .keras or .h5 file: {path}")
+        check_model_file(path)
         try:
             km = architectures.load_model_file(path)
         except architectures.ArchitectureError as exc:
+            cause = exc.__cause__  # unreadable bytes (h5py raises OSError), a broken archive or config
+            if isinstance(cause, (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError)):
+                first = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
+                raise PredictError(f"{path} is corrupt or not a Keras model: {first}") from None
             raise PredictError(str(exc)) from None
         name = path.stem
     elif isinstance(model, str):
+        name = canonical_name(model)
         try:
-            return architectures.application(model, input_shape), model
+            if name in architectures.BUILTIN or architectures.is_generated(name):
+                size = int(input_shape[0]) if input_shape else BUILTIN_DEFAULT_SIZE
+                km = architectures.build(name, size).model
+            else:
+                return architectures.application(name, input_shape), name
         except architectures.ArchitectureError as exc:
             raise PredictError(str(exc)) from None
     else:
@@ -86,9 +175,37 @@ def resolve_model(model, input_shape: tuple[int, ...] | None):
     return _with_input_shape(km, input_shape), name
 
 
+def _model_inputs(km):
+    """The model's symbolic inputs, or None for a Sequential model that has no input shape yet."""
+    try:
+        return km.inputs or None
+    except AttributeError:  # Keras: "Sequential model ... has no defined inputs yet."
+        return None
+
+
 def _with_input_shape(km, input_shape):
     import keras
 
+    if not isinstance(km, keras.Sequential) and not hasattr(km, "_nodes_by_depth"):
+        raise PredictError(f"{type(km).__name__} is a subclassed model: its layers have no graph to predict from; "
+                           "build it as a Functional or Sequential model")
+    if _model_inputs(km) is None:  # a Sequential saved (or made) before it was built
+        if input_shape is None:
+            raise PredictError("the model has no input shape (a Sequential model saved before it was built): "
+                               "pass --input-shape (input_shape=...)")
+        shape = tuple(int(d) for d in input_shape)
+        try:  # on a copy: a failed build would leave the caller's model configured for a wrong shape
+            km = keras.models.clone_model(km)
+        except Exception:
+            pass
+        try:
+            km.build((None, *shape))
+        except Exception as exc:  # Keras raises several types when shapes do not propagate
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise PredictError(f"input shape {shape} does not fit the model: {first}") from None
+        if _model_inputs(km) is None:
+            raise PredictError(f"the model could not be built on input shape {shape}")
+        return km
     current = tuple(km.inputs[0].shape[1:])
     if input_shape is None:
         if any(d is None for d in current):
@@ -106,8 +223,57 @@ def _with_input_shape(km, input_shape):
         raise PredictError(f"input shape {input_shape} does not fit the model: {str(exc).splitlines()[0]}") from None
 
 
+def _parse_model_uri(uri: str) -> tuple[str | None, str | None, str | None]:
+    """`models:/NAME/VERSION` or `models:/NAME@ALIAS` -> (name, version, alias); Nones otherwise."""
+    if not uri.startswith("models:/"):
+        return None, None, None
+    rest = uri[len("models:/"):].strip("/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, None, alias
+    if "/" in rest:
+        name, version = rest.rsplit("/", 1)
+        return name, version, None
+    return rest, None, None
+
+
+def _missing_predictor(uri: str, store: str) -> str | None:
+    """Why a `models:/` URI does not resolve, or None when what it names does exist.
+    The training hint only when the store has no registered model at all."""
+    from mlflow import MlflowClient
+
+    name, version, alias = _parse_model_uri(uri)
+    client = MlflowClient()
+    try:
+        registered = sorted(m.name for m in client.search_registered_models(max_results=1000))
+    except Exception:
+        return None
+    if not registered:
+        return f"no registered predictor in {store}: {TRAIN_HINT}"
+    if name not in registered:
+        return f"no registered model {name!r} in {store} (registered: {', '.join(registered)})"
+    try:
+        if alias is not None:
+            aliases = sorted((client.get_registered_model(name).aliases or {}).keys())
+            if alias not in aliases:
+                have = ", ".join(f"@{a}" for a in aliases) or "none"
+                return f"{name} has no alias @{alias} in {store} (aliases: {have})"
+        elif version is not None:
+            versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+            missing = not versions if version == "latest" else not version.isdigit() or int(version) not in versions
+            if missing:
+                have = ", ".join(map(str, versions)) or "none"
+                return f"{name} has no version {version} in {store} (versions: {have})"
+    except Exception:
+        return None
+    return None
+
+
 def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None):
-    """Load a registered pyfunc predictor; returns (pyfunc model, resolved info dict)."""
+    """Load a registered pyfunc predictor; returns (pyfunc model, resolved info dict).
+
+    `info["version"]` is the registered version the URI resolved to (the alias's version, the
+    explicit version of `models:/NAME/3`), or None when the URI names no registered version."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -122,42 +288,78 @@ def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None
     store = mlflow.get_tracking_uri()
     if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).exists() and uri.startswith("models:/"):
         raise PredictError(f"no MLflow store at {store}, so no registered predictor: {TRAIN_HINT}")
-    info = {"uri": uri, "version": None}
+    name, version, alias = _parse_model_uri(uri)
+    info = {"uri": uri, "version": version if version and version.isdigit() else None}
     try:
-        if uri.startswith("models:/") and "@" in uri:
-            name, alias = uri[len("models:/"):].split("@", 1)
+        if alias is not None:
             info["version"] = MlflowClient().get_model_version_by_alias(name, alias).version
+        elif version == "latest":
+            versions = MlflowClient().search_model_versions(f"name='{name}'")
+            info["version"] = str(max(int(v.version) for v in versions)) if versions else None
         model = mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
         msg = str(exc).splitlines()[0][:300]
+        if uri.startswith("models:/"):
+            why = _missing_predictor(uri, store)
+            if why:
+                raise PredictError(why) from None
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise PredictError(f"no registered predictor at {uri} in {store}: {TRAIN_HINT}") from None
+            raise PredictError(f"no predictor at {uri} in {store}: {msg}") from None
         raise PredictError(f"cannot load predictor {uri} from {store}: {msg}") from None
     except OSError as exc:
         raise PredictError(f"cannot load predictor {uri} from {store}: {exc}") from None
     except Exception as exc:  # connection errors from a remote tracking server
-        raise PredictError(f"cannot reach MLflow at {store}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        raise PredictError(f"cannot reach MLflow at {store}: "
+                           f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
     return model, info
 
 
-def predict(model, batch_size: int = 1, input_shape=None, model_uri: str | None = None,
-            tracking_uri: str | None = None, _loaded=None) -> Prediction:
-    """Predict one forward pass of `model` (a keras.Model, `.keras`/`.h5` path or application name)."""
-    from nnenergy.features.layer_features import describe_model
+def _calibration(calibration):
+    if calibration is None:
+        return None
+    from nnenergy.calibrate import Calibration
 
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise PredictError(f"batch size must be a positive integer, got {batch_size!r}")
-    if input_shape is not None and (len(input_shape) == 0 or any(int(d) <= 0 for d in input_shape)):
-        raise PredictError(f"input shape must be positive integers, got {input_shape!r}")
-    pyfunc, info = _loaded or load_predictor(model_uri, tracking_uri)
+    try:
+        return calibration if isinstance(calibration, Calibration) else Calibration.load(Path(calibration))
+    except (OSError, ValueError, TypeError) as exc:
+        raise PredictError(f"cannot read calibration {calibration}: {exc}") from None
+
+
+def _describe(model, batch_size: int, input_shape, config_id_prefix: str = ""):
+    from nnenergy.describe import describe_layers
+
+    if isinstance(model, str) and not _looks_like_path(model):
+        model = canonical_name(model)  # an unknown name fails before MLflow loads
     km, name = resolve_model(model, input_shape)
-    layers = describe_model(km, batch_size, config_id=name)
-    out = pyfunc.predict(layers)
+    try:
+        layers = describe_layers(km, batch_size, config_id=f"{config_id_prefix}{name}")
+    except ValueError as exc:  # a nested model without a layer graph
+        raise PredictError(str(exc).splitlines()[0]) from None
+    return km, name, layers
+
+
+def _unmeasured(layers, per_layer, meta: dict, static: set) -> list[str]:
+    """Known-kind layer types the predictor never trained on (from its metadata; else a static list)."""
+    types = set(layers["layer_type"])
+    trained = meta.get("layer_types")
+    if trained is None:
+        return sorted(types & static)
+    unknown = set(per_layer.loc[~per_layer["known"].astype(bool), "layer_type"])
+    return sorted(types - set(trained) - unknown)
+
+
+def _assemble(name, km, batch_size, layers, out, meta, info, cal) -> Prediction:
+    """One model's rows of the pyfunc output -> a `Prediction`."""
+    import pandas as pd
+
+    from nnenergy.features.layer_features import UNMEASURED_TYPES
+
+    if "out_of_range" not in out:
+        out = out.assign(out_of_range=False)
     per_layer = out[out["row"] == "layer"]
     total = out[out["row"] == "total"].iloc[0]
     corr = out[out["row"] == "correction"]  # model-wise predictors have none (and no layer rows)
     corr_e, corr_t = (float(corr["energy_j"].iloc[0]), float(corr["latency_s"].iloc[0])) if len(corr) else (0.0, 0.0)
-    meta = pyfunc.metadata.metadata or {}
     lo, hi = total["energy_lo_j"], total["energy_hi_j"]
     interval = [float(lo), float(hi)] if pd.notna(lo) and pd.notna(hi) else None
     return Prediction(
@@ -170,11 +372,48 @@ def predict(model, batch_size: int = 1, input_shape=None, model_uri: str | None 
         energy_interval_j=interval,
         correction_energy_j=corr_e,
         correction_latency_s=corr_t,
-        layers=[LayerPrediction(r.layer_name, r.layer_type, r.kind, float(r.energy_j), float(r.latency_s), bool(r.known))
-                for r in per_layer.itertuples()],
+        layers=[LayerPrediction(r.layer_name, r.layer_type, r.kind, float(r.energy_j), float(r.latency_s),
+                                bool(r.known), bool(r.out_of_range)) for r in per_layer.itertuples()],
         unknown_layer_types=sorted(set(per_layer.loc[~per_layer["known"].astype(bool), "layer_type"])),
         predictor={**info, "name": meta.get("predictor"), "source": meta.get("source"),
-                   "test_families": meta.get("test_families", [])},
+                   "dataset": meta.get("dataset")},
         hardware=meta.get("hardware", {}),
         heldout_error=meta.get("heldout", {}),
+        unmeasured_layer_types=_unmeasured(layers, per_layer, meta, UNMEASURED_TYPES),
+        out_of_range_layers=int(per_layer["out_of_range"].sum()),
+        calibration=None if cal is None else {"from": cal.source_profile, "to": cal.target_profile,
+                                              "speed_ratio": cal.speed_ratio, "measured_at": cal.measured_at},
     )
+
+
+def predict(model, batch_size: int = 1, input_shape=None, model_uri: str | None = None,
+            tracking_uri: str | None = None, calibration=None, _loaded=None) -> Prediction:
+    """Predict one forward pass of `model` (a keras.Model, `.keras`/`.h5` path or application name).
+
+    `input_shape` (no batch dimension) overrides the model's input shape, or supplies it where
+    the model has none (a Sequential model saved before it was built). Nested models (a
+    backbone inside a model, Sequential blocks) are predicted layer by layer. `calibration`
+    (a file from `nnenergy calibrate`, or a `Calibration`) adapts the prediction to that machine.
+    """
+    return predict_many([model], batch_size, input_shape, model_uri, tracking_uri, calibration, _loaded)[0]
+
+
+def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str | None = None,
+                 tracking_uri: str | None = None, calibration=None, _loaded=None) -> list[Prediction]:
+    """Predict many candidates at once (architecture search, a CI check): the predictor loads once
+    and all layer tables go through it in one call. Candidates are Keras models, files or names."""
+    import pandas as pd
+
+    models = list(models)
+    for m in models:
+        check_arguments(m, batch_size, input_shape)  # before anything heavy loads
+    cal = _calibration(calibration)
+    pyfunc, info = _loaded or load_predictor(model_uri, tracking_uri)
+    described = [_describe(m, batch_size, input_shape, f"{i}:") for i, m in enumerate(models)]
+    out = pyfunc.predict(pd.concat([d[2] for d in described], ignore_index=True))
+    if cal is not None:
+        out = cal.apply(out)
+    meta = pyfunc.metadata.metadata or {}
+    by_id = dict(tuple(out.groupby("config_id", sort=False)))
+    return [_assemble(name, km, batch_size, layers, by_id[f"{i}:{name}"], meta, info, cal)
+            for i, (km, name, layers) in enumerate(described)]

@@ -17,6 +17,8 @@ def carbon_intensity(country_iso3: str | None) -> tuple[float, str]:
     mix = src.get_global_energy_mix_data()
     code = country_iso3.upper()
     if code not in mix:
-        raise CarbonError(f"unknown country code {country_iso3!r}: use an ISO 3166-1 alpha-3 code such as USA, FRA, DEU")
+        raise CarbonError(f"unknown country code {country_iso3!r}: "
+                          "use an ISO 3166-1 alpha-3 code such as USA, FRA, DEU")
     entry = mix[code]
-    return float(entry["carbon_intensity"]), f"{entry['country_name']} {entry.get('year', '')} grid (CodeCarbon)".replace("  ", " ")
+    return (float(entry["carbon_intensity"]),
+            f"{entry['country_name']} {entry.get('year', '')} grid (CodeCarbon)".replace("  ", " "))

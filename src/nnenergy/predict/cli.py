@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import math
 import os
 import sys
+import warnings
+
+# Python loggers of the libraries prediction loads, quiet below ERROR unless --verbose.
+_NOISY_LOGGERS = ("tensorflow", "absl", "keras", "h5py", "mlflow", "alembic", "codecarbon", "urllib3", "git")
 
 
 def _positive_int(text: str) -> int:
@@ -37,15 +43,57 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nnenergy predict", description="Predict the energy of one forward pass before running it.")
-    p.add_argument("model", help="a .keras/.h5 file or a keras.applications name (built with weights=None)")
+    p.add_argument("model", nargs="+", help="a .keras/.h5 file or a keras.applications name (built with "
+                   "weights=None); several are predicted in one call (with --json, one JSON object per line)")
     p.add_argument("--batch-size", type=_positive_int, default=1)
     p.add_argument("--input-shape", type=_shape, default=None, help="H,W,C (overrides or supplies the input shape)")
     p.add_argument("--model-uri", default=None, help="MLflow model URI (default: models:/nnenergy-layerwise@champion)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    p.add_argument("--country", default=None, help="ISO 3166 alpha-3 code for the grid's carbon intensity (default: world average)")
+    p.add_argument("--country", default=None,
+                   help="ISO 3166 alpha-3 code for the grid's carbon intensity (default: world average)")
     p.add_argument("--inferences", type=_positive_int, default=1_000_000, help="passes to total kWh and CO2 over")
     p.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
+    p.add_argument("--calibration", nargs="?", const=".nnenergy_cache/calibration.json", default=None,
+                   help="adapt to this machine with a file from `nnenergy calibrate` (alone: the stored default)")
+    p.add_argument("--verbose", action="store_true",
+                   help="let TensorFlow, CUDA, MLflow and Python warnings print their start-up lines on stderr")
     return p
+
+
+def _quiet_before_tensorflow(verbose: bool) -> None:
+    """Keep TensorFlow's and CUDA's C++ start-up lines (CPU features, oneDNN, "could not find cuda
+    drivers", cuDNN/cuBLAS factories) off stderr. TensorFlow reads these settings only when it
+    first loads, so this runs before anything imports it."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    try:
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+        absl.logging.set_stderrthreshold("error")
+    except ImportError:
+        pass
+
+
+@contextlib.contextmanager
+def _quiet_python(verbose: bool):
+    """Library loggers at ERROR and Python warnings off for the call, restored afterwards."""
+    if verbose:
+        yield
+        return
+    saved = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
+    try:
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _fmt_j(j: float) -> str:
@@ -56,16 +104,23 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
     lines = []
     df = pred.layers_frame()
     width = min(max(df["name"].str.len().max() if len(df) else 0, 10), 40)
+    unmeasured = set(getattr(pred, "unmeasured_layer_types", []) or [])
     lines.append(f"{'layer':<{width}} {'type':<24} {'energy':>12} {'latency':>11} {'share':>6}")
     for r in df.itertuples():
-        mark = "" if r.known else "  (unknown type: generic fallback)"
-        lines.append(f"{r.name[:width]:<{width}} {r.type[:24]:<24} {_fmt_j(r.energy_j):>12} {r.latency_s * 1e3:8.3f} ms {r.share * 100:5.1f}%{mark}")
+        mark = ("  (unknown type: generic fallback)" if not r.known else
+                f"  (unmeasured type: predicted as {r.kind})" if r.type in unmeasured else
+                "  ! out of range" if r.out_of_range else "")
+        name = r.name if len(r.name) <= width else "…" + r.name[-(width - 1):]  # nested: keep the leaf
+        lines.append(f"{name:<{width}} {r.type[:24]:<24} {_fmt_j(r.energy_j):>12} "
+                     f"{r.latency_s * 1e3:8.3f} ms {r.share * 100:5.1f}%{mark}")
     if not len(df):
         lines.append("(a model-wise predictor: no per-layer breakdown)")
-    lines.append(f"{'(model-level correction)':<{width}} {'':<24} {_fmt_j(pred.correction_energy_j):>12} {pred.correction_latency_s * 1e3:8.3f} ms")
+    lines.append(f"{'(model-level correction)':<{width}} {'':<24} {_fmt_j(pred.correction_energy_j):>12} "
+                 f"{pred.correction_latency_s * 1e3:8.3f} ms")
     kwh = pred.energy_kwh(inferences)
     err = pred.heldout_error
-    interval = f"  (90% interval {_fmt_j(pred.energy_interval_j[0]).strip()} – {_fmt_j(pred.energy_interval_j[1]).strip()})" if pred.energy_interval_j else ""
+    interval = (f"  (90% interval {_fmt_j(pred.energy_interval_j[0]).strip()} – "
+                f"{_fmt_j(pred.energy_interval_j[1]).strip()})" if pred.energy_interval_j else "")
     hw = pred.hardware
     lines += [
         "",
@@ -73,48 +128,84 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
         f"  energy   {_fmt_j(pred.energy_j).strip()}{interval}",
         f"  latency  {pred.latency_s * 1e3:.3f} ms",
         f"  power    {pred.power_w:.1f} W",
-        f"  {inferences:,} passes: {kwh:.6g} kWh, {kwh * intensity:.6g} g CO2eq at {intensity:.0f} g/kWh ({intensity_src})",
+        f"  {inferences:,} passes: {kwh:.6g} kWh, {kwh * intensity:.6g} g CO2eq at {intensity:.0f} g/kWh "
+        f"({intensity_src})",
         "",
-        f"predictor: {pred.predictor.get('uri')} (version {pred.predictor.get('version')}, {pred.predictor.get('name')}, "
-        f"{pred.predictor.get('source')} targets)",
+        f"predictor: {pred.predictor.get('uri')} ({_predictor_details(pred.predictor)})",
         f"hardware profile: {hw.get('cpu_model')} ({hw.get('cpu_cores')} cores), GPU {hw.get('gpu_model')}; "
         f"CPU energy by {hw.get('cpu_measurement')}, RAM by {hw.get('ram_measurement')}",
     ]
-    if err:
-        fams = ", ".join(pred.predictor.get("test_families") or [])
-        lines.append(f"its error on architecture families it never saw ({fams}): RMSPE "
-                     f"{err.get('fixed_whole_energy_j_rmspe', math.nan):.1f}%, "
-                     f"{err.get('fixed_whole_energy_j_within10', math.nan):.0f}% of configurations within ±10%")
+    if pred.calibration:
+        c = pred.calibration
+        lines.append(f"calibrated from {c['from']} to this machine ({c['to']}, panel measured {c['measured_at']}, "
+                     f"median speed ratio {c['speed_ratio']:.2f})")
+    labels = {"family": "architecture families it never saw", "external": "published architectures never trained on",
+              "generated": "generated architectures held out"}
+    for level, label in labels.items():
+        if f"{level}_whole_energy_rmspe" in err:
+            lines.append(f"its error on {label}: RMSPE {err[f'{level}_whole_energy_rmspe']:.1f}%, "
+                         f"{err.get(f'{level}_whole_energy_within10', math.nan):.0f}% within ±10% "
+                         f"({err.get(f'{level}_whole_energy_n', 0):.0f} configurations)")
+    if pred.out_of_range_layers:
+        lines.append(f"{pred.out_of_range_layers} layer(s) lie outside what the predictor was trained on "
+                     "(marked `!`): the interval is widened for them")
     if pred.unknown_layer_types:
         lines.append(f"unknown layer types (generic fallback): {', '.join(pred.unknown_layer_types)}")
+    if unmeasured:
+        lines.append(f"WARNING: no measured data for layer types {', '.join(sorted(unmeasured))}: each is predicted "
+                     "from the nearest measured kind, so their share of this prediction is a rough estimate")
     return "\n".join(lines)
+
+
+def _predictor_details(info: dict) -> str:
+    """`version 3, rf, incontext targets`, leaving out what the predictor does not say (never `version None`)."""
+    parts = []
+    if info.get("version") is not None:
+        parts.append(f"version {info['version']}")
+    if info.get("name"):
+        parts.append(str(info["name"]))
+    if info.get("source"):
+        parts.append(f"{info['source']} targets")
+    return ", ".join(parts) or "unregistered"
+
+
+def _error(exc) -> int:
+    print(f"nnenergy predict: error: {exc}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from nnenergy.predict.api import PredictError, predict
+    _quiet_before_tensorflow(args.verbose)
+    # Light imports only (TensorFlow, Keras, MLflow, CodeCarbon and pandas load inside functions).
+    from nnenergy.predict.api import PredictError, check_arguments, predict_many
     from nnenergy.predict.carbon import CarbonError, carbon_intensity
 
-    try:
-        intensity, src = carbon_intensity(args.country)
-        pred = predict(args.model, batch_size=args.batch_size, input_shape=args.input_shape,
-                       model_uri=args.model_uri, tracking_uri=args.tracking_uri)
-    except (PredictError, CarbonError) as exc:
-        print(f"nnenergy predict: error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # anything else still gets one line; NNENERGY_DEBUG=1 shows the traceback
-        if os.environ.get("NNENERGY_DEBUG"):
-            raise
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        print(f"nnenergy predict: error: {type(exc).__name__}: {first}", file=sys.stderr)
-        return 1
-    if args.json:
-        d = pred.to_dict()
-        kwh = pred.energy_kwh(args.inferences)
-        d |= {"inferences": args.inferences, "energy_kwh": kwh, "co2_g": kwh * intensity,
-              "carbon_intensity_g_per_kwh": intensity, "carbon_intensity_source": src}
-        print(json.dumps(d))
-    else:
-        print(render(pred, intensity, src, args.inferences))
+    try:  # the model file, batch size and shape: milliseconds, before anything heavy loads
+        for model in args.model:
+            check_arguments(model, args.batch_size, args.input_shape)
+    except PredictError as exc:
+        return _error(exc)
+    with _quiet_python(args.verbose):
+        try:
+            intensity, src = carbon_intensity(args.country)
+            preds = predict_many(args.model, batch_size=args.batch_size, input_shape=args.input_shape,
+                                 model_uri=args.model_uri, tracking_uri=args.tracking_uri,
+                                 calibration=args.calibration)
+        except (PredictError, CarbonError) as exc:
+            return _error(exc)
+        except Exception as exc:  # anything else still gets one line; NNENERGY_DEBUG=1 shows the traceback
+            if os.environ.get("NNENERGY_DEBUG"):
+                raise
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            return _error(f"{type(exc).__name__}: {first}")
+    for i, pred in enumerate(preds):
+        if args.json:
+            d = pred.to_dict()
+            kwh = pred.energy_kwh(args.inferences)
+            d |= {"inferences": args.inferences, "energy_kwh": kwh, "co2_g": kwh * intensity,
+                  "carbon_intensity_g_per_kwh": intensity, "carbon_intensity_source": src}
+            print(json.dumps(d))
+        else:
+            print(("\n" if i else "") + render(pred, intensity, src, args.inferences))
     return 0

@@ -1,0 +1,349 @@
+"""A Keras model -> its layer table: each layer's description (type, config, shapes, nesting) and
+analytic cost (FLOPs, bytes). The one description the sweep stores and that prediction feeds the
+predictor, so training and prediction never see different inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from nnenergy.schema import INPUT_COLUMNS
+
+Shape = tuple[int, ...]
+
+# Keys that name or bookkeep a layer without changing what it computes.
+_IGNORED_CONFIG_KEYS = {"name", "trainable"}
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A layer as it occurs in one model: its shapes exclude the batch dimension."""
+
+    index: int
+    name: str
+    type: str
+    config: dict
+    input_shapes: list[Shape]
+    output_shape: Shape
+    dtype: str
+    params: int
+
+    @property
+    def config_json(self) -> str:
+        cfg = {k: v for k, v in self.config.items() if k not in _IGNORED_CONFIG_KEYS}
+        return json.dumps(cfg, sort_keys=True, default=str)
+
+    def signature(self, batch_size: int, hardware_id: str) -> str:
+        """Same type + config (name aside) + input shapes + batch + hardware -> same cost."""
+        key = json.dumps(
+            [self.type, self.config_json, [list(s) for s in self.input_shapes], batch_size, hardware_id]
+        )
+        return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def _shape(t) -> Shape:
+    return tuple(int(d) if d is not None else -1 for d in t.shape[1:])
+
+
+def _as_list(x) -> list:
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _is_graph_model(layer) -> bool:
+    """A nested `keras.Model` whose layer graph we can see: a Functional model or a built
+    Sequential (a subclassed model, or a Sequential Keras could not build, stays one layer)."""
+    import keras
+
+    if not isinstance(layer, keras.Model):
+        return False
+    if isinstance(layer, keras.Sequential):
+        return getattr(layer, "_functional", None) is not None
+    return hasattr(layer, "_nodes_by_depth")
+
+
+def _graph(model):
+    """The layer graph of a Functional model, or the Functional a built Sequential keeps inside."""
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        graph = getattr(model, "_functional", None)
+        if graph is None:
+            raise ValueError(f"Sequential model {model.name!r} has no input shape yet: build it on one "
+                             "(`model.build((None, *shape))`) before describing it")
+        return graph
+    if not hasattr(model, "_nodes_by_depth"):
+        raise ValueError(f"{type(model).__name__} {model.name!r} is a subclassed model: its layers have no graph "
+                         "to describe (build it as a Functional or Sequential model)")
+    return model
+
+
+def _leaves(model, prefix: str = "", top: bool = True):
+    """(flattened name, layer) of every leaf layer, in the order `describe` lists them.
+
+    Nested Functional/Sequential models are replaced by their own layers, named
+    ``outer/inner``; the InputLayers of nested models (identities of a tensor the outer model
+    already has) are left out. A top-level Sequential lists no InputLayer, as `model.layers`.
+    """
+    for layer in model.layers:
+        if _is_graph_model(layer):
+            yield from _leaves(layer, f"{prefix}{layer.name}/", top=False)
+        elif type(layer).__name__ == "InputLayer" and not top:
+            continue
+        else:
+            yield f"{prefix}{layer.name}", layer
+
+
+def leaf_layers(model, flatten: bool = True) -> dict:
+    """Flattened name -> layer object, keyed like `describe(model)`'s `LayerInfo.name`.
+
+    Callers that look a described layer up by name (the sweep's isolated measurement) use this
+    instead of `{l.name: l for l in model.layers}`, which misses every layer of a nested model.
+    In-context attribution of nested layers needs the op's scope *path*: ops of
+    ``backbone/conv1`` run under a ``<model>/backbone/conv1/...`` name scope, so the profiler's
+    layer lookup must match consecutive scope parts joined by ``/``, not one part alone.
+    """
+    if not flatten:
+        return {layer.name: layer for layer in model.layers}
+    return dict(_leaves(model))
+
+
+def _same_spec(a, b) -> bool:
+    return tuple(a.shape) == tuple(b.shape) and str(a.dtype) == str(b.dtype)
+
+
+def _walk(model, actual_inputs, flatten: bool, seen: dict) -> list:
+    """Run the graph of `model` on `actual_inputs` (KerasTensors) symbolically and record, for the
+    first call of each leaf layer, its actual input tensors and first output tensor in `seen`.
+
+    Where a node's inputs have the graph's own shapes the graph's tensors are reused (no work);
+    where they differ (a nested model built on unknown dimensions, called on known ones) the
+    layer's `compute_output_spec` propagates the actual shapes. Nothing is added to the model.
+    """
+    from keras import tree
+
+    graph = _graph(model)
+    tensors = {id(x): y for x, y in zip(graph.inputs, actual_inputs)}
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            op = node.operation
+            if op is None or node.is_input:
+                continue
+            if any(id(x) not in tensors for x in node.input_tensors):
+                continue  # not computable from these inputs (as Keras' own graph run)
+            ins = [tensors[id(x)] for x in node.input_tensors]
+            if flatten and _is_graph_model(op):
+                outs = _walk(op, ins, flatten, seen)
+            elif all(_same_spec(a, b) for a, b in zip(ins, node.input_tensors)):
+                outs = list(node.outputs)
+            else:
+                args, kwargs = node.arguments.fill_in(tensors)
+                try:
+                    outs = tree.flatten(op.compute_output_spec(*args, **kwargs))
+                except Exception:  # a layer that cannot infer its shape: keep the graph's own
+                    outs = list(node.outputs)
+            if not (flatten and _is_graph_model(op)):
+                seen.setdefault(id(op), (ins, outs[0] if outs else node.outputs[0]))
+            for x, y in zip(node.outputs, outs):
+                tensors[id(x)] = y
+    return [tensors.get(id(x), x) for x in graph.outputs]
+
+
+def describe(model, flatten: bool = True) -> list[LayerInfo]:
+    """All leaf layers of a Functional or Sequential Keras model, in topological order.
+
+    Nested Functional/Sequential models (a backbone inside a model, Sequential blocks) are
+    flattened into their own layers, named ``outer_layer/inner_layer`` (deeper nesting adds
+    more parts), with each leaf's input shapes from the inner model's graph run on the shapes
+    the outer model actually feeds it. `leaf_layers(model)` maps these names to the layer
+    objects. `flatten=False` keeps nested models as one opaque layer each (the old behaviour).
+    A layer called at several places is described once, at its first call.
+    """
+    seen: dict = {}
+    graph = _graph(model)
+    _walk(model, list(graph.inputs), flatten, seen)
+    named = leaf_layers(model, flatten).items()
+    infos = []
+    for i, (name, layer) in enumerate(named):
+        if id(layer) in seen:
+            ins, out = seen[id(layer)]
+        else:  # an InputLayer, or a layer no node of this graph reaches: its own first call
+            out = _as_list(layer.output)[0]
+            ins = [out] if type(layer).__name__ == "InputLayer" else _as_list(layer.input)
+        infos.append(
+            LayerInfo(
+                index=i,
+                name=name,
+                type=type(layer).__name__,
+                config=layer.get_config(),
+                input_shapes=[_shape(t) for t in ins],
+                output_shape=_shape(out),
+                dtype=str(getattr(ins[0], "dtype", "float32")),
+                params=int(layer.count_params()),
+            )
+        )
+    return infos
+
+
+def _prod(shape: Shape) -> int:
+    return int(math.prod(max(d, 1) for d in shape))
+
+
+def _kernel_area(cfg: dict) -> int:
+    k = cfg.get("kernel_size") or cfg.get("pool_size") or (1,)
+    return _prod(tuple(k) if isinstance(k, (list, tuple)) else (k,))
+
+
+# Gate matrices per recurrent cell: LSTM (input, forget, cell, output), GRU (update, reset, new).
+_RNN_GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
+_CONV_LSTM = {"ConvLSTM1D": 1, "ConvLSTM2D": 2, "ConvLSTM3D": 3}
+_TRANSPOSED = ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+
+
+def _wrapped(info: LayerInfo, layer_cfg: dict, input_shapes: list[Shape], output_shape: Shape,
+             params: int) -> LayerInfo:
+    """The layer a wrapper (Bidirectional, TimeDistributed) holds, from its serialized config."""
+    return LayerInfo(index=info.index, name=info.name, type=str(layer_cfg.get("class_name", "")),
+                     config=dict(layer_cfg.get("config") or {}), input_shapes=input_shapes,
+                     output_shape=output_shape, dtype=info.dtype, params=params)
+
+
+def _attention_shapes(shapes: list[Shape]) -> tuple[Shape, Shape, Shape]:
+    """(query, value, key) of an attention layer called as (query, value[, key]); key defaults to value."""
+    q = shapes[0] if shapes else (1,)
+    v = shapes[1] if len(shapes) > 1 else q
+    k = shapes[2] if len(shapes) > 2 else v
+    return q, v, k
+
+
+def analytic_cost(info: LayerInfo, batch_size: int) -> dict:
+    """FLOPs (multiply and add counted separately), elements and bytes moved, per pass.
+
+    Matrix products count 2 FLOPs per multiply-accumulate; biases, gate nonlinearities and
+    softmaxes inside recurrent and attention layers are not counted (they are small next to the
+    products). Bytes are 4 per element read or written (inputs, outputs, weights) unless a
+    layer moves something else (an embedding reads only the rows it gathers; attention also
+    writes and reads its score matrix).
+    """
+    cfg, t = info.config, info.type
+    shapes = info.input_shapes
+    in_elems = sum(_prod(s) for s in shapes) * batch_size
+    out_elems = _prod(info.output_shape) * batch_size
+    first = shapes[0] if shapes else ()
+    c_in = (first[0] if cfg.get("data_format") == "channels_first" else first[-1]) if first else 1
+    c_in = max(c_in, 1)
+    area = _kernel_area(cfg)
+    bytes_moved = 4 * (in_elems + out_elems + info.params)
+    if t in ("Conv1D", "Conv2D", "Conv3D"):
+        groups = int(cfg.get("groups", 1) or 1)
+        flops = 2 * out_elems * area * c_in // groups
+    elif t in _TRANSPOSED:  # every input element scatters into kernel area x filters outputs
+        flops = 2 * in_elems * area * int(cfg.get("filters", 1))
+    elif t in ("DepthwiseConv2D", "DepthwiseConv1D"):
+        flops = 2 * out_elems * area
+    elif t in ("SeparableConv2D", "SeparableConv1D"):
+        mult = int(cfg.get("depth_multiplier", 1))
+        flops = 2 * (out_elems // max(int(cfg.get("filters", 1)), 1)) * (
+            area * c_in * mult + c_in * mult * int(cfg.get("filters", 1)))
+    elif t in ("Dense", "EinsumDense"):
+        flops = 2 * in_elems * int(cfg.get("units", info.output_shape[-1] if info.output_shape else 1))
+    elif t in _RNN_GATES:
+        # per time step each gate multiplies [x_t, h_{t-1}] (input + hidden) by a (. x hidden)
+        # matrix; return_sequences changes what is kept, not what is computed
+        units = int(cfg.get("units", 1))
+        steps = _prod(first[:-1]) if len(first) > 1 else 1
+        flops = 2 * _RNN_GATES[t] * (c_in + units) * units * steps * batch_size
+    elif t in _CONV_LSTM:
+        # 4 gates, each a convolution of the input (c_in channels) and of the hidden state (filters)
+        rank = _CONV_LSTM[t]
+        filters = int(cfg.get("filters", 1))
+        steps = max(first[0], 1) if first else 1
+        positions = _prod(info.output_shape[-(rank + 1):-1])
+        flops = 2 * 4 * steps * batch_size * positions * area * (c_in + filters) * filters
+    elif t == "Bidirectional":  # a forward and a backward copy of the wrapped layer
+        out = info.output_shape
+        if cfg.get("merge_mode", "concat") == "concat" and out:
+            out = (*out[:-1], max(out[-1] // 2, 1))
+        inner = _wrapped(info, cfg.get("layer") or {}, shapes, out, info.params // 2)
+        flops = 2 * analytic_cost(inner, batch_size)["flops"]
+    elif t == "TimeDistributed":  # the wrapped layer once per step of axis 1
+        steps = max(first[0], 1) if first else 1
+        inner = _wrapped(info, cfg.get("layer") or {}, [s[1:] for s in shapes], info.output_shape[1:], info.params)
+        flops = steps * analytic_cost(inner, batch_size)["flops"]
+    elif t == "MultiHeadAttention":
+        q, v, k = _attention_shapes(shapes)
+        heads, key_dim = int(cfg.get("num_heads", 1)), int(cfg.get("key_dim", 1))
+        value_dim = int(cfg.get("value_dim") or key_dim)
+        tq, tk = _prod(q[:-1]), _prod(k[:-1])  # query and key/value positions (all attention axes)
+        d_out = info.output_shape[-1] if info.output_shape else q[-1]
+        projections = 2 * batch_size * (tq * q[-1] * heads * key_dim          # Q
+                                        + tk * k[-1] * heads * key_dim        # K
+                                        + tk * v[-1] * heads * value_dim      # V
+                                        + tq * heads * value_dim * d_out)     # output
+        scores = batch_size * heads * tq * tk
+        flops = projections + 2 * scores * key_dim + 2 * scores * value_dim  # QK^T and AV
+        bytes_moved += 4 * 2 * scores
+    elif t in ("Attention", "AdditiveAttention"):
+        q, v, k = _attention_shapes(shapes)
+        tq, tk = _prod(q[:-1]), _prod(k[:-1])
+        scores = batch_size * tq * tk
+        additive = t == "AdditiveAttention" or cfg.get("score_mode") == "concat"
+        per_score = 4 * q[-1] if additive else 2 * q[-1]  # tanh(q + k) . scale, or q . k
+        flops = scores * (per_score + 2 * v[-1])  # scores, then the weighted sum of values
+        bytes_moved += 4 * 2 * scores
+    elif t == "Dot":
+        axes = cfg.get("axes", -1)
+        axis = int(axes[0] if isinstance(axes, (list, tuple)) else axes)
+        axis = axis - 1 if axis > 0 else axis  # Keras counts the batch axis
+        contracted = max(first[axis], 1) if first else 1
+        flops = 2 * out_elems * contracted
+    elif t == "Embedding":  # a gather: no arithmetic; reads the indices, copies the rows it picks
+        flops = 0
+        bytes_moved = 4 * (in_elems + out_elems)
+    elif t in ("UpSampling1D", "UpSampling2D", "UpSampling3D"):
+        interpolation = cfg.get("interpolation", "nearest")
+        flops = 0 if interpolation == "nearest" else out_elems  # nearest repeats; bilinear blends
+    elif t in ("BatchNormalization", "LayerNormalization", "GroupNormalization", "Normalization",
+               "UnitNormalization"):
+        flops = 4 * out_elems
+    elif "Pooling" in t and "Global" in t:
+        flops = in_elems
+    elif "Pooling" in t:
+        flops = out_elems * area
+    elif t in ("Add", "Multiply", "Subtract", "Average", "Maximum", "Minimum"):
+        flops = (len(shapes) - 1) * out_elems
+    elif t in ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Rescaling", "LayerScale"):
+        flops = out_elems
+    else:  # data movement only: padding, cropping, reshape, concat, dropout at inference, input
+        flops = 0
+    return {
+        "flops": float(flops),
+        "params": float(info.params),
+        "in_elems": float(in_elems),
+        "out_elems": float(out_elems),
+        "mem_bytes": float(bytes_moved),
+    }
+
+
+def layer_row(info, batch_size: int, config_id: str) -> dict:
+    """One layer's description and analytic cost (the columns of `schema.INPUT_COLUMNS`)."""
+    return {
+        "config_id": config_id,
+        "layer_index": info.index,
+        "layer_name": info.name,
+        "layer_type": info.type,
+        "batch_size": batch_size,
+        "layer_config": info.config_json,
+        "input_shapes": json.dumps([list(s) for s in info.input_shapes]),
+        "output_shape": json.dumps(list(info.output_shape)),
+        "n_inputs": len(info.input_shapes),
+        **analytic_cost(info, batch_size),
+    }
+
+
+def describe_layers(model, batch_size: int, config_id: str = "model") -> pd.DataFrame:
+    """Every layer of `model` at `batch_size`, as the predictor's input table."""
+    return pd.DataFrame([layer_row(i, batch_size, config_id) for i in describe(model)], columns=INPUT_COLUMNS)

@@ -1,0 +1,195 @@
+"""Honest evaluation on three levels, for every predictor (layer-wise or model-wise):
+
+1. `family`: grouped K-fold over the real architecture families (keras.applications, or every
+   non-generated architecture when there are none); each fold trains on everything but the
+   held-out families *and their generated variants*, and is scored on the held-out real models.
+2. `external`: published architectures absent from training (a separate dataset), predicted by
+   the final model; never used for training, tuning or model selection.
+3. `generated`: generated architectures held out by generator seed (K folds over them).
+
+The final predictor trains on all rows of the dataset. Its interval comes from the level-1
+held-out errors only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from nnenergy.dataset import Dataset
+from nnenergy.evaluate import metrics
+from nnenergy.evaluate.splits import grouped_folds
+from nnenergy.features.layer_features import layer_features
+from nnenergy.schema import INTERVAL_KEY, SOURCES, TARGETS
+
+LEVELS = ("family", "external", "generated")
+_MEASURED_COLS = ("architecture", "family", "source", "batch_size", "input_size", "flops", "n_layers")
+
+
+@dataclass
+class Evaluation:
+    """What evaluating one predictor on one target source produced."""
+
+    source: str  # incontext | isolated | modelwise
+    predictions: dict[str, pd.DataFrame]  # level -> per configuration: measured, predicted, fold
+    layers: pd.DataFrame  # level-1 held-out per-layer predictions (layer-wise only; else empty)
+    predictor: object  # trained on every row of the dataset
+    metrics: dict = field(default_factory=dict)
+    train_seconds: float = 0.0
+
+
+def real_mask(models: pd.DataFrame) -> np.ndarray:
+    """Configurations of real architectures: keras.applications when present, else all but generated."""
+    src = models["source"].astype(str)
+    apps = (src == "keras.applications").to_numpy()
+    return apps if apps.any() else ~src.isin(["generated", "variant"]).to_numpy()
+
+
+def generated_folds(models: pd.DataFrame, n_folds: int, seed: int) -> list[set[str]]:
+    """Held-out architecture names per fold, over generated architectures (grouped by seed)."""
+    names = np.array(sorted(models.loc[models["source"] == "generated", "architecture"].unique()))
+    if len(names) < 2:
+        return []
+    rng = np.random.default_rng(seed)
+    names = names[rng.permutation(len(names))]
+    return [set(part) for part in np.array_split(names, min(n_folds, len(names)))]
+
+
+def _targets(data: Dataset, source: str) -> np.ndarray:
+    cols = SOURCES.get(source)
+    if cols is None:  # model-wise predictors learn whole-model targets only
+        return np.full((len(data.layers), 2), np.nan)
+    return data.layers[list(cols)].to_numpy(dtype=float)
+
+
+def _with_measured(whole: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
+    measured = models.set_index("config_id").loc[whole["config_id"]]
+    for col in _MEASURED_COLS:
+        if col in measured:
+            whole[col] = measured[col].to_numpy()
+    for t in TARGETS:
+        whole[f"measured_{t}"] = measured[t].to_numpy()
+    return whole
+
+
+def interval_from(heldout: pd.DataFrame) -> tuple[float, float]:
+    """5%-95% quantiles of log(measured / predicted) over held-out predictions."""
+    log_ratio = np.log(heldout["measured_energy_j"] / heldout["energy_j"])
+    return tuple(np.quantile(log_ratio[np.isfinite(log_ratio)], [0.05, 0.95]).tolist())
+
+
+def features_of(data: Dataset) -> pd.DataFrame:
+    """Layer features of a dataset, cached on disk by the layers file's identity: the four
+    predictors of one `make run` (separate processes) compute them once."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    from nnenergy.dataset import LAYERS_FILE
+
+    src = Path(data.path) / LAYERS_FILE
+    if not src.exists():
+        return layer_features(data.layers)
+    st = src.stat()
+    import importlib
+
+    lf = importlib.import_module("nnenergy.features.layer_features")  # the module, not its function
+
+    # The extractor's own tables are part of the key: a new kind or feature invalidates the cache.
+    version = repr((sorted(lf._TYPE_TO_KIND.items()), sorted(lf.KIND_FEATURES.items()), lf.ALL_FEATURES))
+    ident = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{len(data.layers)}|{version}"
+    key = hashlib.sha1(ident.encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("NNENERGY_CACHE", ".nnenergy_cache")) / "features" / f"{key}.parquet"
+    if cache.exists():
+        return pd.read_parquet(cache)
+    feats = layer_features(data.layers)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    feats.to_parquet(tmp, index=False)
+    tmp.replace(cache)  # atomic: parallel jobs never read a half-written file
+    return feats
+
+
+def evaluate(make: Callable[[], object], data: Dataset, source: str, opts: dict,
+             external: Dataset | None = None) -> Evaluation:
+    """Evaluate `make()` predictors on the three levels, then train the final one on everything."""
+    t0 = time.perf_counter()
+    feats = features_of(data)
+    y = _targets(data, source)
+    cid = data.layers["config_id"].to_numpy()
+    models = data.models
+
+    def fit(train_ids: set):
+        keep = np.isin(cid, list(train_ids))
+        return make().fit(feats[keep], y[keep], models[models["config_id"].isin(train_ids)])
+
+    def predict(pred, test_ids: set, fold: int):
+        keep = np.isin(cid, list(test_ids))
+        whole = _with_measured(pred.predict_whole(feats[keep]), models)
+        whole["fold"] = fold
+        return whole, keep
+
+    all_ids = set(models["config_id"])
+    real = models[real_mask(models)]
+    out: dict[str, list[pd.DataFrame]] = {lvl: [] for lvl in LEVELS}
+    layer_rows = []
+    # Level 1: held-out real families; their variants (same family tag) leave training too.
+    for k, (_, test_fam) in enumerate(grouped_folds(real, opts["n_folds"], opts["seed"])):
+        train_ids = set(models.loc[~models["family"].isin(test_fam), "config_id"])
+        test_ids = set(real.loc[real["family"].isin(test_fam), "config_id"])
+        pred = fit(train_ids)
+        whole, keep = predict(pred, test_ids, k)
+        out["family"].append(whole)
+        if hasattr(pred, "predict_layers") and source in SOURCES:
+            per_layer = pred.predict_layers(feats[keep])
+            for t in TARGETS:
+                per_layer[f"measured_{t}"] = y[keep][:, TARGETS.index(t)]
+            for col in ("family", "batch_size", "input_size"):
+                per_layer[col] = data.layers[col].to_numpy()[keep]
+            layer_rows.append(per_layer.assign(fold=k))
+    # The interval every predictor below states: level-1 held-out errors only.
+    family = pd.concat(out["family"], ignore_index=True) if out["family"] else pd.DataFrame()
+    interval = interval_from(family) if len(family) else None
+    # Level 3: generated architectures held out by seed.
+    for k, names in enumerate(generated_folds(models, opts.get("generated_folds", 3), opts["seed"])):
+        test_ids = set(models.loc[models["architecture"].isin(names), "config_id"])
+        pred = fit(all_ids - test_ids)
+        if interval is not None:
+            pred.metadata[INTERVAL_KEY] = interval
+        out["generated"].append(predict(pred, test_ids, k)[0])
+    # The final predictor: every row.
+    final = fit(all_ids)
+    if interval is not None:
+        final.metadata[INTERVAL_KEY] = interval
+    # Level 2: the external set, which nothing above has seen.
+    if external is not None and len(external.models):
+        ext_feats = layer_features(external.layers)
+        whole = _with_measured(final.predict_whole(ext_feats), external.models)
+        whole["fold"] = -1
+        out["external"].append(whole)
+    predictions = {lvl: pd.concat(v, ignore_index=True) for lvl, v in out.items() if v}
+    m = {}
+    for lvl, whole in predictions.items():
+        m |= metrics.summary(whole["measured_energy_j"], whole["energy_j"], f"{lvl}_whole_energy_")
+        m[f"{lvl}_whole_latency_rmspe"] = metrics.rmspe(whole["measured_latency_s"], whole["latency_s"])
+        if "energy_hi_j" in whole and whole["energy_hi_j"].notna().any():  # levels 2 and 3 (level 1 made it)
+            inside = ((whole["energy_lo_j"] <= whole["measured_energy_j"])
+                      & (whole["measured_energy_j"] <= whole["energy_hi_j"]))
+            m[f"{lvl}_interval_coverage"] = float(inside.mean() * 100)
+            m[f"{lvl}_interval_median_width"] = float((whole["energy_hi_j"] / whole["energy_lo_j"]).median())
+        if "out_of_range_share" in whole:
+            m[f"{lvl}_out_of_range_configs"] = float((whole["out_of_range_share"] > 0).mean() * 100)
+    layers = pd.concat(layer_rows, ignore_index=True) if layer_rows else pd.DataFrame()
+    if len(layers):
+        for kind, g in layers.groupby("kind"):
+            m |= metrics.summary(g["measured_energy_j"], g["energy_j"], f"family_layer_{kind}_energy_")
+        m["unknown_layer_share"] = float((~layers["known"]).mean() * 100)
+        if "layer_sum_energy_j" in family:
+            m |= metrics.summary(family["measured_energy_j"], family["layer_sum_energy_j"],
+                                 "family_whole_uncorrected_energy_")
+    m["train_seconds"] = time.perf_counter() - t0
+    return Evaluation(source, predictions, layers, final, m, m["train_seconds"])

@@ -1,0 +1,46 @@
+"""Hardware profiles on disk: `data/<profile>/<dataset>/`, one CPU per profile folder."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from nnenergy import dataset as ds
+from nnenergy.measure.hardware import current_profile_name
+
+log = logging.getLogger(__name__)
+DATA_ROOT = Path("data")
+MAIN_DATASET = "space"  # generated architectures + keras.applications, per profile
+# What the main job trains when this machine's CPU has no data of its own.
+SHIPPED = "amd-epyc-f25m17-avx512-2c"
+LEGACY = ("intel-xeon-avx512-2c", "cpu")  # the first release's keras.applications-only dataset
+
+
+def profiles(root: Path = DATA_ROOT) -> dict[str, list[str]]:
+    """profile -> its measured datasets (folders holding a models table)."""
+    out = {}
+    for p in sorted(Path(root).glob("*/")):
+        sets = sorted(d.name for d in p.iterdir() if (d / ds.MODELS_FILE).exists())
+        if sets:
+            out[p.name] = sets
+    return out
+
+
+def default_dataset(root: Path = DATA_ROOT) -> str:
+    """This machine's profile's main dataset when it exists, else the shipped one (said in the log)."""
+    mine = current_profile_name()
+    for profile in (mine, SHIPPED):
+        for name in (MAIN_DATASET, LEGACY[1]):
+            path = Path(root) / profile / name
+            if (path / ds.MODELS_FILE).exists():
+                if profile != mine:
+                    log.warning("no dataset for this machine's profile %s: training on the shipped %s "
+                                "(measure yours with `nnenergy measure sweep=space`)", mine, path)
+                return str(path)
+    return str(Path(root) / LEGACY[0] / LEGACY[1])
+
+
+def external_dataset(dataset: str) -> str | None:
+    """The external test set measured on the same profile as `dataset`, if there is one."""
+    path = Path(dataset).parent / "external"
+    return str(path) if (path / ds.MODELS_FILE).exists() and Path(dataset).name != "external" else None

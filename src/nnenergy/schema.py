@@ -1,0 +1,28 @@
+"""The tables' vocabulary, defined once: what a layer row holds, what is predicted, how a
+configuration is named. Training and prediction both read these, so they never see different inputs."""
+
+from __future__ import annotations
+
+TARGETS = ("energy_j", "latency_s")  # per forward pass of one batch
+SOURCES = {  # where per-layer training targets come from
+    "incontext": ("ctx_energy_j", "ctx_latency_s"),
+    "isolated": ("iso_energy_j", "iso_latency_s"),
+}
+# What a predictor needs of each layer (the pyfunc's input): description + analytic cost, no measurement.
+DESCRIPTION_COLUMNS = ["config_id", "layer_index", "layer_name", "layer_type", "batch_size", "layer_config",
+                       "input_shapes", "output_shape", "n_inputs"]
+COST_COLUMNS = ["flops", "params", "in_elems", "out_elems", "mem_bytes"]
+INPUT_COLUMNS = DESCRIPTION_COLUMNS + COST_COLUMNS
+OUTPUT_COLUMNS = ["config_id", "row", "layer_index", "layer_name", "layer_type", "kind", "known", "out_of_range",
+                  "energy_j", "latency_s", "energy_lo_j", "energy_hi_j"]
+INTERVAL_KEY = "energy_log_ratio_interval"  # predictor metadata: 5%/95% quantiles of log(measured / predicted)
+
+
+def config_id(architecture: str, input_size: int, batch_size: int) -> str:
+    """One measured configuration: `architecture|input size|batch size`."""
+    return f"{architecture}|{input_size}|{batch_size}"
+
+
+def parse_config_id(cid: str) -> tuple[str, int, int]:
+    arch, size, batch = cid.rsplit("|", 2)
+    return arch, int(size), int(batch)

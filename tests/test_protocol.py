@@ -1,0 +1,208 @@
+"""Measurements that hold: hardware profiles, the interleaved protocol, the store, bad sweep input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nnenergy.measure import contention
+from nnenergy.measure.hardware import parse_cpuinfo
+from nnenergy.measure.protocol import STATISTICS, InterleavedMeasurer, ProtocolSettings, Series, Window
+from nnenergy.measure.store import JsonlStore
+
+REPO = Path(__file__).resolve().parents[1]
+XEON = """processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 106
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse4_2 avx avx2 avx512f avx512bw
+
+processor\t: 1
+vendor_id\t: GenuineIntel
+"""
+EPYC_AVX2 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 23
+model\t\t: 49
+model name\t: AMD EPYC
+flags\t\t: fpu sse4_2 avx avx2 fma
+"""
+
+
+def test_profiles_tell_cpus_apart_that_share_a_name():
+    xeon, epyc = parse_cpuinfo(XEON, 2), parse_cpuinfo(EPYC_AVX2, 2)
+    assert xeon.name == "intel-xeon-avx512-2c"
+    assert epyc.name == "amd-epyc-f23m49-avx2-2c"
+    zen4 = parse_cpuinfo(EPYC_AVX2.replace("avx2 fma", "avx2 avx512f").replace(": 23", ": 25").replace(": 49", ": 17"),
+                         2)
+    assert zen4.name == "amd-epyc-f25m17-avx512-2c" != epyc.name
+    assert parse_cpuinfo(XEON, 1).name.endswith("-1c")  # taskset to one core is another profile
+    assert set(xeon.as_row()) == {"profile", "cpu_vendor", "cpu_family", "cpu_model_id", "cpu_isa"}
+
+
+def _w(rnd, e):
+    return Window(rnd, e, e / 20, 20.0, e * 0.8, e * 0.2, 0.0, 1, 0.0, 0.0, False)
+
+
+def test_series_statistics():
+    s = Series([_w(0, 1.0), _w(0, 1.4), _w(1, 1.2), _w(1, 1.1), _w(2, 3.0), _w(2, 2.0)])
+    assert s.per_round("energy_j", "min") == [1.0, 1.1, 2.0]
+    assert s.stat("energy_j", "round_min_median") == 1.1
+    assert s.stat("energy_j", "min") == 1.0
+    assert s.stat("energy_j", "median") == pytest.approx(1.3)
+    assert 1.0 < s.stat("energy_j", "q25") < 1.3
+    with pytest.raises(ValueError):
+        ProtocolSettings(statistic="mean")
+
+
+class _FakeMeter:
+    """A meter whose machine runs at a known speed per call: the protocol's arithmetic, exactly."""
+
+    def __init__(self):
+        self.clock, self.speed = 0.0, 1.0
+
+    def begin(self):
+        self.t0 = self.clock
+
+    def sync(self):
+        pass
+
+    def end(self):
+        from nnenergy.measure.meter import WindowReading
+
+        d = self.clock - self.t0
+        return WindowReading(energy_j=20.0 * d, cpu_j=16.0 * d, ram_j=4.0 * d, gpu_j=0.0, duration_s=max(d, 1e-9))
+
+
+def test_normalisation_removes_a_machine_slowdown(monkeypatch):
+    """Run the same block twice, the second time on a machine 30% slower: raw labels move by 30%,
+    normalised ones do not (the reference slowed down alike)."""
+    meter = _FakeMeter()
+    costs = {"a": 0.01, "b": 0.05}
+    monkeypatch.setattr("nnenergy.measure.protocol.time.perf_counter", lambda: meter.clock)
+    monkeypatch.setattr("nnenergy.measure.protocol.contention.snapshot", lambda: None)
+
+    def call(cost):
+        def fn():
+            meter.clock += cost * meter.speed
+        return fn
+
+    settings = ProtocolSettings(rounds=3, windows=2, min_seconds=0.0, min_passes=1, warmup=0)
+    canonical = {"energy_j": 20.0 * 0.02, "latency_s": 0.02}
+    runs = []
+    for speed in (1.0, 1.3):
+        meter.speed = speed
+        m = InterleavedMeasurer(meter, settings, call(0.02), canonical, seed=1)
+        res, _ = m.run({k: call(c) for k, c in costs.items()})
+        runs.append(res)
+    assert runs[1]["a"].energy_raw_j == pytest.approx(1.3 * runs[0]["a"].energy_raw_j)
+    assert runs[1]["a"].speed_index == pytest.approx(1.3)
+    for k in costs:
+        assert runs[1][k].energy_j == pytest.approx(runs[0][k].energy_j)
+        assert runs[0][k].energy_j == pytest.approx(20.0 * costs[k])
+        assert set(runs[0][k].stats_raw) == set(STATISTICS)
+
+
+def test_contention_counts_only_other_processes():
+    a = contention.CpuTimes(busy_s=10.0, steal_s=1.0, own_s=5.0, wall_s=100.0)
+    b = contention.CpuTimes(busy_s=12.0, steal_s=1.5, own_s=6.0, wall_s=101.0)
+    c = contention.between(a, b)
+    assert c.other_cores == pytest.approx(1.0) and c.steal_cores == pytest.approx(0.5)
+    assert c.heavy(0.3, 0.1) and not contention.Contention(0.1, 0.0).heavy(0.3, 0.1)
+    assert contention.snapshot() is None or contention.snapshot().busy_s > 0
+
+
+def test_store_repairs_a_cut_last_line(tmp_path):
+    path = tmp_path / "models.jsonl"
+    store = JsonlStore(path, key="id")
+    store.append({"id": "a", "v": 1})
+    store.append({"id": "b", "v": 2})
+    with path.open("a") as fh:  # a kill in the middle of writing the third record
+        fh.write('{"id": "c", "v"')
+    again = JsonlStore(path, key="id")
+    assert sorted(r["id"] for r in again.values()) == ["a", "b"]
+    again.append({"id": "c", "v": 3})  # the re-measured record lands on its own line
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["a", "b", "c"]
+    assert sorted(r["id"] for r in JsonlStore(path, key="id").values()) == ["a", "b", "c"]
+
+
+def _measure(tmp_path, *overrides):
+    cmd = [sys.executable, "-m", "nnenergy.apps.measure", "sweep=tiny", f"sweep.output_dir={tmp_path / 'p' / 'tiny'}",
+           f"sweep.cache_dir={tmp_path / 'c'}", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}", *overrides]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+@pytest.mark.parametrize("override, message", [
+    ("sweep.batch_sizes=[0,1]", "positive integers"),
+    ("sweep.architectures=[NoSuchNet]", "unknown architecture"),
+    ("sweep.model_files=[/nonexistent/m.keras]", "not found"),
+    ("+sweep.typo=1", "unknown sweep key"),
+    ("sweep.protocol.rounds=0", "rounds"),
+])
+def test_bad_sweep_input_is_refused_up_front(tmp_path, override, message):
+    proc = _measure(tmp_path, override)
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "p" / "tiny" / "models.parquet").exists()
+    assert not (tmp_path / "p" / "tiny" / "progress" / "models.jsonl").exists()
+
+
+def test_a_dataset_of_another_cpu_is_never_appended_to(tmp_path):
+    out = tmp_path / "p" / "tiny" / "progress"
+    out.mkdir(parents=True)
+    (out / "models.jsonl").write_text(json.dumps({"config_id": "x|1|1", "profile": "intel-xeon-avx512-2c",
+                                                  "hardware_id": "intel-xeon-avx512-2c-1234"}) + "\n")
+    proc = _measure(tmp_path)
+    assert proc.returncode == 2
+    assert "intel-xeon-avx512-2c" in proc.stderr and "never share a dataset" in proc.stderr
+
+
+def test_a_failed_measurement_is_retried_on_resume(tmp_path):
+    from nnenergy.measure.sweep import Sweep, SweepSpec
+
+    spec = SweepSpec.from_config({
+        "name": "tiny", "architectures": ["tiny_mlp"], "batch_sizes": [1], "input_sizes": [16],
+        "output_dir": str(tmp_path / "p" / "tiny"), "cache_dir": str(tmp_path / "c"), "isolate_share": 0.0,
+        "protocol": {"rounds": 1, "windows": 1, "min_seconds": 0.01, "warmup": 1},
+    })
+    sweep = Sweep(spec)
+    sweep.skip_store.append({"config_id": "tiny_mlp|16|1", "architecture": "tiny_mlp", "input_size": 16,
+                             "batch_size": 1, "reason": "MeasurementError: zero", "retryable": True, "attempts": 1})
+    result = sweep.run()
+    assert list(result.models["config_id"]) == ["tiny_mlp|16|1"] and not result.skipped
+    row = result.models.iloc[0]
+    assert row["energy_j"] > 0 and row["energy_raw_j"] > 0 and row["speed_index"] > 0
+    assert row["energy_j"] == pytest.approx(row["energy_raw_j"] / row["speed_index"])
+    assert row["profile"] and row["inter_op_threads"] == 1
+    assert (tmp_path / "p" / "reference.json").exists()  # the profile's canonical reference
+    again = Sweep(spec).run()  # measured since it failed: not measured a third time
+    assert list(again.models["measured_at"]) == list(result.models["measured_at"])
+
+
+def test_a_second_measuring_process_fails_fast_naming_the_holder(tmp_path):
+    from nnenergy.measure.lock import MeasurementLock, MeasurementLockError
+
+    path = tmp_path / "lock"
+    code = ("import sys, time; sys.path.insert(0, %r)\n"
+            "from nnenergy.measure.lock import MeasurementLock\n"
+            "with MeasurementLock(path=%r):\n    print('held', flush=True); time.sleep(30)")
+    code %= (str(REPO / "src"), str(path))
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(MeasurementLockError, match=str(holder.pid)):
+            with MeasurementLock(path=path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with MeasurementLock(path=path):  # released by the kernel when the holder died
+        pass
