@@ -65,30 +65,23 @@ def _errors(measured, predicted) -> dict:
 
 def measure_apps(n: int, seed: int = 0) -> list[dict]:
     """N keras.applications configurations measured here with the interleaved protocol."""
-    import tensorflow as tf
-
     from nnenergy.describe import describe_layers
     from nnenergy.measure import architectures
     from nnenergy.measure.lock import MeasurementLock
     from nnenergy.measure.meter import EnergyMeter
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
-    from nnenergy.measure.sweep import REFERENCE, compiled_inference
+    from nnenergy.measure.sweep import inference_call, reference_call
 
     rng = random.Random(seed)
     configs = [(a, rng.choice([96, 128, 160]), rng.choice([1, 2, 4, 8])) for a in APPS[:n]]
     calls, tables = {}, {}
     for arch, size, batch in configs:
         built = architectures.build(arch, size)
-        fn = compiled_inference(built.model, built.input_shape)
-        x = tf.random.uniform((batch, *built.input_shape), seed=1)
         cid = f"{arch}|{size}|{batch}"
-        calls[cid] = (lambda f, t: (lambda: f(t)))(fn, x)
+        calls[cid] = inference_call(built.model, built.input_shape, batch)
         tables[cid] = describe_layers(built.model, batch, cid)
-    ref = architectures.build(REFERENCE[0], REFERENCE[1])
-    rfn = compiled_inference(ref.model, ref.input_shape)
-    rx = tf.random.uniform((REFERENCE[2], *ref.input_shape), seed=1)
     with MeasurementLock(wait_s=600):
-        res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(rounds=2, windows=2), lambda: rfn(rx)).run(calls)
+        res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(rounds=2, windows=2), reference_call()).run(calls)
     return [{"config_id": c, "measured_energy_j": r.energy_raw_j, "table": tables[c]} for c, r in res.items()]
 
 

@@ -45,61 +45,50 @@ def boot_id() -> str:
 
 
 def measure_once() -> dict:
-    import tensorflow as tf
     from omegaconf import OmegaConf
 
     from nnenergy.measure import architectures
     from nnenergy.measure.hardware import current_profile
     from nnenergy.measure.meter import EnergyMeter, MeterSettings
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
-    from nnenergy.measure.sweep import REFERENCE, SweepSpec, Threads, compiled_inference, set_threads
+    from nnenergy.measure.sweep import Threads, canonical_reference, inference_call, reference_call, set_threads
 
+    # The sweep's own settings are the ones benchmarked.
     base = OmegaConf.to_container(OmegaConf.load(REPO / "conf/sweep/_measurement.yaml"), resolve=False)
     threads = set_threads(Threads(**base["threads"]))
     settings = ProtocolSettings(**base["protocol"])
-    del SweepSpec  # the sweep's own settings are the ones benchmarked
     meter = EnergyMeter()
+    ref = reference_call()
     calls = {}
-    for arch, size, batch in [REFERENCE, *PANEL]:
+    for arch, size, batch in PANEL:
         built = architectures.build(arch, size)
-        fn = compiled_inference(built.model, built.input_shape)
-        x = tf.random.uniform((batch, *built.input_shape), seed=1)
-        calls[f"{arch}|{size}|{batch}"] = (lambda f, t: (lambda: f(t)))(fn, x)
-    ref_key = "|".join(map(str, REFERENCE))
-    ref = calls.pop(ref_key)
+        calls[f"{arch}|{size}|{batch}"] = inference_call(built.model, built.input_shape, batch)
     # Throw-away first measurement: a fresh process reads high on its first model.
     for _ in range(5):
         ref()
     t0 = time.perf_counter()
     before = {}
-    order = list(calls)
-    for k in order:  # the first release's way: one configuration after the other
+    for k in calls:  # the first release's way: one configuration after the other
         before[k] = meter.measure(calls[k], MeterSettings(**BEFORE)).energy_j
     t_before = time.perf_counter() - t0
-    canonical_file = REPO / "data" / current_profile().name / "reference.json"
+    profile = current_profile().name
+    canonical_file = REPO / "data" / profile / "reference.json"
     canonical = json.loads(canonical_file.read_text()) if canonical_file.exists() else None
     t0 = time.perf_counter()
     measurer = InterleavedMeasurer(meter, settings, ref, canonical, seed=random.randrange(1 << 16))
     results, ref_series = measurer.run(calls)
     t_after = time.perf_counter() - t0
-    if canonical is None:  # the first measurement of a profile fixes its scale, as a sweep would
-        canonical_file.parent.mkdir(parents=True, exist_ok=True)
-        canonical_file.write_text(json.dumps({
-            "energy_j": ref_series.stat("energy_j", "round_min_median"),
-            "latency_s": ref_series.stat("latency_s", "round_min_median"),
-            "reference": list(REFERENCE), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "profile": current_profile().name, "statistic": "round_min_median"}, indent=1))
+    canonical = canonical or canonical_reference(canonical_file, ref_series, profile)
     return {
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "boot_id": boot_id(),
-        "profile": current_profile().name,
+        "profile": profile,
         "threads": threads,
         "protocol": settings.__dict__,
-        "canonical_reference_j": canonical["energy_j"] if canonical else None,
+        "canonical_reference_j": canonical["energy_j"],
         "seconds": {"before": t_before, "after": t_after},
         "contended_windows": measurer.contended_total,
-        "speed_index": [v / (canonical or {"energy_j": ref_series.stat("energy_j", "round_min_median")})["energy_j"]
-                        for v in ref_series.per_round("energy_j", "min")],
+        "speed_index": [v / canonical["energy_j"] for v in ref_series.per_round("energy_j", "min")],
         "configs": {k: {"before_median": before[k],
                         "latency_s": results[k].latency_raw_s,
                         "raw": results[k].stats_raw,

@@ -147,29 +147,19 @@ def _fit_factors(measured: np.ndarray, predicted: np.ndarray, shares: np.ndarray
 
 def measure_panel(rounds: int = 2) -> tuple[dict, pd.DataFrame]:
     """The panel measured here: {name: {energy_j, latency_s}} (raw) and its layer tables."""
-    import tensorflow as tf
-
     from nnenergy.describe import describe_layers
-    from nnenergy.measure import architectures
     from nnenergy.measure.lock import MeasurementLock
     from nnenergy.measure.meter import EnergyMeter
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
-    from nnenergy.measure.sweep import REFERENCE, compiled_inference
+    from nnenergy.measure.sweep import inference_call, reference_call
 
     calls, tables = {}, []
     for name, model, batch in panel_models():
-        shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-        fn = compiled_inference(model, shape)
-        x = tf.random.uniform((batch, *shape), seed=1)
-        calls[name] = (lambda f, t: (lambda: f(t)))(fn, x)
+        calls[name] = inference_call(model, tuple(int(d) for d in model.inputs[0].shape[1:]), batch)
         tables.append(describe_layers(model, batch, config_id=name))
-    ref_arch, ref_size, ref_batch = REFERENCE
-    ref_model = architectures.build(ref_arch, ref_size)
-    ref_fn = compiled_inference(ref_model.model, ref_model.input_shape)
-    rx = tf.random.uniform((ref_batch, *ref_model.input_shape), seed=1)
     settings = ProtocolSettings(rounds=rounds, windows=2, min_seconds=0.1, warmup=2)
     with MeasurementLock():
-        results, _ = InterleavedMeasurer(EnergyMeter(), settings, lambda: ref_fn(rx)).run(calls)
+        results, _ = InterleavedMeasurer(EnergyMeter(), settings, reference_call()).run(calls)
     measured = {k: {"energy_j": r.energy_raw_j, "latency_s": r.latency_raw_s} for k, r in results.items()}
     return measured, pd.concat(tables, ignore_index=True)
 

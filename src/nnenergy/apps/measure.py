@@ -32,9 +32,7 @@ def run(cfg: DictConfig) -> SweepResult:
 
 
 def log_sweep(cfg: DictConfig, result: SweepResult) -> None:
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    mlflow.log_dict(resolved, "config/resolved.yaml")
-    mlflow.log_params({k: str(v)[:500] for k, v in tracking.flatten(resolved).items()})
+    tracking.log_resolved_config(cfg)
     mlflow.set_tags({f"hw.{k}": v for k, v in result.provenance.items()} | {"entry_point": "measure"})
     models, layers = result.models, result.layers
     metrics = {

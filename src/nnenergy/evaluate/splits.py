@@ -19,14 +19,3 @@ def grouped_folds(models: pd.DataFrame, n_folds: int, seed: int = 0) -> list[tup
     idx = np.arange(len(shuffled))
     return [(set(shuffled[tr]), set(shuffled[te])) for tr, te in GroupKFold(n_splits=k).split(idx, groups=idx)]
 
-
-def fixed_split(models: pd.DataFrame, test_families: list[str]) -> tuple[set, set]:
-    """The registry's split: named test families (those present), everything else trains."""
-    present = set(models["family"].unique())
-    test = set(test_families) & present
-    if not test or test == present:
-        raise ValueError(
-            f"fixed split needs some but not all families held out; test={sorted(test_families)}, "
-            f"dataset has {sorted(present)}"
-        )
-    return present - test, test

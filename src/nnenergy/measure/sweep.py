@@ -69,7 +69,6 @@ class SweepSpec:
     model_files: list[str] = field(default_factory=list)
     isolate_share: float = 1.0  # share of configurations whose layers are also measured in isolation
     profile_passes: int = 2
-    whole: MeterSettings = field(default_factory=MeterSettings)  # isolated-layer baseline and legacy runs
     layer: MeterSettings = field(default_factory=lambda: MeterSettings(min_seconds=0.02))
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     threads: Threads = field(default_factory=Threads)
@@ -88,7 +87,7 @@ class SweepSpec:
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise SweepInputError(f"unknown sweep key(s) {unknown}; known: {sorted(known)}")
-        for key, klass in (("whole", MeterSettings), ("layer", MeterSettings), ("protocol", ProtocolSettings),
+        for key, klass in (("layer", MeterSettings), ("protocol", ProtocolSettings),
                            ("threads", Threads), ("generated", Generated)):
             sub = dict(cfg.get(key) or {})
             bad = sorted(set(sub) - {f.name for f in fields(klass)})
@@ -152,6 +151,36 @@ def compiled_inference(model, in_shape: tuple[int, ...]):
 
     return tf.function(lambda x: model(x, training=False),
                        input_signature=[tf.TensorSpec((None, *in_shape), tf.float32)])
+
+
+def inference_call(model, input_shape: tuple[int, ...], batch: int):
+    """A no-argument callable running one compiled pass of `model` on a fixed random batch."""
+    import tensorflow as tf
+
+    fn = compiled_inference(model, input_shape)
+    x = tf.random.uniform((batch, *input_shape), seed=1)
+    return lambda: fn(x)
+
+
+def reference_call():
+    """The protocol's reference model, built and compiled (rebuild it after `clear_session`)."""
+    arch, size, batch = REFERENCE
+    built = architectures.build(arch, size)
+    return inference_call(built.model, built.input_shape, batch)
+
+
+def canonical_reference(path: Path, ref_series, profile: str) -> dict:
+    """The profile's canonical reference (`data/<profile>/reference.json`); the first measurement
+    of a profile fixes it, so every later row of that CPU shares one scale."""
+    if path.exists():
+        return json.loads(path.read_text())
+    canonical = {"energy_j": ref_series.stat("energy_j", "round_min_median"),
+                 "latency_s": ref_series.stat("latency_s", "round_min_median"),
+                 "reference": list(REFERENCE), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "profile": profile, "statistic": "round_min_median"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(canonical, indent=1))
+    return canonical
 
 
 def _sync_for_devices():
@@ -310,7 +339,7 @@ class Sweep:
         model_layers = desc.leaf_layers(built.model)  # nested models flattened, as `describe` names them
         for info in infos:
             iso = self._isolated(model_layers[info.name], info, batch) if isolate else {}
-            cost = desc.analytic_cost(info, batch)  # also in layer_row; here for the model's totals
+            row = layer_row(info, batch, cid)  # description + analytic cost, as predict builds it
             ctx_t = prof.op_time_s.get(info.name, 0.0)
             share = ctx_t / op_total if op_total > 0 else math.nan
             iso_e = iso.get("iso_energy_j")
@@ -318,10 +347,10 @@ class Sweep:
             sums["iso_e"] += iso_e or 0.0
             sums["iso_t"] += iso.get("iso_latency_s") or 0.0
             for k in ("flops", "params", "mem_bytes"):
-                sums[k] += cost[k]
+                sums[k] += row[k]
             rows.append({
                 **base,
-                **layer_row(info, batch, cid),
+                **row,
                 "row_id": f"{cid}|{info.index}",
                 "signature": info.signature(batch, self.prov["hardware_id"]),
                 **{k: iso.get(k) for k in ("iso_energy_j", "iso_latency_s", "iso_power_w", "iso_spread",
@@ -402,12 +431,12 @@ class Sweep:
             # A fixed shuffle: a sweep stopped part-way holds both kinds in proportion.
             random.Random(self.spec.seed).shuffle(names)
         out = []
-        for name in names:
-            # Batch sizes whose estimated pass lies within ~1 ms-1 s, spread over the range.
+        if names:
             import numpy as np
 
             from nnenergy import arch
-
+        for name in names:
+            # Batch sizes whose estimated pass lies within ~1 ms-1 s, spread over the range.
             rng = np.random.default_rng([self.spec.seed, zlib.crc32(name.encode())])
             spec = arch.spec_from_name(name)
             batches = sorted(set(arch.sample_configs(spec, rng, g.configs_per_architecture, g.batch_sizes)))
@@ -443,7 +472,7 @@ class Sweep:
                 pending.append(Job(j.arch, j.size, left))
         bar = tqdm(total=total, initial=total - sum(len(j.batches) for j in pending), unit="config",
                    desc=f"sweep {spec.name}", dynamic_ncols=True)
-        ref = self._reference()
+        ref = reference_call()
         complete = True
         try:
             for b0 in range(0, len(pending), spec.block_architectures):
@@ -453,7 +482,7 @@ class Sweep:
                     break
                 self._block(pending[b0:b0 + spec.block_architectures], ref, overhead, bar)
                 keras.backend.clear_session()  # free the graphs before the next block
-                ref = self._reference()
+                ref = reference_call()
         finally:
             bar.close()
             self.sessions.append({"session": session, "wall_time_s": time.perf_counter() - started,
@@ -461,15 +490,6 @@ class Sweep:
         result = self.finish()
         result.complete = complete
         return result
-
-    def _reference(self):
-        import tensorflow as tf
-
-        arch, size, batch = REFERENCE
-        built = architectures.build(arch, size)
-        fn = compiled_inference(built.model, built.input_shape)
-        x = tf.random.uniform((batch, *built.input_shape), seed=1)
-        return lambda: fn(x)
 
     def _canonical_file(self) -> Path:
         # One canonical reference per profile: every dataset of this CPU shares the same scale.
@@ -523,12 +543,7 @@ class Sweep:
             for cid, (built, _, batch) in meta.items():
                 self._skip(built.name, built.input_size, [batch], f"MeasurementError: {exc}", bar, retryable=True)
             return
-        if canonical is None:
-            canonical = {"energy_j": ref_series.stat("energy_j", "round_min_median"),
-                         "latency_s": ref_series.stat("latency_s", "round_min_median"),
-                         "reference": list(REFERENCE), "measured_at": block_id, "profile": self.prov["profile"],
-                         "statistic": "round_min_median"}
-            canonical_path.write_text(json.dumps(canonical, indent=1))
+        canonical = canonical or canonical_reference(canonical_path, ref_series, self.prov["profile"])
         self.blocks.append({
             "block": block_id, "configs": len(tasks), "contended_windows": measurer.contended_total,
             "reference_energy_j": ref_series.per_round("energy_j", "min"),
