@@ -82,6 +82,9 @@ def measure_once() -> dict:
     return {
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "boot_id": boot_id(),
+        # The working session (scripts/measure_session.sh sets it; else the machine boot): runs of one
+        # session share a machine state, runs of two show drift across hours or days.
+        "session": os.environ.get("NNENERGY_SESSION") or boot_id(),
         "profile": profile,
         "threads": threads,
         "protocol": settings.__dict__,
@@ -129,7 +132,7 @@ def report(profile: str | None = None, log_mlflow: bool = True) -> str:
             by_method.setdefault(name, []).append(vals)
     sessions = {}
     for i, r in enumerate(runs):
-        sessions.setdefault(r["boot_id"], []).append(i)
+        sessions.setdefault(r.get("session") or r["boot_id"], []).append(i)
     rows = []
     for name, per_run in by_method.items():
         configs = per_run[0].keys()

@@ -38,16 +38,20 @@ def bench_prediction(results: dict) -> None:
         times.append(time.perf_counter() - t0)
     results["predict_step_resnet50_ms"] = statistics.median(times) * 1e3
     results["predict_step_layers"] = len(layers)
-    t0 = time.perf_counter()
-    describe_model(km, 32, "ResNet50")
-    results["describe_resnet50_ms"] = (time.perf_counter() - t0) * 1e3
+    describes = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        describe_model(km, 32, "ResNet50")
+        describes.append(time.perf_counter() - t0)
+    results["describe_resnet50_ms"] = statistics.median(describes) * 1e3
     walls = []
-    for _ in range(3):
+    for _ in range(4):  # the first call resolves through the registry and fills the local cache
         t0 = time.perf_counter()
         subprocess.run([str(REPO / ".venv/bin/nnenergy"), "predict", "ResNet50", "--batch-size", "32", "--json"],
                        check=True, capture_output=True, cwd=REPO)
         walls.append(time.perf_counter() - t0)
-    results["cli_end_to_end_resnet50_s"] = statistics.median(walls)
+    results["cli_first_call_resnet50_s"] = walls[0]
+    results["cli_end_to_end_resnet50_s"] = statistics.median(walls[1:])
     results["predictor"] = info
     del mlflow
 
@@ -72,8 +76,10 @@ def markdown(r: dict) -> str:
     if "predict_step_resnet50_ms" in r:
         out += [f"- Prediction step, ResNet50 ({r['predict_step_layers']} layers, features → totals): "
                 f"{r['predict_step_resnet50_ms']:.1f} ms",
+                f"- Describing ResNet50 (Keras model → layer table): {r['describe_resnet50_ms']:.1f} ms",
                 f"- `nnenergy predict ResNet50 --batch-size 32 --json`, process start to JSON: "
-                f"{r['cli_end_to_end_resnet50_s']:.1f} s"]
+                f"{r['cli_end_to_end_resnet50_s']:.1f} s (first call, which fills the local predictor cache: "
+                f"{r.get('cli_first_call_resnet50_s', float('nan')):.1f} s)"]
     if "train_seconds" in r:
         out.append("- Training + evaluation wall time per predictor: "
                    + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(r["train_seconds"].items())))
@@ -100,7 +106,7 @@ def main() -> None:
     path = REPO / "benchmarks" / "results.json"
     old = json.loads(path.read_text()) if path.exists() else {}
     old = old if "profiles" in old else {"profiles": {}}
-    old["profiles"][results["profile"]] = results  # both CPUs' figures side by side
+    old["profiles"].setdefault(results["profile"], {}).update(results)  # both CPUs' figures side by side
     path.write_text(json.dumps(old, indent=1, default=str))
     print(markdown(results))
 

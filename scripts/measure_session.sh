@@ -12,6 +12,7 @@ STOP_FILE="${STOP_FILE:-/tmp/nnenergy-measure.stop}"
 PY="${PYTHON:-.venv/bin/python}"
 export PYTHONPATH="${NNENERGY_SRC:-$PWD/src}${PYTHONPATH:+:$PYTHONPATH}"
 export TF_CPP_MIN_LOG_LEVEL=3
+export NNENERGY_SESSION="${NNENERGY_SESSION:-$(date -u +%FT%H:%MZ)}"  # labels this session's repeatability runs
 grep -m1 "model name" /proc/cpuinfo
 while [ ! -e "$STOP_FILE" ]; do
   echo "== $(date -u +%FT%TZ) repeatability run"

@@ -62,6 +62,8 @@ def test_cli_human_table(store, tiny_file, capsys):
     assert cli.main([str(tiny_file), "--tracking-uri", store]) == 0
     out = capsys.readouterr().out
     assert "conv1" in out and "per forward pass" in out and "g CO2eq" in out and "never saw" in out
+    # the BN and ReLU after conv1 run in its kernel: predicted there, and said so
+    assert "(fused into conv1)" in next(line for line in out.splitlines() if line.startswith("bn1"))
 
 
 def test_json_stdout_is_clean_in_a_real_process(store, tiny_file):
@@ -141,3 +143,58 @@ def test_many_models_in_one_call_match_one_at_a_time(store, tiny_file, capsys):
     assert cli.main([str(tiny_file), "tiny_cnn", "--input-shape", "32,32,3", "--json", "--tracking-uri", store]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [json.loads(line)["model_name"] for line in lines] == ["tiny", "tiny_cnn"]
+
+
+def test_predictor_is_cached_locally_until_the_store_changes(store, tiny_file):
+    from mlflow import MlflowClient
+
+    from nnenergy.predict.api import CachedPredictor, load_predictor
+
+    first, info = load_predictor(tracking_uri=store)
+    cached, cached_info = load_predictor(tracking_uri=store)
+    assert isinstance(cached, CachedPredictor) and cached_info == info
+    a = nnenergy.predict(str(tiny_file), batch_size=2, tracking_uri=store, _loaded=(first, info))
+    b = nnenergy.predict(str(tiny_file), batch_size=2, tracking_uri=store, _loaded=(cached, cached_info))
+    assert a.energy_j == pytest.approx(b.energy_j) and a.heldout_error == b.heldout_error
+    import mlflow
+
+    mlflow.set_tracking_uri(store)
+    MlflowClient().set_registered_model_tag("nnenergy-layerwise", "touched", "yes")  # the store changed
+    again, _ = load_predictor(tracking_uri=store)
+    assert not isinstance(again, CachedPredictor)
+
+
+def test_hardware_profiles_are_listed_and_selected(store, tiny_file, capsys):
+    from nnenergy.measure.hardware import current_profile_name
+
+    mine = current_profile_name()
+    assert cli.main(["--hardware", "list", "--json", "--tracking-uri", store]) == 0
+    rows = {r["profile"]: r for r in map(json.loads, capsys.readouterr().out.strip().splitlines())}
+    assert rows[mine]["predictor_version"] is not None and rows[mine]["this_machine"]
+    assert any(r["datasets"] for r in rows.values())  # the shipped profiles' data
+    assert cli.main([str(tiny_file), "--hardware", mine, "--json", "--tracking-uri", store]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["predictor"]["uri"].endswith(f"@champion-{mine}") and d["hardware"]["profile"] == mine
+    assert cli.main([str(tiny_file), "--hardware", "no-such-cpu", "--tracking-uri", store]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "champion-no-such-cpu" in err
+
+
+def test_a_described_layer_table_predicts_without_tensorflow(store, tiny_file, tmp_path, capsys):
+    """`nnenergy describe` once; `nnenergy predict table.parquet` later answers without importing TensorFlow."""
+    from nnenergy.predict.cli import describe_main
+
+    table = tmp_path / "tiny.parquet"
+    assert describe_main([str(tiny_file), "tiny_cnn", "--batch-size", "2", "--input-shape", "32,32,3",
+                          "-o", str(table)]) == 0
+    capsys.readouterr()
+    code = ("import sys, json; from nnenergy.predict.cli import main; rc = main(sys.argv[1:]); "
+            "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'rc': rc}), file=sys.stderr)")
+    res = subprocess.run([sys.executable, "-c", code, str(table), "--json", "--tracking-uri", store],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    status = json.loads(res.stderr.strip().splitlines()[-1])
+    assert status == {"tf": False, "rc": 0}, res.stderr[-1000:]
+    preds = [json.loads(line) for line in res.stdout.strip().splitlines()]
+    direct = nnenergy.predict(str(tiny_file), batch_size=2, tracking_uri=store)
+    assert [p["batch_size"] for p in preds] == [2, 2] and preds[0]["input_shape"] == [32, 32, 3]
+    assert preds[0]["energy_j"] == pytest.approx(direct.energy_j)

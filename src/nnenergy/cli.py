@@ -14,8 +14,12 @@ commands:
   train     train one predictor            e.g. nnenergy train predictor=rf
   analyze   figures and metrics of a dataset  e.g. nnenergy analyze dataset=data/cpu
   predict   predict a model's energy       e.g. nnenergy predict ResNet50 --batch-size 32
+  describe  write a model's layer table (predict it later without TensorFlow)
+                                           e.g. nnenergy describe ResNet50 --batch-size 32 -o r50.parquet
   calibrate adapt the trained profile to this machine from a one-minute panel
                                            e.g. nnenergy calibrate --json
+  merge     merge datasets of several jobs or hosts (one hardware profile)
+                                           e.g. nnenergy merge data/p/space job1/space job2/space
 
 `measure` and `train` take Hydra overrides (and -m for multirun); see conf/.
 """
@@ -59,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         from nnenergy.calibrate import main as calibrate_main
 
         return calibrate_main(rest)
+    elif cmd == "merge":
+        from nnenergy.measure.merge import main as merge_main
+
+        return merge_main(rest)
+    elif cmd == "describe":
+        from nnenergy.predict.cli import describe_main
+
+        return describe_main(rest)
     elif cmd == "predict":
         from nnenergy.predict.cli import main as predict_main
 

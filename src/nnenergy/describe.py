@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from nnenergy.schema import INPUT_COLUMNS
+from nnenergy.schema import GRAPH_COLUMNS, INPUT_COLUMNS
 
 Shape = tuple[int, ...]
 
@@ -31,6 +31,7 @@ class LayerInfo:
     output_shape: Shape
     dtype: str
     params: int
+    inbound: tuple[str, ...] = ()  # flattened names of the layers whose outputs it reads (the graph's edges)
 
     @property
     def config_json(self) -> str:
@@ -115,9 +116,11 @@ def _same_spec(a, b) -> bool:
     return tuple(a.shape) == tuple(b.shape) and str(a.dtype) == str(b.dtype)
 
 
-def _walk(model, actual_inputs, flatten: bool, seen: dict) -> list:
+def _walk(model, actual_inputs, flatten: bool, seen: dict, names: dict, producer: dict) -> list:
     """Run the graph of `model` on `actual_inputs` (KerasTensors) symbolically and record, for the
-    first call of each leaf layer, its actual input tensors and first output tensor in `seen`.
+    first call of each leaf layer, its actual input tensors, first output tensor and the names of
+    the leaf layers that produced its inputs in `seen` (`names`: id(layer) -> flattened name;
+    `producer`: id(tensor) -> name of the leaf layer that produced it, filled as the walk goes).
 
     Where a node's inputs have the graph's own shapes the graph's tensors are reused (no work);
     where they differ (a nested model built on unknown dimensions, called on known ones) the
@@ -136,7 +139,7 @@ def _walk(model, actual_inputs, flatten: bool, seen: dict) -> list:
                 continue  # not computable from these inputs (as Keras' own graph run)
             ins = [tensors[id(x)] for x in node.input_tensors]
             if flatten and _is_graph_model(op):
-                outs = _walk(op, ins, flatten, seen)
+                outs = _walk(op, ins, flatten, seen, names, producer)
             elif all(_same_spec(a, b) for a, b in zip(ins, node.input_tensors)):
                 outs = list(node.outputs)
             else:
@@ -146,7 +149,10 @@ def _walk(model, actual_inputs, flatten: bool, seen: dict) -> list:
                 except Exception:  # a layer that cannot infer its shape: keep the graph's own
                     outs = list(node.outputs)
             if not (flatten and _is_graph_model(op)):
-                seen.setdefault(id(op), (ins, outs[0] if outs else node.outputs[0]))
+                inbound = tuple(producer[id(t)] for t in ins if id(t) in producer)
+                seen.setdefault(id(op), (ins, outs[0] if outs else node.outputs[0], inbound))
+                for y in outs:
+                    producer.setdefault(id(y), names.get(id(op)))
             for x, y in zip(node.outputs, outs):
                 tensors[id(x)] = y
     return [tensors.get(id(x), x) for x in graph.outputs]
@@ -164,15 +170,19 @@ def describe(model, flatten: bool = True) -> list[LayerInfo]:
     """
     seen: dict = {}
     graph = _graph(model)
-    _walk(model, list(graph.inputs), flatten, seen)
-    named = leaf_layers(model, flatten).items()
+    named = list(leaf_layers(model, flatten).items())
+    names = {id(layer): name for name, layer in named}
+    producer = {id(t): name for name, layer in named if type(layer).__name__ == "InputLayer"
+                for t in _as_list(layer.output)}
+    _walk(model, list(graph.inputs), flatten, seen, names, producer)
     infos = []
     for i, (name, layer) in enumerate(named):
         if id(layer) in seen:
-            ins, out = seen[id(layer)]
+            ins, out, inbound = seen[id(layer)]
         else:  # an InputLayer, or a layer no node of this graph reaches: its own first call
             out = _as_list(layer.output)[0]
             ins = [out] if type(layer).__name__ == "InputLayer" else _as_list(layer.input)
+            inbound = ()
         infos.append(
             LayerInfo(
                 index=i,
@@ -183,6 +193,7 @@ def describe(model, flatten: bool = True) -> list[LayerInfo]:
                 output_shape=_shape(out),
                 dtype=str(getattr(ins[0], "dtype", "float32")),
                 params=int(layer.count_params()),
+                inbound=tuple(n for n in inbound if n),
             )
         )
     return infos
@@ -341,9 +352,11 @@ def layer_row(info, batch_size: int, config_id: str) -> dict:
         "output_shape": json.dumps(list(info.output_shape)),
         "n_inputs": len(info.input_shapes),
         **analytic_cost(info, batch_size),
+        "inbound_layers": json.dumps(list(info.inbound)),
     }
 
 
 def describe_layers(model, batch_size: int, config_id: str = "model") -> pd.DataFrame:
     """Every layer of `model` at `batch_size`, as the predictor's input table."""
-    return pd.DataFrame([layer_row(i, batch_size, config_id) for i in describe(model)], columns=INPUT_COLUMNS)
+    return pd.DataFrame([layer_row(i, batch_size, config_id) for i in describe(model)],
+                        columns=INPUT_COLUMNS + GRAPH_COLUMNS)

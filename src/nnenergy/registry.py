@@ -17,6 +17,7 @@ from mlflow.exceptions import MlflowException
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
+PROFILE_TAG = "profile"
 METRIC_TAG = "family_whole_energy_rmspe"
 SPLIT_TAG = "split_id"
 
@@ -28,42 +29,51 @@ def split_id(data, evaluation: dict) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
-def champion_version(client: MlflowClient, name: str):
+def champion_version(client: MlflowClient, name: str, alias: str = CHAMPION):
     try:
-        return client.get_model_version_by_alias(name, CHAMPION)
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
 
 
+def profile_alias(profile: str) -> str:
+    """The alias of a hardware profile's own champion: `champion-<profile>` (`--hardware` picks it)."""
+    return f"{CHAMPION}-{profile}"
+
+
 def register(model_uri: str, name: str, sid: str, score: float, tags: dict) -> str | None:
-    """Register a logged model, tag it with its split and level-1 score, and re-decide the champion."""
+    """Register a logged model, tag it with its split and level-1 score, and re-decide the champion:
+    `champion` (the newest split's best, what `predict` uses by default) and `champion-<profile>`
+    (each hardware profile's best, which `predict --hardware PROFILE` uses)."""
     client = MlflowClient()
     mv = mlflow.register_model(model_uri, name)
     for k, v in {SPLIT_TAG: sid, METRIC_TAG: f"{score:.6f}", **tags}.items():
         client.set_model_version_tag(name, mv.version, k, str(v))
     champ = promote_best(client, name, sid)
+    if tags.get(PROFILE_TAG):
+        promote_best(client, name, sid, profile_alias(str(tags[PROFILE_TAG])))
     mlflow.set_tags({"registered_version": mv.version, "champion_version": champ})
     return champ
 
 
-def promote_best(client: MlflowClient, name: str, split_id: str) -> str | None:
-    """Give `champion` to the best version on `split_id` if it beats the current champion on
-    that same split. Considering every version makes the result independent of the order in
-    which parallel jobs finish. Returns the champion version."""
+def promote_best(client: MlflowClient, name: str, split_id: str, alias: str = CHAMPION) -> str | None:
+    """Give `alias` (`champion`) to the best version on `split_id` if it beats the alias's current
+    version on that same split. Considering every version makes the result independent of the
+    order in which parallel jobs finish. Returns the alias's version."""
     versions = [v for v in client.search_model_versions(f"name='{name}'") if v.tags.get(SPLIT_TAG) == split_id]
     scored = [(float(v.tags[METRIC_TAG]), int(v.version)) for v in versions if METRIC_TAG in v.tags]
     scored = [s for s in scored if math.isfinite(s[0])]
     if not scored:
         return None
     best_score, best_version = min(scored)
-    current = champion_version(client, name)
+    current = champion_version(client, name, alias)
     if current is not None and current.tags.get(SPLIT_TAG) == split_id:
         cur_score = float(current.tags.get(METRIC_TAG, "inf"))
         if cur_score <= best_score:
             return current.version
     # A champion measured on a different split is not comparable: the new split's best wins.
-    client.set_registered_model_alias(name, CHAMPION, str(best_version))
-    log.info("%s@%s -> version %s (level-1 RMSPE %.2f%%)", name, CHAMPION, best_version, best_score)
+    client.set_registered_model_alias(name, alias, str(best_version))
+    log.info("%s@%s -> version %s (level-1 RMSPE %.2f%%)", name, alias, best_version, best_score)
     return str(best_version)
 
 
@@ -74,3 +84,5 @@ def reconcile_champions(client: MlflowClient) -> None:
         newest = max(versions, key=lambda v: int(v.version), default=None)
         if newest is not None and SPLIT_TAG in newest.tags:
             promote_best(client, rm.name, newest.tags[SPLIT_TAG])
+            if newest.tags.get(PROFILE_TAG):
+                promote_best(client, rm.name, newest.tags[SPLIT_TAG], profile_alias(newest.tags[PROFILE_TAG]))

@@ -13,8 +13,13 @@ DESCRIPTION_COLUMNS = ["config_id", "layer_index", "layer_name", "layer_type", "
                        "input_shapes", "output_shape", "n_inputs"]
 COST_COLUMNS = ["flops", "params", "in_elems", "out_elems", "mem_bytes"]
 INPUT_COLUMNS = DESCRIPTION_COLUMNS + COST_COLUMNS
+# Optional: the graph's edges (JSON list of the layers each one reads). Kernel units follow them where
+# present; tables without them (rows measured before they were recorded) fall back to layer order.
+GRAPH_COLUMNS = ["inbound_layers"]
+# `unit_index`: the layer_index of the layer whose kernel a layer runs in (its own unless fused into
+# another's; a fused layer's cost is predicted on that head and its own row shows 0).
 OUTPUT_COLUMNS = ["config_id", "row", "layer_index", "layer_name", "layer_type", "kind", "known", "out_of_range",
-                  "energy_j", "latency_s", "energy_lo_j", "energy_hi_j"]
+                  "energy_j", "latency_s", "energy_lo_j", "energy_hi_j", "unit_index"]
 INTERVAL_KEY = "energy_log_ratio_interval"  # predictor metadata: 5%/95% quantiles of log(measured / predicted)
 
 

@@ -79,9 +79,10 @@ def _hardware(data: ds.Dataset) -> dict:
 def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
     """Log the final predictor as a pyfunc (signature, input example, requirements, own code)."""
     from mlflow.models import infer_signature
+    from mlflow.types.schema import ColSpec, Schema
 
     from nnenergy.learn.pyfunc import LayerwisePyfunc, ModelwisePyfunc
-    from nnenergy.schema import INPUT_COLUMNS
+    from nnenergy.schema import GRAPH_COLUMNS, INPUT_COLUMNS
 
     pred = ev.predictor
     pred.metadata |= {
@@ -93,11 +94,16 @@ def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
                     and k.split("_whole_energy_")[0] in LEVELS},
     }
     pyfunc_model = LayerwisePyfunc() if cfg.predictor.family == "layerwise" else ModelwisePyfunc()
-    example = data.layers[data.layers["config_id"] == data.layers["config_id"].iloc[0]][INPUT_COLUMNS].copy()
+    columns = INPUT_COLUMNS + [c for c in GRAPH_COLUMNS if c in data.layers and data.layers[c].notna().all()]
+    example = data.layers[data.layers["config_id"] == data.layers["config_id"].iloc[0]][columns].copy()
     for col in ("flops", "params", "in_elems", "out_elems", "mem_bytes"):
         example[col] = example[col].astype(float)
     for col in ("layer_index", "batch_size", "n_inputs"):
         example[col] = example[col].astype("int64")
+    signature = infer_signature(example, pyfunc_model.predict_fn(pred, example))
+    # The graph's edges are optional input (MLflow drops columns a signature does not name).
+    inputs = [c for c in signature.inputs.inputs if c.name not in GRAPH_COLUMNS]
+    signature.inputs = Schema(inputs + [ColSpec("string", c, required=False) for c in GRAPH_COLUMNS])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"predictor-{cfg.predictor.name}.joblib"
         joblib.dump(pred, path, compress=3)  # forests compress ~5x: a lean registry
@@ -106,7 +112,7 @@ def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
             python_model=pyfunc_model,
             artifacts={"predictor": str(path)},
             code_paths=[str(Path(__file__).resolve().parents[1])],
-            signature=infer_signature(example, pyfunc_model.predict_fn(pred, example)),
+            signature=signature,
             input_example=example.head(3),
             pip_requirements=_requirements(cfg.predictor.family),
             metadata=json.loads(json.dumps(pred.metadata, default=str)),

@@ -98,9 +98,11 @@ def features_of(data: Dataset) -> pd.DataFrame:
     import importlib
 
     lf = importlib.import_module("nnenergy.features.layer_features")  # the module, not its function
+    from nnenergy.features import units
 
-    # The extractor's own tables are part of the key: a new kind or feature invalidates the cache.
-    version = repr((sorted(lf._TYPE_TO_KIND.items()), sorted(lf.KIND_FEATURES.items()), lf.ALL_FEATURES))
+    # The extractor's own tables are part of the key: a new kind, feature or unit rule invalidates the cache.
+    version = repr((sorted(lf._TYPE_TO_KIND.items()), sorted(lf.KIND_FEATURES.items()), lf.ALL_FEATURES,
+                    units.VERSION))
     ident = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{len(data.layers)}|{version}"
     key = hashlib.sha1(ident.encode()).hexdigest()[:16]
     cache = Path(os.environ.get("NNENERGY_CACHE", ".nnenergy_cache")) / "features" / f"{key}.parquet"
@@ -150,6 +152,11 @@ def evaluate(make: Callable[[], object], data: Dataset, source: str, opts: dict,
                 per_layer[f"measured_{t}"] = y[keep][:, TARGETS.index(t)]
             for col in ("family", "batch_size", "input_size"):
                 per_layer[col] = data.layers[col].to_numpy()[keep]
+            if (per_layer["kind"] == "fused").any():  # scored per kernel: its members' measured costs summed
+                unit = per_layer.groupby(["config_id", "unit_index"], sort=False)
+                for t in TARGETS:
+                    per_layer[f"measured_{t}"] = unit[f"measured_{t}"].transform("sum")
+                per_layer = per_layer[per_layer["kind"] != "fused"]
             layer_rows.append(per_layer.assign(fold=k))
     # The interval every predictor below states: level-1 held-out errors only.
     family = pd.concat(out["family"], ignore_index=True) if out["family"] else pd.DataFrame()

@@ -15,6 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from nnenergy.features.units import UNIT_FLAGS, kernel_units
+
 _TYPE_TO_KIND = {
     "Dense": "dense", "EinsumDense": "dense",
     "Conv1D": "conv", "Conv2D": "conv", "Conv3D": "conv", "Conv2DTranspose": "conv",
@@ -81,18 +83,19 @@ RANGE_FEATURES = ["log_flops", "log_in_elems", "log_out_elems", "log_mem_bytes"]
 _SPATIAL_IN = ["in_h", "in_w", "in_c"]
 _SPATIAL_OUT = ["out_h", "out_w", "out_c"]
 KIND_FEATURES = {
-    "dense": COMMON + ["in_c", "units", "log_params", "activation", "use_bias"],
+    "dense": COMMON + ["in_c", "units", "log_params", "activation", "use_bias"] + UNIT_FLAGS,
     "conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["filters", "kernel_area", "stride", "groups", "padding_same",
-                                                  "dilation", "activation", "use_bias", "log_params", "separable"],
+                                                  "dilation", "activation", "use_bias", "log_params", "separable"]
+    + UNIT_FLAGS,
     "depthwise_conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["kernel_area", "stride", "padding_same",
-                                                            "activation", "use_bias"],
+                                                            "activation", "use_bias"] + UNIT_FLAGS,
     "separable_conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["filters", "kernel_area", "stride", "padding_same",
-                                                            "activation", "log_params"],
+                                                            "activation", "log_params"] + UNIT_FLAGS,
     "pooling": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["pool_area", "stride", "padding_same", "is_max"],
     "global_pooling": COMMON + _SPATIAL_IN + ["is_max", "keepdims"],
     "input": COMMON + _SPATIAL_IN,
     "padding": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["pad_total"],
-    "normalization": COMMON + _SPATIAL_IN + ["norm_type", "log_params"],
+    "normalization": COMMON + _SPATIAL_IN + ["norm_type", "log_params"] + UNIT_FLAGS,
     "activation": COMMON + _SPATIAL_IN + ["activation"],
     "rescaling": COMMON + _SPATIAL_IN,
     "reshape": COMMON + _SPATIAL_IN + ["out_ndim"],
@@ -172,39 +175,74 @@ def _config_features(layer_type: str, cfg: dict, in_shapes: list, out_shape: lis
     }
 
 
+_PARSED = ["units", "filters", "kernel_area", "pool_area", "stride", "groups", "dilation", "padding_same", "pad_total",
+           "activation", "use_bias", "is_max", "keepdims", "norm_type", "rate", "out_ndim", "broadcast", "separable",
+           "in_h", "in_w", "in_c", "out_h", "out_w", "out_c"]
+
+
+def _parse_row(layer_type: str, cfg_json, ins_json: str, out_json: str) -> tuple:
+    """The `_PARSED` features of one layer row (config and shapes, from their JSON)."""
+    cfg = json.loads(cfg_json) if isinstance(cfg_json, str) else {}
+    ins, out = json.loads(ins_json), json.loads(out_json)
+    f = _config_features(layer_type, cfg, ins, out)
+    f["in_h"], f["in_w"], f["in_c"] = _hwc(f.pop("_first_in"))
+    f["out_h"], f["out_w"], f["out_c"] = _hwc(out)
+    return tuple(f[k] for k in _PARSED)
+
+
+def _neighbour_kinds(kinds: np.ndarray, codes: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kind of the previous and next layer of the same model in topological order."""
+    k, c = kinds[order], codes[order]
+    prev, nxt = np.empty_like(k), np.empty_like(k)
+    prev[0:1], nxt[-1:] = "input", "output"
+    same = c[1:] == c[:-1]
+    prev[1:] = np.where(same, k[:-1], "input")
+    nxt[:-1] = np.where(same, k[1:], "output")
+    out_prev, out_next = np.empty_like(k), np.empty_like(k)
+    out_prev[order], out_next[order] = prev, nxt
+    return out_prev, out_next
+
+
 def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
     """Numeric features for each row of a layers table (dataset rows or `nnenergy.describe.describe_layers`),
-    in row order."""
+    in row order.
+
+    Array-first on purpose: this is most of the prediction step (features -> per-kind regressors
+    -> sums), so each row's JSON is parsed once per distinct (type, config, shapes) and columns
+    are built as arrays, with one DataFrame at the end.
+    """
     df = layers.reset_index(drop=True)
-    kinds = df["layer_type"].map(kind_of)
-    order = df.sort_values(["config_id", "layer_index"]).index
-    by_model = kinds.loc[order].groupby(df.loc[order, "config_id"])
+    n = len(df)
+    types = df["layer_type"].to_numpy(dtype=object)
+    parsed = np.empty((n, len(_PARSED)))
+    cache: dict = {}
+    for i, key in enumerate(zip(types, df["layer_config"].to_numpy(dtype=object),
+                                df["input_shapes"].to_numpy(dtype=object), df["output_shape"].to_numpy(dtype=object))):
+        row = cache.get(key)
+        if row is None:
+            row = cache[key] = _parse_row(*key)
+        parsed[i] = row
+    cols: dict[str, np.ndarray] = dict(zip(_PARSED, parsed.T))
+    kinds = np.array([_TYPE_TO_KIND.get(t, "other") for t in types], dtype=object)
+    codes, _ = pd.factorize(df["config_id"].to_numpy(dtype=object))
+    index = df["layer_index"].to_numpy()
+    order = np.lexsort((index, codes))
+    prev_kind, next_kind = _neighbour_kinds(kinds, codes, order) if n else (kinds, kinds)
+    cols["batch_size"] = df["batch_size"].to_numpy(dtype=float)
+    for col in ("flops", "in_elems", "out_elems", "mem_bytes", "params"):
+        cols[f"log_{col}"] = np.log1p(np.clip(df[col].to_numpy(dtype=float), 0, None))
+    cols["n_inputs"] = df["n_inputs"].to_numpy(dtype=float)
+    cols["model_n_layers"] = np.bincount(codes)[codes].astype(float) if n else np.zeros(0)
     # Neighbours in topological order: oneDNN fuses a convolution with the normalisation and
     # activation that follow it, so in context their cost moves into the convolution.
-    prev_kind = by_model.shift(1).reindex(df.index).fillna("input")
-    next_kind = by_model.shift(-1).reindex(df.index).fillna("output")
-    rows = []
-    for t, cfg_json, ins_json, out_json in zip(df["layer_type"], df["layer_config"], df["input_shapes"],
-                                               df["output_shape"]):
-        cfg = json.loads(cfg_json) if isinstance(cfg_json, str) else {}
-        ins = json.loads(ins_json)
-        out = json.loads(out_json)
-        f = _config_features(t, cfg, ins, out)
-        f["in_h"], f["in_w"], f["in_c"] = _hwc(f.pop("_first_in"))
-        f["out_h"], f["out_w"], f["out_c"] = _hwc(out)
-        rows.append(f)
-    feats = pd.DataFrame(rows, index=df.index)
-    safe_log = lambda s: np.log1p(s.astype(float).clip(lower=0))  # noqa: E731
-    feats["batch_size"] = df["batch_size"].astype(float)
-    for col in ("flops", "in_elems", "out_elems", "mem_bytes", "params"):
-        feats[f"log_{col}"] = safe_log(df[col])
-    feats["n_inputs"] = df["n_inputs"].astype(float)
-    feats["model_n_layers"] = df.groupby("config_id")["layer_index"].transform("count").astype(float)
-    feats["after_compute"] = prev_kind.isin(_COMPUTE_KINDS).astype(float)
-    feats["before_norm"] = (next_kind == "normalization").astype(float)
-    feats["before_activation"] = (next_kind == "activation").astype(float)
-    feats["log_intensity"] = feats["log_flops"] - feats["log_mem_bytes"]  # FLOPs per byte moved
-    feats["kind"] = kinds.values
-    feats["known"] = (kinds != "other").values
-    keep = ["config_id", "layer_index", "layer_name", "layer_type"]
-    return pd.concat([df[keep], feats[["kind", "known"] + ALL_FEATURES]], axis=1)
+    cols["after_compute"] = np.isin(prev_kind, list(_COMPUTE_KINDS)).astype(float)
+    cols["before_norm"] = (next_kind == "normalization").astype(float)
+    cols["before_activation"] = (next_kind == "activation").astype(float)
+    cols["log_intensity"] = cols["log_flops"] - cols["log_mem_bytes"]  # FLOPs per byte moved
+    units = kernel_units(df)  # the layers fused into one kernel (features.units)
+    for flag in UNIT_FLAGS:
+        cols[flag] = units[flag].to_numpy(dtype=float)
+    out = {c: df[c].to_numpy() for c in ("config_id", "layer_index", "layer_name", "layer_type")}
+    out |= {"kind": kinds, "known": kinds != "other", "unit_index": units["unit_index"].to_numpy(dtype=float)}
+    out |= {f: cols[f] for f in ALL_FEATURES}
+    return pd.DataFrame(out)

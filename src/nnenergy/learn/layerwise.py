@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LinearRegression
 
-from nnenergy.features.layer_features import KIND_FEATURES, RANGE_FEATURES
+from nnenergy.features.layer_features import ALL_FEATURES, KIND_FEATURES, RANGE_FEATURES
+from nnenergy.features.units import UNIT_FLAGS, fuse
 from nnenergy.schema import INTERVAL_KEY, TARGETS
 
 FALLBACK = "other"
@@ -52,14 +53,49 @@ def _fit_roofline(x: np.ndarray, y: np.ndarray, cols: list[str]) -> np.ndarray:
     return np.array(coefs).T  # (3, targets)
 
 
+def _pipeline_predict(pipe, x: np.ndarray) -> np.ndarray | None:
+    """A fitted pipeline of column selection, scaling, polynomial expansion and a linear model,
+    evaluated in numpy; None when a step is of another kind (the caller then uses `predict`)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LinearRegression, Ridge
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    for _, step in pipe.steps:
+        if isinstance(step, ColumnTransformer):
+            parts = [(t, c) for _, t, c in step.transformers_ if not (isinstance(t, str) and t == "drop")]
+            if any(not (isinstance(t, str) and t == "passthrough") for t, _ in parts):
+                return None
+            x = x[:, [i for _, c in parts for i in c]]
+        elif isinstance(step, StandardScaler):
+            if step.mean_ is not None:
+                x = x - step.mean_
+            if step.scale_ is not None:
+                x = x / step.scale_
+        elif isinstance(step, PolynomialFeatures):
+            x = np.prod(x[:, None, :] ** step.powers_[None, :, :], axis=2)
+        elif isinstance(step, (Ridge, LinearRegression)):
+            x = x @ np.asarray(step.coef_).T + step.intercept_
+        else:
+            return None
+    return x
+
+
 def _regressor_predict(reg, x: np.ndarray) -> np.ndarray:
-    """`reg.predict`, with a fast path for forests: sklearn validates input once per tree,
-    which costs more than the trees themselves for the few layers of one kind in one model."""
+    """`reg.predict` without sklearn's per-call validation, which costs more than the model itself
+    for the few layers of one kind in one model: forests tree by tree, polynomial pipelines in
+    numpy, XGBoost in place. Equal to `reg.predict` (tested)."""
     from sklearn.ensemble import RandomForestRegressor
+    from sklearn.pipeline import Pipeline
 
     if isinstance(reg, RandomForestRegressor):
         x32 = np.ascontiguousarray(x, dtype=np.float32)
         return np.mean([est.tree_.predict(x32)[:, :, 0] for est in reg.estimators_], axis=0)
+    if isinstance(reg, Pipeline):
+        out = _pipeline_predict(reg, x)
+        if out is not None:
+            return out
+    if type(reg).__name__ == "XGBRegressor":
+        return np.asarray(reg.get_booster().inplace_predict(x))
     return np.asarray(reg.predict(x))
 
 
@@ -77,12 +113,14 @@ class LayerwisePredictor:
     correction: str = "loglinear"  # or "none"
     baseline: str = "roofline"  # per-kind a + b*FLOPs + c*bytes that the regressor corrects; or "none"
     max_rows_per_kind: int | None = None  # a stable random subsample above this (training time)
+    units: str = "kernels"  # learn per kernel (a layer + the layers fused into it, features.units); or "layers"
     seed: int = 0
     models_: dict = field(default_factory=dict)
     ranges_: dict = field(default_factory=dict)  # kind -> (min, max) of RANGE_FEATURES seen in training
     eps_: np.ndarray | None = None
     log_range_: tuple | None = None
     correction_: LinearRegression | None = None
+    kind_features_: dict = field(default_factory=dict)  # kind -> feature columns it was trained on
     metadata: dict = field(default_factory=dict)
 
     # -- fitting --------------------------------------------------------------------
@@ -90,6 +128,10 @@ class LayerwisePredictor:
             models: pd.DataFrame | None = None) -> "LayerwisePredictor":
         """`layer_targets`: (n, 2) joules and seconds per pass; `models`: whole-model rows for the correction."""
         y = np.asarray(layer_targets, dtype=float)
+        self.metadata["units"] = self.units
+        self.metadata["layer_types"] = sorted(set(feats["layer_type"]))  # what `predict` may call measured
+        if self.units == "kernels":
+            feats, y, _ = fuse(feats, y)
         ok = np.isfinite(y).all(axis=1)
         incomplete = set(feats.loc[~ok, "config_id"])  # their layer sums would be partial
         feats, y = feats[ok], y[ok]
@@ -99,8 +141,8 @@ class LayerwisePredictor:
         # Predictions are clipped to a generous band around the training targets, so a
         # polynomial extrapolating wildly cannot overflow a model's sum.
         self.log_range_ = (logy.min(axis=0) - 3.0, logy.max(axis=0) + 3.0)
-        self.metadata["layer_types"] = sorted(set(feats["layer_type"]))  # what `predict` may call measured
         self.models_, self.ranges_ = {}, {}
+        self.kind_features_ = {k: list(v) for k, v in KIND_FEATURES.items()}  # as trained, whatever changes later
         rng = np.random.default_rng(self.seed)
         pos = np.arange(len(feats))
         for kind, rows in pd.Series(pos).groupby(feats["kind"].to_numpy()):
@@ -171,58 +213,90 @@ class LayerwisePredictor:
     # -- prediction -----------------------------------------------------------------
     def predict_layers(self, feats: pd.DataFrame) -> pd.DataFrame:
         """Per-layer joules and seconds; `known` is False where the fallback answered;
-        `out_of_range` where the layer's size lies outside what its kind was trained on."""
-        out = np.zeros((len(feats), 2))
-        used = np.empty(len(feats), dtype=object)
-        oor = np.zeros(len(feats), dtype=bool)
-        kinds = feats["kind"].to_numpy()
-        sizes = feats[RANGE_FEATURES].to_numpy(float) if self.ranges_ else None
-        for kind in np.unique(kinds):
-            mask = kinds == kind
+        `out_of_range` where the layer's size lies outside what its kind was trained on.
+        Learned per kernel, a kernel's cost is reported on its head layer; the layers fused into
+        it show 0, kind `fused` and the head's `unit_index`.
+
+        The hot path of every prediction: arrays throughout, one feature matrix, one regressor
+        call per kind, one DataFrame at the end."""
+        n = len(feats)
+        index = feats["layer_index"].to_numpy()
+        kernels = getattr(self, "units", "layers") == "kernels"  # older pickles predate kernel units
+        unit = feats["unit_index"].to_numpy(dtype=float) if kernels else index.astype(float)
+        head = index == unit
+        kinds = feats["kind"].to_numpy(dtype=object)
+        x_all = feats[ALL_FEATURES].to_numpy(dtype=float)
+        col = {f: i for i, f in enumerate(ALL_FEATURES)}
+        kind_features = getattr(self, "kind_features_", None) or {  # pickled before kernel units: no unit flags
+            k: [f for f in v if f not in UNIT_FLAGS] for k, v in KIND_FEATURES.items()}
+        range_cols = [col[f] for f in RANGE_FEATURES]
+        out = np.zeros((n, 2))
+        known = feats["known"].to_numpy(dtype=bool).copy()
+        oor = np.zeros(n, dtype=bool)
+        head_kinds = kinds[head]
+        head_pos = np.flatnonzero(head)
+        for kind in set(head_kinds):
+            rows = head_pos[head_kinds == kind]
             model_kind = kind if kind in self.models_ else FALLBACK
-            x = feats.loc[mask, KIND_FEATURES[model_kind]].to_numpy(dtype=float)
+            x = x_all[np.ix_(rows, [col[f] for f in kind_features[model_kind]])]
             pred = np.clip(self._predict_one(self.models_[model_kind], x), *self.log_range_)
-            out[mask] = np.clip(np.exp(pred) - self.eps_, 0.0, None)
-            used[mask] = model_kind
-            if sizes is not None:
-                lo, hi = self.ranges_.get(kind, (None, None))
-                if lo is None:  # a kind never seen in training
-                    oor[mask] = True
-                else:  # log features: 0.1 = 10% beyond the largest or smallest seen
-                    s = sizes[mask]
-                    oor[mask] = ((s < lo - 0.1) | (s > hi + 0.1)).any(axis=1)
-        res = feats[["config_id", "layer_index", "layer_name", "layer_type", "kind"]].copy()
-        res["energy_j"], res["latency_s"] = out[:, 0], out[:, 1]
-        res["known"] = feats["known"].to_numpy() & (used != FALLBACK)
-        res["out_of_range"] = oor | ~res["known"].to_numpy()
-        return res
+            out[rows] = np.clip(np.exp(pred) - self.eps_, 0.0, None)
+            if model_kind == FALLBACK:
+                known[rows] = False
+            lo, hi = self.ranges_.get(kind, (None, None)) if self.ranges_ else (None, None)
+            if lo is None:
+                oor[rows] = bool(self.ranges_)  # a kind never seen in training
+            else:  # log features: 0.1 = 10% beyond the largest or smallest seen
+                s = x_all[np.ix_(rows, range_cols)]
+                oor[rows] = ((s < lo - 0.1) | (s > hi + 0.1)).any(axis=1)
+        oor |= ~known
+        res_kind = kinds.copy()
+        if not head.all():  # fused layers take their kernel's known / out-of-range flags
+            codes, _ = pd.factorize(feats["config_id"].to_numpy(dtype=object))
+            span = float(index.max()) + 1.0
+            head_keys = codes[head] * span + index[head]
+            sort = np.argsort(head_keys)
+            members = ~head
+            member_keys = codes[members] * span + unit[members]
+            at = sort[np.minimum(np.searchsorted(head_keys, member_keys, sorter=sort), len(sort) - 1)]
+            found = head_keys[at] == member_keys  # a head outside `feats` (a partial model): unknown
+            known[members] = known[head][at] & found
+            oor[members] = oor[head][at] | ~found
+            res_kind[members] = "fused"
+        return pd.DataFrame({
+            "config_id": feats["config_id"].to_numpy(), "layer_index": index,
+            "layer_name": feats["layer_name"].to_numpy(), "layer_type": feats["layer_type"].to_numpy(),
+            "kind": res_kind, "energy_j": out[:, 0], "latency_s": out[:, 1], "known": known,
+            "out_of_range": oor, "unit_index": unit,
+        }, index=feats.index)
 
     def predict_models(self, per_layer: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
-        """Sum per model, then apply the correction; returns sums, corrections and totals."""
-        g = per_layer.groupby("config_id", sort=False)
-        sums = g[list(TARGETS)].sum()
-        meta = feats.groupby("config_id", sort=False).agg(n_layers=("layer_index", "count"),
-                                                          batch=("batch_size", "first"))
-        meta = meta.loc[sums.index]
-        totals = sums.to_numpy().copy()
+        """Sum per model, then apply the correction; returns sums, corrections and totals.
+        `per_layer` is `predict_layers(feats)` (same rows, same order)."""
+        codes, ids = pd.factorize(per_layer["config_id"].to_numpy(dtype=object))
+        k = len(ids)
+        y = per_layer[list(TARGETS)].to_numpy(dtype=float)
+        sums = np.column_stack([np.bincount(codes, weights=y[:, t], minlength=k) for t in range(2)])
+        n_layers = np.bincount(codes, minlength=k).astype(float)
+        batch = np.empty(k)
+        batch[codes[::-1]] = feats["batch_size"].to_numpy(dtype=float)[::-1]  # each model's first row
+        totals = sums.copy()
         if self.correction_ is not None:
-            x = self._correction_x(np.maximum(sums.to_numpy(), 1e-12), meta["n_layers"].to_numpy(float),
-                                   meta["batch"].to_numpy(float))
-            totals = np.exp(self.correction_.predict(x))
-        res = pd.DataFrame(index=sums.index)
-        res["layer_sum_energy_j"], res["layer_sum_latency_s"] = sums["energy_j"], sums["latency_s"]
-        res["energy_j"], res["latency_s"] = totals[:, 0], totals[:, 1]
-        res["correction_energy_j"] = res["energy_j"] - res["layer_sum_energy_j"]
-        res["correction_latency_s"] = res["latency_s"] - res["layer_sum_latency_s"]
+            x = self._correction_x(np.maximum(sums, 1e-12), n_layers, batch)
+            totals = np.exp(x @ self.correction_.coef_.T + self.correction_.intercept_)
         if "out_of_range" in per_layer:
-            oor_e = per_layer["energy_j"].where(per_layer["out_of_range"], 0.0).groupby(per_layer["config_id"],
-                                                                                        sort=False).sum()
-            res["out_of_range_share"] = (oor_e.loc[sums.index] / sums["energy_j"].clip(lower=1e-12)).clip(0, 1)
+            oor_e = np.bincount(codes, weights=np.where(per_layer["out_of_range"].to_numpy(bool), y[:, 0], 0.0),
+                                minlength=k)
+            share = np.clip(oor_e / np.maximum(sums[:, 0], 1e-12), 0, 1)
         else:
-            res["out_of_range_share"] = 0.0
-        res["energy_lo_j"], res["energy_hi_j"] = energy_interval(self.metadata, res["energy_j"],
-                                                                 res["out_of_range_share"])
-        return res.reset_index(names="config_id")
+            share = np.zeros(k)
+        lo, hi = energy_interval(self.metadata, totals[:, 0], share)
+        return pd.DataFrame({
+            "config_id": ids, "layer_sum_energy_j": sums[:, 0], "layer_sum_latency_s": sums[:, 1],
+            "energy_j": totals[:, 0], "latency_s": totals[:, 1],
+            "correction_energy_j": totals[:, 0] - sums[:, 0], "correction_latency_s": totals[:, 1] - sums[:, 1],
+            "out_of_range_share": share, "energy_lo_j": lo, "energy_hi_j": hi,
+        })
 
     def predict_whole(self, feats: pd.DataFrame) -> pd.DataFrame:
         """Per configuration: totals, layer sums, correction and interval."""

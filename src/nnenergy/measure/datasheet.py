@@ -56,6 +56,29 @@ def _protocol_text(m: pd.DataFrame) -> str:
             f"{int(m['contended_windows'].sum())} windows stayed contended after retries (`contended_windows`).")
 
 
+def _attribution_text(m: pd.DataFrame) -> str:
+    """Attributed + unattributed op time against wall time, per configuration (the residual is what
+    no op accounts for: framework gaps between ops, or ops the profiler missed)."""
+    if "ctx_op_time_s" not in m or m["ctx_op_time_s"].isna().all():
+        return "- no in-context profile in this dataset"
+    op = m["ctx_op_time_s"].astype(float)
+    un = m.get("ctx_unattributed_s", pd.Series(0.0, index=m.index)).fillna(0.0).astype(float)
+    # Against the raw wall time (the profile ran at the machine's speed of the moment, not normalised).
+    wall = m["latency_raw_s"] if "latency_raw_s" in m else m["latency_s"]
+    ok = (op > 0) & wall.notna()
+    resid = (1 - op[ok] / wall[ok].astype(float)) * 100  # % of wall time no op accounts for
+    unshare = (un[ok] / op[ok] * 100)
+    worst = (m.loc[ok].assign(r=resid.abs()).groupby("architecture")["r"].median().sort_values().tail(3))
+    return (f"- Op time outside every layer's scope (unattributed): median {unshare.median():.2f}%, max "
+            f"{unshare.max():.1f}% of op time.\n"
+            f"- Residual, wall time − (attributed + unattributed op time), as % of wall time: median "
+            f"{resid.median():+.1f}%, 5–95% {resid.quantile(0.05):+.1f}% … {resid.quantile(0.95):+.1f}% "
+            f"({len(resid)} configurations; negative = ops overlapping on the two cores). Per-layer "
+            f"`ctx_energy_j` scales the shares to the measured whole, so the residual is spread over the layers.\n"
+            f"- Largest |residual| by architecture (median): "
+            + ", ".join(f"{a} {v:.0f}%" for a, v in worst.items()))
+
+
 def _fmt(summary: dict, col: str) -> str:
     if f"{col}_min" not in summary:
         return "n/a"
@@ -107,8 +130,11 @@ Measured by `nnenergy measure sweep={sweep}` ({dates.min():%Y-%m-%d %H:%M}–{da
   random input of its real shapes (multi-input layers get a list).
 - In context (`ctx_*`): a TensorFlow profiler trace of whole-model passes; each op's name scope
   maps it to its Keras layer; `ctx_share` = the layer's op time ÷ all op time, `ctx_energy_j` =
-  share × whole-model energy (adds up to the whole model by construction). Fused ops (oneDNN
-  Conv+BN+activation) are charged to the layer that owns the fused op.
+  share × whole-model energy (adds up to the whole model by construction). A fused kernel
+  (oneDNN's Conv+bias+BN+Add+activation) carries the name of its *last* op, so its whole time is
+  charged to that layer (the ReLU or the `Add`) and the convolution shows ~0: predictors learn
+  per kernel unit (a layer + the layers fused into it, `nnenergy.features.units`), not per layer.
+- `inbound_layers`: the layers each layer reads (the graph's edges, JSON), which kernel units follow.
 - `flops`, `params`, `in_elems`, `out_elems`, `mem_bytes`: analytic, per pass of the batch.
 - `call_overhead_s/_j`: cost of calling a compiled no-op (the floor under every isolated layer).
 
@@ -116,6 +142,9 @@ Measured by `nnenergy measure sweep={sweep}` ({dates.min():%Y-%m-%d %H:%M}–{da
 - whole ÷ sum of isolated layers (`additivity`): {_fmt(s, 'additivity')}
 - whole ÷ (sum of isolated layers − per-call overhead) (`additivity_overhead_corrected`): {add_oc}
 - whole-model wall time ÷ summed in-context op time (`wall_over_op_time`): {_fmt(s, 'wall_over_op_time')}
+
+## In-context attribution check (per configuration)
+{_attribution_text(m)}
 
 ## Skipped configurations
 {skipped_txt}
@@ -135,6 +164,11 @@ def write(path: Path, sweep: str, wall_time_s: float | None, skipped: list[dict]
 if __name__ == "__main__":  # python -m nnenergy.measure.datasheet data/cpu cpu
     p = Path(sys.argv[1])
     sessions = p / "progress" / "sessions.jsonl"
-    wall = sum(json.loads(x)["wall_time_s"] for x in sessions.read_text().splitlines()) if sessions.exists() else None
+    if sessions.exists():
+        wall = sum(json.loads(x)["wall_time_s"] for x in sessions.read_text().splitlines())
+    elif (p / "sessions.json").exists():  # a shipped dataset: its sessions travel as JSON
+        wall = sum(r["wall_time_s"] for r in json.loads((p / "sessions.json").read_text()))
+    else:
+        wall = None
     skipped = json.loads((p / "skipped.json").read_text()) if (p / "skipped.json").exists() else []
     print(write(p, sys.argv[2] if len(sys.argv) > 2 else p.name, wall, skipped))

@@ -9,7 +9,7 @@ import math
 import random
 import time
 import zlib
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -55,6 +55,9 @@ class Generated:
     variant_families: tuple[str, ...] = ()
     configs_per_architecture: int = 3
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    # Adaptive resampling: only the seeds of these macro kinds (the kind cycles with the seed), chosen
+    # where the predictor's held-out error is largest (`benchmarks/adaptive.py` says which).
+    focus_kinds: tuple[str, ...] = ()
 
 
 @dataclass
@@ -101,6 +104,10 @@ class SweepSpec:
             except (TypeError, ValueError) as exc:
                 raise SweepInputError(f"sweep.{key}: {exc}") from None
         cfg["model_files"] = list(cfg.get("model_files") or [])
+        missing = sorted(f.name for f in fields(cls) if f.name not in cfg
+                         and f.default is MISSING and f.default_factory is MISSING)
+        if missing:
+            raise SweepInputError(f"the sweep config lacks required key(s) {missing}")
         spec = cls(**cfg)
         spec.validate()
         return spec
@@ -127,6 +134,13 @@ class SweepSpec:
             if bad:
                 raise SweepInputError(f"sweep.generated.variant_families: no variants of {bad}; "
                                       f"known: {', '.join(arch.VARIANT_FAMILIES)}")
+        if self.generated.focus_kinds:
+            from nnenergy import arch
+
+            bad = sorted(set(self.generated.focus_kinds) - set(arch.KINDS))
+            if bad:
+                raise SweepInputError(f"sweep.generated.focus_kinds: unknown macro kinds {bad}; "
+                                      f"known: {', '.join(arch.KINDS)}")
         if not 0.0 <= self.isolate_share <= 1.0:
             raise SweepInputError("sweep.isolate_share must be within [0, 1]")
         if not (self.architectures or self.model_files or self.generated.seeds[1] > self.generated.seeds[0]
@@ -426,7 +440,8 @@ class Sweep:
         if g.seeds[1] > g.seeds[0] or g.variant_families:
             from nnenergy import arch
 
-            names = [arch.generated_name(s) for s in range(*g.seeds)]
+            names = [arch.generated_name(s) for s in range(*g.seeds)
+                     if not g.focus_kinds or arch.KINDS[s % len(arch.KINDS)] in g.focus_kinds]
             names += [arch.variant_name(f, s) for s in range(*g.variant_seeds) for f in g.variant_families]
             # A fixed shuffle: a sweep stopped part-way holds both kinds in proportion.
             random.Random(self.spec.seed).shuffle(names)
@@ -574,18 +589,35 @@ class Sweep:
         if advance:
             bar.update(len(batches))
 
+    def _keep_backfilled_edges(self, layer_df: pd.DataFrame) -> pd.DataFrame:
+        """Rows measured before `describe` recorded the graph's edges get them from the shipped
+        table when `scripts/backfill_graph.py` added them there (progress/ keeps the old rows)."""
+        path = self.out / ds.LAYERS_FILE
+        if not path.exists():
+            return layer_df
+        import pyarrow.parquet as pq
+
+        if "inbound_layers" not in pq.read_schema(path).names:
+            return layer_df
+        shipped = pd.read_parquet(path, columns=["row_id", "inbound_layers"]).dropna()
+        edges = shipped.set_index("row_id")["inbound_layers"]
+        current = layer_df["inbound_layers"] if "inbound_layers" in layer_df else pd.Series(None, index=layer_df.index)
+        filled = current.where(current.notna(), layer_df["row_id"].map(edges))
+        return layer_df.assign(inbound_layers=filled)
+
     def finish(self) -> SweepResult:
         models = pd.DataFrame(self.config_store.values())
         layer_df = pd.DataFrame(self.layer_rows.values())
         measured = set(models["config_id"]) if len(models) else set()
         if not models.empty:
             layer_df = layer_df[layer_df["config_id"].isin(measured)]  # drop half-done configs
+            layer_df = self._keep_backfilled_edges(layer_df)
             models = models.sort_values(["architecture", "input_size", "batch_size"]).reset_index(drop=True)
             layer_df = layer_df.sort_values(["architecture", "input_size", "batch_size", "layer_index"])
             ds.save(models, layer_df.reset_index(drop=True), self.out)
-        # Skips of this spec only, and not those measured since (a retried failure that worked).
-        names = {_name(j.arch) for j in self.jobs()}
-        skipped = [r for r in self.skip_store.values() if r["architecture"] in names and r["config_id"] not in measured]
+        # Every skip of this dataset (several specs may feed one: space, then adaptive rounds), but not
+        # those measured since (a retried failure that worked).
+        skipped = [r for r in self.skip_store.values() if r["config_id"] not in measured]
         (self.out / "skipped.json").write_text(json.dumps(skipped, indent=1))
         (self.out / "sessions.json").write_text(json.dumps(self.sessions.values(), indent=1))
         (self.out / "blocks.json").write_text(json.dumps(self.blocks.values()))

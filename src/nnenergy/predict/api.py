@@ -17,6 +17,8 @@ DEFAULT_MODEL_NAME = "nnenergy-layerwise"
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@champion"
 TRAIN_HINT = "train one with `make run` (or `.venv/bin/nnenergy main`)"
 MODEL_SUFFIXES = (".keras", ".h5")
+# A model already described (`nnenergy describe`, `describe_layers`): predicted without TensorFlow.
+TABLE_SUFFIXES = (".parquet", ".csv")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 BUILTIN_DEFAULT_SIZE = 32  # the built-in test models (tiny_cnn, ...) when no --input-shape is given
 
@@ -34,6 +36,7 @@ class LayerPrediction:
     latency_s: float
     known: bool
     out_of_range: bool = False  # its size lies outside what its kind was trained on
+    fused_into: str = ""  # the layer whose kernel runs it (its cost is predicted there), when fused
 
 
 @dataclass
@@ -66,7 +69,8 @@ class Prediction:
         import pandas as pd
 
         df = pd.DataFrame([asdict(layer) for layer in self.layers],
-                          columns=["name", "type", "kind", "energy_j", "latency_s", "known", "out_of_range"])
+                          columns=["name", "type", "kind", "energy_j", "latency_s", "known", "out_of_range",
+                                   "fused_into"])
         df["share"] = df["energy_j"] / self.energy_j if self.energy_j > 0 else float("nan")
         return df
 
@@ -78,7 +82,36 @@ def _looks_like_path(model) -> bool:
     if isinstance(model, os.PathLike):
         return True
     text = str(model)
-    return text.endswith(MODEL_SUFFIXES) or os.sep in text or "/" in text or Path(text).exists()
+    return (text.endswith(MODEL_SUFFIXES + TABLE_SUFFIXES) or os.sep in text or "/" in text
+            or Path(text).exists())
+
+
+def _is_table(model) -> bool:
+    return isinstance(model, (str, os.PathLike)) and str(model).endswith(TABLE_SUFFIXES)
+
+
+def read_layer_table(path: Path) -> list[tuple[str, object, list[int], int]]:
+    """A layer table file -> (name, layers, input shape, batch size) per configuration in it."""
+    import pandas as pd
+
+    from nnenergy.schema import INPUT_COLUMNS
+
+    try:
+        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except Exception as exc:  # pyarrow and the CSV parser raise many types
+        raise PredictError(f"{path} is not a readable layer table: {str(exc).splitlines()[0][:200]}") from None
+    missing = [c for c in INPUT_COLUMNS if c not in table.columns]
+    if missing:
+        raise PredictError(f"{path} lacks layer-table columns {missing} (write one with `nnenergy describe`)")
+    out = []
+    for cid, layers in table.groupby("config_id", sort=False):
+        layers = layers.sort_values("layer_index")
+        first = json.loads(layers["input_shapes"].iloc[0])
+        shape = [int(d) for d in (first[0] if first else [])]
+        out.append((str(cid), layers.reset_index(drop=True), shape, int(layers["batch_size"].iloc[0])))
+    if not out:
+        raise PredictError(f"{path} holds no layers")
+    return out
 
 
 def check_model_file(path: Path) -> None:
@@ -86,8 +119,10 @@ def check_model_file(path: Path) -> None:
     `.keras` archive (a zip holding `config.json`) or of an HDF5 `.h5` file."""
     if not path.exists():
         raise PredictError(f"model file not found: {path}")
-    if path.is_dir() or path.suffix not in MODEL_SUFFIXES:
-        raise PredictError(f"not a .keras or .h5 file: {path}")
+    if path.is_dir() or path.suffix not in MODEL_SUFFIXES + TABLE_SUFFIXES:
+        raise PredictError(f"not a .keras or .h5 file (or a .parquet/.csv layer table): {path}")
+    if path.suffix in TABLE_SUFFIXES:
+        return
     try:
         if path.suffix == ".keras":
             if not zipfile.is_zipfile(path):
@@ -269,7 +304,91 @@ def _missing_predictor(uri: str, store: str) -> str | None:
     return None
 
 
-def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None):
+class CachedPredictor:
+    """A predictor loaded from the local cache: the same `predict(layers)` and `.metadata.metadata`
+    as the MLflow pyfunc it was copied from, without importing MLflow."""
+
+    def __init__(self, predictor, metadata: dict, family: str):
+        from types import SimpleNamespace
+
+        self.predictor, self.family = predictor, family
+        self.metadata = SimpleNamespace(metadata=metadata)
+
+    def predict(self, layers):
+        from nnenergy.learn import outputs
+
+        fn = outputs.predict_frame if self.family == "layerwise" else outputs.predict_totals
+        return fn(self.predictor, layers)
+
+
+def _store_uri(tracking_uri: str | None) -> str:
+    """The tracking URI `load_predictor` will use, resolved without importing MLflow."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
+def _cache_dir(model_uri: str, store: str) -> Path | None:
+    """Where a resolved predictor is cached: keyed by the SQLite store's path, size and mtime and
+    the model URI, so any write to the store (a new version, a moved alias) misses the cache.
+    Remote stores are always resolved through the registry (None)."""
+    import hashlib
+
+    if not store.startswith("sqlite:///"):
+        return None
+    try:
+        st = Path(store[len("sqlite:///"):]).stat()
+    except OSError:
+        return None
+    ident = f"{store}|{st.st_size}|{st.st_mtime_ns}|{model_uri}"
+    root = Path(os.environ.get("NNENERGY_CACHE", ".nnenergy_cache")) / "predictors"
+    return root / hashlib.sha1(ident.encode()).hexdigest()[:16]
+
+
+def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None, cache: bool = True):
+    """Load a registered predictor; returns (model with `predict(layers)`, resolved info dict).
+
+    `info["version"]` is the registered version the URI resolved to (the alias's version, the
+    explicit version of `models:/NAME/3`), or None when the URI names no registered version.
+    With a local SQLite store the resolved predictor is cached under `.nnenergy_cache/predictors/`
+    and reused, without MLflow, until the store changes (`cache=False` always resolves)."""
+    import joblib
+
+    uri = model_uri or DEFAULT_MODEL_URI
+    where = _cache_dir(uri, _store_uri(tracking_uri)) if cache else None
+    if where is not None and (where / "info.json").exists():
+        try:
+            saved = json.loads((where / "info.json").read_text())
+            return CachedPredictor(joblib.load(where / "predictor.joblib"), saved["metadata"],
+                                   saved["family"]), saved["info"]
+        except Exception:  # a broken cache entry: resolve through the registry below
+            pass
+    model, info = _load_registered(model_uri, tracking_uri)
+    if where is not None:
+        _write_cache(where, model, info)
+    return model, info
+
+
+def _write_cache(where: Path, model, info: dict) -> None:
+    import shutil
+
+    try:
+        impl = model.unwrap_python_model()
+        family = "layerwise" if type(impl).__name__ == "LayerwisePyfunc" else "modelwise"
+        src = Path(model._model_impl.context.artifacts["predictor"])
+        tmp = where.with_name(f"{where.name}.{os.getpid()}.tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, tmp / "predictor.joblib")
+        (tmp / "info.json").write_text(json.dumps({"info": info, "family": family,
+                                                   "metadata": model.metadata.metadata or {}}, default=str))
+        tmp.replace(where)  # atomic: a parallel reader sees all of it or nothing
+    except Exception:  # caching is an optimisation: never fail a prediction over it
+        shutil.rmtree(where.with_name(f"{where.name}.{os.getpid()}.tmp"), ignore_errors=True)
+
+
+def _load_registered(model_uri: str | None = None, tracking_uri: str | None = None):
     """Load a registered pyfunc predictor; returns (pyfunc model, resolved info dict).
 
     `info["version"]` is the registered version the URI resolved to (the alias's version, the
@@ -314,6 +433,51 @@ def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None
     return model, info
 
 
+def hardware_model_uri(profile: str) -> str:
+    """The registered predictor of one hardware profile: its own champion alias."""
+    return f"models:/{DEFAULT_MODEL_NAME}@champion-{profile}"
+
+
+def hardware_profiles(tracking_uri: str | None = None, data_root: str | Path = "data") -> list[dict]:
+    """Every hardware profile with measured data or a registered predictor: name, device, backend,
+    measured configurations per dataset, and its champion's version (None when not trained).
+    Reads Parquet footers and the registry; no TensorFlow."""
+    import pyarrow.parquet as pq
+
+    from nnenergy.measure.hardware import current_profile_name
+
+    rows: dict[str, dict] = {}
+    for folder in sorted(Path(data_root).glob("*/*/models.parquet")):
+        profile, dataset = folder.parent.parent.name, folder.parent.name
+        r = rows.setdefault(profile, {"profile": profile, "device": None, "backend": "tensorflow", "datasets": {},
+                                      "predictor_version": None})
+        r["datasets"][dataset] = pq.ParquetFile(folder).metadata.num_rows
+        if r["device"] is None:
+            cols = [c for c in ("cpu_model", "cpu_cores", "gpu_model", "backend") if c in pq.read_schema(folder).names]
+            first = pq.read_table(folder, columns=cols).slice(0, 1).to_pylist()[0]
+            gpu = first.get("gpu_model")
+            r["device"] = gpu if gpu and str(gpu) not in ("None", "nan", "") else \
+                f"{first.get('cpu_model')} ({first.get('cpu_cores')} cores)"
+            r["backend"] = first.get("backend") or r["backend"]
+    try:
+        import mlflow
+        from mlflow import MlflowClient
+
+        mlflow.set_tracking_uri(_store_uri(tracking_uri))
+        aliases = MlflowClient().get_registered_model(DEFAULT_MODEL_NAME).aliases or {}
+    except Exception:  # no store or no registered predictor yet: the data side still lists
+        aliases = {}
+    for alias, version in aliases.items():
+        if alias.startswith("champion-"):
+            profile = alias[len("champion-"):]
+            rows.setdefault(profile, {"profile": profile, "device": None, "backend": None, "datasets": {},
+                                      "predictor_version": None})["predictor_version"] = str(version)
+    mine = current_profile_name()
+    for r in rows.values():
+        r["this_machine"] = r["profile"] == mine
+    return list(rows.values())
+
+
 def _calibration(calibration):
     if calibration is None:
         return None
@@ -325,7 +489,12 @@ def _calibration(calibration):
         raise PredictError(f"cannot read calibration {calibration}: {exc}") from None
 
 
-def _describe(model, batch_size: int, input_shape, config_id_prefix: str = ""):
+def _describe(model, batch_size: int, input_shape, config_id_prefix: str = "") -> list[tuple]:
+    """(name, layer table, input shape, batch size) of each configuration `model` stands for: one for a
+    Keras model, file or name; one per configuration of a layer table file (read without TensorFlow)."""
+    if _is_table(model):
+        return [(name, layers.assign(config_id=f"{config_id_prefix}{name}"), shape, batch)
+                for name, layers, shape, batch in read_layer_table(Path(model))]
     from nnenergy.describe import describe_layers
 
     if isinstance(model, str) and not _looks_like_path(model):
@@ -335,7 +504,7 @@ def _describe(model, batch_size: int, input_shape, config_id_prefix: str = ""):
         layers = describe_layers(km, batch_size, config_id=f"{config_id_prefix}{name}")
     except ValueError as exc:  # a nested model without a layer graph
         raise PredictError(str(exc).splitlines()[0]) from None
-    return km, name, layers
+    return [(name, layers, [int(d) for d in km.inputs[0].shape[1:]], batch_size)]
 
 
 def _unmeasured(layers, per_layer, meta: dict, static: set) -> list[str]:
@@ -348,7 +517,12 @@ def _unmeasured(layers, per_layer, meta: dict, static: set) -> list[str]:
     return sorted(types - set(trained) - unknown)
 
 
-def _assemble(name, km, batch_size, layers, out, meta, info, cal) -> Prediction:
+def _fused_into(row, names: dict) -> str:
+    unit = row.unit_index
+    return "" if unit != unit or unit == row.layer_index else names.get(unit, "")
+
+
+def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal) -> Prediction:
     """One model's rows of the pyfunc output -> a `Prediction`."""
     import pandas as pd
 
@@ -357,6 +531,9 @@ def _assemble(name, km, batch_size, layers, out, meta, info, cal) -> Prediction:
     if "out_of_range" not in out:
         out = out.assign(out_of_range=False)
     per_layer = out[out["row"] == "layer"]
+    if "unit_index" not in per_layer:
+        per_layer = per_layer.assign(unit_index=per_layer["layer_index"])
+    names = dict(zip(per_layer["layer_index"], per_layer["layer_name"]))
     total = out[out["row"] == "total"].iloc[0]
     corr = out[out["row"] == "correction"]  # model-wise predictors have none (and no layer rows)
     corr_e, corr_t = (float(corr["energy_j"].iloc[0]), float(corr["latency_s"].iloc[0])) if len(corr) else (0.0, 0.0)
@@ -365,7 +542,7 @@ def _assemble(name, km, batch_size, layers, out, meta, info, cal) -> Prediction:
     return Prediction(
         model_name=name,
         batch_size=batch_size,
-        input_shape=[int(d) for d in km.inputs[0].shape[1:]],
+        input_shape=list(input_shape),
         energy_j=float(total["energy_j"]),
         latency_s=float(total["latency_s"]),
         power_w=float(total["energy_j"] / total["latency_s"]) if total["latency_s"] > 0 else float("nan"),
@@ -373,7 +550,8 @@ def _assemble(name, km, batch_size, layers, out, meta, info, cal) -> Prediction:
         correction_energy_j=corr_e,
         correction_latency_s=corr_t,
         layers=[LayerPrediction(r.layer_name, r.layer_type, r.kind, float(r.energy_j), float(r.latency_s),
-                                bool(r.known), bool(r.out_of_range)) for r in per_layer.itertuples()],
+                                bool(r.known), bool(r.out_of_range), _fused_into(r, names))
+                for r in per_layer.itertuples()],
         unknown_layer_types=sorted(set(per_layer.loc[~per_layer["known"].astype(bool), "layer_type"])),
         predictor={**info, "name": meta.get("predictor"), "source": meta.get("source"),
                    "dataset": meta.get("dataset")},
@@ -401,7 +579,8 @@ def predict(model, batch_size: int = 1, input_shape=None, model_uri: str | None 
 def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str | None = None,
                  tracking_uri: str | None = None, calibration=None, _loaded=None) -> list[Prediction]:
     """Predict many candidates at once (architecture search, a CI check): the predictor loads once
-    and all layer tables go through it in one call. Candidates are Keras models, files or names."""
+    and all layer tables go through it in one call. Candidates are Keras models, files, names, or
+    layer-table files (`nnenergy describe`; these keep their own batch size and need no TensorFlow)."""
     import pandas as pd
 
     models = list(models)
@@ -409,11 +588,11 @@ def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str |
         check_arguments(m, batch_size, input_shape)  # before anything heavy loads
     cal = _calibration(calibration)
     pyfunc, info = _loaded or load_predictor(model_uri, tracking_uri)
-    described = [_describe(m, batch_size, input_shape, f"{i}:") for i, m in enumerate(models)]
-    out = pyfunc.predict(pd.concat([d[2] for d in described], ignore_index=True))
+    described = [d for i, m in enumerate(models) for d in _describe(m, batch_size, input_shape, f"{i}:")]
+    out = pyfunc.predict(pd.concat([d[1] for d in described], ignore_index=True))
     if cal is not None:
         out = cal.apply(out)
     meta = pyfunc.metadata.metadata or {}
     by_id = dict(tuple(out.groupby("config_id", sort=False)))
-    return [_assemble(name, km, batch_size, layers, by_id[f"{i}:{name}"], meta, info, cal)
-            for i, (km, name, layers) in enumerate(described)]
+    return [_assemble(name, shape, batch, layers, by_id[layers["config_id"].iloc[0]], meta, info, cal)
+            for name, layers, shape, batch in described]

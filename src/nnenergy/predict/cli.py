@@ -43,11 +43,14 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nnenergy predict", description="Predict the energy of one forward pass before running it.")
-    p.add_argument("model", nargs="+", help="a .keras/.h5 file or a keras.applications name (built with "
+    p.add_argument("model", nargs="*", help="a .keras/.h5 file or a keras.applications name (built with "
                    "weights=None); several are predicted in one call (with --json, one JSON object per line)")
     p.add_argument("--batch-size", type=_positive_int, default=1)
     p.add_argument("--input-shape", type=_shape, default=None, help="H,W,C (overrides or supplies the input shape)")
     p.add_argument("--model-uri", default=None, help="MLflow model URI (default: models:/nnenergy-layerwise@champion)")
+    p.add_argument("--hardware", default=None, metavar="PROFILE|list",
+                   help="predict for this hardware profile (its own champion, models:/nnenergy-layerwise@champion-"
+                        "PROFILE); `list` shows the profiles with data or a trained predictor")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--country", default=None,
                    help="ISO 3166 alpha-3 code for the grid's carbon intensity (default: world average)")
@@ -107,7 +110,8 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
     unmeasured = set(getattr(pred, "unmeasured_layer_types", []) or [])
     lines.append(f"{'layer':<{width}} {'type':<24} {'energy':>12} {'latency':>11} {'share':>6}")
     for r in df.itertuples():
-        mark = ("  (unknown type: generic fallback)" if not r.known else
+        mark = (f"  (fused into {r.fused_into})" if getattr(r, "fused_into", "") else
+                "  (unknown type: generic fallback)" if not r.known else
                 f"  (unmeasured type: predicted as {r.kind})" if r.type in unmeasured else
                 "  ! out of range" if r.out_of_range else "")
         name = r.name if len(r.name) <= width else "…" + r.name[-(width - 1):]  # nested: keep the leaf
@@ -132,7 +136,8 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
         f"({intensity_src})",
         "",
         f"predictor: {pred.predictor.get('uri')} ({_predictor_details(pred.predictor)})",
-        f"hardware profile: {hw.get('cpu_model')} ({hw.get('cpu_cores')} cores), GPU {hw.get('gpu_model')}; "
+        f"hardware profile: {hw.get('profile', '?')}: {hw.get('cpu_model')} ({hw.get('cpu_cores')} cores), "
+        f"GPU {hw.get('gpu_model')}; "
         f"CPU energy by {hw.get('cpu_measurement')}, RAM by {hw.get('ram_measurement')}",
     ]
     if pred.calibration:
@@ -174,8 +179,40 @@ def _error(exc) -> int:
     return 1
 
 
+def _list_hardware(args) -> int:
+    from nnenergy.predict.api import hardware_profiles
+
+    with _quiet_python(args.verbose):
+        rows = hardware_profiles(args.tracking_uri)
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    if not rows:
+        print("no hardware profile: no measured data under data/ and no registered predictor")
+        return 0
+    print(f"{'profile':<32} {'device':<34} {'backend':<11} {'configurations':<28} predictor")
+    for r in rows:
+        sets = ", ".join(f"{k} {v:,}" for k, v in r["datasets"].items()) or "-"
+        version = f"version {r['predictor_version']}" if r["predictor_version"] else "not trained"
+        mark = "  (this machine)" if r["this_machine"] else ""
+        print(f"{r['profile']:<32} {str(r['device'] or '-')[:34]:<34} {str(r['backend'] or '-'):<11} "
+              f"{sets:<28} {version}{mark}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.hardware == "list":
+        return _list_hardware(args)
+    if not args.model:
+        return _error("no model given: pass a .keras/.h5 file or a keras.applications name")
+    if args.hardware and args.model_uri:
+        return _error("give --hardware or --model-uri, not both")
+    if args.hardware:
+        from nnenergy.predict.api import hardware_model_uri
+
+        args.model_uri = hardware_model_uri(args.hardware)
     _quiet_before_tensorflow(args.verbose)
     # Light imports only (TensorFlow, Keras, MLflow, CodeCarbon and pandas load inside functions).
     from nnenergy.predict.api import PredictError, check_arguments, predict_many
@@ -208,4 +245,42 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(d))
         else:
             print(("\n" if i else "") + render(pred, intensity, src, args.inferences))
+    return 0
+
+
+def describe_main(argv: list[str] | None = None) -> int:
+    """`nnenergy describe MODEL... -o FILE`: the layer tables `predict` feeds its predictor, written once
+    (Parquet or CSV) so that later predictions, on any hardware profile, need no TensorFlow."""
+    p = _Parser(prog="nnenergy describe", description=describe_main.__doc__.split("\n")[0])
+    p.add_argument("model", nargs="+", help="a .keras/.h5 file or a keras.applications name")
+    p.add_argument("--batch-size", type=_positive_int, default=1)
+    p.add_argument("--input-shape", type=_shape, default=None, help="H,W,C (overrides or supplies the input shape)")
+    p.add_argument("-o", "--output", required=True, help="a .parquet or .csv file to write")
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args(argv)
+    if not args.output.endswith((".parquet", ".csv")):
+        return _error("--output must end in .parquet or .csv")
+    _quiet_before_tensorflow(args.verbose)
+    from nnenergy.predict.api import PredictError, _describe, check_arguments
+
+    try:
+        for model in args.model:
+            check_arguments(model, args.batch_size, args.input_shape)
+        with _quiet_python(args.verbose):
+            import pandas as pd
+
+            from nnenergy.schema import config_id
+
+            tables = []
+            for model in args.model:
+                for name, layers, shape, batch in _describe(model, args.batch_size, args.input_shape):
+                    tables.append(layers.assign(config_id=config_id(name, shape[0] if shape else 0, batch)))
+    except PredictError as exc:
+        return _error(exc)
+    table = pd.concat(tables, ignore_index=True)
+    if args.output.endswith(".parquet"):
+        table.to_parquet(args.output, index=False)
+    else:
+        table.to_csv(args.output, index=False)
+    print(f"{args.output}: {table['config_id'].nunique()} configuration(s), {len(table)} layers")
     return 0

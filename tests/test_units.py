@@ -1,0 +1,115 @@
+"""Kernel units (a layer + the layers fused into its kernel) and the prediction step's fast paths."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nnenergy.describe import describe, describe_layers
+from nnenergy.features.layer_features import layer_features
+from nnenergy.features.units import kernel_units
+from nnenergy.learn.layerwise import LayerwisePredictor, _regressor_predict
+from nnenergy.schema import TARGETS
+
+
+def _residual_model():
+    """pad -> conv -> BN -> add(shortcut conv) -> ReLU -> pooling: one fusable chain, one lone conv."""
+    import keras
+
+    L = keras.layers
+    x = keras.Input((8, 8, 3), name="x")
+    a = L.ZeroPadding2D(1, name="pad")(x)
+    a = L.Conv2D(4, 3, name="c1")(a)
+    a = L.BatchNormalization(name="bn1")(a)
+    b = L.Conv2D(4, 1, name="c0")(x)
+    y = L.Add(name="add")([a, b])
+    y = L.ReLU(name="relu")(y)
+    y = L.GlobalAveragePooling2D(name="gap")(y)
+    return keras.Model(x, L.Dense(2, activation="relu", name="head")(y))
+
+
+def test_describe_records_the_graph_edges():
+    infos = {i.name: i for i in describe(_residual_model())}
+    assert infos["x"].inbound == ()
+    assert infos["c1"].inbound == ("pad",)
+    assert set(infos["add"].inbound) == {"bn1", "c0"}
+    table = describe_layers(_residual_model(), 2, "m")
+    assert json.loads(table.set_index("layer_name").loc["relu", "inbound_layers"]) == ["add"]
+
+
+def test_nested_models_edges_cross_the_nesting():
+    import keras
+
+    inner_in = keras.Input((8, 8, 4))
+    inner = keras.Model(inner_in, keras.layers.ReLU(name="r")(keras.layers.Conv2D(4, 1, name="c")(inner_in)),
+                        name="block")
+    x = keras.Input((8, 8, 3), name="x")
+    y = keras.layers.Conv2D(4, 1, name="stem")(x)
+    model = keras.Model(x, keras.layers.Flatten(name="f")(inner(y)))
+    infos = {i.name: i for i in describe(model)}
+    assert infos["block/c"].inbound == ("stem",)
+    assert infos["f"].inbound == ("block/r",)
+
+
+def test_a_conv_and_its_followers_form_one_kernel_unit():
+    table = describe_layers(_residual_model(), 2, "m")
+    units = kernel_units(table).set_index(table["layer_name"])
+    # pad, BN, Add and ReLU run inside c1's kernel; c0 (the shortcut) and the pooling stay alone
+    for name in ("pad", "c1", "bn1", "add", "relu"):
+        assert units.loc[name, "unit_index"] == units.loc["c1", "unit_index"], name
+    assert units.loc["c0", "unit_index"] != units.loc["c1", "unit_index"]
+    assert units.loc["gap", "unit_index"] == table.set_index("layer_name").loc["gap", "layer_index"]
+    assert units.loc["c1", ["fused_pad", "fused_norm", "fused_add", "fused_act"]].tolist() == [1, 1, 1, 1]
+    # without edges (rows measured before they were recorded): neighbours whose shapes connect
+    fallback = kernel_units(table.drop(columns="inbound_layers")).set_index(table["layer_name"])
+    assert fallback.loc["bn1", "unit_index"] == fallback.loc["c1", "unit_index"]
+
+
+def test_a_kernel_is_learned_and_reported_on_its_head():
+    """Fused layers carry the kernel's measured cost in any split (here: all on the ReLU, as the
+    profiler names a fused kernel after its last op); per kernel, the split does not matter."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    tables = [describe_layers(_residual_model(), b, f"m|8|{b}") for b in (1, 2, 4, 8, 16, 32)]
+    layers = pd.concat(tables, ignore_index=True)
+    feats = layer_features(layers)
+    y = np.full((len(layers), 2), 1e-4)
+    relu = (layers["layer_name"] == "relu").to_numpy()
+    y[relu] = np.outer(layers.loc[relu, "batch_size"], [1e-2, 1e-3])  # the whole kernel's cost
+    y[(layers["layer_name"] == "c1").to_numpy()] = 0.0
+    def fit(units):
+        return LayerwisePredictor(lambda: RandomForestRegressor(20, random_state=0), min_rows_per_kind=2,
+                                  correction="none", units=units).fit(feats, y)
+
+    out = fit("kernels").predict_layers(feats).set_index(["config_id", "layer_name"])
+    per_layer = fit("layers").predict_layers(feats).set_index(["config_id", "layer_name"])
+    for b in (2, 8, 32):
+        kernel = 1e-2 * b
+        c1 = out.loc[(f"m|8|{b}", "c1")]
+        assert c1["kind"] == "conv" and c1["energy_j"] > 0.4 * kernel
+        assert out.loc[(f"m|8|{b}", "relu"), "kind"] == "fused"
+        assert out.loc[(f"m|8|{b}", "relu"), "energy_j"] == 0
+        # learned per layer, the convolution "costs nothing": what broke held-out families
+        assert per_layer.loc[(f"m|8|{b}", "c1"), "energy_j"] < 0.05 * kernel
+    whole = fit("kernels").predict_whole(feats).set_index("config_id")
+    measured = pd.DataFrame(y, columns=TARGETS).groupby(layers["config_id"]).sum()
+    ratio = whole["energy_j"] / measured.loc[whole.index, "energy_j"]
+    assert ratio.between(0.4, 1.6).all(), ratio
+
+
+@pytest.mark.parametrize("make", ["poly", "xgb", "rf"])
+def test_fast_regressor_paths_equal_predict(make):
+    from sklearn.ensemble import RandomForestRegressor
+    from xgboost import XGBRegressor
+
+    from nnenergy.learn.regressors import polynomial
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 12))
+    y = np.column_stack([x[:, 0] ** 2 + x[:, 1], x[:, 2] - x[:, 3] * x[:, 4]])
+    reg = {"poly": lambda: polynomial(), "xgb": lambda: XGBRegressor(n_estimators=20, max_depth=3),
+           "rf": lambda: RandomForestRegressor(10, random_state=0)}[make]().fit(x, y)
+    np.testing.assert_allclose(_regressor_predict(reg, x[:7]), reg.predict(x[:7]), rtol=1e-5, atol=1e-6)
