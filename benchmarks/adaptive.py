@@ -51,6 +51,16 @@ def latest_predictions(predictor: str, tracking_uri: str):
         return run, pd.read_csv(path)
 
 
+def _dataset_configs(run) -> int | None:
+    """Configurations in the dataset the run trained on (its `dataset` parameter), if still on disk."""
+    import pyarrow.parquet as pq
+
+    path = Path(run.data.params.get("dataset", "")) / "models.parquet"
+    if not path.is_absolute():
+        path = REPO / path
+    return pq.ParquetFile(path).metadata.num_rows if path.exists() else None
+
+
 def per_kind(pred) -> dict:
     from nnenergy.evaluate import metrics
 
@@ -77,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     overall = metrics.summary(pred["measured_energy_j"], pred["energy_j"])
     worst = sorted(kinds, key=lambda k: -kinds[k]["rmspe"])[: args.focus]
     rec = {"round": args.round, "date": time.strftime("%Y-%m-%dT%H:%M:%S"), "predictor": args.predictor,
-           "run_id": run.info.run_id, "dataset_configs": int(run.data.params.get("dataset.configs", 0) or 0),
+           "run_id": run.info.run_id, "dataset_configs": _dataset_configs(run),
            "generated_heldout": {"rmspe": round(overall["rmspe"], 2), "within10": round(overall["within10"], 1),
                                  "configs": overall["n"]},
            "per_kind": kinds, "focus_next": worst}

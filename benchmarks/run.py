@@ -38,6 +38,29 @@ def bench_prediction(results: dict) -> None:
         times.append(time.perf_counter() - t0)
     results["predict_step_resnet50_ms"] = statistics.median(times) * 1e3
     results["predict_step_layers"] = len(layers)
+    # The same step with the newest rf version (the forest: the slowest of the four to evaluate).
+    from mlflow import MlflowClient
+
+    versions = MlflowClient().search_model_versions("name='nnenergy-layerwise'")
+    rf = [v for v in versions if v.tags.get("predictor") == "rf"]
+    if rf:
+        newest = max(rf, key=lambda v: int(v.version))
+        rf_pyfunc, _ = load_predictor(f"models:/nnenergy-layerwise/{newest.version}")
+        rf_pyfunc.predict(layers)
+        rf_times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            rf_pyfunc.predict(layers)
+            rf_times.append(time.perf_counter() - t0)
+        results["predict_step_resnet50_rf_ms"] = statistics.median(rf_times) * 1e3
+    # Many models per call: 20 copies of the table in one call, per model.
+    import pandas as pd
+
+    many = pd.concat([layers.assign(config_id=f"{i}:ResNet50") for i in range(20)], ignore_index=True)
+    pyfunc.predict(many)
+    t0 = time.perf_counter()
+    pyfunc.predict(many)
+    results["predict_step_resnet50_batched_ms_per_model"] = (time.perf_counter() - t0) / 20 * 1e3
     describes = []
     for _ in range(5):
         t0 = time.perf_counter()
@@ -74,8 +97,11 @@ def bench_training(results: dict) -> None:
 def markdown(r: dict) -> str:
     out = [f"Hardware: {r['machine']}", ""]
     if "predict_step_resnet50_ms" in r:
+        rf_ms = r.get("predict_step_resnet50_rf_ms", float("nan"))
+        batched = r.get("predict_step_resnet50_batched_ms_per_model", float("nan"))
         out += [f"- Prediction step, ResNet50 ({r['predict_step_layers']} layers, features → totals): "
-                f"{r['predict_step_resnet50_ms']:.1f} ms",
+                f"{r['predict_step_resnet50_ms']:.1f} ms (rf: {rf_ms:.1f} ms; "
+                f"20 models in one call: {batched:.1f} ms each)",
                 f"- Describing ResNet50 (Keras model → layer table): {r['describe_resnet50_ms']:.1f} ms",
                 f"- `nnenergy predict ResNet50 --batch-size 32 --json`, process start to JSON: "
                 f"{r['cli_end_to_end_resnet50_s']:.1f} s (first call, which fills the local predictor cache: "

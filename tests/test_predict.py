@@ -198,3 +198,44 @@ def test_a_described_layer_table_predicts_without_tensorflow(store, tiny_file, t
     direct = nnenergy.predict(str(tiny_file), batch_size=2, tracking_uri=store)
     assert [p["batch_size"] for p in preds] == [2, 2] and preds[0]["input_shape"] == [32, 32, 3]
     assert preds[0]["energy_j"] == pytest.approx(direct.energy_j)
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_a_layer_table(store, tiny_file):
+    """`mlflow models serve` of the registered champion answers a layer-table request over REST on
+    loopback, with the same totals as `nnenergy.predict` (one predictor process for a team)."""
+    import socket
+    import time
+    import urllib.request
+
+    from nnenergy.describe import describe_layers
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "MLFLOW_TRACKING_URI": store,
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m",
+                             "models:/nnenergy-layerwise@champion", "--env-manager", "local", "-h", "127.0.0.1",
+                             "-p", str(port)], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(240):  # start-up: imports, model load
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(proc.stderr.read().decode()[-1500:])
+                time.sleep(0.5)
+        table = describe_layers(architectures.load_model_file(tiny_file), 2, "tiny")
+        body = json.dumps({"dataframe_split": table.to_dict(orient="split", index=False)}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+        rows = json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"]
+        total = next(r for r in rows if r["row"] == "total")
+        direct = nnenergy.predict(str(tiny_file), batch_size=2, tracking_uri=store)
+        assert total["energy_j"] == pytest.approx(direct.energy_j)
+        assert sum(r["row"] == "layer" for r in rows) == len(table)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -113,3 +113,7 @@ def test_fast_regressor_paths_equal_predict(make):
     reg = {"poly": lambda: polynomial(), "xgb": lambda: XGBRegressor(n_estimators=20, max_depth=3),
            "rf": lambda: RandomForestRegressor(10, random_state=0)}[make]().fit(x, y)
     np.testing.assert_allclose(_regressor_predict(reg, x[:7]), reg.predict(x[:7]), rtol=1e-5, atol=1e-6)
+    if make == "poly":  # the numpy path is the one taken, not sklearn's predict
+        from nnenergy.learn.layerwise import _pipeline_predict
+
+        assert _pipeline_predict(reg, x[:7]) is not None

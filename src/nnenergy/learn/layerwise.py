@@ -53,6 +53,14 @@ def _fit_roofline(x: np.ndarray, y: np.ndarray, cols: list[str]) -> np.ndarray:
     return np.array(coefs).T  # (3, targets)
 
 
+def _is_identity(transformer) -> bool:
+    from sklearn.preprocessing import FunctionTransformer
+
+    if isinstance(transformer, str):
+        return transformer == "passthrough"
+    return isinstance(transformer, FunctionTransformer) and transformer.func is None
+
+
 def _pipeline_predict(pipe, x: np.ndarray) -> np.ndarray | None:
     """A fitted pipeline of column selection, scaling, polynomial expansion and a linear model,
     evaluated in numpy; None when a step is of another kind (the caller then uses `predict`)."""
@@ -63,7 +71,8 @@ def _pipeline_predict(pipe, x: np.ndarray) -> np.ndarray | None:
     for _, step in pipe.steps:
         if isinstance(step, ColumnTransformer):
             parts = [(t, c) for _, t, c in step.transformers_ if not (isinstance(t, str) and t == "drop")]
-            if any(not (isinstance(t, str) and t == "passthrough") for t, _ in parts):
+            # fitted, "passthrough" becomes an identity FunctionTransformer
+            if not all(_is_identity(t) for t, _ in parts):
                 return None
             x = x[:, [i for _, c in parts for i in c]]
         elif isinstance(step, StandardScaler):
