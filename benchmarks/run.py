@@ -21,6 +21,17 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
+def _median_ms(fn, repeats: int = 20) -> float:
+    """Median wall time of `fn()` in milliseconds, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
 def bench_prediction(results: dict) -> None:
     import mlflow
 
@@ -30,13 +41,7 @@ def bench_prediction(results: dict) -> None:
     pyfunc, info = load_predictor()
     km, _ = resolve_model("ResNet50", None)
     layers = describe_model(km, 32, "ResNet50")
-    pyfunc.predict(layers)  # warm
-    times = []
-    for _ in range(20):
-        t0 = time.perf_counter()
-        pyfunc.predict(layers)
-        times.append(time.perf_counter() - t0)
-    results["predict_step_resnet50_ms"] = statistics.median(times) * 1e3
+    results["predict_step_resnet50_ms"] = _median_ms(lambda: pyfunc.predict(layers))
     results["predict_step_layers"] = len(layers)
     # The same step with the newest rf version (the forest: the slowest of the four to evaluate).
     from mlflow import MlflowClient
@@ -46,13 +51,7 @@ def bench_prediction(results: dict) -> None:
     if rf:
         newest = max(rf, key=lambda v: int(v.version))
         rf_pyfunc, _ = load_predictor(f"models:/nnenergy-layerwise/{newest.version}")
-        rf_pyfunc.predict(layers)
-        rf_times = []
-        for _ in range(20):
-            t0 = time.perf_counter()
-            rf_pyfunc.predict(layers)
-            rf_times.append(time.perf_counter() - t0)
-        results["predict_step_resnet50_rf_ms"] = statistics.median(rf_times) * 1e3
+        results["predict_step_resnet50_rf_ms"] = _median_ms(lambda: rf_pyfunc.predict(layers))
     # Many models per call: 20 copies of the table in one call, per model.
     import pandas as pd
 
@@ -61,12 +60,7 @@ def bench_prediction(results: dict) -> None:
     t0 = time.perf_counter()
     pyfunc.predict(many)
     results["predict_step_resnet50_batched_ms_per_model"] = (time.perf_counter() - t0) / 20 * 1e3
-    describes = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        describe_model(km, 32, "ResNet50")
-        describes.append(time.perf_counter() - t0)
-    results["describe_resnet50_ms"] = statistics.median(describes) * 1e3
+    results["describe_resnet50_ms"] = _median_ms(lambda: describe_model(km, 32, "ResNet50"), repeats=5)
     walls = []
     for _ in range(4):  # the first call resolves through the registry and fills the local cache
         t0 = time.perf_counter()
