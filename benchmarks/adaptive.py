@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -25,13 +24,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LOG = REPO / "benchmarks" / "adaptive_log.jsonl"
-
-
-def _macro_kind(name: str) -> str | None:
-    from nnenergy.arch import KINDS
-
-    m = re.match(r"^gen\d+_s(\d+)", name)
-    return KINDS[int(m.group(1)) % len(KINDS)] if m else None
 
 
 def latest_predictions(predictor: str, tracking_uri: str):
@@ -62,9 +54,10 @@ def _dataset_configs(run) -> int | None:
 
 
 def per_kind(pred) -> dict:
+    from nnenergy.arch import macro_kind
     from nnenergy.evaluate import metrics
 
-    pred = pred.assign(macro_kind=pred["architecture"].map(_macro_kind)).dropna(subset=["macro_kind"])
+    pred = pred.assign(macro_kind=pred["architecture"].map(macro_kind)).dropna(subset=["macro_kind"])
     out = {}
     for kind, g in pred.groupby("macro_kind"):
         s = metrics.summary(g["measured_energy_j"], g["energy_j"])

@@ -17,7 +17,9 @@ from nnenergy.arch import (
     build_named,
     build_spec,
     estimate_macs,
+    generated_name,
     is_generated_name,
+    macro_kind,
     sample_configs,
     sample_spec,
     sample_variant_spec,
@@ -228,3 +230,9 @@ def test_prior_is_fitted_from_the_shipped_layers():
     assert {1, 3} <= set(fitted["conv_kernel"]["values"]) and {3, 5} <= set(fitted["dw_kernel"]["values"])
     assert {"relu", "relu6", "silu"} <= set(fitted["activation"]["values"])
     assert 6.0 in fitted["expand_ratio"]["values"] and 0.25 in fitted["se_ratio"]["values"]
+
+
+def test_the_macro_kind_of_a_seed_or_name_is_its_specs_kind_without_building():
+    for seed in (0, 7, 23, 1880):
+        assert macro_kind(seed) == macro_kind(generated_name(seed)) == sample_spec(seed).kind
+    assert macro_kind("var1_ResNet_s000004") is None and macro_kind("ResNet50") is None

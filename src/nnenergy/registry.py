@@ -49,10 +49,17 @@ def register(model_uri: str, name: str, sid: str, score: float, tags: dict) -> s
     mv = mlflow.register_model(model_uri, name)
     for k, v in {SPLIT_TAG: sid, METRIC_TAG: f"{score:.6f}", **tags}.items():
         client.set_model_version_tag(name, mv.version, k, str(v))
-    champ = promote_best(client, name, sid)
-    if tags.get(PROFILE_TAG):
-        promote_best(client, name, sid, profile_alias(str(tags[PROFILE_TAG])))
+    champ = promote_champions(client, name, sid, tags.get(PROFILE_TAG))
     mlflow.set_tags({"registered_version": mv.version, "champion_version": champ})
+    return champ
+
+
+def promote_champions(client: MlflowClient, name: str, split_id: str, profile: str | None) -> str | None:
+    """Re-decide `champion` and, for a version trained on a hardware profile, `champion-<profile>`;
+    returns the champion version."""
+    champ = promote_best(client, name, split_id)
+    if profile:
+        promote_best(client, name, split_id, profile_alias(str(profile)))
     return champ
 
 
@@ -83,6 +90,4 @@ def reconcile_champions(client: MlflowClient) -> None:
         versions = client.search_model_versions(f"name='{rm.name}'")
         newest = max(versions, key=lambda v: int(v.version), default=None)
         if newest is not None and SPLIT_TAG in newest.tags:
-            promote_best(client, rm.name, newest.tags[SPLIT_TAG])
-            if newest.tags.get(PROFILE_TAG):
-                promote_best(client, rm.name, newest.tags[SPLIT_TAG], profile_alias(newest.tags[PROFILE_TAG]))
+            promote_champions(client, rm.name, newest.tags[SPLIT_TAG], newest.tags.get(PROFILE_TAG))

@@ -11,6 +11,7 @@ from nnenergy.arch.generator import (
     estimate_macs,
     generated_name,
     is_generated_name,
+    macro_kind,
     sample_configs,
     sample_spec,
     sample_variant_spec,
@@ -20,6 +21,6 @@ from nnenergy.arch.generator import (
 
 __all__ = [
     "GENERATOR_VERSION", "KINDS", "VARIANT_FAMILIES", "ArchSpec", "build_named", "build_spec", "estimate_macs",
-    "generated_name", "is_generated_name", "sample_configs", "sample_spec", "sample_variant_spec", "spec_from_name",
-    "variant_name",
+    "generated_name", "is_generated_name", "macro_kind", "sample_configs", "sample_spec", "sample_variant_spec",
+    "spec_from_name", "variant_name",
 ]

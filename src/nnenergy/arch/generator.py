@@ -304,6 +304,18 @@ def generated_name(seed: int, uniform_share: float = 0.25) -> str:
     return f"gen{GENERATOR_VERSION}_s{seed:06d}{tail}"
 
 
+def macro_kind(seed_or_name: int | str) -> str | None:
+    """The macro kind of a generator seed, or of a generated name (`gen1_s000123`); None for other names.
+    Kinds cycle with the seed, so a run of seeds covers them evenly and a kind's seeds are known
+    without building anything (adaptive resampling picks seeds by kind)."""
+    if isinstance(seed_or_name, str):
+        m = _GEN_NAME.match(seed_or_name)
+        if not m:
+            return None
+        seed_or_name = int(m.group(2))
+    return KINDS[seed_or_name % len(KINDS)]
+
+
 def sample_spec(seed: int, uniform_share: float = 0.25) -> ArchSpec:
     """The architecture of `seed`. Kinds cycle with the seed, so any run of seeds covers them evenly; the
     rest is drawn from the prior and redrawn until the model has 8-250 layers and 1e5-3e9 MACs at batch 1
@@ -315,7 +327,7 @@ def sample_spec(seed: int, uniform_share: float = 0.25) -> ArchSpec:
     if not 0 <= uniform_share <= 1 or abs(uniform_share * 100 - round(uniform_share * 100)) > 1e-9:
         raise ValueError(f"uniform_share must be a whole percentage in [0, 1] (it is part of the name), "
                          f"got {uniform_share}")
-    kind = KINDS[seed % len(KINDS)]
+    kind = macro_kind(seed)
     sp = Space(np.random.default_rng([GENERATOR_VERSION, seed]), uniform_share)
     target = 10 ** sp.rng.uniform(6.3, math.log10(MAX_MACS))
     best, best_miss = None, math.inf

@@ -441,7 +441,7 @@ class Sweep:
             from nnenergy import arch
 
             names = [arch.generated_name(s) for s in range(*g.seeds)
-                     if not g.focus_kinds or arch.KINDS[s % len(arch.KINDS)] in g.focus_kinds]
+                     if not g.focus_kinds or arch.macro_kind(s) in g.focus_kinds]
             names += [arch.variant_name(f, s) for s in range(*g.variant_seeds) for f in g.variant_families]
             # A fixed shuffle: a sweep stopped part-way holds both kinds in proportion.
             random.Random(self.spec.seed).shuffle(names)
