@@ -18,6 +18,7 @@ import pytest
 
 from nnenergy import describe as desc
 from nnenergy.measure import architectures, layers
+from nnenergy.measure.hardware import current_profile_name
 from nnenergy.measure.meter import EnergyMeter, MeasurementError, MeterSettings, WindowReading, check_reading
 
 FAST = MeterSettings(warmup=1, min_seconds=0.005, min_passes=2, min_windows=2, max_windows=2, tolerance=1.0)
@@ -66,15 +67,27 @@ def test_failed_readings_are_rejected(energy):
 
 
 def test_provenance_is_complete(meter):
+    from nnenergy.measure import backends
     from nnenergy.measure.provenance import hardware_provenance
 
-    prov = hardware_provenance(meter.tracker)
+    prov = hardware_provenance(meter.tracker, backends.current())
     for key in ("hardware_id", "cpu_model", "cpu_cores", "cpu_measurement", "ram_measurement", "gpu_measurement",
-                "codecarbon_version", "tensorflow_version", "keras_version"):
+                "codecarbon_version", "tensorflow_version", "keras_version", "backend", "backend_version", "device",
+                "profile"):
         assert prov[key] not in (None, "")
     assert prov["cpu_measurement"] in {"rapl", "cpu_load_estimate", "constant_tdp_estimate", "intel_power_gadget",
                                        "windows_emi", "powermetrics"}
     assert prov["gpu_measurement"] in {"nvml", "none"}
+    # TensorFlow on a CPU: the CPU's own profile (the shipped datasets' names), and the id starts with it
+    assert (prov["backend"], prov["device"], prov["profile"]) == ("tensorflow", "cpu", current_profile_name())
+    assert prov["hardware_id"].startswith(prov["profile"] + "-")
+
+
+def test_a_gpu_window_without_nvml_energy_is_an_error():
+    reading = WindowReading(energy_j=0.5, cpu_j=0.4, ram_j=0.1, gpu_j=0.0, duration_s=0.6)
+    check_reading(reading)  # fine on a CPU
+    with pytest.raises(MeasurementError, match="GPU energy reading"):
+        check_reading(reading, require_gpu=True)
 
 
 # Models that together contain every layer type of the shipped CPU dataset, at small sizes.

@@ -172,6 +172,8 @@ def test_hardware_profiles_are_listed_and_selected(store, tiny_file, capsys):
     rows = {r["profile"]: r for r in map(json.loads, capsys.readouterr().out.strip().splitlines())}
     assert rows[mine]["predictor_version"] is not None and rows[mine]["this_machine"]
     assert any(r["datasets"] for r in rows.values())  # the shipped profiles' data
+    shipped = [r for r in rows.values() if r["datasets"]]
+    assert all(r["device"].startswith("CPU ") and r["backend"] == "tensorflow" for r in shipped), shipped
     assert cli.main([str(tiny_file), "--hardware", mine, "--json", "--tracking-uri", store]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["predictor"]["uri"].endswith(f"@champion-{mine}") and d["hardware"]["profile"] == mine

@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
 
         _hydra(train, ["-m", f"predictor={LAYERWISE}", *rest], "train")
         uri = tracking.resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+        browse = f"  open {uri}" if uri.startswith(("http://", "https://")) else \
+            f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
         print("\nDone. Browse runs, plots and the registry with:\n"
-              f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1\n"
+              f"{browse}\n"
               f"Predict with the champion:\n  .venv/bin/nnenergy predict MobileNetV2 --batch-size 8")
     elif cmd == "calibrate":
         from nnenergy.calibrate import main as calibrate_main

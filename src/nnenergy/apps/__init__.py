@@ -8,14 +8,15 @@ CONF_DIR = str(Path(os.environ.get("NNENERGY_CONF", Path(__file__).resolve().par
 
 
 def _register_resolvers() -> None:
-    """`${nnenergy_profile:}` (this machine's hardware profile), `${nnenergy_dataset:}` (the dataset
+    """`${nnenergy_profile:[device]}` (this machine's hardware profile for the CPU or the GPU under the
+    Keras backend in force), `${nnenergy_dataset:}` (the dataset
     the main job trains) and `${nnenergy_external:<dataset>}` (its external test set) in configs."""
     from omegaconf import OmegaConf
 
     from nnenergy import profiles
-    from nnenergy.measure.hardware import current_profile_name
+    from nnenergy.measure.backends import profile_name
 
-    for name, fn in (("nnenergy_profile", current_profile_name), ("nnenergy_dataset", profiles.default_dataset),
+    for name, fn in (("nnenergy_profile", lambda device="cpu": profile_name(device)), ("nnenergy_dataset", profiles.default_dataset),
                      ("nnenergy_external", profiles.external_dataset)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -79,6 +79,15 @@ def _attribution_text(m: pd.DataFrame) -> str:
             + ", ".join(f"{a} {v:.0f}%" for a, v in worst.items()))
 
 
+def _framework(row) -> str:
+    """The backend that ran the models: rows older than the `backend` column are TensorFlow on a CPU."""
+    backend = row.get("backend") if isinstance(row.get("backend"), str) else "tensorflow"
+    version = row.get("backend_version") if isinstance(row.get("backend_version"), str) else row.get(
+        "tensorflow_version")
+    device = row.get("device") if isinstance(row.get("device"), str) else "cpu"
+    return f"Keras backend {backend} {version} on the {device.upper()}"
+
+
 def _fmt(summary: dict, col: str) -> str:
     if f"{col}_min" not in summary:
         return "n/a"
@@ -112,7 +121,7 @@ Measured by `nnenergy measure sweep={sweep}` ({dates.min():%Y-%m-%d %H:%M}–{da
   `cpu_load_estimate` means there is no RAPL counter: CodeCarbon *estimates* CPU power from its
   load and an assumed TDP, and RAM power from the memory size, so energy here is an estimate
   proportional to wall time, not a reading.
-- CodeCarbon {first.codecarbon_version}, TensorFlow {first.tensorflow_version}, Keras {first.keras_version}.
+- CodeCarbon {first.codecarbon_version}, {_framework(first)}, Keras {first.keras_version}.
 {_protocol_text(m)}
 
 ## Contents

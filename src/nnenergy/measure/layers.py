@@ -7,20 +7,14 @@ from typing import Callable
 from nnenergy.describe import LayerInfo
 
 
-def isolated_callable(layer, info: LayerInfo, batch_size: int) -> Callable[[], object]:
+def isolated_callable(layer, info: LayerInfo, batch_size: int, backend=None) -> Callable[[], object]:
     """A compiled call of the model's own layer object (weights and state intact) on random input."""
-    import tensorflow as tf
+    from nnenergy.measure import backends
 
+    backend = backend or backends.current()
     if info.type == "InputLayer":
-        x = tf.random.uniform((batch_size, *info.input_shapes[0]))
-        fn = tf.function(tf.identity)
-        return lambda: fn(x)
-    xs = [tf.random.uniform((batch_size, *s), dtype=info.dtype if "float" in info.dtype else "float32")
-          for s in info.input_shapes]
+        return backend.no_op()
+    xs = [backend.random((batch_size, *s), info.dtype) for s in info.input_shapes]
     multi = isinstance(layer.input, (list, tuple))
-
-    @tf.function
-    def run(*args):
-        return layer(list(args) if multi else args[0], training=False)
-
+    run = backend.compile_fn(lambda *args: layer(list(args) if multi else args[0], training=False))
     return lambda: run(*xs)

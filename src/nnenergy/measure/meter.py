@@ -77,7 +77,8 @@ class EnergyMeter:
     trusted, so a meter is created once per process and reused for every measurement.
     """
 
-    def __init__(self, country_iso_code: str = "USA", sync: Callable[[], None] | None = None):
+    def __init__(self, country_iso_code: str = "USA", sync: Callable[[], None] | None = None,
+                 require_gpu: bool = False):
         from codecarbon import OfflineEmissionsTracker
 
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
@@ -89,6 +90,7 @@ class EnergyMeter:
             allow_multiple_runs=True,
         )
         self.sync = sync or (lambda: None)
+        self.require_gpu = require_gpu
         self._window = 0
         # The first task initialises the hardware (about a second); keep it out of data.
         self.begin()
@@ -112,7 +114,7 @@ class EnergyMeter:
             duration_s=float(data.duration),
         )
         if validate:
-            check_reading(reading)
+            check_reading(reading, self.require_gpu)
         return reading
 
     def measure(self, fn: Callable[[], object], settings: MeterSettings) -> Measurement:
@@ -167,8 +169,9 @@ class EnergyMeter:
         )
 
 
-def check_reading(reading: WindowReading) -> None:
-    """Reject readings that cannot be energy: zero, negative, NaN or infinite."""
+def check_reading(reading: WindowReading, require_gpu: bool = False) -> None:
+    """Reject readings that cannot be energy: zero, negative, NaN or infinite (and, measuring a
+    GPU, a window in which NVML's counter did not move)."""
     e = reading.energy_j
     if not math.isfinite(e) or e <= 0:
         raise MeasurementError(
@@ -176,5 +179,9 @@ def check_reading(reading: WindowReading) -> None:
             "the power source reported nothing (a GPU without an NVML energy counter, "
             "a window shorter than the counter period, or a stopped tracker)"
         )
+    if require_gpu and not (math.isfinite(reading.gpu_j) and reading.gpu_j > 0):
+        raise MeasurementError(
+            f"GPU energy reading {reading.gpu_j!r} J over {reading.duration_s:.4f} s: NVML reported nothing "
+            "(no NVML energy counter on this GPU, or a window shorter than its ~100 ms update period)")
     if not math.isfinite(reading.duration_s) or reading.duration_s <= 0:
         raise MeasurementError(f"invalid window duration {reading.duration_s!r} s")

@@ -39,11 +39,9 @@ def _gpu_method(tracker) -> str:
     return "nvml" if any(type(hw).__name__ == "GPU" for hw in tracker._hardware) else "none"
 
 
-def hardware_provenance(tracker) -> dict:
-    """Provenance columns stored on every energy row."""
+def hardware_provenance(tracker, backend) -> dict:
+    """Provenance columns stored on every energy row (`backend`: a `measure.backends.Backend`)."""
     import codecarbon
-    import keras
-    import tensorflow as tf
 
     conf = tracker._conf
     cpu_model = (conf.get("cpu_model") or platform.processor() or "unknown").strip()
@@ -53,10 +51,15 @@ def hardware_provenance(tracker) -> dict:
         gpu_model = ", ".join(map(str, gpu_model))
     cpu = current_profile()
     cores = cpu.cores
-    # Two CPUs can share a model string ("AMD EPYC"): family, model and ISA tell them apart.
-    ident = f"{cpu_model}|{cpu.family}|{cpu.model}|{cpu.isa}|{cores}|{gpu_model}|{platform.machine()}"
+    run = backend.provenance()  # backend, its version, device and the profile they make
+    # Two CPUs can share a model string ("AMD EPYC"): family, model and ISA tell them apart. The
+    # backend and device enter only where they are not TensorFlow on a CPU (older ids stay valid).
+    extra = "" if run["profile"] == cpu.name else f"|{run['backend']}|{run['device']}"
+    ident = f"{cpu_model}|{cpu.family}|{cpu.model}|{cpu.isa}|{cores}|{gpu_model}|{platform.machine()}{extra}"
     return {
-        "hardware_id": f"{cpu.name}-{hashlib.sha1(ident.encode()).hexdigest()[:8]}",
+        **cpu.as_row(),
+        **run,
+        "hardware_id": f"{run['profile']}-{hashlib.sha1(ident.encode()).hexdigest()[:8]}",
         "cpu_model": cpu_model,
         "cpu_cores": cores,
         "gpu_model": gpu_model or "none",
@@ -64,7 +67,5 @@ def hardware_provenance(tracker) -> dict:
         "ram_measurement": _ram_method(tracker),
         "gpu_measurement": _gpu_method(tracker),
         "codecarbon_version": codecarbon.__version__,
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
         "platform": platform.platform(),
     }

@@ -19,9 +19,7 @@ from tqdm.auto import tqdm
 from nnenergy import dataset as ds
 from nnenergy import describe as desc
 from nnenergy.describe import layer_row
-from nnenergy.measure import architectures, layers
-from nnenergy.measure.hardware import current_profile
-from nnenergy.measure.incontext import profile_layers
+from nnenergy.measure import architectures, backends, layers
 from nnenergy.measure.meter import EnergyMeter, MeasurementError, MeterSettings
 from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
 from nnenergy.measure.provenance import hardware_provenance
@@ -32,6 +30,7 @@ log = logging.getLogger(__name__)
 
 REFERENCE = ("reference_cnn", 64, 4)  # architecture, input size, batch: the speed witness
 RETRIES_ON_RESUME = 3  # a measurement that failed is tried again on resume, this many times in all
+NVML_MIN_WINDOW_S = 0.5  # GPU windows: several of NVML's ~100 ms energy-counter updates
 
 
 class SweepInputError(ValueError):
@@ -40,9 +39,9 @@ class SweepInputError(ValueError):
 
 @dataclass(frozen=True)
 class Threads:
-    """TensorFlow's thread pools, fixed so that every row of a profile ran the same way."""
+    """The framework's thread pools, fixed so that every row of a profile ran the same way."""
 
-    intra_op: int = 0  # 0 = TensorFlow's default (one per usable core)
+    intra_op: int = 0  # 0 = one per usable core
     inter_op: int = 1  # 1 = parallel branches run one after another: no overlap to predict
 
 
@@ -82,6 +81,7 @@ class SweepSpec:
     max_minutes: float | None = None  # stop after the block that crosses this (resume later)
     shuffle: bool = False
     seed: int = 0
+    device: str = "cpu"  # cpu | gpu (NVML energy; the Keras backend comes from KERAS_BACKEND)
 
     @classmethod
     def from_config(cls, cfg: dict) -> "SweepSpec":
@@ -141,6 +141,14 @@ class SweepSpec:
             if bad:
                 raise SweepInputError(f"sweep.generated.focus_kinds: unknown macro kinds {bad}; "
                                       f"known: {', '.join(arch.KINDS)}")
+        if self.device not in backends.DEVICES:
+            raise SweepInputError(f"sweep.device must be one of {backends.DEVICES}, not {self.device!r}")
+        if self.device == "gpu":
+            short = {k: v for k, v in (("protocol.min_seconds", self.protocol.min_seconds),
+                                       ("layer.min_seconds", self.layer.min_seconds)) if v < NVML_MIN_WINDOW_S}
+            if short:
+                raise SweepInputError(f"device=gpu: NVML's energy counter updates about every 100 ms, so windows "
+                                      f"need >= {NVML_MIN_WINDOW_S} s; got {short}")
         if not 0.0 <= self.isolate_share <= 1.0:
             raise SweepInputError("sweep.isolate_share must be within [0, 1]")
         if not (self.architectures or self.model_files or self.generated.seeds[1] > self.generated.seeds[0]
@@ -159,28 +167,19 @@ class SweepResult:
     complete: bool = True  # False when `max_minutes` stopped it early
 
 
-def compiled_inference(model, in_shape: tuple[int, ...]):
-    """`model(x, training=False)` as one `tf.function` traced once for any batch size."""
-    import tensorflow as tf
-
-    return tf.function(lambda x: model(x, training=False),
-                       input_signature=[tf.TensorSpec((None, *in_shape), tf.float32)])
-
-
-def inference_call(model, input_shape: tuple[int, ...], batch: int):
+def inference_call(model, input_shape: tuple[int, ...], batch: int, backend=None):
     """A no-argument callable running one compiled pass of `model` on a fixed random batch."""
-    import tensorflow as tf
-
-    fn = compiled_inference(model, input_shape)
-    x = tf.random.uniform((batch, *input_shape), seed=1)
+    backend = backend or backends.current()
+    fn = backend.compile_model(model, input_shape)
+    x = backend.random((batch, *input_shape))
     return lambda: fn(x)
 
 
-def reference_call():
+def reference_call(backend=None):
     """The protocol's reference model, built and compiled (rebuild it after `clear_session`)."""
     arch, size, batch = REFERENCE
     built = architectures.build(arch, size)
-    return inference_call(built.model, built.input_shape, batch)
+    return inference_call(built.model, built.input_shape, batch, backend)
 
 
 def canonical_reference(path: Path, ref_series, profile: str) -> dict:
@@ -197,31 +196,9 @@ def canonical_reference(path: Path, ref_series, profile: str) -> dict:
     return canonical
 
 
-def _sync_for_devices():
-    """A sync that waits for GPU work; CPU ops complete before a tf.function returns."""
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        return tf.test.experimental.sync_devices
-    return None
-
-
-def set_threads(threads: Threads) -> dict:
-    """Fix TensorFlow's thread pools (before it runs anything) and return what to record."""
-    import os
-
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads.intra_op)
-        tf.config.threading.set_inter_op_parallelism_threads(threads.inter_op)
-    except RuntimeError:  # already initialised in this process (tests): record what is in force
-        pass
-    return {
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default(on)"),
-    }
+def set_threads(threads: Threads, backend=None) -> dict:
+    """Fix the framework's thread pools (before it runs anything) and return what to record."""
+    return (backend or backends.current()).set_threads(threads.intra_op, threads.inter_op)
 
 
 def _name(arch: str) -> str:
@@ -238,13 +215,14 @@ class Job:
 
 class Sweep:
     def __init__(self, spec: SweepSpec):
-        import tensorflow  # noqa: F401  (import before CodeCarbon samples the CPU)
-
         self.spec = spec
-        self.threads = set_threads(spec.threads)
-        self.meter = EnergyMeter(spec.country_iso_code, sync=_sync_for_devices())
-        self.cpu = current_profile()
-        self.prov = hardware_provenance(self.meter.tracker) | self.cpu.as_row() | self.threads
+        try:  # the framework is imported here, before CodeCarbon samples the CPU
+            self.backend = backends.current(spec.device)
+        except backends.BackendError as exc:
+            raise SweepInputError(str(exc)) from None
+        self.threads = set_threads(spec.threads, self.backend)
+        self.meter = EnergyMeter(spec.country_iso_code, sync=self.backend.sync(), require_gpu=spec.device == "gpu")
+        self.prov = hardware_provenance(self.meter.tracker, self.backend) | self.threads
         hw = self.prov["hardware_id"]
         self.out = Path(spec.output_dir)
         self._check_writable()
@@ -304,11 +282,7 @@ class Sweep:
         """Cost of calling a compiled no-op: the floor under every isolated layer."""
         key = "call_overhead"
         if key not in self.signatures:
-            import tensorflow as tf
-
-            x = tf.zeros((1,))
-            fn = tf.function(tf.identity)
-            m = self.meter.measure(lambda: fn(x), self.spec.layer)
+            m = self.meter.measure(self.backend.no_op(), self.spec.layer)
             self.signatures.append({"signature": key, **m.as_row("iso_")})
         return self.signatures[key]
 
@@ -317,7 +291,7 @@ class Sweep:
         if sig not in self.signatures or self.signatures[sig].get("iso_error"):
             rec = {"signature": sig, "type": info.type}
             try:
-                fn = layers.isolated_callable(layer, info, batch)
+                fn = layers.isolated_callable(layer, info, batch, self.backend)
                 rec.update(self.meter.measure(fn, self.spec.layer).as_row("iso_"))
             except Exception as exc:  # one unmeasurable layer must not stop a sweep
                 rec["iso_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
@@ -487,7 +461,7 @@ class Sweep:
                 pending.append(Job(j.arch, j.size, left))
         bar = tqdm(total=total, initial=total - sum(len(j.batches) for j in pending), unit="config",
                    desc=f"sweep {spec.name}", dynamic_ncols=True)
-        ref = reference_call()
+        ref = reference_call(self.backend)
         complete = True
         try:
             for b0 in range(0, len(pending), spec.block_architectures):
@@ -497,7 +471,7 @@ class Sweep:
                     break
                 self._block(pending[b0:b0 + spec.block_architectures], ref, overhead, bar)
                 keras.backend.clear_session()  # free the graphs before the next block
-                ref = reference_call()
+                ref = reference_call(self.backend)
         finally:
             bar.close()
             self.sessions.append({"session": session, "wall_time_s": time.perf_counter() - started,
@@ -511,9 +485,7 @@ class Sweep:
         return self.out.parent / "reference.json"
 
     def _block(self, jobs: list[Job], ref, overhead: dict, bar) -> None:
-        import tensorflow as tf
-
-        spec = self.spec
+        spec, backend = self.spec, self.backend
         block_id = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         tasks, meta = {}, {}
         for job in jobs:
@@ -521,7 +493,7 @@ class Sweep:
             try:
                 built = architectures.build(job.arch, job.size)
                 infos = desc.describe(built.model)
-                fn = compiled_inference(built.model, built.input_shape)
+                fn = backend.compile_model(built.model, built.input_shape)
             except architectures.ArchitectureError as exc:
                 self._skip(name, job.size or 0, job.batches, str(exc), bar)
                 continue
@@ -530,14 +502,14 @@ class Sweep:
                 continue
             for batch in job.batches:
                 cid = config_id(built.name, built.input_size, batch)
-                x = tf.random.uniform((batch, *built.input_shape))
+                x = backend.random((batch, *built.input_shape))
                 call = (lambda f, t: (lambda: f(t)))(fn, x)
                 try:
                     call()  # trace + first pass
                     t0 = time.perf_counter()
                     call()
                     one = time.perf_counter() - t0
-                except (tf.errors.OpError, ValueError, RuntimeError) as exc:
+                except backend.errors as exc:
                     self._skip(built.name, built.input_size, [batch], f"{type(exc).__name__}: {exc}", bar,
                                retryable=True)
                     continue
@@ -571,9 +543,9 @@ class Sweep:
         for cid, res in results.items():
             built, infos, batch = meta[cid]
             try:
-                prof = profile_layers(tasks[cid], [i.name for i in infos], spec.profile_passes)
+                prof = backend.profile(tasks[cid], desc.leaf_layers(built.model), spec.profile_passes)
                 self._rows(built, infos, batch, res, prof, overhead, block_id)
-            except (MeasurementError, tf.errors.OpError, ValueError, RuntimeError) as exc:
+            except (MeasurementError, *backend.errors) as exc:
                 self._skip(built.name, built.input_size, [batch], f"{type(exc).__name__}: {exc}", bar,
                            retryable=True, advance=False)
             bar.update(1)

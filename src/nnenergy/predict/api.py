@@ -453,12 +453,15 @@ def hardware_profiles(tracking_uri: str | None = None, data_root: str | Path = "
                                       "predictor_version": None})
         r["datasets"][dataset] = pq.ParquetFile(folder).metadata.num_rows
         if r["device"] is None:
-            cols = [c for c in ("cpu_model", "cpu_cores", "gpu_model", "backend") if c in pq.read_schema(folder).names]
-            first = pq.read_table(folder, columns=cols).slice(0, 1).to_pylist()[0]
-            gpu = first.get("gpu_model")
-            r["device"] = gpu if gpu and str(gpu) not in ("None", "nan", "") else \
-                f"{first.get('cpu_model')} ({first.get('cpu_cores')} cores)"
-            r["backend"] = first.get("backend") or r["backend"]
+            cols = [c for c in ("cpu_model", "cpu_cores", "gpu_model", "backend", "device")
+                    if c in pq.read_schema(folder).names]
+            table = pq.read_table(folder, columns=cols)
+            last = table.slice(table.num_rows - 1, 1).to_pylist()[0]  # the newest rows say most
+            gpu = str(last.get("gpu_model") or "none")
+            # A CPU profile on a machine that also has a GPU measured the CPU: name the GPU only for gpu rows.
+            on_gpu = last.get("device") == "gpu" or (last.get("device") is None and gpu not in ("none", "None", "nan"))
+            r["device"] = f"GPU {gpu}" if on_gpu else f"CPU {last.get('cpu_model')} ({last.get('cpu_cores')} cores)"
+            r["backend"] = last.get("backend") or r["backend"]
     try:
         import mlflow
         from mlflow import MlflowClient
