@@ -1,0 +1,134 @@
+"""A team tracking server, for real: `mlflow server` on loopback over a SQLite or PostgreSQL
+backend store, artifacts proxied through it. The entry points reach it only through
+`MLFLOW_TRACKING_URI` (run from an empty folder: nothing may land in a local store); a measured
+`tiny` sweep, two predictors trained by parallel jobs, a champion loaded back over HTTP.
+
+The test starts and stops its own PostgreSQL cluster and server (tests/servers.py); `.ci/run`
+only makes sure PostgreSQL's programs are installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from conftest import train_overrides
+from mlflow import MlflowClient
+from servers import mlflow_server, postgres_bin, postgres_cluster
+
+from nnenergy import dataset as ds
+from nnenergy import registry
+from nnenergy.schema import INPUT_COLUMNS
+
+PREDICTORS = ["poly", "rf"]
+PLOTS = {"plots/incontext/family_pred_vs_measured.png", "plots/incontext/error_by_kind.png",
+         "plots/incontext/worst_family_per_layer.png"}
+
+
+def _run(cmd: list[str], cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd[2:4])} failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def _paths(client: MlflowClient, run_id: str, folder: str) -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id, folder)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_team_server_sweep_parallel_training_and_champion_over_http(store, tmp_path):
+    if store == "postgresql" and postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin); "
+                    "`.ci/run` installs Debian's `postgresql` package")
+    client_dir = tmp_path / "client"  # the entry points' working folder: must stay free of any store
+    client_dir.mkdir()
+    data = tmp_path / "data"
+    with contextlib.ExitStack() as stack:
+        backend = (stack.enter_context(postgres_cluster()) if store == "postgresql"
+                   else f"sqlite:///{tmp_path / 'server.db'}")
+        url = stack.enter_context(mlflow_server(backend, tmp_path / "server"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NNENERGY_PARENT"))}
+        env |= {"MLFLOW_TRACKING_URI": url, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+        # 1. a real measurement, logged to the server (wait for another measuring process, never overlap)
+        _run([sys.executable, "-m", "nnenergy.apps.measure", "sweep=tiny", f"sweep.output_dir={data}",
+              f"sweep.cache_dir={tmp_path / 'cache'}", "lock_wait_s=600"], client_dir, env)
+        # 2. two predictors trained at once by the joblib launcher, one parent run, a champion
+        fast = [o for o in train_overrides("poly", data, url) if not o.startswith(("predictor=", "mlflow."))]
+        _run([sys.executable, "-m", "nnenergy.apps.train", "-m", f"predictor={','.join(PREDICTORS)}",
+              "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *fast,
+              f"hydra.sweep.dir={tmp_path / 'multirun'}"], client_dir, env)
+
+        # 3. everything arrived, read back over HTTP only
+        client = MlflowClient(tracking_uri=url, registry_uri=url)
+        assert not {"mlflow.db", "mlruns", "mlartifacts"} & {p.name for p in client_dir.iterdir()}
+
+        measured = ds.load(data)
+        mexp = client.get_experiment_by_name("nnenergy-measure")
+        [mrun] = client.search_runs([mexp.experiment_id])
+        assert mrun.info.status == "FINISHED"
+        assert mrun.data.metrics["configs_measured"] == len(measured.models) == 4
+        assert mrun.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied: clients need no file access
+        assert {"dataset/models.parquet", "dataset/layers.parquet"} <= _paths(client, mrun.info.run_id, "dataset")
+
+        texp = client.get_experiment_by_name("nnenergy-train")
+        runs = client.search_runs([texp.experiment_id])
+        [parent] = [r for r in runs if r.data.tags.get("nnenergy.sweep") == "parent"]
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert len(runs) == 1 + len(PREDICTORS)
+        assert sorted(r.data.tags["predictor"] for r in children) == PREDICTORS
+        assert parent.info.status == "FINISHED"
+        a, b = (r.info for r in children)  # the two jobs' runs were open at the same time
+        assert a.start_time < b.end_time and b.start_time < a.end_time, [(r.start_time, r.end_time) for r in (a, b)]
+        keys = [set(r.data.metrics) for r in children]
+        assert keys[0] == keys[1] and len(keys[0]) > 20  # the same metrics from each job, none lost
+        logged_models = {m.source_run_id: m for m in client.search_logged_models([texp.experiment_id])}
+        for r in children:
+            name, rid, m = r.data.tags["predictor"], r.info.run_id, r.data.metrics
+            assert r.info.status == "FINISHED", name
+            for key in ("family_whole_energy_rmspe", "family_whole_energy_within10", "train_seconds"):
+                assert math.isfinite(m[key]) and m[key] >= 0, (name, key)
+            assert parent.data.metrics[f"{name}.family_whole_energy_rmspe"] == pytest.approx(
+                m["family_whole_energy_rmspe"])
+            assert len(client.get_metric_history(rid, "family_whole_energy_rmspe")) == 1  # logged once
+            assert PLOTS <= _paths(client, rid, "plots/incontext"), name
+            assert "config/resolved.yaml" in _paths(client, rid, "config")
+            png = Path(mlflow.artifacts.download_artifacts(
+                run_id=rid, artifact_path="plots/incontext/error_by_kind.png", dst_path=str(tmp_path / "dl" / name),
+                tracking_uri=url))
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            model = logged_models[rid]  # MLflow 3: the model is a logged model of the run
+            assert {"MLmodel", "python_model.pkl"} <= {a.path for a in client.list_logged_model_artifacts(
+                model.model_id)}
+        assert {"comparison.json", "comparison.png"} <= _paths(client, parent.info.run_id, "")
+        # the server, not the clients, holds the artifacts
+        assert len(list((tmp_path / "server" / "mlartifacts").rglob("MLmodel"))) == len(PREDICTORS)
+
+        versions = client.search_model_versions("name='nnenergy-layerwise'")
+        assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in children)
+        champ = client.get_model_version_by_alias("nnenergy-layerwise", registry.CHAMPION)
+        best = min(children, key=lambda r: r.data.metrics["family_whole_energy_rmspe"])
+        assert champ.run_id == best.info.run_id
+
+        # 4. the champion loads over HTTP and predicts one configuration, layer by layer
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(url)
+        try:
+            loaded = mlflow.pyfunc.load_model("models:/nnenergy-layerwise@champion")
+        finally:
+            mlflow.set_tracking_uri(previous)
+        first = measured.layers["config_id"].iloc[0]
+        one = measured.layers[measured.layers["config_id"] == first][INPUT_COLUMNS]
+        out = loaded.predict(one)
+        layers, total = out[out["row"] == "layer"], out[out["row"] == "total"]
+        assert len(layers) == len(one) and len(total) == 1
+        assert layers["energy_j"].notna().all()
+        assert total["energy_j"].iloc[0] > 0
+        assert loaded.metadata.metadata["predictor"] == best.data.tags["predictor"]
