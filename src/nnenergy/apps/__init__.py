@@ -16,7 +16,8 @@ def _register_resolvers() -> None:
     from nnenergy import profiles
     from nnenergy.measure.backends import profile_name
 
-    for name, fn in (("nnenergy_profile", lambda device="cpu": profile_name(device)), ("nnenergy_dataset", profiles.default_dataset),
+    for name, fn in (("nnenergy_profile", lambda device="cpu": profile_name(device)),
+                     ("nnenergy_dataset", profiles.default_dataset),
                      ("nnenergy_external", profiles.external_dataset)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
