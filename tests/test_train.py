@@ -29,6 +29,23 @@ def test_metrics_match_their_definitions():
     assert metrics.window_noise_rmspe([[1.0, 1.0, 1.0]]) == 0.0
 
 
+def test_interval_is_split_conformal_on_absolute_log_error():
+    import pandas as pd
+
+    from nnenergy.evaluate.levels import interval_from
+
+    rng = np.random.default_rng(0)
+    measured = np.exp(rng.normal(0, 1, 200))
+    # Errors all on one side (a held-out family under-predicted): the interval still opens both ways.
+    predicted = measured * np.exp(-np.abs(rng.normal(0, 0.3, 200)))
+    lo, hi = interval_from(pd.DataFrame({"measured_energy_j": measured, "energy_j": predicted}))
+    assert lo == -hi and hi > 0
+    log_ratio = np.log(measured / predicted)
+    assert 0.90 <= np.mean(np.abs(log_ratio) <= hi) <= 0.92  # finite-sample 90% quantile, not more
+    small = pd.DataFrame({"measured_energy_j": [1.0, 2.0, 4.0], "energy_j": [1.1, 1.0, 4.0]})
+    assert interval_from(small)[1] == pytest.approx(np.log(2.0))  # n=3: the largest error
+
+
 def test_every_report_kind_has_an_extractor_and_unknown_types_fall_back(tiny_sweep):
     assert REPORT_KINDS <= set(KIND_FEATURES)
     assert kind_of("SomethingCustom") == "other"
