@@ -149,7 +149,7 @@ def test_variants_carry_their_family_and_stay_in_bounds():
         sample_variant_spec("AlexNet", 0)
 
 
-@pytest.mark.parametrize("family", ["MobileNetV3", "ConvNeXt"])
+@pytest.mark.parametrize("family", ["MobileNetV3", "ConvNeXt", "Grouped"])
 def test_variant_builds_with_the_estimated_cost(family):
     spec = sample_variant_spec(family, 1)
     model = build_spec(spec)

@@ -206,3 +206,29 @@ def test_ops_map_to_their_layer_flat_and_nested():
     assert layer_of("outer_1/backbone_1/block_1_conv_1/Conv2D:Conv2D", names) == "backbone/block_1_conv"
     assert layer_of("outer_1/backbone_1/stem/Relu:Relu", names) == "backbone/stem"
     assert layer_of("outer_1/ReadVariableOp:ReadVariableOp", names) is None
+
+
+def test_untraced_time_of_grouped_convolutions_goes_back_to_them():
+    """TF runs Conv2D(groups > 1) outside its profiler's op events: the wall time the trace misses
+    goes to the grouped convolutions (by FLOPs); models without one keep their traced shares."""
+    from nnenergy.measure.incontext import grouped_conv_mask, restore_untraced
+
+    grouped, plain = json.dumps({"groups": 32, "filters": 64}), json.dumps({"groups": 1, "filters": 64})
+    layers = pd.DataFrame({
+        "config_id": ["g"] * 3 + ["p"] * 2,
+        "layer_type": ["Conv2D", "Conv2D", "ReLU", "Conv2D", "ReLU"],
+        "layer_config": [grouped, plain, "{}", plain, "{}"],
+        "flops": [1e6, 4e6, 0.0, 4e6, 0.0],
+        "ctx_op_time_s": [0.001, 0.006, 0.001, 0.006, 0.002],
+    })
+    models = pd.DataFrame({"config_id": ["g", "p"], "ctx_op_time_s": [0.008, 0.008],
+                           "latency_raw_s": [0.020, 0.010], "latency_s": [0.022, 0.011], "energy_j": [2.2, 1.1]})
+    assert grouped_conv_mask(layers).tolist() == [True, False, False, False, False]
+    out = restore_untraced(layers, models)
+    g = out[out["config_id"] == "g"]
+    assert g["ctx_untraced_s"].tolist() == pytest.approx([0.012, 0.0, 0.0])  # 20 ms wall - 8 ms traced
+    assert g["ctx_share"].tolist() == pytest.approx([0.65, 0.30, 0.05])  # (1+12)/20, 6/20, 1/20
+    assert g["ctx_energy_j"].sum() == pytest.approx(2.2) and g["ctx_latency_s"].sum() == pytest.approx(0.022)
+    p = out[out["config_id"] == "p"]
+    assert p["ctx_share"].tolist() == pytest.approx([0.75, 0.25])  # traced shares, the 2 ms gap spread
+    assert restore_untraced(out, models)["ctx_share"].tolist() == pytest.approx(out["ctx_share"].tolist())

@@ -220,8 +220,8 @@ class KerasGraph:
 
 # --- helpers shared by blocks -------------------------------------------------------------------------
 
-def conv_bn_act(g, x, filters, kernel, stride, act, name, bn=True, padding="same"):
-    x = g.conv(x, filters, kernel, stride, padding, name=f"{name}_conv", use_bias=not bn)
+def conv_bn_act(g, x, filters, kernel, stride, act, name, bn=True, padding="same", groups=1):
+    x = g.conv(x, filters, kernel, stride, padding, name=f"{name}_conv", use_bias=not bn, groups=groups)
     if bn:
         x = g.bn(x, f"{name}_bn")
     return g.act(x, act, f"{name}_act") if act else x
@@ -249,7 +249,7 @@ def conv(g, x, p, n):
     if p.get("pad"):
         x = g.pad(x, p["pad"], f"{n}_pad")
     return conv_bn_act(g, x, p["filters"], p["kernel"], p["stride"], p.get("act"), n, p.get("bn", True),
-                       p.get("padding", "same"))
+                       p.get("padding", "same"), p.get("groups", 1))
 
 
 def res_basic(g, x, p, n):
@@ -271,11 +271,12 @@ def res_preact(g, x, p, n):
 
 
 def bottleneck(g, x, p, n):
-    """1x1 reduce, kxk, 1x1 expand to `filters * expansion`, projection shortcut when the shape changes."""
+    """1x1 reduce, kxk (grouped with `groups` > 1: ResNeXt), 1x1 expand to `filters * expansion`,
+    projection shortcut when the shape changes."""
     out = p["filters"] * p["expansion"]
     s = _shortcut(g, x, out, p["stride"], n)
     y = conv_bn_act(g, x, p["filters"], 1, 1, p["act"], f"{n}_1")
-    y = conv_bn_act(g, y, p["filters"], p["kernel"], p["stride"], p["act"], f"{n}_2")
+    y = conv_bn_act(g, y, p["filters"], p["kernel"], p["stride"], p["act"], f"{n}_2", groups=p.get("groups", 1))
     y = conv_bn_act(g, y, out, 1, 1, None, f"{n}_3")
     return g.act(g.add([s, y], f"{n}_add"), p["act"], f"{n}_out")
 

@@ -523,12 +523,37 @@ def _v_convnext(sp: Space) -> tuple[int, list[dict]]:
     return sp.draw("input_size"), blocks
 
 
+def _v_grouped(sp: Space) -> tuple[int, list[dict]]:
+    """Grouped convolutions, which no keras.applications family but ConvNeXt has, yet ResNeXt,
+    RegNet, ShuffleNet and AlexNet do (and TensorFlow runs them far slower than their FLOPs say):
+    ResNeXt-style bottlenecks with a grouped kxk, plain grouped conv stacks, or channel-wise kxk
+    as `Conv2D(groups=C)` after a pointwise conv. Tagged `Grouped`: no real family holds it, so
+    level 1 never holds it out. Channels are multiples of 32, so every group count divides them."""
+    style = sp.choice(["resnext", "plain", "channelwise"])
+    w = sp.choice([1, 2, 3, 4])
+    stages = int(sp.choice([2, 3, 4]))
+    blocks = [_cv(32 * w, 3, 2)]
+    for i in range(stages):
+        f = 32 * w * 2 ** i
+        for j in range(int(sp.integers(1, 4))):
+            s = 2 if (i and not j) else 1
+            if style == "resnext":
+                blocks.append({"type": "bottleneck", "filters": f, "kernel": 3, "stride": s, "act": "relu",
+                               "expansion": int(sp.choice([1, 2])), "groups": int(sp.choice([2, 4, 8, 16, 32]))})
+            elif style == "plain":
+                blocks.append({**_cv(f, int(sp.choice([3, 5])), s), "groups": int(sp.choice([2, 4, 8, 16, 32]))})
+            else:
+                blocks += [_cv(f, 1), {**_cv(f, int(sp.choice([3, 5, 7])), s), "groups": f}]
+    return sp.draw("input_size"), blocks + [{"type": "gap"}, {"type": "head", "classes": sp.choice(CLASSES)}]
+
+
 _VARIANTS = {
     "ResNet": lambda sp: _v_resnet(sp, False), "ResNetV2": lambda sp: _v_resnet(sp, True),
     "MobileNet": _v_mobilenet, "MobileNetV2": _v_mobilenet2, "MobileNetV3": _v_mobilenet3,
     "EfficientNet": _v_efficientnet, "EfficientNetV2": _v_efficientnet2, "DenseNet": _v_densenet,
     "NASNet": _v_nasnet, "VGG": _v_vgg, "ConvNeXt": _v_convnext, "Xception": _v_xception,
     "InceptionV3": _v_inception3, "InceptionResNetV2": _v_inception_resnet2,
+    "Grouped": _v_grouped,  # a building block, not a keras.applications family
 }
 VARIANT_FAMILIES = tuple(_VARIANTS)
 

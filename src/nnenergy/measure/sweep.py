@@ -20,6 +20,7 @@ from nnenergy import dataset as ds
 from nnenergy import describe as desc
 from nnenergy.describe import layer_row
 from nnenergy.measure import architectures, backends, layers
+from nnenergy.measure.incontext import restore_untraced
 from nnenergy.measure.meter import EnergyMeter, MeasurementError, MeterSettings
 from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
 from nnenergy.measure.provenance import hardware_provenance
@@ -584,6 +585,8 @@ class Sweep:
         if not models.empty:
             layer_df = layer_df[layer_df["config_id"].isin(measured)]  # drop half-done configs
             layer_df = self._keep_backfilled_edges(layer_df)
+            layer_df = restore_untraced(layer_df, models)  # grouped convolutions' untraced time
+            models["ctx_untraced_s"] = models["config_id"].map(layer_df.groupby("config_id")["ctx_untraced_s"].sum())
             models = models.sort_values(["architecture", "input_size", "batch_size"]).reset_index(drop=True)
             layer_df = layer_df.sort_values(["architecture", "input_size", "batch_size", "layer_index"])
             ds.save(models, layer_df.reset_index(drop=True), self.out)
