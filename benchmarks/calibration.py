@@ -21,6 +21,7 @@ import json
 import os
 import random
 import sys
+import time
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -110,7 +111,7 @@ def main() -> None:
     args = ap.parse_args()
     import joblib
 
-    from nnenergy.calibrate import calibrate
+    from nnenergy.calibrate import FIT_ON, MODELS, calibrate, measure_panel
     from nnenergy.measure.hardware import current_profile_name
 
     here = current_profile_name()
@@ -136,18 +137,23 @@ def main() -> None:
                     "table": mine.layers.loc[mine.layers["config_id"] == c, INPUT_COLUMNS]}
                    for c, e in zip(apps["config_id"], apps["energy_raw_j"])]
     source_panel = json.loads(Path(args.source_panel).read_text()) if args.source_panel else None
-    cal = calibrate(pyfunc, source_profile, source_panel=source_panel)
-    res = evaluate(pyfunc, targets, cal)
-    record = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "target_profile": here,
-              "source_profile": source_profile, "source_dataset": args.predictor or args.source,
-              "n_targets": len(targets),
-              "calibration": {k: getattr(cal, k) for k in ("method", "speed_ratio", "spread", "energy_factors",
-                                                           "panel_error_before", "panel_error_after", "seconds")},
-              **res}
-    with LOG.open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
-    print(json.dumps({k: record[k] for k in ("target_profile", "source_profile", "n_targets", "calibration",
-                                              "before", "after")}, indent=1))
+    t0 = time.perf_counter()
+    panel = measure_panel()  # measured once; each fitting method below uses the same measurements
+    panel_seconds = time.perf_counter() - t0
+    for fit_on, model in [(f, m) for m in MODELS for f in FIT_ON]:
+        cal = calibrate(pyfunc, source_profile, source_panel=source_panel, fit_on=fit_on, panel=panel, model=model)
+        res = evaluate(pyfunc, targets, cal)
+        record = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "target_profile": here,
+                  "source_profile": source_profile, "source_dataset": args.predictor or args.source,
+                  "n_targets": len(targets), "panel_seconds": panel_seconds,
+                  "calibration": {k: getattr(cal, k) for k in (
+                      "method", "fit_on", "model", "size_params", "speed_ratio", "spread", "energy_factors",
+                      "panel_error_before", "panel_error_after", "seconds")},
+                  **res}
+        with LOG.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        print(json.dumps({k: record[k] for k in ("target_profile", "source_profile", "n_targets", "calibration",
+                                                  "before", "after")}, indent=1))
 
 
 if __name__ == "__main__":

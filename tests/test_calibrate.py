@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnenergy.calibrate import Calibration, _fit_factors, group_of
+from nnenergy.calibrate import SIZE_REF_S, Calibration, _fit_factors, _fit_size, group_of
 
 
 def test_factors_of_a_known_per_group_slowdown_are_recovered():
@@ -26,6 +26,29 @@ def test_factors_of_a_known_per_group_slowdown_are_recovered():
     global_ratio = predicted * np.median(measured / predicted)
     err = lambda p: np.sqrt(np.mean(((p - measured) / measured) ** 2))
     assert err(after) < err(global_ratio) / 2
+
+
+def test_a_size_dependent_slowdown_is_recovered_and_applied():
+    """Small ops cost relatively less here (e.g. no second core spinning): factor 1.2 * (t / 1 ms)^0.2.
+    Per-kind groups cannot express it; the size model's two parameters can."""
+    rng = np.random.default_rng(1)
+    latencies = [rng.lognormal(np.log(1e-3), 1.5, size=rng.integers(3, 30)) for _ in range(20)]
+    weights = [t / t.sum() for t in latencies]  # energy shares follow latency
+    base = rng.uniform(0.05, 2.0, size=20)
+    truth = lambda t: 1.2 * (t / SIZE_REF_S) ** 0.2  # noqa: E731
+    measured = np.array([b * np.sum(w * truth(t)) for b, w, t in zip(base, weights, latencies)])
+    log_a, b = _fit_size(base, measured, weights, latencies)
+    assert np.exp(log_a) == pytest.approx(1.2, rel=0.05) and b == pytest.approx(0.2, abs=0.03)
+    cal = Calibration("a", "b", 1.2, 0.5, {}, {}, 0, 0, 1.0, "now", model="size",
+                      size_params={"energy_j": [log_a, b], "latency_s": [0.0, 0.0]})
+    out = pd.DataFrame({"config_id": ["m"] * 3, "row": ["layer", "layer", "total"], "kind": ["conv", "add", ""],
+                        "energy_j": [2.0, 1.0, 3.0], "latency_s": [1e-2, 1e-4, 1.01e-2],
+                        "energy_lo_j": [np.nan, np.nan, 2.0], "energy_hi_j": [np.nan, np.nan, 4.0]})
+    got = cal.apply(out).set_index("row")
+    expect = [2.0 * truth(1e-2), 1.0 * truth(1e-4)]
+    assert got.loc["layer", "energy_j"].tolist() == pytest.approx(expect, rel=0.06)
+    assert got.loc["total", "energy_j"] == pytest.approx(sum(got.loc["layer", "energy_j"]))
+    assert got.loc["total", "latency_s"] == pytest.approx(1.01e-2)  # latency: factor 1, exponent 0
 
 
 def test_apply_rescales_layers_correction_and_total():
@@ -61,8 +84,12 @@ def test_calibrate_command_end_to_end(trained_rf, tracking_uri, tmp_path, capsys
     out = tmp_path / "cal.json"
     assert cli.main(["calibrate", "--tracking-uri", tracking_uri, "--out", str(out), "--rounds", "1", "--json"]) == 0
     d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert d["speed_ratio"] > 0 and d["spread"] >= 0 and d["profile"] and d["seconds"] < 120
+    assert d["speed_ratio"] > 0 and d["spread"] >= 0 and d["profile"] and d["seconds"] < 60
     assert set(d["energy_factors"]) == {"compute", "depthwise", "memory"}
+    assert (d["model"], d["fit_on"]) == ("size", "all")  # the defaults the calibration benchmark chose
+    assert set(d["size_params"]) == {"energy_j", "latency_s"} and all(map(np.isfinite, d["size_params"]["energy_j"]))
+    panel = json.loads(out.read_text())["panel"]  # 16 kernels, 2 small models, 11 generated (one per macro kind)
+    assert sum(p["whole_model"] for p in panel) == 13 and len(panel) == 29
     assert cli.main(["predict", "tiny_cnn", "--input-shape", "32,32,3", "--tracking-uri", tracking_uri,
                      "--calibration", str(out), "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)

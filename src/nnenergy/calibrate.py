@@ -2,11 +2,14 @@
 
 The same model costs 1.1-2.6x more on one CPU than another, per kind of work (large GEMMs gain
 most from AVX-512), so one global speed ratio is not enough. The panel holds small kernels of
-each group of layer kinds (dense compute, depthwise, memory-bound) and a few small models,
-measured here with the interleaved protocol. Each is predicted by the source predictor; per
-group g, a factor s_g >= 0 is fitted so that predicted * sum_g(s_g * share_g) matches the
-measurement (relative least squares, shrunk towards the panel's median ratio). The learned
-residuals of the source predictor stay as they are: calibration rescales its per-kind costs.
+each group of layer kinds (dense compute, depthwise, memory-bound), two small models and eleven
+small generated models (one per macro kind of the architecture space), measured here with the
+interleaved protocol. Each is predicted by the source predictor; per group g, a factor s_g >= 0
+is fitted so that predicted * sum_g(s_g * share_g) matches the measurement (relative least
+squares, shrunk towards the median ratio). By default only the whole models are fitted
+(`fit_on="models"`, few-shot as in HELP / MAPLE-Edge): single kernels miss the thread- and
+branch-level parallelism that differs between machines. The learned residuals of the source
+predictor stay as they are: calibration rescales its per-kind costs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,16 @@ GROUPS = {  # layer kind -> calibration group
 DEFAULT_GROUP = "memory"
 DEFAULT_FILE = Path(".nnenergy_cache") / "calibration.json"
 SHRINK = 0.3  # weight of the pull towards the median ratio (few samples per group)
+# Small generated models, one per macro kind of `nnenergy.arch`, ~10-40 ms per pass on 2 cores:
+# (name, batch). Never keras.applications: those are what calibration is judged on.
+WHOLE_MODELS = (("gen1_s000000", 8), ("gen1_s000012", 1), ("gen1_s000002", 16), ("gen1_s000003", 8),
+                ("gen1_s000004", 8), ("gen1_s000005", 2), ("gen1_s000006", 4), ("gen1_s000007", 64),
+                ("gen1_s000008", 4), ("gen1_s000020", 4), ("gen1_s000010", 2))
+SMALL_MODELS = ("tiny_cnn_64", "reference_cnn_96")
+FIT_ON = ("models", "all")
+MODELS = ("groups", "size")
+SIZE_REF_S = 1e-3  # layer latency at which the size model's factor is exp(log_a)
+SHRINK_SLOPE = 0.05  # pull of the size exponent towards 0 (one ratio for all sizes)
 
 
 def group_of(kind: str) -> str:
@@ -74,7 +87,12 @@ def panel_models() -> list[tuple[str, object, int]]:
     out = [(name, _kernel(name, shape, body), batch) for name, shape, body, batch in items]
     out.append(("tiny_cnn_64", architectures.build("tiny_cnn", 64).model, 8))
     out.append(("reference_cnn_96", architectures.build("reference_cnn", 96).model, 4))
+    out += [(name, architectures.build(name, None).model, batch) for name, batch in WHOLE_MODELS]
     return out
+
+
+def is_whole_model(name: str) -> bool:
+    return name in SMALL_MODELS or name in dict(WHOLE_MODELS)
 
 
 @dataclass
@@ -83,7 +101,7 @@ class Calibration:
 
     source_profile: str
     target_profile: str
-    speed_ratio: float  # median of measured / predicted over the panel
+    speed_ratio: float  # median of measured / predicted over the fitted panel items
     spread: float  # (max - min) / median of those ratios: how far from one global ratio
     energy_factors: dict[str, float]
     latency_factors: dict[str, float]
@@ -93,6 +111,21 @@ class Calibration:
     measured_at: str
     panel: list[dict] = field(default_factory=list)
     method: str = "predictions of the source predictor"  # or "measured panel of the source profile"
+    fit_on: str = "models"  # which panel items the factors are fitted on: whole models, or all items
+    # "groups": one factor per group of layer kinds; "size": a factor exp(log_a) * (t / 1 ms)^b per
+    # layer, t its predicted latency here on the source profile (parallel efficiency and vector
+    # width gains depend on how much work one op has, not on its kind).
+    model: str = "groups"
+    size_params: dict = field(default_factory=dict)  # target -> [log_a, b] for model "size"
+
+    def layer_scale(self, layers: pd.DataFrame, target: str) -> pd.Series:
+        """The factor of each layer row of a pyfunc output, for `target`."""
+        if self.model == "size":
+            log_a, b = self.size_params[target]
+            t = np.clip(layers["latency_s"].to_numpy(float), 1e-7, None)
+            return pd.Series(np.exp(log_a) * (t / SIZE_REF_S) ** b, index=layers.index)
+        factors = self.energy_factors if target == "energy_j" else self.latency_factors
+        return layers["kind"].map(lambda k: factors.get(group_of(k), self.speed_ratio)).astype(float)
 
     def save(self, path: Path = DEFAULT_FILE) -> Path:
         path = Path(path)
@@ -108,8 +141,9 @@ class Calibration:
         """Rescale a pyfunc output (layer, correction and total rows) to this machine."""
         out = out.copy()
         layer = out["row"] == "layer"
+        scales = {t: self.layer_scale(out[layer], t) for t in ("energy_j", "latency_s")}  # before rescaling
         for target, factors in (("energy_j", self.energy_factors), ("latency_s", self.latency_factors)):
-            scale = out.loc[layer, "kind"].map(lambda k: factors.get(group_of(k), self.speed_ratio)).astype(float)
+            scale = scales[target]
             for cid, g in out[layer].groupby("config_id"):
                 total = (out["config_id"] == cid) & (out["row"] == "total")
                 s = scale.loc[g.index]
@@ -145,6 +179,21 @@ def _fit_factors(measured: np.ndarray, predicted: np.ndarray, shares: np.ndarray
     return {g: float(s[i]) if present[i] else r0 for i, g in enumerate(groups)}
 
 
+def _fit_size(base: np.ndarray, measured: np.ndarray, weights: list, latencies: list) -> list[float]:
+    """[log_a, b] minimising sum((base * weighted mean of exp(log_a) * (t / 1 ms)^b) / measured - 1)^2,
+    with b shrunk towards 0; `weights`/`latencies`: per item, its layers' shares and latencies."""
+    from scipy.optimize import least_squares
+
+    logt = [np.log(np.clip(t, 1e-7, None) / SIZE_REF_S) for t in latencies]
+
+    def resid(p):
+        after = np.array([b0 * np.sum(w * np.exp(p[0] + p[1] * lt)) for b0, w, lt in zip(base, weights, logt)])
+        return np.concatenate([after / measured - 1.0, [np.sqrt(SHRINK_SLOPE) * p[1]]])
+
+    sol = least_squares(resid, [float(np.log(np.median(measured / base))), 0.0])
+    return [float(sol.x[0]), float(sol.x[1])]
+
+
 def measure_panel(rounds: int = 2) -> tuple[dict, pd.DataFrame]:
     """The panel measured here: {name: {energy_j, latency_s}} (raw) and its layer tables."""
     from nnenergy.describe import describe_layers
@@ -177,7 +226,9 @@ def record_panel(path: Path, rounds: int = 3) -> dict:
     return rec
 
 
-def calibrate(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict | None = None) -> Calibration:
+def calibrate(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict | None = None,
+              fit_on: str = "all", panel: tuple[dict, pd.DataFrame] | None = None,
+              model: str = "size") -> Calibration:
     """Measure the panel here and fit per-group factors for `pyfunc` (a loaded layer-wise predictor).
 
     With the source profile's own panel measurements (`source_panel`, from `record_panel`), each
@@ -186,11 +237,13 @@ def calibrate(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict |
     """
     from nnenergy.measure.hardware import current_profile_name
 
+    if fit_on not in FIT_ON or model not in MODELS:
+        raise ValueError(f"fit_on must be one of {FIT_ON} and model one of {MODELS}: {fit_on!r}, {model!r}")
     t0 = time.perf_counter()
-    measured, tables = measure_panel(rounds)
+    measured, tables = panel or measure_panel(rounds)  # `panel`: one measurement, several fits
     out = pyfunc.predict(tables)
     groups = sorted({*GROUPS.values(), DEFAULT_GROUP})
-    rows, shares_e, shares_t = [], [], []
+    rows, shares_e, shares_t, layer_w, layer_t = [], [], [], {"energy_j": [], "latency_s": []}, []
     base = (source_panel or {}).get("items", {})
     index = tables.drop_duplicates("config_id")[["config_id", "batch_size"]].itertuples(index=False)
     for name, batch in index:
@@ -201,17 +254,33 @@ def calibrate(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict |
         st = np.array([lay.loc[grp == g, "latency_s"].sum() for g in groups])
         shares_e.append(se / max(se.sum(), 1e-15))
         shares_t.append(st / max(st.sum(), 1e-15))
+        for t in ("energy_j", "latency_s"):
+            v = lay[t].to_numpy(float)
+            layer_w[t].append(v / max(v.sum(), 1e-15))
+        layer_t.append(lay["latency_s"].to_numpy(float))
         there = base.get(name, {"energy_j": float(tot["energy_j"]), "latency_s": float(tot["latency_s"])})
         rows.append({"name": name, "batch_size": batch, "measured_energy_j": measured[name]["energy_j"],
                      "measured_latency_s": measured[name]["latency_s"], "predicted_energy_j": float(tot["energy_j"]),
                      "predicted_latency_s": float(tot["latency_s"]), "source_energy_j": there["energy_j"],
                      "source_latency_s": there["latency_s"]})
     df = pd.DataFrame(rows)
-    me, pe = df["measured_energy_j"].to_numpy(), df["source_energy_j"].to_numpy()
-    mt, pt = df["measured_latency_s"].to_numpy(), df["source_latency_s"].to_numpy()
-    fe = _fit_factors(me, pe, np.array(shares_e), groups)
-    ft = _fit_factors(mt, pt, np.array(shares_t), groups)
-    after = pe * (np.array(shares_e) @ np.array([fe[g] for g in groups]))
+    df["whole_model"] = df["name"].map(is_whole_model)
+    fit = df["whole_model"].to_numpy() if fit_on == "models" and df["whole_model"].any() else np.ones(len(df), bool)
+    me, pe = df["measured_energy_j"].to_numpy()[fit], df["source_energy_j"].to_numpy()[fit]
+    mt, pt = df["measured_latency_s"].to_numpy()[fit], df["source_latency_s"].to_numpy()[fit]
+    shares_e, shares_t = np.array(shares_e)[fit], np.array(shares_t)[fit]
+    fe = _fit_factors(me, pe, shares_e, groups)
+    ft = _fit_factors(mt, pt, shares_t, groups)
+    after = pe * (shares_e @ np.array([fe[g] for g in groups]))
+    size_params = {}
+    if model == "size":
+        idx = np.flatnonzero(fit)
+        lt = [layer_t[i] for i in idx]
+        size_params = {"energy_j": _fit_size(pe, me, [layer_w["energy_j"][i] for i in idx], lt),
+                       "latency_s": _fit_size(pt, mt, [layer_w["latency_s"][i] for i in idx], lt)}
+        log_a, b = size_params["energy_j"]
+        scale = [np.exp(log_a) * (np.clip(layer_t[i], 1e-7, None) / SIZE_REF_S) ** b for i in idx]
+        after = np.array([b0 * np.sum(layer_w["energy_j"][i] * sc) for b0, i, sc in zip(pe, idx, scale)])
     ratios = me / pe
 
     def rmspe(y, p):
@@ -224,12 +293,13 @@ def calibrate(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict |
         panel_error_before=rmspe(me, pe), panel_error_after=rmspe(me, after),
         seconds=time.perf_counter() - t0, measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         panel=df.to_dict("records"), method="measured panel of the source profile" if base else
-        "predictions of the source predictor",
+        "predictions of the source predictor", fit_on=fit_on, model=model, size_params=size_params,
     )
 
 
 def summary(c: Calibration) -> dict:
-    return {"profile": c.target_profile, "source_profile": c.source_profile, "method": c.method,
+    return {"profile": c.target_profile, "source_profile": c.source_profile, "method": c.method, "fit_on": c.fit_on,
+            "model": c.model, "size_params": c.size_params,
             "speed_ratio": c.speed_ratio,
             "spread": c.spread, "energy_factors": c.energy_factors, "latency_factors": c.latency_factors,
             "panel_rmspe_before": c.panel_error_before, "panel_rmspe_after": c.panel_error_after,
@@ -247,6 +317,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("--out", default=str(DEFAULT_FILE), help=f"where to store it (default {DEFAULT_FILE})")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the panel (about 15 s each)")
+    p.add_argument("--fit-on", choices=FIT_ON, default="all",
+                   help="fit the factors on all panel items (default) or on its whole models only")
+    p.add_argument("--model", choices=MODELS, default="size",
+                   help="per-layer factor by the layer's size, its predicted latency (default), or by kind group")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--record", action="store_true",
                    help="measure the panel for THIS machine's profile and store it as data/<profile>/panel.json "
@@ -269,7 +343,8 @@ def main(argv: list[str]) -> int:
         source = hw.get("profile") or hw.get("hardware_id", "unknown")
         panel_file = Path("data") / source / "panel.json"
         source_panel = json.loads(panel_file.read_text()) if panel_file.exists() else None
-        cal = calibrate(pyfunc, source, rounds=args.rounds, source_panel=source_panel)
+        cal = calibrate(pyfunc, source, rounds=args.rounds, source_panel=source_panel, fit_on=args.fit_on,
+                        model=args.model)
     except (PredictError, MeasurementLockError) as exc:
         print(f"nnenergy calibrate: {exc}", file=sys.stderr)
         return 2
