@@ -63,6 +63,11 @@ def test_every_report_kind_has_an_extractor_and_unknown_types_fall_back(tiny_swe
     custom = out["layer_type"] == "MyCustomLayer"
     assert not out.loc[custom, "known"].iloc[0] and out.loc[custom, "out_of_range"].iloc[0]
     assert out.loc[~custom, "known"].all() and np.isfinite(out["energy_j"]).all()
+    # A structural feature never seen (an 11x11 kernel), not only a larger size, is out of range.
+    conv = feats[feats["kind"] == "conv"].head(1)
+    assert not pred.predict_layers(conv)["out_of_range"].iloc[0]
+    wide = conv.assign(kernel_area=121.0)
+    assert pred.predict_layers(wide)["out_of_range"].iloc[0]
 
 
 def test_folds_hold_out_whole_families(tiny_sweep):

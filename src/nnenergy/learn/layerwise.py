@@ -19,6 +19,14 @@ FALLBACK = "other"
 OUT_OF_RANGE_WIDENING = float(np.log(2.0))
 
 
+def range_features(kind: str) -> list[str]:
+    """What a layer of `kind` is checked against the training data on: its size (FLOPs, elements,
+    bytes) and every structural feature of its kind (kernel area, groups, stride, units, ...), so
+    an 11x11 kernel or a group count never seen is flagged, not only a larger layer."""
+    own = [f for f in KIND_FEATURES.get(kind, []) if f not in RANGE_FEATURES]
+    return RANGE_FEATURES + own
+
+
 def energy_interval(metadata: dict, energy, out_of_range_share=0.0):
     """(low, high) joules around `energy` from a predictor's held-out log-ratio quantiles (NaN if
     none), widened by the share of the predicted energy that lies in out-of-range layers."""
@@ -125,7 +133,7 @@ class LayerwisePredictor:
     units: str = "kernels"  # learn per kernel (a layer + the layers fused into it, features.units); or "layers"
     seed: int = 0
     models_: dict = field(default_factory=dict)
-    ranges_: dict = field(default_factory=dict)  # kind -> (min, max) of RANGE_FEATURES seen in training
+    ranges_: dict = field(default_factory=dict)  # kind -> (min, max) of its range features seen in training
     eps_: np.ndarray | None = None
     log_range_: tuple | None = None
     correction_: LinearRegression | None = None
@@ -156,7 +164,7 @@ class LayerwisePredictor:
         pos = np.arange(len(feats))
         for kind, rows in pd.Series(pos).groupby(feats["kind"].to_numpy()):
             rows = rows.to_numpy()
-            r = feats[RANGE_FEATURES].to_numpy(float)[rows]
+            r = feats[range_features(kind)].to_numpy(float)[rows]
             self.ranges_[kind] = (r.min(axis=0), r.max(axis=0))
             if kind == FALLBACK or len(rows) < self.min_rows_per_kind:
                 continue
@@ -238,7 +246,6 @@ class LayerwisePredictor:
         col = {f: i for i, f in enumerate(ALL_FEATURES)}
         kind_features = getattr(self, "kind_features_", None) or {  # pickled before kernel units: no unit flags
             k: [f for f in v if f not in UNIT_FLAGS] for k, v in KIND_FEATURES.items()}
-        range_cols = [col[f] for f in RANGE_FEATURES]
         out = np.zeros((n, 2))
         known = feats["known"].to_numpy(dtype=bool).copy()
         oor = np.zeros(n, dtype=bool)
@@ -255,9 +262,13 @@ class LayerwisePredictor:
             lo, hi = self.ranges_.get(kind, (None, None)) if self.ranges_ else (None, None)
             if lo is None:
                 oor[rows] = bool(self.ranges_)  # a kind never seen in training
-            else:  # log features: 0.1 = 10% beyond the largest or smallest seen
-                s = x_all[np.ix_(rows, range_cols)]
-                oor[rows] = ((s < lo - 0.1) | (s > hi + 0.1)).any(axis=1)
+            else:
+                names = range_features(kind) if len(lo) != len(RANGE_FEATURES) else RANGE_FEATURES  # older pickles
+                s = x_all[np.ix_(rows, [col[f] for f in names])]
+                # log features: 0.1 = 10% beyond the largest or smallest seen; others: 10% of their scale
+                tol = np.array([0.1 if f.startswith("log_") else 0.1 * max(abs(h), abs(lo_), 1.0)
+                                for f, lo_, h in zip(names, lo, hi)])
+                oor[rows] = ((s < lo - tol) | (s > hi + tol)).any(axis=1)
         oor |= ~known
         res_kind = kinds.copy()
         if not head.all():  # fused layers take their kernel's known / out-of-range flags
