@@ -12,7 +12,7 @@ $PY -m pip download -q --only-binary=:all: --python-version 3.12 --implementatio
 # Already on the machine's image: drop them so one version of each is installed.
 PRESENT="numpy pandas h5py ml_dtypes absl_py rich requests psutil click typer packaging urllib3 idna certifi
 charset_normalizer pygments markdown_it_py mdurl python_dateutil six pytz tzdata prometheus_client py_cpuinfo
-nvidia_ml_py typing_extensions shellingham pyyaml tqdm pyarrow"
+nvidia_ml_py typing_extensions shellingham pyyaml PyYAML tqdm pyarrow annotated_doc"
 for name in $PRESENT; do rm -f .whl/"${name}"-*.whl .whl/"${name^}"-*.whl; done
 ls .whl
 du -sh .whl

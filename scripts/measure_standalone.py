@@ -33,15 +33,19 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def compose(name: str, conf_dir: Path = REPO / "conf" / "sweep") -> dict:
-    """`conf/sweep/<name>.yaml` with its `defaults` merged under it, in Hydra's order."""
+    """`conf/sweep/<name>.yaml` with its `defaults` merged in Hydra's order: each default in turn,
+    and the file's own keys where `_self_` stands (last when it is not listed)."""
     path = conf_dir / f"{name}.yaml"
     if not path.exists():
         raise SweepInputError(f"no sweep config {path}")
     cfg = yaml.safe_load(path.read_text()) or {}
+    defaults = list(cfg.pop("defaults", []))
+    if "_self_" not in defaults:
+        defaults.append("_self_")
     merged: dict = {}
-    for parent in cfg.pop("defaults", []):
-        merged = _merge(merged, compose(parent, conf_dir))
-    return _merge(merged, cfg)
+    for parent in defaults:
+        merged = _merge(merged, cfg if parent == "_self_" else compose(parent, conf_dir))
+    return merged
 
 
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:

@@ -84,6 +84,9 @@ def test_standalone_sweeps_compose_like_hydra_and_refuse_bad_input(tmp_path):
     assert paper_gpu["device"] == "gpu" and paper_gpu["protocol"]["min_seconds"] == 0.5
     assert paper_gpu["threads"] == {"intra_op": 0, "inter_op": 1}  # from _measurement, two defaults down
     assert len(paper_gpu["architectures"]) == 22  # from paper
+    grouped = ms.compose("grouped")  # `_self_` in its defaults: its own keys win over `space`'s
+    assert grouped["name"] == "space" and grouped["generated"]["variant_families"] == ["Grouped"]
+    assert grouped["architectures"] == [] and grouped["isolate_share"] == 0.05
     cfg = ms.apply_overrides(ms.compose("tiny"), ["protocol.rounds=5", "batch_sizes=[1,8]"])
     assert cfg["protocol"]["rounds"] == 5 and cfg["batch_sizes"] == [1, 8]
     assert ms.main(["sweep=nosuch"]) == 2

@@ -232,3 +232,6 @@ def test_untraced_time_of_grouped_convolutions_goes_back_to_them():
     p = out[out["config_id"] == "p"]
     assert p["ctx_share"].tolist() == pytest.approx([0.75, 0.25])  # traced shares, the 2 ms gap spread
     assert restore_untraced(out, models)["ctx_share"].tolist() == pytest.approx(out["ctx_share"].tolist())
+    # Under PyTorch the untraced time is Python between layers, not the grouped conv's: left as traced.
+    torch_rows = restore_untraced(layers, models.assign(backend=["torch", "tensorflow"], device="cpu"))
+    assert torch_rows.loc[torch_rows["config_id"] == "g", "ctx_untraced_s"].sum() == 0.0

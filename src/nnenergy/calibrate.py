@@ -6,10 +6,12 @@ each group of layer kinds (dense compute, depthwise, memory-bound), two small mo
 small generated models (one per macro kind of the architecture space), measured here with the
 interleaved protocol. Each is predicted by the source predictor; per group g, a factor s_g >= 0
 is fitted so that predicted * sum_g(s_g * share_g) matches the measurement (relative least
-squares, shrunk towards the median ratio). By default only the whole models are fitted
-(`fit_on="models"`, few-shot as in HELP / MAPLE-Edge): single kernels miss the thread- and
-branch-level parallelism that differs between machines. The learned residuals of the source
-predictor stay as they are: calibration rescales its per-kind costs.
+squares, shrunk towards the median ratio), or (the default, `model="size"`) a per-layer factor
+e^a * (t / 1 ms)^b of the layer's predicted latency t: how well an op uses the cores and vector
+units depends on how much work it has more than on its kind. Factors are fitted on all panel
+items by default, or on its whole models only (`fit_on="models"`, few-shot as in HELP /
+MAPLE-Edge). The learned residuals of the source predictor stay as they are: calibration
+rescales its costs.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ def is_whole_model(name: str) -> bool:
 
 @dataclass
 class Calibration:
-    """Per-group factors from a source profile's predictor to this machine."""
+    """Per-layer factors (by kind group, or by size) from a source profile's predictor to this machine."""
 
     source_profile: str
     target_profile: str
@@ -111,7 +113,7 @@ class Calibration:
     measured_at: str
     panel: list[dict] = field(default_factory=list)
     method: str = "predictions of the source predictor"  # or "measured panel of the source profile"
-    fit_on: str = "models"  # which panel items the factors are fitted on: whole models, or all items
+    fit_on: str = "all"  # which panel items the factors are fitted on: all (files before this field), or models
     # "groups": one factor per group of layer kinds; "size": a factor exp(log_a) * (t / 1 ms)^b per
     # layer, t its predicted latency here on the source profile (parallel efficiency and vector
     # width gains depend on how much work one op has, not on its kind).
@@ -229,7 +231,7 @@ def record_panel(path: Path, rounds: int = 3) -> dict:
 def calibrate(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict | None = None,
               fit_on: str = "all", panel: tuple[dict, pd.DataFrame] | None = None,
               model: str = "size") -> Calibration:
-    """Measure the panel here and fit per-group factors for `pyfunc` (a loaded layer-wise predictor).
+    """Measure the panel here and fit per-layer factors for `pyfunc` (a loaded layer-wise predictor).
 
     With the source profile's own panel measurements (`source_panel`, from `record_panel`), each
     item's ratio is here ÷ there: the hardware difference alone. Without it, the ratio is here ÷

@@ -85,6 +85,8 @@ def interval_from(heldout: pd.DataFrame, coverage: float = 0.9) -> tuple[float, 
     the size of the errors is what transfers."""
     log_ratio = np.log(heldout["measured_energy_j"] / heldout["energy_j"]).to_numpy()
     r = np.abs(log_ratio[np.isfinite(log_ratio)])
+    if not len(r):
+        return (np.nan, np.nan)  # nothing held out: no interval (energy_interval gives NaN bounds)
     level = min(1.0, np.ceil((len(r) + 1) * coverage) / len(r))
     q = float(np.quantile(r, level, method="higher"))
     return (-q, q)

@@ -21,8 +21,9 @@ OUT_OF_RANGE_WIDENING = float(np.log(2.0))
 
 def range_features(kind: str) -> list[str]:
     """What a layer of `kind` is checked against the training data on: its size (FLOPs, elements,
-    bytes) and every structural feature of its kind (kernel area, groups, stride, units, ...), so
-    an 11x11 kernel or a group count never seen is flagged, not only a larger layer."""
+    bytes), its context (batch size, model depth, fused role) and every structural feature of its
+    kind (kernel area, groups, stride, units, ...), so an 11x11 kernel, a group count or a batch
+    size never seen is flagged, not only a larger layer."""
     own = [f for f in KIND_FEATURES.get(kind, []) if f not in RANGE_FEATURES]
     return RANGE_FEATURES + own
 
@@ -158,13 +159,14 @@ class LayerwisePredictor:
         # Predictions are clipped to a generous band around the training targets, so a
         # polynomial extrapolating wildly cannot overflow a model's sum.
         self.log_range_ = (logy.min(axis=0) - 3.0, logy.max(axis=0) + 3.0)
-        self.models_, self.ranges_ = {}, {}
+        self.models_, self.ranges_, self.range_names_ = {}, {}, {}
         self.kind_features_ = {k: list(v) for k, v in KIND_FEATURES.items()}  # as trained, whatever changes later
         rng = np.random.default_rng(self.seed)
         pos = np.arange(len(feats))
         for kind, rows in pd.Series(pos).groupby(feats["kind"].to_numpy()):
             rows = rows.to_numpy()
-            r = feats[range_features(kind)].to_numpy(float)[rows]
+            self.range_names_[kind] = range_features(kind)  # as trained, whatever changes later
+            r = feats[self.range_names_[kind]].to_numpy(float)[rows]
             self.ranges_[kind] = (r.min(axis=0), r.max(axis=0))
             if kind == FALLBACK or len(rows) < self.min_rows_per_kind:
                 continue
@@ -263,12 +265,14 @@ class LayerwisePredictor:
             if lo is None:
                 oor[rows] = bool(self.ranges_)  # a kind never seen in training
             else:
-                names = range_features(kind) if len(lo) != len(RANGE_FEATURES) else RANGE_FEATURES  # older pickles
+                # pickled before structural ranges: the four size features
+                names = getattr(self, "range_names_", {}).get(kind, RANGE_FEATURES)
                 s = x_all[np.ix_(rows, [col[f] for f in names])]
-                # log features: 0.1 = 10% beyond the largest or smallest seen; others: 10% of their scale
-                tol = np.array([0.1 if f.startswith("log_") else 0.1 * max(abs(h), abs(lo_), 1.0)
-                                for f, lo_, h in zip(names, lo, hi)])
-                oor[rows] = ((s < lo - tol) | (s > hi + tol)).any(axis=1)
+                # log features: 0.1 = 10% beyond the largest or smallest seen; others 10% of that end
+                log = np.array([f.startswith("log_") for f in names])
+                tol_lo = np.where(log, 0.1, 0.1 * np.maximum(np.abs(lo), 1.0))
+                tol_hi = np.where(log, 0.1, 0.1 * np.maximum(np.abs(hi), 1.0))
+                oor[rows] = ((s < lo - tol_lo) | (s > hi + tol_hi)).any(axis=1)
         oor |= ~known
         res_kind = kinds.copy()
         if not head.all():  # fused layers take their kernel's known / out-of-range flags

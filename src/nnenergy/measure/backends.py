@@ -133,6 +133,12 @@ class TensorFlowBackend(Backend):
         self.tf = tf
         self.errors = (tf.errors.OpError, ValueError, RuntimeError)
         super().__init__(device)
+        if device == "cpu" and self.has_gpu():  # TF would place the ops on the GPU: hide it
+            try:
+                tf.config.set_visible_devices([], "GPU")
+            except RuntimeError:
+                raise BackendError("device=cpu on a machine with a GPU, but TensorFlow has already started on the "
+                                   "GPU; set CUDA_VISIBLE_DEVICES= to measure the CPU") from None
 
     def version(self) -> str:
         return self.tf.__version__
@@ -196,6 +202,12 @@ class TorchBackend(Backend):
 
         self.torch = torch
         super().__init__(device)
+        if device == "cpu" and self.has_gpu():
+            from keras.src.backend.torch.core import get_device
+
+            if get_device() != "cpu":  # Keras puts tensors and weights on CUDA whenever it can
+                raise BackendError("device=cpu on a machine with a GPU: Keras on torch would run on the GPU; "
+                                   "set KERAS_TORCH_DEVICE=cpu to measure the CPU")
 
     def version(self) -> str:
         return self.torch.__version__

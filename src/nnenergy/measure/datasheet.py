@@ -75,8 +75,8 @@ def _attribution_text(m: pd.DataFrame) -> str:
             f"{resid.median():+.1f}%, 5–95% {resid.quantile(0.05):+.1f}% … {resid.quantile(0.95):+.1f}% "
             f"({len(resid)} configurations; negative = ops overlapping on the two cores). Per-layer "
             f"`ctx_energy_j` scales the shares to the measured whole, so the residual is spread over the layers,\n"
-            f"  except where a model has grouped convolutions: TensorFlow runs those outside its profiler's op\n"
-            f"  events, so the residual goes to them (`ctx_untraced_s`, in proportion to their FLOPs): "
+            f"  except where a model has grouped convolutions: TensorFlow on a CPU runs those outside its\n"
+            f"  profiler's op events, so the residual goes to them (`ctx_untraced_s`, in proportion to their FLOPs): "
             f"{int((m.get('ctx_untraced_s', pd.Series(0.0, index=m.index)).fillna(0) > 0).sum())} configurations.\n"
             f"- Largest |residual| by architecture (median): "
             + ", ".join(f"{a} {v:.0f}%" for a, v in worst.items()))

@@ -110,12 +110,14 @@ def profile_torch(fn: Callable[[], object], layers: dict, passes: int = 2, cuda:
         return traced
 
     # Wrap the instance's `call` only for the trace: Keras looks `call` up on the instance.
-    wrapped = [layer for layer in layers.values() if "call" not in vars(layer)]
-    names = {id(layer): name for name, layer in layers.items()}
-    for layer in wrapped:
-        object.__setattr__(layer, "call", ranged(names[id(layer)], layer.call))
+    wrapped = []
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     try:
+        for name, layer in layers.items():
+            if "call" in vars(layer):  # never expected of a Keras layer: fail loudly, not with a 0 share
+                raise RuntimeError(f"layer {name} already has an instance attribute `call`")
+            object.__setattr__(layer, "call", ranged(name, layer.call))
+            wrapped.append(layer)
         with profile(activities=activities) as prof:
             for _ in range(passes):
                 fn()
@@ -135,7 +137,10 @@ def profile_torch(fn: Callable[[], object], layers: dict, passes: int = 2, cuda:
         if ev.cpu_parent is not None or ev.device_type != DeviceType.CPU:
             continue
         # microseconds; on a GPU the kernels' device time, else the CPU range's
-        us = ev.device_time_total if cuda else ev.cpu_time_total
+        if cuda:  # `device_time_total` in recent PyTorch, `cuda_time_total` before
+            us = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0.0)
+        else:
+            us = ev.cpu_time_total
         if ev.name.startswith(_RANGE) and ev.name[len(_RANGE):] in layers:
             per_layer[ev.name[len(_RANGE):]] += us * 1e-6
         else:
@@ -169,14 +174,18 @@ def restore_untraced(layers, models):
     So, per configuration with grouped convolutions, the wall time the trace does not cover
     (wall - traced op time, >= 0) goes to them in proportion to their FLOPs (`ctx_untraced_s`),
     and `ctx_share`, `ctx_energy_j`, `ctx_latency_s` are recomputed. Configurations without one
-    keep their traced shares. Idempotent: it always starts from the traced `ctx_op_time_s`.
+    keep their traced shares, and so do those measured under another backend or on a GPU, whose
+    untraced time is something else (Python between layers, kernel launches). Idempotent: it
+    always starts from the traced `ctx_op_time_s`.
     """
     import numpy as np
 
     layers = layers.copy()
-    grouped = grouped_conv_mask(layers)
     m = models.set_index("config_id")
     cid = layers["config_id"]
+    # Rows older than the `backend`/`device` columns are TensorFlow on a CPU.
+    tf_cpu = pd_column(m, "backend", "tensorflow").eq("tensorflow") & pd_column(m, "device", "cpu").eq("cpu")
+    grouped = grouped_conv_mask(layers) & cid.map(tf_cpu).fillna(True).to_numpy(bool)
     wall_col = "latency_raw_s" if "latency_raw_s" in m else "latency_s"
     op_total = cid.map(m["ctx_op_time_s"]).to_numpy(float)
     residual = np.clip(cid.map(m[wall_col]).to_numpy(float) - op_total, 0.0, None)
@@ -191,6 +200,15 @@ def restore_untraced(layers, models):
     layers["ctx_energy_j"] = cid.map(m["energy_j"]).to_numpy(float) * share
     layers["ctx_latency_s"] = cid.map(m["latency_s"]).to_numpy(float) * share
     return layers
+
+
+def pd_column(frame, name: str, default):
+    """`frame[name]` with missing values (or a missing column) read as `default`."""
+    import pandas as pd
+
+    if name not in frame:
+        return pd.Series(default, index=frame.index)
+    return frame[name].where(frame[name].notna(), default)
 
 
 def pd_groupsum(values, keys):

@@ -487,6 +487,7 @@ class Sweep:
 
     def _block(self, jobs: list[Job], ref, overhead: dict, bar) -> None:
         spec, backend = self.spec, self.backend
+        sync = backend.sync() or (lambda: None)  # a GPU pass has only been queued when its call returns
         block_id = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         tasks, meta = {}, {}
         for job in jobs:
@@ -507,8 +508,10 @@ class Sweep:
                 call = (lambda f, t: (lambda: f(t)))(fn, x)
                 try:
                     call()  # trace + first pass
+                    sync()
                     t0 = time.perf_counter()
                     call()
+                    sync()
                     one = time.perf_counter() - t0
                 except backend.errors as exc:
                     self._skip(built.name, built.input_size, [batch], f"{type(exc).__name__}: {exc}", bar,

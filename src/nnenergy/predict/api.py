@@ -456,7 +456,9 @@ def hardware_profiles(tracking_uri: str | None = None, data_root: str | Path = "
             cols = [c for c in ("cpu_model", "cpu_cores", "gpu_model", "backend", "device")
                     if c in pq.read_schema(folder).names]
             table = pq.read_table(folder, columns=cols)
-            last = table.slice(table.num_rows - 1, 1).to_pylist()[0]  # the newest rows say most
+            if not table.num_rows:
+                continue
+            last = table.slice(table.num_rows - 1, 1).to_pylist()[0]  # one profile: any row says it
             gpu = str(last.get("gpu_model") or "none")
             # A CPU profile on a machine that also has a GPU measured the CPU: name the GPU only for gpu rows.
             on_gpu = last.get("device") == "gpu" or (last.get("device") is None and gpu not in ("none", "None", "nan"))
