@@ -18,9 +18,7 @@ from nnenergy.measure.incontext import restore_untraced
 def main(paths: list[str]) -> int:
     for path in paths:
         data = ds.load(path)
-        layers = restore_untraced(data.layers, data.models)
-        models = data.models.assign(ctx_untraced_s=data.models["config_id"].map(
-            layers.groupby("config_id")["ctx_untraced_s"].sum()))
+        layers, models = restore_untraced(data.layers, data.models)
         ds.save(models, layers, path)
         touched = int((models["ctx_untraced_s"] > 0).sum())
         print(f"{path}: {touched} of {len(models)} configurations have grouped convolutions' untraced time restored")

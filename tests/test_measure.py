@@ -224,14 +224,15 @@ def test_untraced_time_of_grouped_convolutions_goes_back_to_them():
     models = pd.DataFrame({"config_id": ["g", "p"], "ctx_op_time_s": [0.008, 0.008],
                            "latency_raw_s": [0.020, 0.010], "latency_s": [0.022, 0.011], "energy_j": [2.2, 1.1]})
     assert grouped_conv_mask(layers).tolist() == [True, False, False, False, False]
-    out = restore_untraced(layers, models)
+    out, per_model = restore_untraced(layers, models)
     g = out[out["config_id"] == "g"]
     assert g["ctx_untraced_s"].tolist() == pytest.approx([0.012, 0.0, 0.0])  # 20 ms wall - 8 ms traced
     assert g["ctx_share"].tolist() == pytest.approx([0.65, 0.30, 0.05])  # (1+12)/20, 6/20, 1/20
     assert g["ctx_energy_j"].sum() == pytest.approx(2.2) and g["ctx_latency_s"].sum() == pytest.approx(0.022)
     p = out[out["config_id"] == "p"]
     assert p["ctx_share"].tolist() == pytest.approx([0.75, 0.25])  # traced shares, the 2 ms gap spread
-    assert restore_untraced(out, models)["ctx_share"].tolist() == pytest.approx(out["ctx_share"].tolist())
+    assert per_model["ctx_untraced_s"].tolist() == pytest.approx([0.012, 0.0])
+    assert restore_untraced(out, models)[0]["ctx_share"].tolist() == pytest.approx(out["ctx_share"].tolist())
     # Under PyTorch the untraced time is Python between layers, not the grouped conv's: left as traced.
-    torch_rows = restore_untraced(layers, models.assign(backend=["torch", "tensorflow"], device="cpu"))
+    torch_rows, _ = restore_untraced(layers, models.assign(backend=["torch", "tensorflow"], device="cpu"))
     assert torch_rows.loc[torch_rows["config_id"] == "g", "ctx_untraced_s"].sum() == 0.0

@@ -123,9 +123,8 @@ class Calibration:
     def layer_scale(self, layers: pd.DataFrame, target: str) -> pd.Series:
         """The factor of each layer row of a pyfunc output, for `target`."""
         if self.model == "size":
-            log_a, b = self.size_params[target]
-            t = np.clip(layers["latency_s"].to_numpy(float), 1e-7, None)
-            return pd.Series(np.exp(log_a) * (t / SIZE_REF_S) ** b, index=layers.index)
+            return pd.Series(size_factor(layers["latency_s"].to_numpy(float), *self.size_params[target]),
+                             index=layers.index)
         factors = self.energy_factors if target == "energy_j" else self.latency_factors
         return layers["kind"].map(lambda k: factors.get(group_of(k), self.speed_ratio)).astype(float)
 
@@ -181,15 +180,23 @@ def _fit_factors(measured: np.ndarray, predicted: np.ndarray, shares: np.ndarray
     return {g: float(s[i]) if present[i] else r0 for i, g in enumerate(groups)}
 
 
+def size_factor(latency, log_a: float, b: float):
+    """The size model's factor for layers of predicted `latency` (seconds): e^log_a * (t / 1 ms)^b."""
+    return np.exp(log_a) * (np.clip(latency, 1e-7, None) / SIZE_REF_S) ** b
+
+
+def _size_rescaled(base: np.ndarray, weights: list, latencies: list, log_a: float, b: float) -> np.ndarray:
+    """Per panel item, `base` times the weighted mean size factor of its layers."""
+    return np.array([b0 * np.sum(w * size_factor(t, log_a, b)) for b0, w, t in zip(base, weights, latencies)])
+
+
 def _fit_size(base: np.ndarray, measured: np.ndarray, weights: list, latencies: list) -> list[float]:
-    """[log_a, b] minimising sum((base * weighted mean of exp(log_a) * (t / 1 ms)^b) / measured - 1)^2,
-    with b shrunk towards 0; `weights`/`latencies`: per item, its layers' shares and latencies."""
+    """[log_a, b] minimising sum(_size_rescaled(...) / measured - 1)^2 with b shrunk towards 0;
+    `weights`/`latencies`: per item, its layers' shares and predicted latencies."""
     from scipy.optimize import least_squares
 
-    logt = [np.log(np.clip(t, 1e-7, None) / SIZE_REF_S) for t in latencies]
-
     def resid(p):
-        after = np.array([b0 * np.sum(w * np.exp(p[0] + p[1] * lt)) for b0, w, lt in zip(base, weights, logt)])
+        after = _size_rescaled(base, weights, latencies, *p)
         return np.concatenate([after / measured - 1.0, [np.sqrt(SHRINK_SLOPE) * p[1]]])
 
     sol = least_squares(resid, [float(np.log(np.median(measured / base))), 0.0])
@@ -280,9 +287,7 @@ def calibrate(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict |
         lt = [layer_t[i] for i in idx]
         size_params = {"energy_j": _fit_size(pe, me, [layer_w["energy_j"][i] for i in idx], lt),
                        "latency_s": _fit_size(pt, mt, [layer_w["latency_s"][i] for i in idx], lt)}
-        log_a, b = size_params["energy_j"]
-        scale = [np.exp(log_a) * (np.clip(layer_t[i], 1e-7, None) / SIZE_REF_S) ** b for i in idx]
-        after = np.array([b0 * np.sum(layer_w["energy_j"][i] * sc) for b0, i, sc in zip(pe, idx, scale)])
+        after = _size_rescaled(pe, [layer_w["energy_j"][i] for i in idx], lt, *size_params["energy_j"])
     ratios = me / pe
 
     def rmspe(y, p):

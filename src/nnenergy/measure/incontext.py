@@ -176,7 +176,8 @@ def restore_untraced(layers, models):
     and `ctx_share`, `ctx_energy_j`, `ctx_latency_s` are recomputed. Configurations without one
     keep their traced shares, and so do those measured under another backend or on a GPU, whose
     untraced time is something else (Python between layers, kernel launches). Idempotent: it
-    always starts from the traced `ctx_op_time_s`.
+    always starts from the traced `ctx_op_time_s`. Returns (layers, models), the models with
+    each configuration's restored time (`ctx_untraced_s`).
     """
     import numpy as np
 
@@ -199,7 +200,8 @@ def restore_untraced(layers, models):
     layers["ctx_share"] = share
     layers["ctx_energy_j"] = cid.map(m["energy_j"]).to_numpy(float) * share
     layers["ctx_latency_s"] = cid.map(m["latency_s"]).to_numpy(float) * share
-    return layers
+    models = models.assign(ctx_untraced_s=models["config_id"].map(layers.groupby("config_id")["ctx_untraced_s"].sum()))
+    return layers, models
 
 
 def pd_column(frame, name: str, default):

@@ -306,7 +306,7 @@ class Sweep:
         return share >= 1.0 or (share > 0 and random.Random(f"{self.spec.seed}|{cid}").random() < share)
 
     # -- rows --------------------------------------------------------------------------
-    def _rows(self, built, infos, batch: int, whole, prof, overhead: dict, block: str) -> None:
+    def _rows(self, built, infos, leaves: dict, batch: int, whole, prof, overhead: dict, block: str) -> None:
         spec = self.spec
         cid = config_id(built.name, built.input_size, batch)
         op_total = prof.total_op_time_s
@@ -325,9 +325,8 @@ class Sweep:
         rows, sums = [], {"flops": 0.0, "params": 0.0, "mem_bytes": 0.0, "iso_e": 0.0, "iso_t": 0.0}
         isolate = self._isolate(cid)
         iso_ok = isolate
-        model_layers = desc.leaf_layers(built.model)  # nested models flattened, as `describe` names them
         for info in infos:
-            iso = self._isolated(model_layers[info.name], info, batch) if isolate else {}
+            iso = self._isolated(leaves[info.name], info, batch) if isolate else {}
             row = layer_row(info, batch, cid)  # description + analytic cost, as predict builds it
             ctx_t = prof.op_time_s.get(info.name, 0.0)
             share = ctx_t / op_total if op_total > 0 else math.nan
@@ -495,6 +494,7 @@ class Sweep:
             try:
                 built = architectures.build(job.arch, job.size)
                 infos = desc.describe(built.model)
+                leaves = desc.leaf_layers(built.model)  # nested models flattened, as `describe` names them
                 fn = backend.compile_model(built.model, built.input_shape)
             except architectures.ArchitectureError as exc:
                 self._skip(name, job.size or 0, job.batches, str(exc), bar)
@@ -522,7 +522,7 @@ class Sweep:
                                f"too slow for this sweep: {one:.2f} s per pass > {spec.max_seconds_per_pass} s", bar)
                     continue
                 tasks[cid] = call
-                meta[cid] = (built, infos, batch)
+                meta[cid] = (built, infos, leaves, batch)
         if not tasks:
             return
         canonical_path = self._canonical_file()
@@ -531,7 +531,7 @@ class Sweep:
         try:
             results, ref_series = measurer.run(tasks)
         except MeasurementError as exc:
-            for cid, (built, _, batch) in meta.items():
+            for cid, (built, _, _, batch) in meta.items():
                 self._skip(built.name, built.input_size, [batch], f"MeasurementError: {exc}", bar, retryable=True)
             return
         canonical = canonical or canonical_reference(canonical_path, ref_series, self.prov["profile"])
@@ -542,13 +542,13 @@ class Sweep:
             "speed_index": [v / canonical["energy_j"] for v in ref_series.per_round("energy_j", "min")],
         })
         for cid, exc in measurer.failed.items():
-            built, _, batch = meta[cid]
+            built, _, _, batch = meta[cid]
             self._skip(built.name, built.input_size, [batch], f"MeasurementError: {exc}", bar, retryable=True)
         for cid, res in results.items():
-            built, infos, batch = meta[cid]
+            built, infos, leaves, batch = meta[cid]
             try:
-                prof = backend.profile(tasks[cid], desc.leaf_layers(built.model), spec.profile_passes)
-                self._rows(built, infos, batch, res, prof, overhead, block_id)
+                prof = backend.profile(tasks[cid], leaves, spec.profile_passes)
+                self._rows(built, infos, leaves, batch, res, prof, overhead, block_id)
             except (MeasurementError, *backend.errors) as exc:
                 self._skip(built.name, built.input_size, [batch], f"{type(exc).__name__}: {exc}", bar,
                            retryable=True, advance=False)
@@ -588,8 +588,7 @@ class Sweep:
         if not models.empty:
             layer_df = layer_df[layer_df["config_id"].isin(measured)]  # drop half-done configs
             layer_df = self._keep_backfilled_edges(layer_df)
-            layer_df = restore_untraced(layer_df, models)  # grouped convolutions' untraced time
-            models["ctx_untraced_s"] = models["config_id"].map(layer_df.groupby("config_id")["ctx_untraced_s"].sum())
+            layer_df, models = restore_untraced(layer_df, models)  # grouped convolutions' untraced time
             models = models.sort_values(["architecture", "input_size", "batch_size"]).reset_index(drop=True)
             layer_df = layer_df.sort_values(["architecture", "input_size", "batch_size", "layer_index"])
             ds.save(models, layer_df.reset_index(drop=True), self.out)
