@@ -71,8 +71,9 @@ def measure_apps(n: int, seed: int = 0) -> list[dict]:
     from nnenergy.measure.lock import MeasurementLock
     from nnenergy.measure.meter import EnergyMeter
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
-    from nnenergy.measure.sweep import inference_call, reference_call
+    from nnenergy.measure.sweep import Threads, inference_call, reference_call, set_threads
 
+    set_threads(Threads())  # as the sweep and the panel: before TensorFlow runs anything
     rng = random.Random(seed)
     configs = [(a, rng.choice([96, 128, 160]), rng.choice([1, 2, 4, 8])) for a in APPS[:n]]
     calls, tables = {}, {}

@@ -208,40 +208,9 @@ def test_roofline_baseline_recovers_a_known_cost_model():
     assert np.median(np.abs(_roofline(coefs, x, cols)[:, 0] / y[:, 0] - 1)) < 0.05
 
 
-@pytest.mark.slow
-def test_main_job_multirun_parent_children_and_champion(tiny_sweep, tmp_path):
-    """The README's main job on tiny data: a Hydra multirun becomes one parent run carrying its
-    children's headline metrics and comparison, and the registry gets a champion."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    _, result = tiny_sweep
-    uri = f"sqlite:///{tmp_path / 'main.db'}"
-    cmd = [sys.executable, "-m", "nnenergy.apps.train", "-m", "predictor=rf,xgb", f"dataset={result.output_dir}",
-           f"mlflow.tracking_uri={uri}", "evaluation.n_folds=3", "predictor.model.min_rows_per_kind=2",
-           "predictor.regressor.n_estimators=10", f"hydra.sweep.dir={tmp_path / 'multirun'}"]
-    subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1], capture_output=True)
-    mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(experiment_names=["nnenergy-train"], output_format="list")
-    parent = next(r for r in runs if r.data.tags.get("nnenergy.sweep") == "parent")
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(r.data.tags["predictor"] for r in children) == ["rf", "xgb"]
-    for r in children:
-        assert parent.data.metrics[f"{r.data.tags['predictor']}.family_whole_energy_rmspe"] == pytest.approx(
-            r.data.metrics["family_whole_energy_rmspe"])
-    arts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id)}
-    assert {"comparison.json", "comparison.png"} <= arts
-    champ = MlflowClient().get_model_version_by_alias("nnenergy-layerwise", registry.CHAMPION)
-    best = min(children, key=lambda r: r.data.metrics["family_whole_energy_rmspe"])
-    assert champ.run_id == best.info.run_id
-
-
 @pytest.mark.parametrize("dataset, message", [("/nonexistent/data", "no dataset at"), ("TINY_ONE_FAMILY", "level 1")])
-def test_train_user_errors_are_one_line(dataset, message, tiny_sweep, tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
+def test_train_refuses_what_it_cannot_evaluate(dataset, message, tiny_sweep, tmp_path):
+    from nnenergy.apps import train
 
     if dataset == "TINY_ONE_FAMILY":  # a sweep of one architecture: nothing to hold out
         _, result = tiny_sweep
@@ -250,10 +219,23 @@ def test_train_user_errors_are_one_line(dataset, message, tiny_sweep, tmp_path):
         ds.save(one.models[keep], one.layers[one.layers["config_id"].isin(one.models.loc[keep, "config_id"])],
                 tmp_path / "one")
         dataset = str(tmp_path / "one")
-    proc = subprocess.run([sys.executable, "-m", "nnenergy.apps.train", f"dataset={dataset}",
-                           f"mlflow.tracking_uri=sqlite:///{tmp_path / 'm.db'}"],
+    cfg = compose_cfg("train", [f"dataset={dataset}", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'never.db'}"])
+    with pytest.raises(train.TrainInputError, match=message):
+        train.run(cfg)
+
+
+def test_the_train_command_reports_bad_input_in_one_line(tmp_path):
+    """The command line's side of the refusals above: exit status 2, one line, no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run([sys.executable, "-m", "nnenergy.apps.train", "dataset=/nonexistent/data",
+                           f"mlflow.tracking_uri=sqlite:///{tmp_path / 'never.db'}"],
                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
-    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-400:]
+    assert proc.returncode == 2, proc.stderr[-400:]
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("nnenergy train: no dataset at /nonexistent/data"), line
 
 
 def test_main_job_trains_this_machines_profile_when_it_has_data(tmp_path, monkeypatch):
@@ -273,31 +255,43 @@ def test_main_job_trains_this_machines_profile_when_it_has_data(tmp_path, monkey
 
 
 @pytest.mark.slow
-def test_mlflow_run_logs_into_the_configured_experiment(tiny_sweep, tmp_path):
-    """`mlflow run . -e train -P predictor=...` (the README's MLflow-project path, without conda)
-    lands in `nnenergy-train`, not in MLflow's Default experiment."""
+def test_main_job_through_mlflow_run(tiny_sweep, tmp_path, new_store):
+    """The README's main job on tiny data, through its MLflow-project path (`mlflow run . -e main`,
+    without conda): the Hydra multirun becomes one parent run in `nnenergy-train` (not in MLflow's
+    Default experiment) carrying its children's headline metrics and comparison, and the registry
+    gets a champion, the better child."""
     import os
     import shutil
     import subprocess
+    import sys
     from pathlib import Path
 
     _, result = tiny_sweep
-    uri = f"sqlite:///{tmp_path / 'run.db'}"
-    mlflow_cli = shutil.which("mlflow") or str(Path(__import__("sys").executable).with_name("mlflow"))
+    uri = new_store(tmp_path)
+    mlflow_cli = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
     overrides = (f"dataset={result.output_dir} evaluation.n_folds=3 predictor.model.min_rows_per_kind=2 "
-                 f"hydra.run.dir={tmp_path / 'out'}")
-    proc = subprocess.run([mlflow_cli, "run", ".", "-e", "train", "-P", "predictor=poly", "-P",
+                 f"predictor.regressor.n_estimators=10 hydra.sweep.dir={tmp_path / 'multirun'}")
+    proc = subprocess.run([mlflow_cli, "run", ".", "-e", "main", "-P", "predictor=rf,xgb", "-P",
                            f"overrides={overrides}", "--env-manager", "local"],
                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
                           env={**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
                                "MLFLOW_TRACKING_URI": uri,  # a fresh shell: no experiment of this process
                                # with the venv activated, as the README says (MLproject calls `python`)
-                               "PATH": f"{Path(__import__('sys').executable).parent}:{os.environ['PATH']}"})
-    assert proc.returncode == 0, proc.stderr[-800:]
+                               "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert proc.returncode == 0, proc.stderr[-1500:]
     mlflow.set_tracking_uri(uri)
-    ours = mlflow.search_runs(experiment_names=["nnenergy-train"], output_format="list")
-    assert [r.data.tags.get("predictor") for r in ours] == ["poly"]
-    assert "family_whole_energy_rmspe" in ours[0].data.metrics
+    runs = mlflow.search_runs(experiment_names=["nnenergy-train"], output_format="list")
+    [parent] = [r for r in runs if r.data.tags.get("nnenergy.sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 3 and sorted(r.data.tags["predictor"] for r in children) == ["rf", "xgb"]
+    for r in children:
+        assert parent.data.metrics[f"{r.data.tags['predictor']}.family_whole_energy_rmspe"] == pytest.approx(
+            r.data.metrics["family_whole_energy_rmspe"])
+    arts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id)}
+    assert {"comparison.json", "comparison.png"} <= arts
+    champ = MlflowClient().get_model_version_by_alias("nnenergy-layerwise", registry.CHAMPION)
+    best = min(children, key=lambda r: r.data.metrics["family_whole_energy_rmspe"])
+    assert champ.run_id == best.info.run_id
     default = MlflowClient().get_experiment_by_name("Default")
     leftovers = mlflow.search_runs([default.experiment_id], output_format="list") if default else []
     # `mlflow run` opens a run in Default before our code starts: it is left only as a pointer

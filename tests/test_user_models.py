@@ -239,15 +239,13 @@ def test_close_names_never_suggest_the_name_itself():
 
 # -- the registry: the training hint only when nothing is registered ---------------------------
 @pytest.fixture(scope="module")
-def registry_store(tmp_path_factory):
+def registry_store(tmp_path_factory, new_store):
     """A store with one registered model (version 1, alias champion) whose artifacts are missing."""
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+    uri = new_store(tmp_path_factory.mktemp("registry"))
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.search_experiments()  # creates the tables
-    empty = f"sqlite:///{tmp_path_factory.mktemp('registry_empty') / 'mlflow.db'}"
-    MlflowClient(tracking_uri=empty, registry_uri=empty).search_experiments()
+    empty = new_store(tmp_path_factory.mktemp("registry_empty"))
     client.create_registered_model(api.DEFAULT_MODEL_NAME)
     client.create_model_version(api.DEFAULT_MODEL_NAME, source=str(tmp_path_factory.mktemp("gone")))
     client.set_registered_model_alias(api.DEFAULT_MODEL_NAME, "champion", "1")

@@ -209,8 +209,11 @@ def measure_panel(rounds: int = 2) -> tuple[dict, pd.DataFrame]:
     from nnenergy.measure.lock import MeasurementLock
     from nnenergy.measure.meter import EnergyMeter
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
-    from nnenergy.measure.sweep import inference_call, reference_call
+    from nnenergy.measure.sweep import Threads, inference_call, reference_call, set_threads
 
+    # The sweep's thread pools (inter_op=1), fixed before TensorFlow runs anything: the panel is then
+    # measured the way the data it calibrates was.
+    set_threads(Threads())
     calls, tables = {}, []
     for name, model, batch in panel_models():
         calls[name] = inference_call(model, tuple(int(d) for d in model.inputs[0].shape[1:]), batch)
