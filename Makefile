@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install benchmark clean
+.PHONY: run test test-fast install benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check src tests benchmarks
+
+## the edit-test loop: the suite without the tests marked slow (end-to-end runs of whole commands)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 	$(BIN)/ruff check src tests benchmarks
 
 benchmark: $(STAMP)

@@ -154,6 +154,7 @@ def test_tiny_sweep_end_to_end_logs_to_mlflow(tiny_sweep, tracking_uri):
     assert run.inputs.dataset_inputs, "mlflow.log_input was not called"
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_without_losing_measurements(tmp_path, new_store):
     out, cache = tmp_path / "data", tmp_path / "cache"
     cmd = [sys.executable, "-m", "nnenergy.apps.measure", "sweep=tiny", f"sweep.output_dir={out}",
