@@ -11,6 +11,7 @@
     .venv/bin/python benchmarks/calibration.py                           # cross-cpu (idle machine)
     .venv/bin/python benchmarks/calibration.py --source data/<this profile>/space --save /tmp/p.joblib
     taskset -c 0 .venv/bin/python benchmarks/calibration.py --predictor /tmp/p.joblib --measure-apps 12
+(`--without-source keras.applications` with `--save`: the targets' architectures unseen as well.)
 Results append to benchmarks/calibration_log.jsonl; the README quotes them.
 """
 
@@ -43,7 +44,9 @@ class _Pyfunc:
         self.predict = partial(predict_frame, predictor)
 
 
-def train_rf(dataset: Path):
+def train_rf(dataset: Path, without_source: str | None = None):
+    """An rf predictor of `dataset`; `without_source` (e.g. keras.applications) leaves those rows out,
+    so that calibration is judged on architectures the predictor never saw, as well as new hardware."""
     from sklearn.ensemble import RandomForestRegressor
 
     from nnenergy import dataset as ds
@@ -52,6 +55,10 @@ def train_rf(dataset: Path):
     from nnenergy.schema import SOURCES
 
     data = ds.load(dataset)
+    if without_source:
+        keep = data.models["source"] != without_source
+        ids = data.models.loc[keep, "config_id"]
+        data = ds.Dataset(data.models[keep], data.layers[data.layers["config_id"].isin(ids)], data.path)
     pred = LayerwisePredictor(partial(RandomForestRegressor, n_estimators=40, min_samples_leaf=2, max_features=0.7,
                                       n_jobs=2, random_state=0), max_rows_per_kind=30000)
     pred.fit(layer_features(data.layers), data.layers[list(SOURCES["incontext"])].to_numpy(float), data.models)
@@ -107,6 +114,8 @@ def main() -> None:
     ap.add_argument("--measure-apps", type=int, default=0, help="measure this many apps configs here (one-core test)")
     ap.add_argument("--predictor", help="a joblib file: load it instead of training (--save writes one)")
     ap.add_argument("--save", help="train on --source, save the predictor to this file and stop")
+    ap.add_argument("--without-source", help="train without the rows of this source (e.g. keras.applications: "
+                                             "the targets' architectures are then unseen)")
     ap.add_argument("--source-panel", help="the source profile's panel.json (`nnenergy calibrate --record`): "
                                            "calibrate against measurements instead of predictions")
     args = ap.parse_args()
@@ -117,12 +126,14 @@ def main() -> None:
 
     here = current_profile_name()
     if args.predictor:
-        pred, source_profile = joblib.load(args.predictor)
+        pred, source_profile, *rest = joblib.load(args.predictor)
+        without = rest[0] if rest else None
     else:
-        pred, src = train_rf(Path(args.source))
+        without = args.without_source
+        pred, src = train_rf(Path(args.source), without)
         source_profile = str(src.models["profile"].iloc[0]) if "profile" in src.models else "intel-xeon-avx512-2c"
         if args.save:  # train on two cores, measure later under `taskset -c 0` without retraining there
-            joblib.dump((pred, source_profile), args.save)
+            joblib.dump((pred, source_profile, without), args.save)
             print(f"saved {source_profile} predictor to {args.save}")
             return
     pyfunc = _Pyfunc(pred)
@@ -146,6 +157,7 @@ def main() -> None:
         res = evaluate(pyfunc, targets, cal)
         record = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "target_profile": here,
                   "source_profile": source_profile, "source_dataset": args.predictor or args.source,
+                  "trained_without": without,
                   "n_targets": len(targets), "panel_seconds": panel_seconds,
                   "calibration": {k: getattr(cal, k) for k in (
                       "method", "fit_on", "model", "size_params", "speed_ratio", "spread", "energy_factors",
