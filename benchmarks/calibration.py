@@ -126,8 +126,7 @@ def main() -> None:
 
     here = current_profile_name()
     if args.predictor:
-        pred, source_profile, *rest = joblib.load(args.predictor)
-        without = rest[0] if rest else None
+        pred, source_profile, without = joblib.load(args.predictor)
     else:
         without = args.without_source
         pred, src = train_rf(Path(args.source), without)
