@@ -15,6 +15,14 @@ from hydra import compose, initialize_config_dir
 from nnenergy.apps import CONF_DIR
 
 
+def foreign_profile() -> str:
+    """A hardware profile that is never this machine's, whatever its CPU (an Intel Xeon, an AMD EPYC, ...):
+    this machine's own name with a suffix no CPU, core count or runtime ever produces."""
+    from nnenergy.measure.hardware import current_profile_name
+
+    return f"{current_profile_name()}-another-machine"
+
+
 def compose_cfg(config_name: str, overrides: list[str]):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name=config_name, overrides=overrides)

@@ -5,6 +5,7 @@ The cluster path (two `submitit_local` jobs, then a merge) runs end to end in te
 from __future__ import annotations
 
 import pytest
+from conftest import foreign_profile
 
 from nnenergy import dataset as ds
 from nnenergy.measure.merge import MergeError, merge
@@ -35,10 +36,10 @@ def test_merge_refuses_to_mix_cpus_and_incomplete_rows(tiny_sweep, tmp_path, cap
 
     _, result = tiny_sweep
     whole = ds.load(result.output_dir)
-    other = whole.models.assign(profile="intel-xeon-avx512-2c")
-    ds.save(other, whole.layers, tmp_path / "xeon")
+    other = whole.models.assign(profile=foreign_profile())
+    ds.save(other, whole.layers, tmp_path / "other")
     with pytest.raises(MergeError, match="refusing to mix hardware profiles"):
-        merge(tmp_path / "out", [result.output_dir, tmp_path / "xeon"])
+        merge(tmp_path / "out", [result.output_dir, tmp_path / "other"])
     assert not (tmp_path / "out" / ds.MODELS_FILE).exists()
     cut = whole.layers.iloc[:-1]  # a job killed mid-write lost one layer row
     ds.save(whole.models, cut, tmp_path / "cut")

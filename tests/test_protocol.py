@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ def test_profiles_tell_cpus_apart_that_share_a_name():
                          2)
     assert zen4.name == "amd-epyc-f25m17-avx512-2c" != epyc.name
     assert parse_cpuinfo(XEON, 1).name.endswith("-1c")  # taskset to one core is another profile
-    assert set(xeon.as_row()) == {"profile", "cpu_vendor", "cpu_family", "cpu_model_id", "cpu_isa"}
+    assert set(xeon.as_row()) == {"profile", "cpu_vendor", "cpu_family", "cpu_model_id", "cpu_isa", "runtime"}
 
 
 def _w(rnd, e):
@@ -175,15 +176,17 @@ def test_the_measure_command_reports_bad_input_in_one_line(tmp_path, new_store):
 
 
 def test_a_dataset_of_another_cpu_is_never_appended_to(tmp_path):
+    from conftest import foreign_profile
+
     from nnenergy.apps import measure
     from nnenergy.measure.sweep import SweepInputError
 
     out = tmp_path / "p" / "tiny" / "progress"
     out.mkdir(parents=True)
-    foreign = json.dumps({"config_id": "x|1|1", "profile": "intel-xeon-avx512-2c",
-                          "hardware_id": "intel-xeon-avx512-2c-1234"}) + "\n"
+    other = foreign_profile()  # never this machine's profile, on any CPU
+    foreign = json.dumps({"config_id": "x|1|1", "profile": other, "hardware_id": f"{other}-1234"}) + "\n"
     (out / "models.jsonl").write_text(foreign)
-    with pytest.raises(SweepInputError, match="intel-xeon-avx512-2c.*never share a dataset"):
+    with pytest.raises(SweepInputError, match=re.escape(other) + ".*never share a dataset"):
         measure.run(_sweep_cfg(tmp_path))
     assert (out / "models.jsonl").read_text() == foreign  # nothing appended
 

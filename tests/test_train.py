@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 import numpy as np
 import pytest
-from conftest import compose_cfg, train_overrides
+from conftest import compose_cfg, foreign_profile, train_overrides
 from mlflow import MlflowClient
 
 from nnenergy import dataset as ds
@@ -242,16 +242,15 @@ def test_main_job_trains_this_machines_profile_when_it_has_data(tmp_path, monkey
     from nnenergy import profiles
     from nnenergy.measure.hardware import current_profile_name
 
-    mine = current_profile_name()
-    (tmp_path / "intel-xeon-avx512-2c" / "cpu").mkdir(parents=True)
-    (tmp_path / "intel-xeon-avx512-2c" / "cpu" / ds.MODELS_FILE).write_text("x")
-    monkeypatch.setattr(profiles, "SHIPPED", "intel-xeon-avx512-2c")
-    if mine != "intel-xeon-avx512-2c":  # no data of this CPU: the shipped one, said in the log
-        assert profiles.default_dataset(tmp_path) == str(tmp_path / "intel-xeon-avx512-2c" / "cpu")
+    mine, shipped = current_profile_name(), foreign_profile()  # the shipped data is never this CPU's here
+    (tmp_path / shipped / "cpu").mkdir(parents=True)
+    (tmp_path / shipped / "cpu" / ds.MODELS_FILE).write_text("x")
+    monkeypatch.setattr(profiles, "SHIPPED", shipped)
+    assert profiles.default_dataset(tmp_path) == str(tmp_path / shipped / "cpu")  # no data of this CPU yet
     (tmp_path / mine / "space").mkdir(parents=True)
     (tmp_path / mine / "space" / ds.MODELS_FILE).write_text("x")
     assert profiles.default_dataset(tmp_path) == str(tmp_path / mine / "space")
-    assert set(profiles.profiles(tmp_path)) == {mine, "intel-xeon-avx512-2c"}
+    assert set(profiles.profiles(tmp_path)) == {mine, shipped}
 
 
 @pytest.mark.slow
