@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,17 +29,18 @@ class CpuProfile:
     model: str
     isa: str
     cores: int
+    runtime: str = ""  # what the environment changes about the kernels run: "" or "-isa-avx2-eigen"
 
     @property
     def name(self) -> str:
         brand = _brand(self.model_name)
         fm = f"-f{self.family}m{self.model}" if self.family and self.vendor == "amd" else ""
-        return f"{self.vendor}-{brand}{fm}-{self.isa}-{self.cores}c"
+        return f"{self.vendor}-{brand}{fm}-{self.isa}-{self.cores}c{self.runtime}"
 
     def as_row(self) -> dict:
         """Columns for every measured row (`cpu_model`, the model name, comes from the provenance)."""
         return {"profile": self.name, "cpu_vendor": self.vendor, "cpu_family": self.family,
-                "cpu_model_id": self.model, "cpu_isa": self.isa}
+                "cpu_model_id": self.model, "cpu_isa": self.isa, "runtime": self.runtime or "default"}
 
 
 def _brand(model_name: str) -> str:
@@ -92,16 +93,33 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-@lru_cache(maxsize=4)
-def _profile(cores: int) -> CpuProfile:
+def runtime_suffix(env=None) -> str:
+    """The part of a profile the environment sets: a capped oneDNN ISA, or Eigen instead of oneDNN.
+
+    Both change which kernels run on the same CPU (`ONEDNN_MAX_CPU_ISA=AVX2` made VGG16 1.6x slower
+    on an AVX-512 Xeon), so each is a device of its own: a pseudo-device whose rows never mix with
+    the CPU's default ones. Core count (`taskset`) is already part of the name.
+    """
+    env = os.environ if env is None else env
+    out = ""
+    isa = env.get("ONEDNN_MAX_CPU_ISA") or env.get("DNNL_MAX_CPU_ISA")
+    if isa and isa.strip().upper() not in ("ALL", "DEFAULT"):
+        out += "-isa-" + re.sub(r"[^a-z0-9]+", "-", isa.strip().lower()).strip("-")
+    if env.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false", "no", "off"):
+        out += "-eigen"
+    return out
+
+
+@lru_cache(maxsize=8)
+def _profile(cores: int, runtime: str) -> CpuProfile:
     path = Path("/proc/cpuinfo")
     text = path.read_text() if path.exists() else ""
-    return parse_cpuinfo(text, cores)
+    return replace(parse_cpuinfo(text, cores), runtime=runtime)
 
 
 def current_profile() -> CpuProfile:
-    """This machine's profile, for the cores this process may use."""
-    return _profile(usable_cores())
+    """This machine's profile, for the cores this process may use and the kernels its environment picks."""
+    return _profile(usable_cores(), runtime_suffix())
 
 
 def current_profile_name() -> str:
