@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnenergy.calibrate import SIZE_REF_S, Calibration, _fit_factors, _fit_size, group_of
+from nnenergy.calibrate.fit import _fit_factors, _fit_size
+from nnenergy.predict.calibration import SIZE_REF_S, Calibration, group_of
 
 
 def test_factors_of_a_known_per_group_slowdown_are_recovered():

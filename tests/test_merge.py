@@ -32,7 +32,7 @@ def test_two_jobs_merge_without_loss_or_duplicates(tiny_sweep, tmp_path):
 
 
 def test_merge_refuses_to_mix_cpus_and_incomplete_rows(tiny_sweep, tmp_path, capsys):
-    from nnenergy.measure.merge import main
+    from nnenergy.cli.merge import main
 
     _, result = tiny_sweep
     whole = ds.load(result.output_dir)

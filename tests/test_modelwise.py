@@ -48,7 +48,7 @@ def test_modelwise_variant_trains_logs_and_loads(predictor, tiny_sweep, tracking
 def test_predict_cli_with_a_modelwise_predictor(tiny_sweep, tracking_uri, capsys):
     import json
 
-    from nnenergy.predict import cli
+    from nnenergy.cli import predict as cli
 
     test_modelwise_variant_trains_logs_and_loads("mlp", tiny_sweep, tracking_uri)
     rc = cli.main(["MobileNetV3Small", "--input-shape", "32,32,3", "--json", "--tracking-uri", tracking_uri,

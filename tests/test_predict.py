@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import nnenergy
+from nnenergy.cli import predict as cli
 from nnenergy.measure import architectures
-from nnenergy.predict import cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,13 +184,13 @@ def test_hardware_profiles_are_listed_and_selected(store, tiny_file, capsys):
 
 def test_a_described_layer_table_predicts_without_tensorflow(store, tiny_file, tmp_path, capsys):
     """`nnenergy describe` once; `nnenergy predict table.parquet` later answers without importing TensorFlow."""
-    from nnenergy.predict.cli import describe_main
+    from nnenergy.cli.predict import describe_main
 
     table = tmp_path / "tiny.parquet"
     assert describe_main([str(tiny_file), "tiny_cnn", "--batch-size", "2", "--input-shape", "32,32,3",
                           "-o", str(table)]) == 0
     capsys.readouterr()
-    code = ("import sys, json; from nnenergy.predict.cli import main; rc = main(sys.argv[1:]); "
+    code = ("import sys, json; from nnenergy.cli.predict import main; rc = main(sys.argv[1:]); "
             "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'rc': rc}), file=sys.stderr)")
     res = subprocess.run([sys.executable, "-c", code, str(table), "--json", "--tracking-uri", store],
                          capture_output=True, text=True, cwd=REPO, timeout=300)

@@ -33,9 +33,10 @@ def _package(mod: str) -> str:
 
 
 def test_no_import_cycle_between_packages():
-    """Module-level imports, folded to packages (measure, features, learn, ...): a DAG."""
+    """Every import, at module level or inside a function (a lazy import is still a dependency),
+    folded to packages (measure, features, learn, ...): a DAG."""
     edges = {}
-    for mod, deps in _imports(top_level_only=True).items():
+    for mod, deps in _imports(top_level_only=False).items():
         for d in deps:
             a, b = _package(mod), _package(d)
             if a != b and "nnenergy" not in (a, b):  # the root only re-exports the API
@@ -64,5 +65,21 @@ def test_the_flow_only_points_downstream():
             assert not {d for d in deps if _package(d) == "measure"}, f"{mod} imports measure/"
         if pkg in ("measure", "features", "learn", "evaluate", "describe", "schema"):
             assert not {d for d in deps if _package(d) == "apps"}, f"{mod} imports apps/"
-    for mod in ("nnenergy.schema",):
+    for mod in ("nnenergy.schema", "nnenergy.paths", "nnenergy.predict.errors"):
         assert not anywhere[mod], f"{mod} must import nothing of the project"
+
+
+def test_the_library_never_imports_the_command_line():
+    """Every argparse entry point lives in `cli/`; nothing outside it imports it."""
+    for mod, deps in _imports(top_level_only=False).items():
+        if _package(mod) != "cli":
+            assert not {d for d in deps if _package(d) == "cli"}, f"{mod} imports cli/"
+
+
+def test_prediction_builds_models_from_the_zoo_not_from_measure():
+    """`predict/` builds keras.applications and built-in models through `nnenergy.zoo`, which `measure/`
+    shares; of `measure/` it reads only this machine's hardware profile."""
+    for mod, deps in _imports(top_level_only=False).items():
+        if _package(mod) == "predict":
+            assert {d for d in deps if _package(d) == "measure"} <= {"nnenergy.measure", "nnenergy.measure.hardware"}, \
+                f"{mod} imports {sorted(d for d in deps if _package(d) == 'measure')}"

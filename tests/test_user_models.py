@@ -17,9 +17,10 @@ from keras import layers as L
 
 import nnenergy
 from nnenergy import describe as desc
+from nnenergy.cli import predict as cli
 from nnenergy.features.layer_features import KINDS, UNMEASURED_TYPES, kind_of
 from nnenergy.measure import architectures
-from nnenergy.predict import api, cli
+from nnenergy.predict import api
 
 REPO = Path(__file__).resolve().parents[1]
 

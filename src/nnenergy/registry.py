@@ -10,11 +10,13 @@ import hashlib
 import json
 import logging
 import math
+from typing import TYPE_CHECKING
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
+# MLflow loads inside the functions that use it: `profile_alias` serves `nnenergy predict --hardware`,
+# which checks its arguments before anything heavy loads.
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
 PROFILE_TAG = "profile"
@@ -30,6 +32,8 @@ def split_id(data, evaluation: dict) -> str:
 
 
 def champion_version(client: MlflowClient, name: str, alias: str = CHAMPION):
+    from mlflow.exceptions import MlflowException
+
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
@@ -45,6 +49,9 @@ def register(model_uri: str, name: str, sid: str, score: float, tags: dict) -> s
     """Register a logged model, tag it with its split and level-1 score, and re-decide the champion:
     `champion` (the newest split's best, what `predict` uses by default) and `champion-<profile>`
     (each hardware profile's best, which `predict --hardware PROFILE` uses)."""
+    import mlflow
+    from mlflow import MlflowClient
+
     client = MlflowClient()
     mv = mlflow.register_model(model_uri, name)
     for k, v in {SPLIT_TAG: sid, METRIC_TAG: f"{score:.6f}", **tags}.items():

@@ -6,7 +6,9 @@ import os
 import time
 from pathlib import Path
 
-import mlflow
+# MLflow loads inside the functions that use it: `resolve_tracking_uri` serves `nnenergy predict`,
+# which finds its cached predictor without MLflow.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def resolve_tracking_uri(uri: str) -> str:
@@ -17,6 +19,11 @@ def resolve_tracking_uri(uri: str) -> str:
     return uri
 
 
+def store_uri(tracking_uri: str | None = None) -> str:
+    """The store a command uses: `tracking_uri`, else `$MLFLOW_TRACKING_URI`, else ./mlflow.db; resolved."""
+    return resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
+
+
 def setup(tracking_uri: str, experiment: str) -> str:
     """Point MLflow at the store and make sure the experiment exists; returns its id.
 
@@ -24,6 +31,8 @@ def setup(tracking_uri: str, experiment: str) -> str:
     belong in `experiment`, so that run is left with a pointer tag and ours start there instead.
     SQLite stores race when several processes create tables at once, so retry briefly.
     """
+    import mlflow
+
     uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
     for attempt in range(5):
@@ -63,6 +72,7 @@ def ints_as_floats(df):
 # -- what every entry point logs -------------------------------------------------------------
 def log_resolved_config(cfg) -> None:
     """The resolved Hydra config as a YAML artifact and as flattened params."""
+    import mlflow
     from omegaconf import OmegaConf
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -72,6 +82,8 @@ def log_resolved_config(cfg) -> None:
 
 def log_dataset(models, path: Path, name: str, context: str, files: tuple[str, ...] = ()) -> None:
     """`mlflow.log_input` of the models table (a digest) plus the data files themselves."""
+    import mlflow
+
     table = ints_as_floats(models.drop(columns=[c for c in ("window_energies_j", "arch_spec") if c in models]))
     mlflow.log_input(mlflow.data.from_pandas(table, source=str(Path(path).resolve()), name=name), context=context)
     for f in files:
@@ -80,6 +92,8 @@ def log_dataset(models, path: Path, name: str, context: str, files: tuple[str, .
 
 
 def log_figure(fig, path: str) -> None:
+    import mlflow
+
     if fig is not None:
         import matplotlib.pyplot as plt
 
@@ -90,6 +104,7 @@ def log_figure(fig, path: str) -> None:
 def summarise_children(parent: str) -> None:
     """The parent run carries its children's headline metrics, a comparison table and a chart,
     so the UI compares predictors at a glance among the 190+ metrics each run logs."""
+    import mlflow
     import pandas as pd
 
     client = mlflow.MlflowClient()

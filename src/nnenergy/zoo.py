@@ -1,4 +1,6 @@
-"""Build the models a sweep measures: `keras.applications` names, built-in tiny models, `.keras` files."""
+"""The model zoo: build a model by name (`keras.applications` names, built-in tiny models, generated
+architectures) or load a `.keras`/`.h5` file. Sweeps measure these models (`measure/`) and prediction
+builds them (`predict/`): both import this module, neither imports the other."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`nnenergy` command: measure, train, main (train all layer-wise predictors), predict."""
+"""The `nnenergy` command and its subcommands: main, measure, train, analyze, predict, describe,
+calibrate, merge. Every command-line entry point lives in this package; the library never imports it."""
 
 from __future__ import annotations
 
@@ -62,26 +63,22 @@ def main(argv: list[str] | None = None) -> int:
               f"{browse}\n"
               f"Predict with the champion:\n  .venv/bin/nnenergy predict MobileNetV2 --batch-size 8")
     elif cmd == "calibrate":
-        from nnenergy.calibrate import main as calibrate_main
+        from nnenergy.cli.calibrate import main as calibrate_main
 
         return calibrate_main(rest)
     elif cmd == "merge":
-        from nnenergy.measure.merge import main as merge_main
+        from nnenergy.cli.merge import main as merge_main
 
         return merge_main(rest)
     elif cmd == "describe":
-        from nnenergy.predict.cli import describe_main
+        from nnenergy.cli.predict import describe_main
 
         return describe_main(rest)
     elif cmd == "predict":
-        from nnenergy.predict.cli import main as predict_main
+        from nnenergy.cli.predict import main as predict_main
 
         return predict_main(rest)
     else:
         print(f"nnenergy: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,6 +11,8 @@ import os
 import sys
 import warnings
 
+from nnenergy.paths import calibration_file
+
 # Python loggers of the libraries prediction loads, quiet below ERROR unless --verbose.
 _NOISY_LOGGERS = ("tensorflow", "absl", "keras", "h5py", "mlflow", "alembic", "codecarbon", "urllib3", "git")
 
@@ -56,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
                    help="ISO 3166 alpha-3 code for the grid's carbon intensity (default: world average)")
     p.add_argument("--inferences", type=_positive_int, default=1_000_000, help="passes to total kWh and CO2 over")
     p.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
-    p.add_argument("--calibration", nargs="?", const=".nnenergy_cache/calibration.json", default=None,
+    p.add_argument("--calibration", nargs="?", const=str(calibration_file()), default=None,
                    help="adapt to this machine with a file from `nnenergy calibrate` (alone: the stored default)")
     p.add_argument("--verbose", action="store_true",
                    help="let TensorFlow, CUDA, MLflow and Python warnings print their start-up lines on stderr")
@@ -180,7 +182,7 @@ def _error(exc) -> int:
 
 
 def _list_hardware(args) -> int:
-    from nnenergy.predict.api import hardware_profiles
+    from nnenergy.predict.hardware import hardware_profiles
 
     with _quiet_python(args.verbose):
         rows = hardware_profiles(args.tracking_uri)
@@ -210,13 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.hardware and args.model_uri:
         return _error("give --hardware or --model-uri, not both")
     if args.hardware:
-        from nnenergy.predict.api import hardware_model_uri
+        from nnenergy.predict.hardware import hardware_model_uri
 
         args.model_uri = hardware_model_uri(args.hardware)
     _quiet_before_tensorflow(args.verbose)
     # Light imports only (TensorFlow, Keras, MLflow, CodeCarbon and pandas load inside functions).
-    from nnenergy.predict.api import PredictError, check_arguments, predict_many
+    from nnenergy.predict.api import predict_many
     from nnenergy.predict.carbon import CarbonError, carbon_intensity
+    from nnenergy.predict.errors import PredictError
+    from nnenergy.predict.inputs import check_arguments
 
     try:  # the model file, batch size and shape: milliseconds, before anything heavy loads
         for model in args.model:
@@ -261,7 +265,9 @@ def describe_main(argv: list[str] | None = None) -> int:
     if not args.output.endswith((".parquet", ".csv")):
         return _error("--output must end in .parquet or .csv")
     _quiet_before_tensorflow(args.verbose)
-    from nnenergy.predict.api import PredictError, _describe, check_arguments
+    from nnenergy.predict.api import _describe
+    from nnenergy.predict.errors import PredictError
+    from nnenergy.predict.inputs import check_arguments
 
     try:
         for model in args.model:

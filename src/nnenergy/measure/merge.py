@@ -9,7 +9,6 @@ folder gets the union of the inputs' skipped/sessions/blocks records and a datas
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -82,15 +81,3 @@ def merge(out: str | Path, inputs: list[str | Path]) -> dict:
                     skipped)
     return {"out": str(out), "profile": profs.pop(), "configurations": len(merged_models),
             "layer_rows": len(merged_layers), "duplicates_dropped": duplicates, "inputs": [str(p) for p in sources]}
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[0] in ("-h", "--help"):
-        print(__doc__.split("\n\n")[0] + "\nusage: nnenergy merge OUT IN [IN ...]", file=sys.stderr)
-        return 2
-    try:
-        print(json.dumps(merge(argv[0], argv[1:])))
-    except MergeError as exc:
-        print(f"nnenergy merge: error: {exc}", file=sys.stderr)
-        return 2
-    return 0

@@ -1,0 +1,24 @@
+"""Where nnenergy keeps what it can rebuild: one cache folder, `$NNENERGY_CACHE` or `.nnenergy_cache`.
+
+Everything cached lives under it: layer features (`features/`), resolved predictors (`predictors/`),
+the calibration `nnenergy calibrate` stores (`calibration.json`), isolated-layer measurements (the
+sweeps' `cache_dir`, `conf/sweep/_measurement.yaml`, resolves the same variable).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CACHE_ENV = "NNENERGY_CACHE"
+DEFAULT_CACHE = ".nnenergy_cache"
+
+
+def cache_dir() -> Path:
+    """The cache folder: `$NNENERGY_CACHE` when set, else `.nnenergy_cache` (relative to the working folder)."""
+    return Path(os.environ.get(CACHE_ENV, DEFAULT_CACHE))
+
+
+def calibration_file() -> Path:
+    """Where `nnenergy calibrate` stores its calibration and `nnenergy predict --calibration` finds it."""
+    return cache_dir() / "calibration.json"

@@ -1,0 +1,115 @@
+"""A model to predict, as Keras sees it: a name, file or keras.Model -> a keras.Model at the requested
+input shape (the input-shape surgery: building an unbuilt Sequential, cloning onto a new input)."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from nnenergy import zoo
+from nnenergy.predict.errors import PredictError
+from nnenergy.predict.inputs import _looks_like_path, check_model_file
+
+BUILTIN_DEFAULT_SIZE = 32  # the built-in test models (tiny_cnn, ...) when no --input-shape is given
+
+
+def canonical_name(name: str) -> str:
+    """An application, built-in or generated name as the builders spell it. A name that differs
+    from a known one only by case resolves to it; an unknown name raises with close names (never
+    the name itself) suggested. Imports Keras (the list of keras.applications)."""
+    if name in zoo.BUILTIN or zoo.is_generated(name):
+        return name
+    apps = zoo.application_names()
+    if name in apps:
+        return name
+    by_lower = {n.lower(): n for n in [*apps, *zoo.BUILTIN]}
+    if name.lower() in by_lower:
+        return by_lower[name.lower()]
+    try:
+        zoo.application(name, None, build=False)
+    except zoo.ArchitectureError as exc:
+        raise PredictError(str(exc)) from None
+    return name  # unreachable: an unknown name raised above
+
+
+def resolve_model(model, input_shape: tuple[int, ...] | None):
+    """A keras.Model, a `.keras`/`.h5` path or an application name -> (keras.Model, name)."""
+    import keras
+
+    if isinstance(model, keras.Model):
+        km, name = model, model.name
+    elif isinstance(model, (str, os.PathLike)) and _looks_like_path(model):
+        path = Path(model)
+        check_model_file(path)
+        try:
+            km = zoo.load_model_file(path)
+        except zoo.ArchitectureError as exc:
+            cause = exc.__cause__  # unreadable bytes (h5py raises OSError), a broken archive or config
+            if isinstance(cause, (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError)):
+                first = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
+                raise PredictError(f"{path} is corrupt or not a Keras model: {first}") from None
+            raise PredictError(str(exc)) from None
+        name = path.stem
+    elif isinstance(model, str):
+        name = canonical_name(model)
+        try:
+            if name in zoo.BUILTIN or zoo.is_generated(name):
+                size = int(input_shape[0]) if input_shape else BUILTIN_DEFAULT_SIZE
+                km = zoo.build(name, size).model
+            else:
+                return zoo.application(name, input_shape), name
+        except zoo.ArchitectureError as exc:
+            raise PredictError(str(exc)) from None
+    else:
+        raise PredictError(f"expected a keras.Model, a model file or an application name, got {type(model).__name__}")
+    return _with_input_shape(km, input_shape), name
+
+
+def _model_inputs(km):
+    """The model's symbolic inputs, or None for a Sequential model that has no input shape yet."""
+    try:
+        return km.inputs or None
+    except AttributeError:  # Keras: "Sequential model ... has no defined inputs yet."
+        return None
+
+
+def _with_input_shape(km, input_shape):
+    import keras
+
+    if not isinstance(km, keras.Sequential) and not hasattr(km, "_nodes_by_depth"):
+        raise PredictError(f"{type(km).__name__} is a subclassed model: its layers have no graph to predict from; "
+                           "build it as a Functional or Sequential model")
+    if _model_inputs(km) is None:  # a Sequential saved (or made) before it was built
+        if input_shape is None:
+            raise PredictError("the model has no input shape (a Sequential model saved before it was built): "
+                               "pass --input-shape (input_shape=...)")
+        shape = tuple(int(d) for d in input_shape)
+        try:  # on a copy: a failed build would leave the caller's model configured for a wrong shape
+            km = keras.models.clone_model(km)
+        except Exception:
+            pass
+        try:
+            km.build((None, *shape))
+        except Exception as exc:  # Keras raises several types when shapes do not propagate
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise PredictError(f"input shape {shape} does not fit the model: {first}") from None
+        if _model_inputs(km) is None:
+            raise PredictError(f"the model could not be built on input shape {shape}")
+        return km
+    current = tuple(km.inputs[0].shape[1:])
+    if input_shape is None:
+        if any(d is None for d in current):
+            raise PredictError(f"the model's input shape {current} has unknown dimensions: pass --input-shape")
+        return km
+    input_shape = tuple(int(d) for d in input_shape)
+    if len(input_shape) != len(current) or any(c is not None and c != s for c, s in zip(current, input_shape)):
+        if all(c is not None for c in current):
+            raise PredictError(f"input shape {input_shape} does not fit the model, which takes {current}")
+    if current == input_shape:
+        return km
+    try:
+        return keras.models.clone_model(km, input_tensors=keras.Input(input_shape))
+    except Exception as exc:  # Keras raises several types when shapes do not propagate
+        raise PredictError(f"input shape {input_shape} does not fit the model: {str(exc).splitlines()[0]}") from None
