@@ -11,7 +11,7 @@ import pytest
 
 from nnenergy.arch import (
     GENERATOR_VERSION,
-    KINDS,
+    MACRO_KINDS,
     VARIANT_FAMILIES,
     ArchSpec,
     build_named,
@@ -83,7 +83,7 @@ def test_different_seeds_differ(specs):
 
 
 def test_seeds_cover_every_kind_block_and_layer_type_within_bounds(specs):
-    assert {s.kind for s in specs} == set(KINDS)
+    assert {s.kind for s in specs} == set(MACRO_KINDS)
     blocks = {b["type"] for s in specs for b in s.blocks}
     assert {"conv", "res_basic", "res_preact", "bottleneck", "inception", "dwsep", "sepconv", "inverted_residual",
             "se", "spatial_gate", "unet", "mlp", "tokens", "attention", "pool", "dropout", "gap", "head"} <= blocks

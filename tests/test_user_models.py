@@ -18,7 +18,7 @@ from keras import layers as L
 import nnenergy
 from nnenergy import describe as desc
 from nnenergy.cli import predict as cli
-from nnenergy.features.layer_features import KINDS, UNMEASURED_TYPES, kind_of
+from nnenergy.features.layer_features import LAYER_KINDS, UNMEASURED_TYPES, kind_of
 from nnenergy.measure import architectures
 from nnenergy.predict import api
 
@@ -158,7 +158,7 @@ def test_unmeasured_types_map_to_a_measured_kind():
     assert {"LSTM", "GRU", "SimpleRNN", "Bidirectional", "MultiHeadAttention", "Embedding", "UpSampling2D",
             "Conv2DTranspose"} <= UNMEASURED_TYPES
     for t in UNMEASURED_TYPES:
-        assert kind_of(t) in KINDS and kind_of(t) != "other", t
+        assert kind_of(t) in LAYER_KINDS and kind_of(t) != "other", t
     assert kind_of("LSTM") == "dense" and kind_of("MultiHeadAttention") == "attention"
 
 

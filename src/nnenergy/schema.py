@@ -20,7 +20,9 @@ GRAPH_COLUMNS = ["inbound_layers"]
 # another's; a fused layer's cost is predicted on that head and its own row shows 0).
 OUTPUT_COLUMNS = ["config_id", "row", "layer_index", "layer_name", "layer_type", "kind", "known", "out_of_range",
                   "energy_j", "latency_s", "energy_lo_j", "energy_hi_j", "unit_index"]
-INTERVAL_KEY = "energy_log_ratio_interval"  # predictor metadata: 5%/95% quantiles of log(measured / predicted)
+# Predictor metadata: the 90% interval of log(measured / predicted), (-q, q) with q the split-conformal
+# quantile of |log ratio| over level-1 held-out predictions (`evaluate.levels.interval_from`).
+INTERVAL_KEY = "energy_log_ratio_interval"
 
 
 def config_id(architecture: str, input_size: int, batch_size: int) -> str:

@@ -3,7 +3,7 @@
 
 from nnenergy.arch.generator import (
     GENERATOR_VERSION,
-    KINDS,
+    MACRO_KINDS,
     VARIANT_FAMILIES,
     ArchSpec,
     build_named,
@@ -20,7 +20,7 @@ from nnenergy.arch.generator import (
 )
 
 __all__ = [
-    "GENERATOR_VERSION", "KINDS", "VARIANT_FAMILIES", "ArchSpec", "build_named", "build_spec", "estimate_macs",
+    "GENERATOR_VERSION", "MACRO_KINDS", "VARIANT_FAMILIES", "ArchSpec", "build_named", "build_spec", "estimate_macs",
     "generated_name", "is_generated_name", "macro_kind", "sample_configs", "sample_spec", "sample_variant_spec",
     "spec_from_name", "variant_name",
 ]

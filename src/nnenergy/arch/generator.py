@@ -20,7 +20,7 @@ from nnenergy.arch.blocks import BLOCKS, CostGraph, KerasGraph, apply_blocks
 from nnenergy.arch.space import Space
 
 GENERATOR_VERSION = 1
-KINDS = ("cnn_plain", "resnet", "preact_resnet", "bottleneck", "inception", "mobile", "efficient_se", "unet",
+MACRO_KINDS = ("cnn_plain", "resnet", "preact_resnet", "bottleneck", "inception", "mobile", "efficient_se", "unet",
          "mlp", "vit", "mixed")
 MIN_MACS, MAX_MACS = 1e5, 3e9  # ~0.3 ms (call overhead) to ~300 ms per pass at batch 1 on 2 cores
 MIN_LAYERS, MAX_LAYERS = 8, 250
@@ -36,7 +36,7 @@ _VAR_NAME = re.compile(r"^var(\d+)_([A-Za-z0-9]+)_s(\d+)$")
 class ArchSpec:
     generator_version: int
     seed: int
-    kind: str  # a macro kind of KINDS, or "variant"
+    kind: str  # a macro kind of MACRO_KINDS, or "variant"
     family: str  # "generated", or the keras.applications family of a variant
     input_shape: list[int]
     blocks: list[dict]
@@ -313,7 +313,7 @@ def macro_kind(seed_or_name: int | str) -> str | None:
         if not m:
             return None
         seed_or_name = int(m.group(2))
-    return KINDS[seed_or_name % len(KINDS)]
+    return MACRO_KINDS[seed_or_name % len(MACRO_KINDS)]
 
 
 def sample_spec(seed: int, uniform_share: float = 0.25) -> ArchSpec:

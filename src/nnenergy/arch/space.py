@@ -2,9 +2,10 @@
 
 `fit_prior(layers.parquet)` turns the shipped layer table into small discrete histograms (conv widths,
 kernel sizes, strides, stage depths, expansion and squeeze ratios, Dense widths, activations, dropout
-rates, pools, input sizes); its output ships as `prior.json`. `Space` draws from them and, with
-probability `uniform_share`, uniformly over the whole valid range instead (nn-Meter's prior sampler with
-a uniform share), so the space is not confined to what the applications happen to use.
+rates, pools, input sizes); its output ships as `prior.json`, which no command rewrites: the generated
+architectures, and so the measured data, depend on it. `Space` draws from them and, with probability
+`uniform_share`, uniformly over the whole valid range instead (nn-Meter's prior sampler with a uniform
+share), so the space is not confined to what the applications happen to use.
 """
 
 from __future__ import annotations
@@ -148,13 +149,6 @@ def fit_prior(layers_parquet: str | Path) -> dict:
     prior["source"] = {"table": Path(layers_parquet).name, "architectures": int(df["architecture"].nunique()),
                        "weighting": "each family weighs 1, split equally over its architectures"}
     return prior
-
-
-def write_prior(layers_parquet: str | Path, out: str | Path | None = None) -> Path:
-    """Refit and write `prior.json` next to this module (or to `out`)."""
-    out = Path(out) if out else Path(__file__).with_name(PRIOR_FILE)
-    out.write_text(json.dumps(fit_prior(layers_parquet), indent=1) + "\n")
-    return out
 
 
 @lru_cache(maxsize=1)

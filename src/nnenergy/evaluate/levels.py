@@ -23,7 +23,9 @@ import pandas as pd
 from nnenergy.dataset import Dataset
 from nnenergy.evaluate import metrics
 from nnenergy.evaluate.splits import grouped_folds
+from nnenergy.features.cache import features_of
 from nnenergy.features.layer_features import layer_features
+from nnenergy.features.units import per_unit
 from nnenergy.schema import INTERVAL_KEY, SOURCES, TARGETS
 
 LEVELS = ("family", "external", "generated")
@@ -92,40 +94,6 @@ def interval_from(heldout: pd.DataFrame, coverage: float = 0.9) -> tuple[float, 
     return (-q, q)
 
 
-def features_of(data: Dataset) -> pd.DataFrame:
-    """Layer features of a dataset, cached on disk by the layers file's identity: the four
-    predictors of one `make run` (separate processes) compute them once."""
-    import hashlib
-    import os
-    from pathlib import Path
-
-    from nnenergy.dataset import LAYERS_FILE
-
-    src = Path(data.path) / LAYERS_FILE
-    if not src.exists():
-        return layer_features(data.layers)
-    st = src.stat()
-    import importlib
-
-    lf = importlib.import_module("nnenergy.features.layer_features")  # the module, not its function
-    from nnenergy.features import units
-
-    # The extractor's own tables are part of the key: a new kind, feature or unit rule invalidates the cache.
-    version = repr((sorted(lf._TYPE_TO_KIND.items()), sorted(lf.KIND_FEATURES.items()), lf.ALL_FEATURES,
-                    units.VERSION))
-    ident = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{len(data.layers)}|{version}"
-    key = hashlib.sha1(ident.encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("NNENERGY_CACHE", ".nnenergy_cache")) / "features" / f"{key}.parquet"
-    if cache.exists():
-        return pd.read_parquet(cache)
-    feats = layer_features(data.layers)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    feats.to_parquet(tmp, index=False)
-    tmp.replace(cache)  # atomic: parallel jobs never read a half-written file
-    return feats
-
-
 def evaluate(make: Callable[[], object], data: Dataset, source: str, opts: dict,
              external: Dataset | None = None) -> Evaluation:
     """Evaluate `make()` predictors on the three levels, then train the final one on everything."""
@@ -165,11 +133,7 @@ def evaluate(make: Callable[[], object], data: Dataset, source: str, opts: dict,
                 per_layer[f"measured_{t}"] = y[keep][:, TARGETS.index(t)]
             for col in ("family", "batch_size", "input_size"):
                 per_layer[col] = data.layers[col].to_numpy()[keep]
-            if (per_layer["kind"] == "fused").any():  # scored per kernel: its members' measured costs summed
-                unit = per_layer.groupby(["config_id", "unit_index"], sort=False)
-                for t in TARGETS:
-                    per_layer[f"measured_{t}"] = unit[f"measured_{t}"].transform("sum")
-                per_layer = per_layer[per_layer["kind"] != "fused"]
+            per_layer = per_unit(per_layer, [f"measured_{t}" for t in TARGETS])  # scored per kernel
             layer_rows.append(per_layer.assign(fold=k))
     # The interval every predictor below states: level-1 held-out errors only.
     family = pd.concat(out["family"], ignore_index=True) if out["family"] else pd.DataFrame()

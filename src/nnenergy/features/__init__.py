@@ -2,7 +2,7 @@
 
 from nnenergy.features.layer_features import (  # noqa: F401
     KIND_FEATURES,
-    KINDS,
+    LAYER_KINDS,
     kind_of,
     layer_features,
 )

@@ -2,9 +2,10 @@
 
 The report's 13 layer kinds (dense, convolutional, pooling, input, padding, normalization,
 activation, rescaling, reshape, dropout, add, multiply, concatenate) plus the other kinds
-found in `keras.applications` (depthwise and separable convolution, global pooling, layer
-scale). Each kind uses the report's features plus analytic FLOPs and memory traffic. A type
-outside every kind maps to `other` and is predicted by the generic fallback regressor.
+found in `keras.applications` (depthwise convolution, global pooling, layer scale; separable
+convolutions join the convolutions, flagged `separable`) and attention. Each kind uses the report's
+features plus analytic FLOPs and memory traffic. A type outside every kind maps to `other` and is
+predicted by the generic fallback regressor.
 """
 
 from __future__ import annotations
@@ -41,14 +42,15 @@ _TYPE_TO_KIND = {
     "Multiply": "multiply",
     "Concatenate": "concatenate",
     "LayerScale": "layer_scale",
-    # Types no measured model has (see UNMEASURED_TYPES), each under the measured kind nearest
+    # Types keras.applications never uses (see UNMEASURED_TYPES), each under the measured kind nearest
     # in what dominates its cost: recurrent and attention layers are matrix products ("dense");
     # convolutional recurrences, transposed and 3D convolutions are convolutions; a gather
     # (Embedding) and nearest-neighbour upsampling copy their input into a larger output, as
     # padding does; 3D pooling and unit normalisation join their 2D and normalisation kinds.
     "LSTM": "dense", "GRU": "dense", "SimpleRNN": "dense", "Bidirectional": "dense",
     "Dot": "dense",
-    # Attention is measured in the generated architectures (ViT-style blocks): a kind of its own.
+    # Attention has a kind of its own: the generated architectures (ViT-style blocks) measure
+    # MultiHeadAttention, as they measure Conv2DTranspose and UpSampling2D.
     "MultiHeadAttention": "attention", "Attention": "attention", "AdditiveAttention": "attention",
     "ConvLSTM1D": "conv", "ConvLSTM2D": "conv", "ConvLSTM3D": "conv",
     "Conv1DTranspose": "conv", "Conv3DTranspose": "conv",
@@ -59,20 +61,21 @@ _TYPE_TO_KIND = {
     "SpatialDropout1D": "dropout", "SpatialDropout3D": "dropout", "AlphaDropout": "dropout",
     "GaussianNoise": "dropout",
 }
-# Layer types predicted from the nearest measured kind although no measured row of their own
-# type exists (keras.applications never uses them): their computation differs in kind from every
-# measured type of that kind, so `nnenergy predict` warns about them. Elementwise variants
+# Layer types keras.applications never uses: a predictor trained on applications only has no row of
+# their own type and predicts them from the nearest kind, although their computation differs in kind
+# from every type it measured, so `nnenergy predict` warns about them. Elementwise variants
 # (Subtract, LeakyReLU, ...), 1D forms of 2D operations and inference-time identities (dropouts)
-# are not listed. A predictor that records the types it trained on (metadata `layer_types`) decides
-# from that instead; this list is for predictors that do not.
+# are not listed. Only predictors that do not record the types they trained on use this list: the
+# others (metadata `layer_types`) decide from that, and one trained on `space` has measured
+# MultiHeadAttention, Conv2DTranspose and UpSampling2D in its generated architectures.
 UNMEASURED_TYPES: set[str] = {
     "LSTM", "GRU", "SimpleRNN", "Bidirectional", "MultiHeadAttention", "Attention", "AdditiveAttention", "Dot",
     "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Conv3D",
     "Embedding", "UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding3D", "Cropping3D",
     "MaxPooling3D", "AveragePooling3D", "GlobalAveragePooling3D", "GlobalMaxPooling3D", "UnitNormalization",
 }
-KINDS = sorted(set(_TYPE_TO_KIND.values()))
-_COMPUTE_KINDS = {"dense", "conv", "depthwise_conv", "separable_conv"}
+LAYER_KINDS = sorted(set(_TYPE_TO_KIND.values()))
+_COMPUTE_KINDS = {"dense", "conv", "depthwise_conv"}
 _ACTIVATIONS = ["linear", "relu", "relu6", "swish", "silu", "sigmoid", "hard_sigmoid", "hard_swish",
                 "hard_silu", "softmax", "tanh", "gelu", "elu"]
 
@@ -89,8 +92,6 @@ KIND_FEATURES = {
     + UNIT_FLAGS,
     "depthwise_conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["kernel_area", "stride", "padding_same",
                                                             "activation", "use_bias"] + UNIT_FLAGS,
-    "separable_conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["filters", "kernel_area", "stride", "padding_same",
-                                                            "activation", "log_params"] + UNIT_FLAGS,
     "pooling": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["pool_area", "stride", "padding_same", "is_max"],
     "global_pooling": COMMON + _SPATIAL_IN + ["is_max", "keepdims"],
     "input": COMMON + _SPATIAL_IN,

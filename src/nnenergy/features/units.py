@@ -36,6 +36,9 @@ PASS_TYPES = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout
               "GaussianNoise", "AlphaDropout"}
 UNIT_FLAGS = ["fused_pad", "fused_norm", "fused_add", "fused_act"]
 VERSION = 2  # of the grouping rules: part of the feature cache's key
+# The kind a layer-wise prediction gives a layer fused into another's kernel: its cost is predicted
+# at the unit's head, it shows 0 itself.
+FUSED_KIND = "fused"
 
 
 def _consumers_from_graph(names: list[str], inbound: list) -> list[list[int]] | None:
@@ -136,3 +139,14 @@ def fuse(feats: pd.DataFrame, y: np.ndarray | None = None):
     sums = np.zeros((code.max() + 1 if len(code) else 0, y.shape[1]))
     np.add.at(sums, code, y)  # a NaN member makes its unit NaN: incomplete, dropped by the caller
     return units, sums[code[head]], head
+
+
+def per_unit(rows: pd.DataFrame, columns) -> pd.DataFrame:
+    """Per-layer rows (with `kind`, `config_id`, `unit_index`) scored per kernel: each row's `columns`
+    become the sums over its unit's members, and the fused members' rows (kind `FUSED_KIND`) leave.
+    Rows with no fused layer come back as they are."""
+    if not (rows["kind"] == FUSED_KIND).any():
+        return rows
+    unit = rows.groupby(["config_id", "unit_index"], sort=False)
+    rows = rows.assign(**{c: unit[c].transform("sum") for c in columns})
+    return rows[rows["kind"] != FUSED_KIND]

@@ -11,7 +11,7 @@ import pandas as pd
 from sklearn.linear_model import LinearRegression
 
 from nnenergy.features.layer_features import ALL_FEATURES, KIND_FEATURES, RANGE_FEATURES
-from nnenergy.features.units import UNIT_FLAGS, fuse
+from nnenergy.features.units import FUSED_KIND, UNIT_FLAGS, fuse
 from nnenergy.schema import INTERVAL_KEY, TARGETS
 
 FALLBACK = "other"
@@ -286,7 +286,7 @@ class LayerwisePredictor:
             found = head_keys[at] == member_keys  # a head outside `feats` (a partial model): unknown
             known[members] = known[head][at] & found
             oor[members] = oor[head][at] | ~found
-            res_kind[members] = "fused"
+            res_kind[members] = FUSED_KIND
         return pd.DataFrame({
             "config_id": feats["config_id"].to_numpy(), "layer_index": index,
             "layer_name": feats["layer_name"].to_numpy(), "layer_type": feats["layer_type"].to_numpy(),

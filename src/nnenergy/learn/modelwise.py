@@ -17,10 +17,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
-from nnenergy.features.layer_features import ALL_FEATURES, KINDS
+from nnenergy.features.layer_features import ALL_FEATURES, LAYER_KINDS
 from nnenergy.schema import TARGETS
 
-_KIND_VOCAB = ["<unk>", *KINDS, "other"]
+_KIND_VOCAB = ["<unk>", *LAYER_KINDS, "other"]
 _FLOP_BINS = np.linspace(0, 30, 9)  # log1p(FLOPs) histogram edges
 
 def model_features(feats: pd.DataFrame) -> pd.DataFrame:

@@ -32,12 +32,17 @@ class WindowReading:
     duration_s: float
 
 
+# The shortest window of an isolated layer, seconds: the one default (`conf/sweep/_measurement.yaml`
+# sets the same for every sweep; tests/test_configs.py checks that they agree).
+LAYER_MIN_SECONDS = 0.015
+
+
 @dataclass(frozen=True)
 class MeterSettings:
-    """How long and how often to measure one callable."""
+    """How long and how often to measure one callable (an isolated layer, in the sweeps)."""
 
     warmup: int = 2
-    min_seconds: float = 0.2
+    min_seconds: float = LAYER_MIN_SECONDS
     min_passes: int = 3
     min_windows: int = 3
     max_windows: int = 5

@@ -25,7 +25,7 @@ from nnenergy.measure.meter import EnergyMeter, MeasurementError, MeterSettings
 from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
 from nnenergy.measure.provenance import hardware_provenance
 from nnenergy.measure.store import JsonlStore
-from nnenergy.schema import config_id
+from nnenergy.schema import config_id, parse_config_id
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class SweepSpec:
     model_files: list[str] = field(default_factory=list)
     isolate_share: float = 1.0  # share of configurations whose layers are also measured in isolation
     profile_passes: int = 2
-    layer: MeterSettings = field(default_factory=lambda: MeterSettings(min_seconds=0.02))
+    layer: MeterSettings = field(default_factory=MeterSettings)  # min_seconds: meter.LAYER_MIN_SECONDS
     protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     threads: Threads = field(default_factory=Threads)
     generated: Generated = field(default_factory=Generated)
@@ -138,10 +138,10 @@ class SweepSpec:
         if self.generated.focus_kinds:
             from nnenergy import arch
 
-            bad = sorted(set(self.generated.focus_kinds) - set(arch.KINDS))
+            bad = sorted(set(self.generated.focus_kinds) - set(arch.MACRO_KINDS))
             if bad:
                 raise SweepInputError(f"sweep.generated.focus_kinds: unknown macro kinds {bad}; "
-                                      f"known: {', '.join(arch.KINDS)}")
+                                      f"known: {', '.join(arch.MACRO_KINDS)}")
         if self.device not in backends.DEVICES:
             raise SweepInputError(f"sweep.device must be one of {backends.DEVICES}, not {self.device!r}")
         if self.device == "gpu":
@@ -451,7 +451,7 @@ class Sweep:
         done = {r["config_id"] for r in self.config_store.values()} | (
             {r["config_id"] for r in self.skip_store.values()} - retry)
         # Files and generated models decide their own input size: match them by (name, batch).
-        done_pairs = {(cid.rsplit("|", 2)[0], int(cid.rsplit("|", 1)[1])) for cid in done}
+        done_pairs = {(arch, batch) for arch, _, batch in map(parse_config_id, done)}
         pending = []
         for j in jobs:
             name = _name(j.arch)
