@@ -39,11 +39,11 @@ class TrainInputError(ValueError):
     """A user error (missing dataset, unusable split): one line, no traceback."""
 
 
-def _requirements(family: str) -> list[str]:
+def _requirements(predictor_kind: str) -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     reqs = []
-    for pkg in REQUIREMENTS[family]:
+    for pkg in REQUIREMENTS[predictor_kind]:
         try:
             v = version(pkg).split("+")[0]  # a local build tag (torch's +cpu) is not on the index
             reqs.append(f"{pkg}=={v}")
@@ -62,12 +62,13 @@ def _start_run(cfg: DictConfig):
     return mlflow.start_run(run_name=name)
 
 
-def make_predictor(cfg: DictConfig, source: str):
-    """A factory of fresh predictors as `conf/predictor/<name>.yaml` describes them."""
+def make_predictor(cfg: DictConfig, target_source: str):
+    """A factory of fresh predictors as `conf/predictor/<name>.yaml` describes them, learning the
+    per-layer targets of `target_source` (incontext | isolated; ignored by model-wise predictors)."""
     build = instantiate(cfg.predictor.model)
     if cfg.predictor.family == "layerwise":
         regressor = instantiate(cfg.predictor.regressor)
-        return lambda: build(make_regressor=regressor, source=source)
+        return lambda: build(make_regressor=regressor, target_source=target_source)
     return lambda: build()
 
 
@@ -88,7 +89,7 @@ def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
     pred.metadata |= {
         "hardware": _hardware(data),
         "predictor": cfg.predictor.name,
-        "source": ev.source,
+        "source": ev.target_source,  # metadata key: where the per-layer targets came from
         "dataset": str(cfg.dataset),
         "heldout": {k: ev.metrics[k] for k in ev.metrics if k.split("_whole_energy_")[-1] in ("rmspe", "within10", "n")
                     and k.split("_whole_energy_")[0] in LEVELS},
@@ -120,7 +121,7 @@ def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
 
 
 def _log_evaluation(ev: Evaluation, cfg: DictConfig) -> None:
-    name, src = cfg.predictor.name, ev.source
+    name, src = cfg.predictor.name, ev.target_source
     mlflow.log_metrics({f"{src}.{k}": v for k, v in ev.metrics.items()})
     for lvl, whole in ev.predictions.items():
         tracking.log_figure(plots.predicted_vs_measured(whole, f"{name}, {src}: level {lvl} (held out)"),

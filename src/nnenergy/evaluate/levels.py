@@ -36,7 +36,7 @@ _MEASURED_COLS = ("architecture", "family", "source", "batch_size", "input_size"
 class Evaluation:
     """What evaluating one predictor on one target source produced."""
 
-    source: str  # incontext | isolated | modelwise
+    target_source: str  # where the targets come from: incontext | isolated | modelwise
     predictions: dict[str, pd.DataFrame]  # level -> per configuration: measured, predicted, fold
     layers: pd.DataFrame  # level-1 held-out per-layer predictions (layer-wise only; else empty)
     predictor: object  # trained on every row of the dataset
@@ -61,8 +61,8 @@ def generated_folds(models: pd.DataFrame, n_folds: int, seed: int) -> list[set[s
     return [set(part) for part in np.array_split(names, min(n_folds, len(names)))]
 
 
-def _targets(data: Dataset, source: str) -> np.ndarray:
-    cols = SOURCES.get(source)
+def _targets(data: Dataset, target_source: str) -> np.ndarray:
+    cols = SOURCES.get(target_source)
     if cols is None:  # model-wise predictors learn whole-model targets only
         return np.full((len(data.layers), 2), np.nan)
     return data.layers[list(cols)].to_numpy(dtype=float)
@@ -94,12 +94,12 @@ def interval_from(heldout: pd.DataFrame, coverage: float = 0.9) -> tuple[float, 
     return (-q, q)
 
 
-def evaluate(make: Callable[[], object], data: Dataset, source: str, opts: dict,
+def evaluate(make: Callable[[], object], data: Dataset, target_source: str, opts: dict,
              external: Dataset | None = None) -> Evaluation:
     """Evaluate `make()` predictors on the three levels, then train the final one on everything."""
     t0 = time.perf_counter()
     feats = features_of(data)
-    y = _targets(data, source)
+    y = _targets(data, target_source)
     cid = data.layers["config_id"]
     models = data.models
 
@@ -127,7 +127,7 @@ def evaluate(make: Callable[[], object], data: Dataset, source: str, opts: dict,
         pred = fit(train_ids)
         whole, keep = predict(pred, test_ids, k)
         out["family"].append(whole)
-        if hasattr(pred, "predict_layers") and source in SOURCES:
+        if hasattr(pred, "predict_layers") and target_source in SOURCES:
             per_layer = pred.predict_layers(feats[keep])
             for t in TARGETS:
                 per_layer[f"measured_{t}"] = y[keep][:, TARGETS.index(t)]
@@ -176,4 +176,4 @@ def evaluate(make: Callable[[], object], data: Dataset, source: str, opts: dict,
             m |= metrics.summary(family["measured_energy_j"], family["layer_sum_energy_j"],
                                  "family_whole_uncorrected_energy_")
     m["train_seconds"] = time.perf_counter() - t0
-    return Evaluation(source, predictions, layers, final, m, m["train_seconds"])
+    return Evaluation(target_source, predictions, layers, final, m, m["train_seconds"])

@@ -50,13 +50,13 @@ def per_layer_family(layers: pd.DataFrame, family: str, title: str, max_panels: 
     return fig
 
 
-def error_by_kind(metrics: dict, source: str, title: str):
+def error_by_kind(metrics: dict, target_source: str, title: str):
     """Held-out per-layer RMSPE for each layer kind."""
     prefix, suffix = "family_layer_", "_energy_rmspe"
     rows = {k[len(prefix):-len(suffix)]: v for k, v in metrics.items() if k.startswith(prefix) and k.endswith(suffix)}
     kinds = sorted(rows, key=rows.get)
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.barh(kinds, [rows[k] for k in kinds])
-    ax.set(xlabel="held-out RMSPE (%)", title=f"{title} ({source} targets)", xscale="log")
+    ax.set(xlabel="held-out RMSPE (%)", title=f"{title} ({target_source} targets)", xscale="log")
     fig.tight_layout()
     return fig

@@ -126,7 +126,7 @@ class LayerwisePredictor:
     """Fit on layer features and per-layer targets; predict per layer and per model."""
 
     make_regressor: Callable[[], object]
-    source: str = "incontext"
+    target_source: str = "incontext"  # where its per-layer targets came from (schema.SOURCES)
     min_rows_per_kind: int = 20
     correction: str = "loglinear"  # or "none"
     baseline: str = "roofline"  # per-kind a + b*FLOPs + c*bytes that the regressor corrects; or "none"

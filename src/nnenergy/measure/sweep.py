@@ -53,7 +53,7 @@ class Generated:
     seeds: tuple[int, int] = (0, 0)  # [start, stop) of generator seeds
     variant_seeds: tuple[int, int] = (0, 0)  # per keras.applications family
     variant_families: tuple[str, ...] = ()
-    configs_per_architecture: int = 3
+    configs_per_architecture: int = 3  # batch sizes per architecture (its input size is its own)
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     # Adaptive resampling: only the seeds of these macro kinds (the kind cycles with the seed), chosen
     # where the predictor's held-out error is largest (`benchmarks/adaptive.py` says which).

@@ -14,16 +14,16 @@ class CachedPredictor:
     """A predictor loaded from the local cache: the same `predict(layers)` and `.metadata.metadata`
     as the MLflow pyfunc it was copied from, without importing MLflow."""
 
-    def __init__(self, predictor, metadata: dict, family: str):
+    def __init__(self, predictor, metadata: dict, predictor_kind: str):
         from types import SimpleNamespace
 
-        self.predictor, self.family = predictor, family
+        self.predictor, self.predictor_kind = predictor, predictor_kind  # layerwise | modelwise
         self.metadata = SimpleNamespace(metadata=metadata)
 
     def predict(self, layers):
         from nnenergy.learn import outputs
 
-        fn = outputs.predict_frame if self.family == "layerwise" else outputs.predict_totals
+        fn = outputs.predict_frame if self.predictor_kind == "layerwise" else outputs.predict_totals
         return fn(self.predictor, layers)
 
 
@@ -49,12 +49,12 @@ def _write_cache(where: Path, model, info: dict) -> None:
 
     try:
         impl = model.unwrap_python_model()
-        family = "layerwise" if type(impl).__name__ == "LayerwisePyfunc" else "modelwise"
+        predictor_kind = "layerwise" if type(impl).__name__ == "LayerwisePyfunc" else "modelwise"
         src = Path(model._model_impl.context.artifacts["predictor"])
         tmp = where.with_name(f"{where.name}.{os.getpid()}.tmp")
         tmp.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, tmp / "predictor.joblib")
-        (tmp / "info.json").write_text(json.dumps({"info": info, "family": family,
+        (tmp / "info.json").write_text(json.dumps({"info": info, "predictor_kind": predictor_kind,
                                                    "metadata": model.metadata.metadata or {}}, default=str))
         tmp.replace(where)  # atomic: a parallel reader sees all of it or nothing
     except Exception:  # caching is an optimisation: never fail a prediction over it

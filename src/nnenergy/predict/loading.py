@@ -76,8 +76,8 @@ def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None
     if where is not None and (where / "info.json").exists():
         try:
             saved = json.loads((where / "info.json").read_text())
-            return CachedPredictor(joblib.load(where / "predictor.joblib"), saved["metadata"],
-                                   saved["family"]), saved["info"]
+            kind = saved.get("predictor_kind", saved.get("family"))  # "family": entries written before the rename
+            return CachedPredictor(joblib.load(where / "predictor.joblib"), saved["metadata"], kind), saved["info"]
         except Exception:  # a broken cache entry: resolve through the registry below
             pass
     model, info = _load_registered(model_uri, tracking_uri)
