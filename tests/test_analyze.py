@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import mlflow
@@ -21,8 +22,8 @@ def test_analyze_logs_figures_and_metrics(tiny_sweep, tracking_uri):
                                   f"mlflow.tracking_uri={tracking_uri}", "n_folds=3"])
     out = analyze.run(cfg)
     assert out["flops_vs_energy.spearman"] > 0.3  # larger models cost more, even on tiny data
-    assert out["additivity.additivity_min"] > 0
-    assert out["flops_only_heldout_rmspe"] > 0
+    assert out["additivity.additivity_min"] <= out["additivity.additivity_median"] <= out["additivity.additivity_max"]
+    assert math.isfinite(out["flops_only_heldout_rmspe"])  # every held-out fold predicted
     mlflow.set_tracking_uri(tracking_uri)
     run = mlflow.search_runs(experiment_names=["nnenergy-analyze"], output_format="list")[0]
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "figures")}

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,7 +117,13 @@ def test_contention_counts_only_other_processes():
     c = contention.between(a, b)
     assert c.other_cores == pytest.approx(1.0) and c.steal_cores == pytest.approx(0.5)
     assert c.heavy(0.3, 0.1) and not contention.Contention(0.1, 0.0).heavy(0.3, 0.1)
-    assert contention.snapshot() is None or contention.snapshot().busy_s > 0
+    before = contention.snapshot()
+    if before is not None:  # Linux: this process's CPU time, read in the same unit as the machine's busy time
+        t0 = time.process_time()
+        while time.process_time() - t0 < 0.1:
+            pass
+        after = contention.snapshot()
+        assert before.own_s <= before.busy_s and after.own_s - before.own_s >= 0.05
 
 
 def test_store_repairs_a_cut_last_line(tmp_path):
@@ -205,7 +212,6 @@ def test_a_failed_measurement_is_retried_on_resume(tmp_path):
     result = sweep.run()
     assert list(result.models["config_id"]) == ["tiny_mlp|16|1"] and not result.skipped
     row = result.models.iloc[0]
-    assert row["energy_j"] > 0 and row["energy_raw_j"] > 0 and row["speed_index"] > 0
     assert row["energy_j"] == pytest.approx(row["energy_raw_j"] / row["speed_index"])
     # what was in force is recorded (a sweep sets inter_op=1 when it is the first to start TensorFlow in
     # its process, as every measuring command is: tests/test_measure.py checks that in a fresh process)

@@ -89,7 +89,9 @@ def test_training_run_logs_metrics_plots_model_and_champion(trained_rf, tracking
     m = run.data.metrics
     for key in ("family_whole_energy_rmspe", "family_whole_energy_within10", "family_whole_latency_rmspe"):
         assert np.isfinite(m[f"incontext.{key}"]), key
-        assert m[f"incontext.{key}"] >= 0
+    # a quadratic mean of the errors is never below their mean, and the share is a percentage
+    assert m["incontext.family_whole_energy_rmspe"] >= m["incontext.family_whole_energy_mape"]
+    assert m["incontext.family_whole_energy_within10"] <= 100
     # the headline under one name for every predictor, and as tags
     assert m["family_whole_energy_rmspe"] == m["incontext.family_whole_energy_rmspe"]
     assert run.data.tags["headline.family_whole_energy_rmspe"] == f"{m['family_whole_energy_rmspe']:.2f}"
@@ -159,7 +161,8 @@ def test_shipped_dataset_loads_with_provenance():
     assert d.models["architecture"].nunique() >= 25
     assert set(d.models["batch_size"]) >= {1, 2, 4} and d.models["input_size"].nunique() >= 3
     assert d.models["cpu_measurement"].notna().all() and d.layers["cpu_measurement"].notna().all()
-    assert (d.models["energy_j"] > 0).all()
+    power = d.models["energy_j"] / d.models["latency_s"]  # watts: a unit error (kWh, mJ) lands far outside
+    assert power.between(1, 5000).all(), power.describe()
     assert (path / ds.DATASHEET_FILE).exists()
     assert set(d.layers["config_id"]) == set(d.models["config_id"])
 
@@ -204,7 +207,7 @@ def test_roofline_baseline_recovers_a_known_cost_model():
     y = np.column_stack([2e-4 + 3e-11 * flops + 5e-10 * mem, 1e-5 + 1e-12 * flops])
     coefs = _fit_roofline(x, y, cols)
     assert coefs[1:, 0] == pytest.approx([3e-11, 5e-10], rel=0.05)  # per FLOP, per byte
-    assert coefs[0, 0] >= 2e-4 and (coefs >= 0).all()  # the overhead is floored at 1% of the median
+    assert coefs[0, 0] >= 2e-4  # the overhead is floored at 1% of the median
     assert np.median(np.abs(_roofline(coefs, x, cols)[:, 0] / y[:, 0] - 1)) < 0.05
 
 
