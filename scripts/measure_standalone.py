@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))  # the package runs from the copied tree, not installed
 
-from nnenergy.measure.lock import MeasurementLock, MeasurementLockError  # noqa: E402
-from nnenergy.measure.sweep import Sweep, SweepInputError, SweepSpec  # noqa: E402
+
+class ConfigError(ValueError):
+    """A sweep config that cannot be composed, or a bad override: one line for the user."""
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -34,10 +33,11 @@ def _merge(base: dict, over: dict) -> dict:
 
 def compose(name: str, conf_dir: Path = REPO / "conf" / "sweep") -> dict:
     """`conf/sweep/<name>.yaml` with its `defaults` merged in Hydra's order: each default in turn,
-    and the file's own keys where `_self_` stands (last when it is not listed)."""
+    and the file's own keys where `_self_` stands (last when it is not listed). Imports nothing of
+    nnenergy; tests/test_configs.py checks that it gives what Hydra composes for every sweep config."""
     path = conf_dir / f"{name}.yaml"
     if not path.exists():
-        raise SweepInputError(f"no sweep config {path}")
+        raise ConfigError(f"no sweep config {path}")
     cfg = yaml.safe_load(path.read_text()) or {}
     defaults = list(cfg.pop("defaults", []))
     if "_self_" not in defaults:
@@ -52,7 +52,7 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SweepInputError(f"override {item!r} is not key=value")
+            raise ConfigError(f"override {item!r} is not key=value")
         node = cfg
         *parents, leaf = key.split(".")
         for p in parents:
@@ -68,22 +68,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="another process measuring here: wait up to S seconds (default: fail at once)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    sys.path.insert(0, str(REPO / "src"))  # the package runs from the copied tree, not installed
+    from nnenergy.measure.lock import MeasurementLock, MeasurementLockError
+    from nnenergy.measure.sweep import Sweep, SweepInputError, SweepSpec
+    from nnenergy.paths import cache_dir
+
     try:
         names = [o.split("=", 1)[1] for o in args.overrides if o.startswith("sweep=")]
         if len(names) != 1:
             raise SweepInputError("name one sweep: sweep=<name> (a file of conf/sweep/)")
         cfg = compose(names[0])
         cfg = apply_overrides(cfg, [o for o in args.overrides if not o.startswith("sweep=")])
-        cfg.setdefault("cache_dir", ".nnenergy_cache")
-        if "${" in str(cfg.get("cache_dir")):
-            cfg["cache_dir"] = os.environ.get("NNENERGY_CACHE", ".nnenergy_cache")
+        if "${" in str(cfg.get("cache_dir", "${}")):  # absent, or `${oc.env:NNENERGY_CACHE,...}`: no OmegaConf here
+            cfg["cache_dir"] = str(cache_dir())
         unresolved = {k: v for k, v in cfg.items() if "${" in str(v)}
         if unresolved:  # no OmegaConf here: say what to set instead of guessing
             raise SweepInputError(f"set these explicitly (no Hydra on this machine): {sorted(unresolved)}")
         spec = SweepSpec.from_config(cfg)
         with MeasurementLock(wait_s=args.lock_wait):
             result = Sweep(spec).run()
-    except (SweepInputError, MeasurementLockError) as exc:
+    except (ConfigError, SweepInputError, MeasurementLockError) as exc:
         print(f"measure_standalone: {exc}", file=sys.stderr)
         return 2
     print(f"measured {len(result.models)} configurations into {result.output_dir} "
