@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         from nnenergy.apps import train
 
         _hydra(train, ["-m", f"predictor={LAYERWISE}", *rest], "train")
-        uri = tracking.resolve_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+        uri = tracking.store_uri()
         browse = f"  open {uri}" if uri.startswith(("http://", "https://")) else \
             f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
         print("\nDone. Browse runs, plots and the registry with:\n"
