@@ -83,7 +83,8 @@ def test_calibrate_command_end_to_end(trained_rf, tracking_uri, tmp_path, capsys
     from nnenergy import cli
 
     out = tmp_path / "cal.json"
-    assert cli.main(["calibrate", "--tracking-uri", tracking_uri, "--out", str(out), "--rounds", "1", "--json"]) == 0
+    assert cli.main(["calibrate", "--method", "size", "--tracking-uri", tracking_uri, "--out", str(out),
+                     "--rounds", "1", "--json"]) == 0
     d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert d["profile"] and d["seconds"] < 60
     panel = json.loads(out.read_text())["panel"]  # 16 kernels, 2 small models, 11 generated (one per macro kind)

@@ -98,3 +98,30 @@ def reconcile_champions(client: MlflowClient) -> None:
         newest = max(versions, key=lambda v: int(v.version), default=None)
         if newest is not None and SPLIT_TAG in newest.tags:
             promote_champions(client, rm.name, newest.tags[SPLIT_TAG], newest.tags.get(PROFILE_TAG))
+
+
+def trained_on(client: MlflowClient, name: str, profile: str) -> bool:
+    """Whether `name` has a version trained (not transferred) on `profile`'s own data."""
+    return any(v.tags.get(PROFILE_TAG) == profile and SPLIT_TAG in v.tags
+               for v in client.search_model_versions(f"name='{name}'"))
+
+
+def register_transferred(model_uri: str, profile: str, source_profile: str,
+                         name: str = "nnenergy-layerwise") -> tuple[str, str | None]:
+    """Register a predictor transferred to `profile` (by `nnenergy calibrate`). It becomes
+    `champion-<profile>` unless the profile has a predictor trained on its own data, which a
+    transfer never displaces; `champion` (a training run's choice) is never moved. Returns the
+    version and the alias it got (None if none)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    mv = mlflow.register_model(model_uri, name)
+    for k, v in {PROFILE_TAG: profile, "calibrated_from": source_profile, "predictor": "transferred"}.items():
+        client.set_model_version_tag(name, mv.version, k, v)
+    if trained_on(client, name, profile):
+        log.info("%s has a predictor trained on its own data: version %s keeps no alias", profile, mv.version)
+        return str(mv.version), None
+    alias = profile_alias(profile)
+    client.set_registered_model_alias(name, alias, str(mv.version))
+    return str(mv.version), alias

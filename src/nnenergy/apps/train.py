@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import hydra
-import joblib
 import mlflow
 from hydra.utils import instantiate
 from mlflow import MlflowClient
@@ -27,9 +26,6 @@ from nnenergy.evaluate import plots
 from nnenergy.evaluate.levels import LEVELS, Evaluation, evaluate
 
 log = logging.getLogger(__name__)
-# What a logged model needs at load time: the forest does not need torch, the nets do.
-REQUIREMENTS = {"layerwise": ["mlflow", "scikit-learn", "xgboost", "catboost", "pandas", "numpy", "scipy", "joblib"],
-                "modelwise": ["mlflow", "scikit-learn", "pandas", "numpy", "scipy", "joblib", "torch"]}
 HARDWARE_KEYS = ("profile", "hardware_id", "cpu_model", "cpu_cores", "gpu_model", "cpu_measurement",
                  "ram_measurement", "gpu_measurement", "intra_op_threads", "inter_op_threads")
 HEADLINE = [f"{lvl}_whole_energy_{m}" for lvl in LEVELS for m in ("rmspe", "within10")]
@@ -37,19 +33,6 @@ HEADLINE = [f"{lvl}_whole_energy_{m}" for lvl in LEVELS for m in ("rmspe", "with
 
 class TrainInputError(ValueError):
     """A user error (missing dataset, unusable split): one line, no traceback."""
-
-
-def _requirements(predictor_kind: str) -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    reqs = []
-    for pkg in REQUIREMENTS[predictor_kind]:
-        try:
-            v = version(pkg).split("+")[0]  # a local build tag (torch's +cpu) is not on the index
-            reqs.append(f"{pkg}=={v}")
-        except PackageNotFoundError:
-            pass
-    return reqs
 
 
 def _start_run(cfg: DictConfig):
@@ -79,11 +62,7 @@ def _hardware(data: ds.Dataset) -> dict:
 
 def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
     """Log the final predictor as a pyfunc (signature, input example, requirements, own code)."""
-    from mlflow.models import infer_signature
-    from mlflow.types.schema import ColSpec, Schema
-
-    from nnenergy.learn.pyfunc import LayerwisePyfunc, ModelwisePyfunc
-    from nnenergy.schema import GRAPH_COLUMNS, INPUT_COLUMNS
+    from nnenergy.learn.pyfunc import log_pyfunc
 
     pred = ev.predictor
     pred.metadata |= {
@@ -94,30 +73,7 @@ def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
         "heldout": {k: ev.metrics[k] for k in ev.metrics if k.split("_whole_energy_")[-1] in ("rmspe", "within10", "n")
                     and k.split("_whole_energy_")[0] in LEVELS},
     }
-    pyfunc_model = LayerwisePyfunc() if cfg.predictor.family == "layerwise" else ModelwisePyfunc()
-    columns = INPUT_COLUMNS + [c for c in GRAPH_COLUMNS if c in data.layers and data.layers[c].notna().all()]
-    example = data.layers[data.layers["config_id"] == data.layers["config_id"].iloc[0]][columns].copy()
-    for col in ("flops", "params", "in_elems", "out_elems", "mem_bytes"):
-        example[col] = example[col].astype(float)
-    for col in ("layer_index", "batch_size", "n_inputs"):
-        example[col] = example[col].astype("int64")
-    signature = infer_signature(example, pyfunc_model.predict_fn(pred, example))
-    # The graph's edges are optional input (MLflow drops columns a signature does not name).
-    inputs = [c for c in signature.inputs.inputs if c.name not in GRAPH_COLUMNS]
-    signature.inputs = Schema(inputs + [ColSpec("string", c, required=False) for c in GRAPH_COLUMNS])
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"predictor-{cfg.predictor.name}.joblib"
-        joblib.dump(pred, path, compress=3)  # forests compress ~5x: a lean registry
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=pyfunc_model,
-            artifacts={"predictor": str(path)},
-            code_paths=[str(Path(__file__).resolve().parents[1])],
-            signature=signature,
-            input_example=example.head(3),
-            pip_requirements=_requirements(cfg.predictor.family),
-            metadata=json.loads(json.dumps(pred.metadata, default=str)),
-        )
+    return log_pyfunc(pred, data.layers, cfg.predictor.family, cfg.predictor.name)
 
 
 def _log_evaluation(ev: Evaluation, cfg: DictConfig) -> None:

@@ -1,4 +1,6 @@
-"""`nnenergy calibrate`: measure the panel here, fit factors, store them for `predict`."""
+"""`nnenergy calibrate`: bring a machine up: measure it for a few minutes, transfer the registered
+predictor to it, register the result as this machine's champion (or, `--method size`, the previous
+release's one-minute panel stored as a calibration file)."""
 
 from __future__ import annotations
 
@@ -7,34 +9,99 @@ import json
 import sys
 from pathlib import Path
 
+METHODS = ("auto", "speed", "ridge", "trees", "size")
+EPILOG = """exit status: 0 done, 2 bad usage or input (nothing measured), 1 a failure while measuring or fitting.
+
+Trailing KEY=VALUE arguments are Hydra overrides of the bring-up sweep (conf/sweep/bringup.yaml),
+e.g. sweep.output_dir=/tmp/bringup 'sweep.generated.seeds=[0,20]'."""
+
+
+def _parser(default_file: Path) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nnenergy calibrate", description=__doc__.split("\n\n")[0].replace("\n", " "),
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=10.0,
+                   help="bring-up budget in minutes (default 10; 1 = a quick check; <= 0.5 re-reads only the "
+                        "machine's speed index)")
+    p.add_argument("--method", choices=METHODS, default="auto",
+                   help="auto (default): the kernel map (ridge or trees) or one speed ratio, whichever predicts "
+                        "held-out bring-up architectures best; or force one; size: the previous panel calibration")
+    p.add_argument("--model-uri", default=None,
+                   help="predictor to transfer (default: models:/nnenergy-layerwise@champion)")
+    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--no-register", action="store_true", help="log the run and the model, register nothing")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", default=str(default_file),
+                   help=f"--method size: where to store it (default {default_file})")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="--method size: interleaved rounds over the panel (~15 s each)")
+    p.add_argument("--fit-on", choices=("models", "all"), default="all",
+                   help="--method size: fit on all panel items (default) or on its whole models only")
+    p.add_argument("--record", action="store_true",
+                   help="measure the panel for THIS machine's profile and store it as data/<profile>/panel.json")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides of the bring-up sweep (KEY=VALUE)")
+    return p
+
 
 def main(argv: list[str]) -> int:
-    """`nnenergy calibrate`: measure the panel here, fit factors, store them for `predict`."""
-    import nnenergy.calibrate as calibration
     from nnenergy.paths import calibration_file
 
-    default = calibration_file()
-    p = argparse.ArgumentParser(prog="nnenergy calibrate", description=calibration.__doc__.split("\n")[0])
-    p.add_argument("--model-uri", default=None, help="predictor to adapt (default: the registered champion)")
-    p.add_argument("--tracking-uri", default=None)
-    p.add_argument("--out", default=str(default), help=f"where to store it (default {default})")
-    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the panel (about 15 s each)")
-    p.add_argument("--fit-on", choices=calibration.FIT_ON, default="all",
-                   help="fit the factors on all panel items (default) or on its whole models only")
-    p.add_argument("--model", choices=calibration.MODELS, default="size",
-                   help="per-layer factor by the layer's size, its predicted latency (default), or by kind group")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--record", action="store_true",
-                   help="measure the panel for THIS machine's profile and store it as data/<profile>/panel.json "
-                        "(run it where a profile's dataset was measured; other machines calibrate against it)")
+    p = _parser(calibration_file())
     args = p.parse_args(argv)
+    # Every argument is checked before anything heavy loads or anything is measured.
+    if not args.minutes > 0:
+        p.exit(2, f"nnenergy calibrate: --minutes must be > 0, not {args.minutes:g}\n")
+    if args.rounds < 1:
+        p.exit(2, f"nnenergy calibrate: --rounds must be >= 1, not {args.rounds}\n")
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        p.exit(2, f"nnenergy calibrate: not a KEY=VALUE override: {' '.join(bad)}\n")
     if args.record:
-        from nnenergy.measure.hardware import current_profile_name
+        return _record()
+    if args.method == "size":
+        return _size(args)
+    return _bringup(args)
 
-        path = Path("data") / current_profile_name() / "panel.json"
-        calibration.record_panel(path)
-        print(f"stored the panel of {current_profile_name()} in {path}")
-        return 0
+
+def _bringup(args) -> int:
+    from nnenergy.calibrate.bringup import BringupError, run
+    from nnenergy.learn.transfer import TransferError
+    from nnenergy.measure.lock import MeasurementLockError
+    from nnenergy.measure.sweep import SweepInputError
+    from nnenergy.predict.errors import PredictError
+
+    methods = None if args.method == "auto" else ("speed", args.method) if args.method != "speed" else ("speed",)
+    try:
+        done = run(args.minutes, args.model_uri, args.tracking_uri, list(args.overrides), methods,
+                   register=not args.no_register)
+    except (BringupError, PredictError, SweepInputError, TransferError) as exc:
+        print(f"nnenergy calibrate: {exc}", file=sys.stderr)
+        return 2
+    except MeasurementLockError as exc:
+        print(f"nnenergy calibrate: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(done)))
+    else:
+        print(done.line())
+        if done.alias:
+            print(f"`nnenergy predict MODEL` on this machine now uses it (models:/nnenergy-layerwise@{done.alias})")
+    return 0
+
+
+def _record() -> int:
+    from nnenergy.calibrate import record_panel
+    from nnenergy.measure.hardware import current_profile_name
+
+    path = Path("data") / current_profile_name() / "panel.json"
+    record_panel(path)
+    print(f"stored the panel of {current_profile_name()} in {path}")
+    return 0
+
+
+def _size(args) -> int:
+    import nnenergy.calibrate as calibration
     from nnenergy.measure.lock import MeasurementLockError
     from nnenergy.predict.errors import PredictError
     from nnenergy.predict.loading import load_predictor
@@ -47,7 +114,7 @@ def main(argv: list[str]) -> int:
         panel_file = Path("data") / source / "panel.json"
         source_panel = json.loads(panel_file.read_text()) if panel_file.exists() else None
         cal = calibration.calibrate(pyfunc, source, rounds=args.rounds, source_panel=source_panel,
-                                    fit_on=args.fit_on, model=args.model)
+                                    fit_on=args.fit_on, model="size")
     except (PredictError, MeasurementLockError) as exc:
         print(f"nnenergy calibrate: {exc}", file=sys.stderr)
         return 2

@@ -142,7 +142,12 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
         f"GPU {hw.get('gpu_model')}; "
         f"CPU energy by {hw.get('cpu_measurement')}, RAM by {hw.get('ram_measurement')}",
     ]
-    if pred.calibration:
+    if pred.calibration and pred.calibration.get("kind") == "bring-up":
+        c = pred.calibration
+        lines.append(f"calibrated from {c['from']} on {c['measured_at']} (bring-up, method {c['method']}); "
+                     f"stated at this machine's speed index {c['speed_index']:.2f} (read {c['speed_read_at']}; "
+                     "`nnenergy calibrate --minutes 0.5` re-reads it)")
+    elif pred.calibration:
         c = pred.calibration
         lines.append(f"calibrated from {c['from']} to this machine ({c['to']}, panel measured {c['measured_at']}, "
                      f"median speed ratio {c['speed_ratio']:.2f})")
@@ -174,6 +179,19 @@ def _predictor_details(info: dict) -> str:
     if info.get("source"):
         parts.append(f"{info['source']} targets")
     return ", ".join(parts) or "unregistered"
+
+
+def _note_other_profile(preds, args) -> None:
+    """One line on stderr when the default predictor belongs to another hardware profile."""
+    if args.model_uri or args.calibration or not preds:
+        return
+    from nnenergy.measure.hardware import current_profile_name
+
+    theirs, mine = preds[0].hardware.get("profile"), current_profile_name()
+    if theirs and theirs != mine:
+        print(f"nnenergy predict: note: the predictor was trained on {theirs}, not this machine ({mine}); "
+              "`nnenergy calibrate` brings this machine up in ~10 min, `--hardware list` shows the others",
+              file=sys.stderr)
 
 
 def _error(exc) -> int:
@@ -240,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
             return _error(f"{type(exc).__name__}: {first}")
+    _note_other_profile(preds, args)
     for i, pred in enumerate(preds):
         if args.json:
             d = pred.to_dict()

@@ -39,3 +39,61 @@ class LayerwisePyfunc(_PredictorPyfunc):
 
 class ModelwisePyfunc(_PredictorPyfunc):
     predict_fn = staticmethod(predict_totals)
+
+
+# What a logged model needs at load time: the forest does not need torch, the nets do.
+REQUIREMENTS = {"layerwise": ["mlflow", "scikit-learn", "xgboost", "catboost", "pandas", "numpy", "scipy", "joblib"],
+                "modelwise": ["mlflow", "scikit-learn", "pandas", "numpy", "scipy", "joblib", "torch"]}
+
+
+def requirements(predictor_kind: str) -> list[str]:
+    """The pinned pip requirements of a logged predictor of this kind (installed versions)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for pkg in REQUIREMENTS[predictor_kind]:
+        try:
+            v = version(pkg).split("+")[0]  # a local build tag (torch's +cpu) is not on the index
+            reqs.append(f"{pkg}=={v}")
+        except PackageNotFoundError:
+            pass
+    return reqs
+
+
+def log_pyfunc(pred, layers: pd.DataFrame, predictor_kind: str = "layerwise", name: str = "predictor"):
+    """Log a fitted predictor as this pyfunc in the active run (signature, input example from the
+    first configuration of `layers`, pinned requirements, the package's own code); its metadata
+    becomes the model's. Returns MLflow's ModelInfo."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.models import infer_signature
+    from mlflow.types.schema import ColSpec, Schema
+
+    from nnenergy.schema import GRAPH_COLUMNS
+
+    pyfunc_model = LayerwisePyfunc() if predictor_kind == "layerwise" else ModelwisePyfunc()
+    columns = INPUT_COLUMNS + [c for c in GRAPH_COLUMNS if c in layers and layers[c].notna().all()]
+    example = layers[layers["config_id"] == layers["config_id"].iloc[0]][columns].copy()
+    for col in ("flops", "params", "in_elems", "out_elems", "mem_bytes"):
+        example[col] = example[col].astype(float)
+    for col in ("layer_index", "batch_size", "n_inputs"):
+        example[col] = example[col].astype("int64")
+    signature = infer_signature(example, pyfunc_model.predict_fn(pred, example))
+    # The graph's edges are optional input (MLflow drops columns a signature does not name).
+    inputs = [c for c in signature.inputs.inputs if c.name not in GRAPH_COLUMNS]
+    signature.inputs = Schema(inputs + [ColSpec("string", c, required=False) for c in GRAPH_COLUMNS])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"predictor-{name}.joblib"
+        joblib.dump(pred, path, compress=3)  # forests compress ~5x: a lean registry
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=pyfunc_model,
+            artifacts={"predictor": str(path)},
+            code_paths=[str(Path(__file__).resolve().parents[1])],
+            signature=signature,
+            input_example=example.head(3),
+            pip_requirements=requirements(predictor_kind),
+            metadata=json.loads(json.dumps(pred.metadata, default=str)),
+        )

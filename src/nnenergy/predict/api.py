@@ -28,6 +28,7 @@ from nnenergy.predict.loading import (  # noqa: F401
     DEFAULT_MODEL_URI,
     TRAIN_HINT,
     load_predictor,
+    machine_model_uri,
 )
 from nnenergy.predict.models import BUILTIN_DEFAULT_SIZE, canonical_name, resolve_model  # noqa: F401
 
@@ -97,6 +98,37 @@ def _calibration(calibration):
         raise PredictError(f"cannot read calibration {calibration}: {exc}") from None
 
 
+SPEED_FILE = "speed.json"  # data/<profile>/speed.json, written by `nnenergy calibrate`
+
+
+def speed_now(meta: dict, data_root: Path = Path("data")) -> dict:
+    """The speed index a transferred predictor's figures are stated at: this machine's last reading
+    (`nnenergy calibrate --minutes 0.5` refreshes it), else the one of its bring-up."""
+    import json
+
+    profile = (meta.get("hardware") or {}).get("profile", "")
+    path = Path(data_root) / profile / SPEED_FILE
+    try:
+        d = json.loads(path.read_text())
+        return {"speed_index": float(d["speed_index"]),
+                "latency_speed_index": float(d.get("latency_speed_index", d["speed_index"])),
+                "read_at": d.get("measured_at")}
+    except (OSError, ValueError, KeyError, TypeError):
+        c = meta.get("calibrated") or {}
+        s = float(c.get("speed_index", 1.0))
+        return {"speed_index": s, "latency_speed_index": s, "read_at": c.get("at")}
+
+
+def _at_speed_now(out, meta: dict):
+    """A transferred predictor predicts its profile's canonical speed: scale to the speed now."""
+    s = speed_now(meta)
+    out = out.copy()
+    for col in ("energy_j", "energy_lo_j", "energy_hi_j"):
+        out[col] = out[col] * s["speed_index"]
+    out["latency_s"] = out["latency_s"] * s["latency_speed_index"]
+    return out
+
+
 def _describe(model, batch_size: int, input_shape, config_id_prefix: str = "") -> list[tuple]:
     """(name, layer table, input shape, batch size) of each configuration `model` stands for: one for a
     Keras model, file or name; one per configuration of a layer table file (read without TensorFlow)."""
@@ -128,6 +160,21 @@ def _unmeasured(layers, per_layer, meta: dict, static: set) -> list[str]:
 def _fused_into(row, names: dict) -> str:
     unit = row.unit_index
     return "" if unit != unit or unit == row.layer_index else names.get(unit, "")
+
+
+def _calibration_note(cal, meta: dict) -> dict | None:
+    """Which machine a prediction was adapted to, and how: a panel calibration file, or the
+    registered transfer of `nnenergy calibrate` (with the speed index it is stated at)."""
+    if cal is not None:
+        return {"kind": "panel", "from": cal.source_profile, "to": cal.target_profile,
+                "speed_ratio": cal.speed_ratio, "measured_at": cal.measured_at}
+    c = meta.get("calibrated")
+    if not c:
+        return None
+    s = speed_now(meta)
+    return {"kind": "bring-up", "from": c.get("from"), "to": (meta.get("hardware") or {}).get("profile"),
+            "measured_at": c.get("at"), "method": c.get("method"), "speed_index": s["speed_index"],
+            "speed_read_at": s["read_at"]}
 
 
 def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal) -> Prediction:
@@ -167,8 +214,7 @@ def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal) -> Pr
         heldout_error=meta.get("heldout", {}),
         unmeasured_layer_types=_unmeasured(layers, per_layer, meta, UNMEASURED_TYPES),
         out_of_range_layers=int(per_layer["out_of_range"].sum()),
-        calibration=None if cal is None else {"from": cal.source_profile, "to": cal.target_profile,
-                                              "speed_ratio": cal.speed_ratio, "measured_at": cal.measured_at},
+        calibration=_calibration_note(cal, meta),
     )
 
 
@@ -195,12 +241,14 @@ def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str |
     for m in models:
         check_arguments(m, batch_size, input_shape)  # before anything heavy loads
     cal = _calibration(calibration)
-    pyfunc, info = _loaded or load_predictor(model_uri, tracking_uri)
+    pyfunc, info = _loaded or load_predictor(model_uri or machine_model_uri(tracking_uri), tracking_uri)
     described = [d for i, m in enumerate(models) for d in _describe(m, batch_size, input_shape, f"{i}:")]
     out = pyfunc.predict(pd.concat([d[1] for d in described], ignore_index=True))
     if cal is not None:
         out = cal.apply(out)
     meta = pyfunc.metadata.metadata or {}
+    if cal is None and meta.get("calibrated"):
+        out = _at_speed_now(out, meta)
     by_id = dict(tuple(out.groupby("config_id", sort=False)))
     return [_assemble(name, shape, batch, layers, by_id[layers["config_id"].iloc[0]], meta, info, cal)
             for name, layers, shape, batch in described]

@@ -61,6 +61,45 @@ def _missing_predictor(uri: str, store: str) -> str | None:
     return None
 
 
+def _has_alias(store: str, name: str, alias: str) -> bool:
+    """Whether `name@alias` is registered: read straight from a local SQLite store (milliseconds, no
+    MLflow import), through MLflow's client otherwise."""
+    if store.startswith("sqlite:///"):
+        import sqlite3
+
+        path = Path(store[len("sqlite:///"):])
+        if not path.exists():
+            return False
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                return db.execute("SELECT 1 FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                                  (name, alias)).fetchone() is not None
+        except sqlite3.Error:
+            return False
+    try:
+        import mlflow
+        from mlflow import MlflowClient
+
+        mlflow.set_tracking_uri(store)
+        MlflowClient().get_model_version_by_alias(name, alias)
+        return True
+    except Exception:
+        return False
+
+
+def machine_model_uri(tracking_uri: str | None = None) -> str:
+    """What `predict` uses when no predictor is named: this machine's own `champion-<profile>`
+    (trained on its data, or transferred to it by `nnenergy calibrate`) when registered, else the
+    global `champion` (`predict` then says the predictor belongs to another profile)."""
+    from nnenergy.measure.hardware import current_profile_name
+    from nnenergy.registry import profile_alias
+
+    alias = profile_alias(current_profile_name())
+    if _has_alias(store_uri(tracking_uri), DEFAULT_MODEL_NAME, alias):
+        return f"models:/{DEFAULT_MODEL_NAME}@{alias}"
+    return DEFAULT_MODEL_URI
+
+
 def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None, cache: bool = True):
     """Load a registered predictor; returns (model with `predict(layers)`, resolved info dict).
 

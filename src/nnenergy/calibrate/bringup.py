@@ -1,0 +1,229 @@
+"""Bring-up of a machine: measure its bring-up set for a few minutes, transfer a predictor to it,
+register the result as the machine's champion.
+
+The bring-up set is the generated architectures of `space` (`conf/sweep/bringup.yaml`: the same
+seeds, order and configurations as every profile's `space_gen`), measured whole and in context by
+the project's own sweep, so its kernels range from tiny to the largest layers the space holds
+and every measured row is also training data for the machine's own profile later. It is
+resumable: each run continues where the last stopped, and the transfer is fitted on every
+bring-up row the machine has. `nnenergy.learn.transfer` fits the map; this module measures,
+logs and registers.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+BRINGUP_SWEEP = "bringup"  # conf/sweep/bringup.yaml
+BRINGUP_DATASET = "space_gen"
+SPEED_FILE = "speed.json"  # data/<profile>/speed.json: this machine's speed index, last read
+EXPERIMENT = "nnenergy-calibrate"
+STARTUP_S = 20.0  # imports, call overhead, first reference: spent before the first block
+
+
+class BringupError(ValueError):
+    """Bad input or data that cannot be transferred: one line for the user."""
+
+
+@dataclass
+class Bringup:
+    """What one `nnenergy calibrate` run did."""
+
+    profile: str
+    source_profile: str
+    method: str
+    fallback: bool
+    cv: dict
+    configs: int
+    new_configs: int
+    architectures: int
+    speed_index: float
+    seconds: float
+    version: str | None = None
+    alias: str | None = None
+    run_id: str | None = None
+
+    def line(self) -> str:
+        cv = ", ".join(f"{k} {v:.1f}%" for k, v in sorted(self.cv.items(), key=lambda kv: kv[1]))
+        fb = " (the kernel maps did not beat one speed ratio on held-out architectures: speed ratio used)" \
+            if self.fallback else ""
+        reg = f"; registered version {self.version}" + (f" as @{self.alias}" if self.alias else "") \
+            if self.version else ""
+        return (f"calibrated {self.source_profile} -> {self.profile} in {self.seconds:.0f} s: {self.configs} "
+                f"bring-up configurations ({self.new_configs} new) of {self.architectures} architectures; "
+                f"method {self.method}{fb}; held-out bring-up RMSPE: {cv or 'n/a'}; speed index "
+                f"{self.speed_index:.2f}{reg}")
+
+
+def data_dir(profile: str, root: Path = Path("data")) -> Path:
+    return Path(root) / profile
+
+
+def sweep_spec(minutes: float, overrides: list[str] = ()):
+    """The bring-up sweep, composed as `nnenergy measure sweep=bringup` would compose it, stopped
+    early enough that the whole command stays within `minutes`."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from nnenergy.apps import CONF_DIR
+    from nnenergy.measure.sweep import SweepSpec
+
+    with initialize_config_dir(str(Path(CONF_DIR).resolve()), version_base="1.3"):
+        cfg = compose("measure", overrides=[f"sweep={BRINGUP_SWEEP}", *overrides])
+    sweep = OmegaConf.to_container(cfg.sweep, resolve=True)
+    # The sweep stops after the block that crosses max_minutes: leave room for one block and start-up.
+    sweep["max_minutes"] = max(0.0, minutes - STARTUP_S / 60 - 0.4)
+    return SweepSpec.from_config(sweep)
+
+
+def read_speed(path: Path, rounds: int = 5) -> dict:
+    """This machine's speed index now: the protocol's reference model measured here, over the
+    profile's canonical reference (`reference.json`, fixed by its first sweep). 1.0 = as fast as
+    when the profile's data were measured; 1.4 = 40% more energy and time per pass today."""
+    from nnenergy.measure.lock import MeasurementLock
+    from nnenergy.measure.meter import EnergyMeter, MeterSettings
+    from nnenergy.measure.sweep import Threads, reference_call, set_threads
+
+    canonical_file = path / "reference.json"
+    if not canonical_file.exists():
+        raise BringupError(f"{canonical_file} does not exist: run a bring-up first (`nnenergy calibrate`)")
+    canonical = json.loads(canonical_file.read_text())
+    set_threads(Threads())
+    with MeasurementLock():
+        m = EnergyMeter().measure(reference_call(), MeterSettings(min_seconds=0.5, min_windows=rounds,
+                                                                  max_windows=rounds))
+    return {"speed_index": m.energy_j / canonical["energy_j"],
+            "latency_speed_index": m.latency_s / canonical["latency_s"],
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "source": "reference now"}
+
+
+def speed_of_blocks(path: Path) -> dict | None:
+    """The speed index of the bring-up's newest session, from its blocks' reference readings."""
+    blocks = path / "blocks.json"
+    if not blocks.exists():
+        return None
+    rows = json.loads(blocks.read_text())
+    if not rows:
+        return None
+    newest = max(rows, key=lambda b: b["block"])
+    session = [b for b in rows if b["block"][:13] == newest["block"][:13]] or [newest]
+    return {"speed_index": statistics.median(v for b in session for v in b["speed_index"]),
+            "measured_at": newest["block"], "source": "bring-up blocks"}
+
+
+def write_speed(profile_dir: Path, speed: dict) -> Path:
+    path = profile_dir / SPEED_FILE
+    path.write_text(json.dumps(speed, indent=1))
+    return path
+
+
+def measure(spec) -> int:
+    """Measure the bring-up sweep `spec` (see `sweep_spec`); returns how many configurations are new."""
+    from nnenergy.measure.lock import MeasurementLock
+    from nnenergy.measure.sweep import Sweep
+
+    sweep = Sweep(spec)
+    before = len(sweep.config_store)
+    with MeasurementLock():
+        result = sweep.run()
+    return len(result.models) - before
+
+
+def source_predictor(pyfunc):
+    """The layer-wise predictor object behind a loaded pyfunc (a transferred one: its source)."""
+    # A pyfunc from MLflow, or the local cache's CachedPredictor (which holds the object itself).
+    inner = pyfunc.unwrap_python_model().predictor if hasattr(pyfunc, "unwrap_python_model") \
+        else getattr(pyfunc, "predictor", pyfunc)
+    inner = getattr(inner, "base", inner)  # a transferred predictor: transfer its base again
+    if not hasattr(inner, "predict_layers"):
+        raise BringupError("the source predictor is model-wise: bring-up transfers layer-wise predictors "
+                           "(use --model-uri models:/nnenergy-layerwise@champion)")
+    return inner
+
+
+def fit(source, folder: Path, methods: tuple[str, ...] | None = None):
+    """The transfer of `source` to the machine whose bring-up set is `folder`."""
+    from nnenergy import dataset as ds
+    from nnenergy.evaluate.levels import interval_from
+    from nnenergy.features.cache import features_of
+    from nnenergy.learn.transfer import METHODS, fit_transfer
+    from nnenergy.schema import INTERVAL_KEY, SOURCES
+
+    data = ds.load(folder)
+    y = data.layers[list(SOURCES["incontext"])].to_numpy(float)
+    tr, heldout = fit_transfer(source, features_of(data), y, data.models, methods=methods or METHODS)
+    meta = {INTERVAL_KEY: interval_from(heldout)} if len(heldout) else {}
+    return tr, heldout, data, meta
+
+
+def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str | None = None,
+        overrides: list[str] = (), methods: tuple[str, ...] | None = None, register: bool = True) -> Bringup:
+    """`nnenergy calibrate --minutes M`: measure, transfer, log, register."""
+    import mlflow
+
+    from nnenergy import registry, tracking
+    from nnenergy.learn.pyfunc import log_pyfunc
+    from nnenergy.learn.transfer import transferred
+    from nnenergy.measure.backends import profile_name
+    from nnenergy.predict.loading import load_predictor
+
+    if not minutes > 0:
+        raise BringupError(f"--minutes must be > 0, not {minutes}")
+    t0 = time.perf_counter()
+    pyfunc, uri = load_predictor(model_uri, tracking_uri)  # before measuring: a bad URI costs nothing
+    meta = dict(pyfunc.metadata.metadata or {})
+    hw = meta.get("hardware") or {}
+    source_profile = hw.get("source_profile") or hw.get("profile") or "unknown"
+    source = source_predictor(pyfunc)
+    profile = profile_name()
+    spec = sweep_spec(minutes, overrides)
+    folder = Path(spec.output_dir)
+    if minutes <= 0.5:  # the speed only: the transfer stays, the machine's speed is re-read
+        speed = read_speed(folder.parent)
+        write_speed(folder.parent, speed)
+        return Bringup(profile, source_profile, "speed re-read", False, {}, 0, 0, 0, speed["speed_index"],
+                       time.perf_counter() - t0)
+    new = measure(spec)
+    tr, heldout, data, extra = fit(source, folder, methods)
+    speed = speed_of_blocks(folder) or {"speed_index": 1.0, "source": "none"}
+    write_speed(folder.parent, speed)
+    out = Bringup(profile, source_profile, tr.method, tr.fallback, tr.cv, len(data.models), new,
+                  int(data.models["architecture"].nunique()), float(speed["speed_index"]), 0.0)
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    first = data.models.iloc[0]
+    hardware = {k: str(first[k]) for k in ("profile", "hardware_id", "cpu_model", "cpu_cores", "gpu_model",
+                                           "cpu_measurement", "ram_measurement", "gpu_measurement",
+                                           "intra_op_threads", "inter_op_threads") if k in data.models}
+    hardware |= {"profile": profile, "source_profile": source_profile}
+    pred = transferred(source, tr, extra | {
+        "hardware": hardware, "calibrated": {"from": source_profile, "source_model": uri, "at": now,
+                                             "method": tr.method, "fallback": tr.fallback, "cv_rmspe": tr.cv,
+                                             "configs": len(data.models), "speed_index": speed["speed_index"]}})
+    tracking.setup(tracking.store_uri(tracking_uri), EXPERIMENT)
+    with mlflow.start_run(run_name=f"calibrate-{profile}") as run:
+        mlflow.set_tags({"profile": profile, "source_profile": source_profile, "entry_point": "calibrate",
+                         "method": tr.method, "fallback": str(tr.fallback)})
+        mlflow.log_params({"minutes": minutes, "source_model": uri, "methods": ",".join(methods or ("auto",))})
+        mlflow.log_metrics({f"cv_{k}_rmspe": v for k, v in tr.cv.items()}
+                           | {"bringup_configs": len(data.models), "new_configs": new,
+                              "speed_index": float(speed["speed_index"]),
+                              "whole_ratio_energy": tr.whole_ratio[0], "whole_ratio_latency": tr.whole_ratio[1]})
+        tracking.log_dataset(data.models, folder, f"{profile}-bringup", "calibration", ("DATASHEET.md",))
+        if len(heldout):
+            from nnenergy.evaluate import plots
+
+            tracking.log_figure(plots.predicted_vs_measured(
+                heldout.assign(measured_latency_s=float("nan")),
+                f"{source_profile} -> {profile}: {tr.method}, held-out bring-up architectures"),
+                "plots/bringup_heldout_pred_vs_measured.png")
+        info = log_pyfunc(pred, data.layers, "layerwise", f"transferred-{profile}")
+        out.run_id = run.info.run_id
+        if register:
+            out.version, out.alias = registry.register_transferred(info.model_uri, profile, source_profile)
+    out.seconds = time.perf_counter() - t0
+    return out
