@@ -22,3 +22,6 @@ def cache_dir() -> Path:
 def calibration_file() -> Path:
     """Where `nnenergy calibrate` stores its calibration and `nnenergy predict --calibration` finds it."""
     return cache_dir() / "calibration.json"
+
+
+SPEED_FILE = "speed.json"  # data/<profile>/speed.json: a machine's speed index, last read by `nnenergy calibrate`

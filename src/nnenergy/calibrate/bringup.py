@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 BRINGUP_SWEEP = "bringup"  # conf/sweep/bringup.yaml
 BRINGUP_DATASET = "space_gen"
-SPEED_FILE = "speed.json"  # data/<profile>/speed.json: this machine's speed index, last read
 EXPERIMENT = "nnenergy-calibrate"
 STARTUP_S = 20.0  # imports, call overhead, first reference: spent before the first block
 
@@ -47,6 +46,8 @@ class Bringup:
     version: str | None = None
     alias: str | None = None
     run_id: str | None = None
+    base: str | None = None  # the predictor transferred (rf, poly, ...: the lowest held-out bring-up error)
+    candidates: dict = field(default_factory=dict)  # predictor -> its held-out bring-up RMSPE
 
     def line(self) -> str:
         cv = ", ".join(f"{k} {v:.1f}%" for k, v in sorted(self.cv.items(), key=lambda kv: kv[1]))
@@ -54,14 +55,14 @@ class Bringup:
             if self.fallback else ""
         reg = f"; registered version {self.version}" + (f" as @{self.alias}" if self.alias else "") \
             if self.version else ""
+        if self.method == "speed re-read":
+            return f"speed index of {self.profile} now: {self.speed_index:.2f} (read in {self.seconds:.0f} s)"
+        bases = ", ".join(f"{k} {v:.1f}%" for k, v in self.candidates.items())
         return (f"calibrated {self.source_profile} -> {self.profile} in {self.seconds:.0f} s: {self.configs} "
                 f"bring-up configurations ({self.new_configs} new) of {self.architectures} architectures; "
-                f"method {self.method}{fb}; held-out bring-up RMSPE: {cv or 'n/a'}; speed index "
+                f"predictor {self.base} (held-out bring-up RMSPE of each: {bases or 'n/a'}), "
+                f"method {self.method}{fb}; held-out bring-up RMSPE by method: {cv or 'n/a'}; speed index "
                 f"{self.speed_index:.2f}{reg}")
-
-
-def data_dir(profile: str, root: Path = Path("data")) -> Path:
-    return Path(root) / profile
 
 
 def sweep_spec(minutes: float, overrides: list[str] = ()):
@@ -117,6 +118,8 @@ def speed_of_blocks(path: Path) -> dict | None:
 
 
 def write_speed(profile_dir: Path, speed: dict) -> Path:
+    from nnenergy.paths import SPEED_FILE
+
     path = profile_dir / SPEED_FILE
     path.write_text(json.dumps(speed, indent=1))
     return path
@@ -146,27 +149,53 @@ def source_predictor(pyfunc):
     return inner
 
 
-def fit(source, folder: Path, methods: tuple[str, ...] | None = None):
-    """The transfer of `source` to the machine whose bring-up set is `folder`."""
-    from nnenergy import dataset as ds
+def fit(base, data, feats, methods: tuple[str, ...] | None = None):
+    """The transfer of `base` to the machine whose bring-up set is `data` (`feats`: its layer
+    features); returns it, its held-out predictions and the metadata holding its interval."""
     from nnenergy.evaluate.levels import interval_from
-    from nnenergy.features.cache import features_of
     from nnenergy.learn.transfer import METHODS, fit_transfer
     from nnenergy.schema import INTERVAL_KEY, SOURCES
 
-    data = ds.load(folder)
     y = data.layers[list(SOURCES["incontext"])].to_numpy(float)
-    tr, heldout = fit_transfer(source, features_of(data), y, data.models, methods=methods or METHODS)
-    meta = {INTERVAL_KEY: interval_from(heldout)} if len(heldout) else {}
-    return tr, heldout, data, meta
+    tr, heldout = fit_transfer(base, feats, y, data.models, methods=methods or METHODS)
+    return tr, heldout, ({INTERVAL_KEY: interval_from(heldout)} if len(heldout) else {})
+
+
+def candidate_uris(model_uri: str | None, tracking_uri: str | None) -> list[str]:
+    """The predictors a bring-up may transfer: `model_uri` when given; else the newest version of
+    each layer-wise predictor (poly, rf, xgb, catboost) trained on the champion's split, since which
+    one travels best to a machine is a property of that machine (the bring-up's held-out
+    architectures decide), not of the level-1 ranking at home."""
+    if model_uri:
+        return [model_uri]
+    import mlflow
+    from mlflow import MlflowClient
+
+    from nnenergy import registry, tracking
+    from nnenergy.predict.loading import DEFAULT_MODEL_NAME, DEFAULT_MODEL_URI
+
+    mlflow.set_tracking_uri(tracking.store_uri(tracking_uri))
+    client = MlflowClient()
+    champ = registry.champion_version(client, DEFAULT_MODEL_NAME)
+    if champ is None or registry.SPLIT_TAG not in champ.tags:
+        return [DEFAULT_MODEL_URI]
+    newest: dict[str, int] = {}
+    for v in client.search_model_versions(f"name='{DEFAULT_MODEL_NAME}'"):
+        if v.tags.get(registry.SPLIT_TAG) == champ.tags[registry.SPLIT_TAG]:
+            key = v.tags.get("predictor", v.version)
+            newest[key] = max(newest.get(key, 0), int(v.version))
+    return [f"models:/{DEFAULT_MODEL_NAME}/{v}" for v in sorted(newest.values())] or [DEFAULT_MODEL_URI]
 
 
 def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str | None = None,
         overrides: list[str] = (), methods: tuple[str, ...] | None = None, register: bool = True) -> Bringup:
-    """`nnenergy calibrate --minutes M`: measure, transfer, log, register."""
+    """`nnenergy calibrate --minutes M`: measure, transfer each candidate predictor, keep the one
+    with the lowest held-out bring-up error, log it, register it."""
     import mlflow
 
+    from nnenergy import dataset as ds
     from nnenergy import registry, tracking
+    from nnenergy.features.cache import features_of
     from nnenergy.learn.pyfunc import log_pyfunc
     from nnenergy.learn.transfer import transferred
     from nnenergy.measure.backends import profile_name
@@ -175,25 +204,35 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
     if not minutes > 0:
         raise BringupError(f"--minutes must be > 0, not {minutes}")
     t0 = time.perf_counter()
-    pyfunc, uri = load_predictor(model_uri, tracking_uri)  # before measuring: a bad URI costs nothing
-    meta = dict(pyfunc.metadata.metadata or {})
-    hw = meta.get("hardware") or {}
-    source_profile = hw.get("source_profile") or hw.get("profile") or "unknown"
-    source = source_predictor(pyfunc)
+    # Before measuring: a bad URI or an empty registry costs nothing.
+    loaded = [load_predictor(u, tracking_uri) for u in candidate_uris(model_uri, tracking_uri)]
     profile = profile_name()
     spec = sweep_spec(minutes, overrides)
     folder = Path(spec.output_dir)
     if minutes <= 0.5:  # the speed only: the transfer stays, the machine's speed is re-read
         speed = read_speed(folder.parent)
         write_speed(folder.parent, speed)
-        return Bringup(profile, source_profile, "speed re-read", False, {}, 0, 0, 0, speed["speed_index"],
+        return Bringup(profile, "", "speed re-read", False, {}, 0, 0, 0, speed["speed_index"],
                        time.perf_counter() - t0)
     new = measure(spec)
-    tr, heldout, data, extra = fit(source, folder, methods)
+    data = ds.load(folder)
+    feats = features_of(data)
+    fits = []
+    for pyfunc, info in loaded:
+        meta = dict(pyfunc.metadata.metadata or {})
+        base = source_predictor(pyfunc)
+        tr, heldout, extra = fit(base, data, feats, methods)
+        fits.append((tr.cv.get(tr.method, float("inf")), pyfunc, info, meta, base, tr, heldout, extra))
+    _, pyfunc, info, meta, source, tr, heldout, extra = min(fits, key=lambda f: f[0])
+    candidates = {f[3].get("predictor") or f[2]["uri"]: round(f[0], 2) for f in fits}
+    hw = meta.get("hardware") or {}
+    source_profile = hw.get("source_profile") or hw.get("profile") or "unknown"
     speed = speed_of_blocks(folder) or {"speed_index": 1.0, "source": "none"}
     write_speed(folder.parent, speed)
     out = Bringup(profile, source_profile, tr.method, tr.fallback, tr.cv, len(data.models), new,
                   int(data.models["architecture"].nunique()), float(speed["speed_index"]), 0.0)
+    out.base = meta.get("predictor") or info["uri"]
+    out.candidates = candidates
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     first = data.models.iloc[0]
     hardware = {k: str(first[k]) for k in ("profile", "hardware_id", "cpu_model", "cpu_cores", "gpu_model",
@@ -201,15 +240,19 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
                                            "intra_op_threads", "inter_op_threads") if k in data.models}
     hardware |= {"profile": profile, "source_profile": source_profile}
     pred = transferred(source, tr, extra | {
-        "hardware": hardware, "calibrated": {"from": source_profile, "source_model": uri, "at": now,
-                                             "method": tr.method, "fallback": tr.fallback, "cv_rmspe": tr.cv,
-                                             "configs": len(data.models), "speed_index": speed["speed_index"]}})
+        "hardware": hardware, "predictor": f"{out.base}, transferred",
+        "calibrated": {"from": source_profile, "source_model": info["uri"], "source_version": info.get("version"),
+                       "base": out.base, "at": now, "method": tr.method, "fallback": tr.fallback,
+                       "cv_rmspe": tr.cv, "candidates_cv_rmspe": candidates, "configs": len(data.models),
+                       "speed_index": speed["speed_index"]}})
     tracking.setup(tracking.store_uri(tracking_uri), EXPERIMENT)
     with mlflow.start_run(run_name=f"calibrate-{profile}") as run:
         mlflow.set_tags({"profile": profile, "source_profile": source_profile, "entry_point": "calibrate",
-                         "method": tr.method, "fallback": str(tr.fallback)})
-        mlflow.log_params({"minutes": minutes, "source_model": uri, "methods": ",".join(methods or ("auto",))})
+                         "method": tr.method, "fallback": str(tr.fallback), "base": out.base})
+        mlflow.log_params({"minutes": minutes, "source_model": info["uri"], "methods": ",".join(methods or ("auto",)),
+                           "candidates": ",".join(candidates)})
         mlflow.log_metrics({f"cv_{k}_rmspe": v for k, v in tr.cv.items()}
+                           | {f"candidate_{k}_cv_rmspe": v for k, v in candidates.items()}
                            | {"bringup_configs": len(data.models), "new_configs": new,
                               "speed_index": float(speed["speed_index"]),
                               "whole_ratio_energy": tr.whole_ratio[0], "whole_ratio_latency": tr.whole_ratio[1]})
@@ -219,11 +262,11 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
 
             tracking.log_figure(plots.predicted_vs_measured(
                 heldout.assign(measured_latency_s=float("nan")),
-                f"{source_profile} -> {profile}: {tr.method}, held-out bring-up architectures"),
+                f"{source_profile} -> {profile}: {out.base}, {tr.method}, held-out bring-up architectures"),
                 "plots/bringup_heldout_pred_vs_measured.png")
-        info = log_pyfunc(pred, data.layers, "layerwise", f"transferred-{profile}")
+        info_model = log_pyfunc(pred, data.layers, "layerwise", f"transferred-{profile}")
         out.run_id = run.info.run_id
         if register:
-            out.version, out.alias = registry.register_transferred(info.model_uri, profile, source_profile)
+            out.version, out.alias = registry.register_transferred(info_model.model_uri, profile, source_profile)
     out.seconds = time.perf_counter() - t0
     return out

@@ -54,11 +54,11 @@ def _kernel_features(per_layer: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFra
     return out
 
 
-def measured_kernels(base, feats: pd.DataFrame, layer_targets: np.ndarray) -> pd.DataFrame:
-    """Kernels of measured configurations: features, the base's predictions, the measured
-    in-context cost of the kernel (its members' costs summed) and its weight (share of its
-    model's measured energy: a model's error is carried by its large kernels)."""
-    per_layer = base.predict_layers(feats)
+def measured_kernels(per_layer: pd.DataFrame, feats: pd.DataFrame, layer_targets: np.ndarray) -> pd.DataFrame:
+    """Kernels of measured configurations (`per_layer`: the base's `predict_layers(feats)`): features,
+    the base's predictions, the measured in-context cost of the kernel (its members' costs summed)
+    and its weight (share of its model's measured energy: a model's error is carried by its large
+    kernels)."""
     y = pd.DataFrame(np.asarray(layer_targets, float), columns=list(TARGETS), index=feats.index)
     y["config_id"], y["unit_index"] = feats["config_id"].to_numpy(), per_layer["unit_index"].to_numpy(float)
     sums = y.groupby(["config_id", "unit_index"], sort=False)[list(TARGETS)].sum(min_count=1)
@@ -222,7 +222,7 @@ def fit_transfer(base, feats: pd.DataFrame, layer_targets: np.ndarray, models: p
     if not len(models):
         raise TransferError("no measured whole model in the bring-up data")
     per_layer = base.predict_layers(feats)
-    kernels = measured_kernels(base, feats, layer_targets)
+    kernels = measured_kernels(per_layer, feats, layer_targets)
     groups = models.set_index("config_id")[group_col]
     names = np.array(sorted(groups.unique()))
     usable = [m for m in methods if m == "speed" or len(kernels) >= _MIN_KERNEL_ROWS]

@@ -98,13 +98,12 @@ def _calibration(calibration):
         raise PredictError(f"cannot read calibration {calibration}: {exc}") from None
 
 
-SPEED_FILE = "speed.json"  # data/<profile>/speed.json, written by `nnenergy calibrate`
-
-
 def speed_now(meta: dict, data_root: Path = Path("data")) -> dict:
     """The speed index a transferred predictor's figures are stated at: this machine's last reading
     (`nnenergy calibrate --minutes 0.5` refreshes it), else the one of its bring-up."""
     import json
+
+    from nnenergy.paths import SPEED_FILE
 
     profile = (meta.get("hardware") or {}).get("profile", "")
     path = Path(data_root) / profile / SPEED_FILE
