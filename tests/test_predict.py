@@ -174,6 +174,9 @@ def test_hardware_profiles_are_listed_and_selected(store, tiny_file, capsys):
     assert any(r["datasets"] for r in rows.values())  # the shipped profiles' data
     shipped = [r for r in rows.values() if r["datasets"]]
     assert all(r["device"].startswith("CPU ") and r["backend"] == "tensorflow" for r in shipped), shipped
+    assert cli.main(["--hardware", "list", "--tracking-uri", store]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]  # what `predict` uses here, and why
+    assert f"@champion-{mine}:" in last and "this machine's own predictor" in last
     assert cli.main([str(tiny_file), "--hardware", mine, "--json", "--tracking-uri", store]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["predictor"]["uri"].endswith(f"@champion-{mine}") and d["hardware"]["profile"] == mine

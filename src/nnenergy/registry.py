@@ -1,7 +1,14 @@
 """Model registry: one registered name per predictor family, alias `champion` for the best.
 
-The champion is decided by level-1 error (real architecture families held out) on the same
-dataset and folds (`split_id`), never by the external test set.
+What the aliases mean, in one place:
+- `champion-<profile>`: the predictor of one hardware profile. The best level-1 error (real
+  architecture families held out, never the external set) among versions trained on the same rows
+  and folds (`split_id`) of that profile's data; a newer split of the profile replaces an older one.
+  A profile without a trained predictor gets the version `nnenergy calibrate` transferred to it.
+  `nnenergy predict` on a machine uses its own profile's alias when it exists.
+- `champion`: the default everywhere else. Chosen like a profile's champion, but a training run on
+  another profile's data never takes it over (their level-1 figures are not comparable): it moves
+  only within the profile it was first given to.
 """
 
 from __future__ import annotations
@@ -81,6 +88,12 @@ def promote_best(client: MlflowClient, name: str, split_id: str, alias: str = CH
         return None
     best_score, best_version = min(scored)
     current = champion_version(client, name, alias)
+    if alias == CHAMPION and current is not None:
+        mine = next(v for v in versions if int(v.version) == best_version).tags.get(PROFILE_TAG)
+        if current.tags.get(PROFILE_TAG) != mine:  # another profile's data: not comparable, not displaced
+            log.info("%s@%s stays version %s (trained on %s, not %s)", name, alias, current.version,
+                     current.tags.get(PROFILE_TAG), mine)
+            return current.version
     if current is not None and current.tags.get(SPLIT_TAG) == split_id:
         cur_score = float(current.tags.get(METRIC_TAG, "inf"))
         if cur_score <= best_score:

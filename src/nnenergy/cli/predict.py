@@ -218,6 +218,14 @@ def _list_hardware(args) -> int:
         mark = "  (this machine)" if r["this_machine"] else ""
         print(f"{r['profile']:<32} {str(r['device'] or '-')[:34]:<34} {str(r['backend'] or '-'):<11} "
               f"{sets:<28} {version}{mark}")
+    from nnenergy.predict.loading import DEFAULT_MODEL_URI, machine_model_uri
+
+    uri = machine_model_uri(args.tracking_uri)
+    print(f"\n`nnenergy predict` here uses {uri}: " + (
+        "this machine's own predictor (trained on its data, or transferred to it by `nnenergy calibrate`)"
+        if uri != DEFAULT_MODEL_URI else
+        "the global champion (the best on the profile it was first trained on; this machine has no predictor "
+        "of its own: `nnenergy calibrate` brings it up in ~10 min)"))
     return 0
 
 
