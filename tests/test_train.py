@@ -127,10 +127,13 @@ def test_champion_moves_only_to_a_better_model_on_the_same_split(trained_rf, tra
     sid, score = champ.tags[registry.SPLIT_TAG], float(champ.tags[registry.METRIC_TAG])
     src = client.get_model_version(name, champ.version).source
 
-    def add(score_value, split):
+    profile = champ.tags[registry.PROFILE_TAG]
+
+    def add(score_value, split, on=profile):
         mv = client.create_model_version(name, src)
         client.set_model_version_tag(name, mv.version, registry.SPLIT_TAG, split)
         client.set_model_version_tag(name, mv.version, registry.METRIC_TAG, str(score_value))
+        client.set_model_version_tag(name, mv.version, registry.PROFILE_TAG, on)
         return mv.version
 
     add(score + 50, sid)  # worse on the same split: no change
@@ -138,6 +141,11 @@ def test_champion_moves_only_to_a_better_model_on_the_same_split(trained_rf, tra
     better = add(score / 2, sid)
     assert str(registry.promote_best(client, name, sid)) == str(better)
     assert str(client.get_model_version_by_alias(name, registry.CHAMPION).version) == str(better)
+    # Another profile's data (another split): its own champion, never the global one.
+    other = foreign_profile()
+    theirs = add(score / 4, "another-split", other)
+    assert str(registry.promote_champions(client, name, "another-split", other)) == str(better)
+    assert str(client.get_model_version_by_alias(name, registry.profile_alias(other)).version) == str(theirs)
 
 
 @pytest.mark.parametrize("predictor", ["poly", "xgb", "catboost"])
