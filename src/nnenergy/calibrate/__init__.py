@@ -1,21 +1,15 @@
-"""Adapt a profile's predictor to a new machine from a one-minute panel of measurements.
+"""Adapt the project's predictors to a machine they were not trained on: `nnenergy calibrate`.
 
-The same model costs 1.1-2.6x more on one CPU than another, per kind of work (large GEMMs gain
-most from AVX-512), so one global speed ratio is not enough. The panel holds small kernels of
-each group of layer kinds (dense compute, depthwise, memory-bound), two small models and eleven
-small generated models (one per macro kind of the architecture space), measured here with the
-interleaved protocol. Each is predicted by the source predictor; per group g, a factor s_g >= 0
-is fitted so that predicted * sum_g(s_g * share_g) matches the measurement (relative least
-squares, shrunk towards the median ratio), or (the default, `model="size"`) a per-layer factor
-e^a * (t / 1 ms)^b of the layer's predicted latency t: how well an op uses the cores and vector
-units depends on how much work it has more than on its kind. Factors are fitted on all panel
-items by default, or on its whole models only (`fit_on="models"`, few-shot as in HELP /
-MAPLE-Edge). The learned residuals of the source predictor stay as they are: calibration
-rescales its costs.
-
-One module per job: `panel` (what is measured), `measure` (measuring and recording it), `fit`
-(fitting the factors). The saved calibration and how it is applied live with prediction
-(`nnenergy.predict.calibration`); the command is `nnenergy.cli.calibrate`.
+Two methods, one per job of this package:
+- `bringup` (the default): measure the machine's bring-up set (generated architectures of `space`,
+  from tiny kernels to the largest layers) for a few minutes, transfer each registered layer-wise
+  predictor to it per kernel (`nnenergy.learn.transfer`), keep the one with the lowest held-out
+  error, register it as the machine's `champion-<profile>`; chosen by `benchmarks/transfer.py`.
+- the panel (`--method size`, the previous release's): `panel` (16 small kernels, 2 small models
+  and 11 small generated models), `measure` (measuring and recording it), `fit` (a per-layer factor
+  e^a * (t / 1 ms)^b of the layer's predicted latency t, or one factor per group of layer kinds),
+  stored as a file that `nnenergy predict --calibration` applies (`nnenergy.predict.calibration`).
+The command is `nnenergy.cli.calibrate`.
 """
 
 from nnenergy.calibrate.fit import FIT_ON, MODELS, SHRINK, SHRINK_SLOPE, calibrate, summary  # noqa: F401
