@@ -22,7 +22,9 @@ from pathlib import Path
 BRINGUP_SWEEP = "bringup"  # conf/sweep/bringup.yaml
 BRINGUP_DATASET = "space_gen"
 EXPERIMENT = "nnenergy-calibrate"
-STARTUP_S = 20.0  # imports, call overhead, first reference: spent before the first block
+STARTUP_S = 15.0  # call overhead, first reference: spent before the first block
+BLOCK_S = 25.0  # one block of the bring-up sweep (4 architectures x 3 configurations) on 2 cores
+FIT_S = 10.0  # fitting the transfers of one candidate predictor (cross-validated) on ~300 configurations
 
 
 class BringupError(ValueError):
@@ -65,9 +67,19 @@ class Bringup:
                 f"{self.speed_index:.2f}{reg}")
 
 
-def sweep_spec(minutes: float, overrides: list[str] = ()):
+def _started_before() -> float:
+    """Seconds this command ran before `run`: its process's age (the imports) for a command, 0 in a
+    long-lived process (a notebook, a test session)."""
+    import psutil
+
+    age = time.time() - psutil.Process().create_time()
+    return age if age < 120 else 0.0
+
+
+def sweep_spec(minutes: float, overrides: list[str] = (), spent_s: float = 0.0, candidates: int = 1):
     """The bring-up sweep, composed as `nnenergy measure sweep=bringup` would compose it, stopped
-    early enough that the whole command stays within `minutes`."""
+    early enough that the whole command stays within `minutes`: what was `spent_s` before it, its
+    start-up and last block, and the fits of `candidates` predictors after it (at least one block)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -77,8 +89,8 @@ def sweep_spec(minutes: float, overrides: list[str] = ()):
     with initialize_config_dir(str(Path(CONF_DIR).resolve()), version_base="1.3"):
         cfg = compose("measure", overrides=[f"sweep={BRINGUP_SWEEP}", *overrides])
     sweep = OmegaConf.to_container(cfg.sweep, resolve=True)
-    # The sweep stops after the block that crosses max_minutes: leave room for one block and start-up.
-    sweep["max_minutes"] = max(0.0, minutes - STARTUP_S / 60 - 0.4)
+    reserve_s = spent_s + STARTUP_S + BLOCK_S + FIT_S * candidates
+    sweep["max_minutes"] = max(0.0, minutes - reserve_s / 60)
     return SweepSpec.from_config(sweep)
 
 
@@ -203,11 +215,11 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
 
     if not minutes > 0:
         raise BringupError(f"--minutes must be > 0, not {minutes}")
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - _started_before()
     # Before measuring: a bad URI or an empty registry costs nothing.
     loaded = [load_predictor(u, tracking_uri) for u in candidate_uris(model_uri, tracking_uri)]
     profile = profile_name()
-    spec = sweep_spec(minutes, overrides)
+    spec = sweep_spec(minutes, overrides, time.perf_counter() - t0, len(loaded))
     folder = Path(spec.output_dir)
     if minutes <= 0.5:  # the speed only: the transfer stays, the machine's speed is re-read
         speed = read_speed(folder.parent)

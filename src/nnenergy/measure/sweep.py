@@ -79,7 +79,7 @@ class SweepSpec:
     configs_per_architecture: int | None = None  # sample this many (size, batch) per name; None = grid
     max_seconds_per_pass: float = 1.0  # slower configurations are skipped (recorded, not retried)
     block_architectures: int = 4  # architectures measured together in interleaved rounds
-    max_minutes: float | None = None  # stop after the block that crosses this (resume later)
+    max_minutes: float | None = None  # stop after the block that crosses this, or the first (resume later)
     shuffle: bool = False
     seed: int = 0
     device: str = "cpu"  # cpu | gpu (NVML energy; the Keras backend comes from KERAS_BACKEND)
@@ -465,7 +465,8 @@ class Sweep:
         complete = True
         try:
             for b0 in range(0, len(pending), spec.block_architectures):
-                if spec.max_minutes is not None and time.perf_counter() - started > spec.max_minutes * 60:
+                # At least one block: a budget smaller than the start-up still measures something.
+                if b0 and spec.max_minutes is not None and time.perf_counter() - started > spec.max_minutes * 60:
                     complete = False
                     log.info("sweep %s: max_minutes reached, stopping (rerun to resume)", spec.name)
                     break
