@@ -16,8 +16,10 @@ Rows per target and source predictor:
   bring-up <M> min  the transfer `nnenergy calibrate --minutes M` fits (nnenergy.learn.transfer):
                   kernel-level map chosen by cross-validation over the bring-up architectures
   ceiling         trained on the target's own data (bring-up + apps): (a) families held out, (b) as is
-M minutes of bring-up = the bring-up set's blocks that the target's sweep finished within its first
-M minutes of measuring (the order `nnenergy calibrate` measures them in).
+M minutes of bring-up = the bring-up set's blocks (in the order `nnenergy calibrate` measures them)
+that the target's sweep finished within the part of M minutes the command gives its sweep
+(`bringup.sweep_budget_s`: M minus typical start-up and the fits of 4 candidate predictors), at
+least one block.
 
     .venv/bin/python benchmarks/transfer.py                    # all targets, rf and poly
     .venv/bin/python benchmarks/transfer.py --predictors rf --targets intel-xeon-avx512-2c
@@ -55,8 +57,8 @@ def _data(path: Path):
 
 
 def blocks_within(path: Path, minutes: float) -> set[str]:
-    """Block ids of a sweep folder that finished within its first `minutes` of measuring
-    (sessions in order; a block ends where the next one starts, the last at its session's end)."""
+    """Block ids of a sweep folder that finished within its first `minutes` of measuring, at least
+    one (sessions in order; a block ends where the next one starts, the last at its session's end)."""
     blocks = json.loads((path / "blocks.json").read_text())
     sessions = json.loads((path / "sessions.json").read_text())
     t = lambda s: datetime.fromisoformat(s).timestamp()  # noqa: E731
@@ -69,7 +71,7 @@ def blocks_within(path: Path, minutes: float) -> set[str]:
             b1 = own[i + 1][0] if i + 1 < len(own) else ends[s0]
             # The session's start-up (imports, call overhead, first reference) counts as measuring time.
             elapsed = used + (b1 - s0)
-            if elapsed > minutes * 60:
+            if elapsed > minutes * 60 and keep:
                 return keep
             keep.add(bid)
         used += ends[s0] - s0
@@ -173,6 +175,7 @@ def ceiling(name: str, target: "object", external) -> dict:
 
 def run_target(profile: str, predictors: list[str], minutes: list[float], sources: dict, cache: Path) -> list[dict]:
     from nnenergy import dataset as ds
+    from nnenergy.calibrate.bringup import TYPICAL_START_S, sweep_budget_s
     from nnenergy.features.cache import features_of
     from nnenergy.learn.transfer import fit_transfer, transferred
 
@@ -194,7 +197,8 @@ def run_target(profile: str, predictors: list[str], minutes: list[float], source
 
         add("none", {k: totals(source, d) for k, d in tests.items()})
         for m in minutes:
-            ids = set(bring.models.loc[bring.models["block"].isin(blocks_within(root / BRINGUP, m)), "config_id"])
+            budget = sweep_budget_s(m, TYPICAL_START_S, 4) / 60
+            ids = set(bring.models.loc[bring.models["block"].isin(blocks_within(root / BRINGUP, budget)), "config_id"])
             if not ids:
                 continue
             b = subset(bring, ids)
@@ -204,7 +208,8 @@ def run_target(profile: str, predictors: list[str], minutes: list[float], source
             speed, _ = fit_transfer(source, feats, y, b.models, methods=("speed",))
             tr, held = fit_transfer(source, feats, y, b.models)
             fit_s = time.perf_counter() - t0
-            extra = {"configs": len(ids), "architectures": int(b.models["architecture"].nunique())}
+            extra = {"configs": len(ids), "architectures": int(b.models["architecture"].nunique()),
+                     "sweep_budget_min": round(budget, 2)}
             add(f"speed {m:g} min", {k: totals(transferred(source, speed, {}), d) for k, d in tests.items()},
                 ratio=round(speed.whole_ratio[0], 3), **extra)
             add(f"bring-up {m:g} min", {k: totals(transferred(source, tr, {}), d) for k, d in tests.items()},
