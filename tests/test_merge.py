@@ -46,3 +46,26 @@ def test_merge_refuses_to_mix_cpus_and_incomplete_rows(tiny_sweep, tmp_path, cap
     assert main([str(tmp_path / "out"), str(result.output_dir), str(tmp_path / "cut")]) == 2
     err = capsys.readouterr().err.strip()
     assert "missing layer rows" in err and "\n" not in err
+
+
+def test_merge_refuses_missing_inputs_shipped_outputs_and_held_out_sets(tiny_sweep, tmp_path, capsys):
+    from nnenergy.cli.merge import main
+
+    _, result = tiny_sweep
+    with pytest.raises(MergeError, match="no such input: .*nowhere"):
+        merge(tmp_path / "out", [result.output_dir, tmp_path / "nowhere"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MergeError, match="empty is not a dataset"):
+        merge(tmp_path / "out", [result.output_dir, tmp_path / "empty"])
+    whole = ds.load(result.output_dir)
+    ds.save(whole.models, whole.layers, tmp_path / "shipped")
+    ds.save(whole.models, whole.layers, tmp_path / "external")
+    with pytest.raises(MergeError, match="already holds a dataset: pass --append"):
+        merge(tmp_path / "shipped", [result.output_dir])
+    with pytest.raises(MergeError, match="held-out test set .*external"):
+        merge(tmp_path / "shipped", [tmp_path / "external"], append=True)
+    assert len(ds.load(tmp_path / "shipped").models) == len(whole.models)  # nothing written
+    assert merge(tmp_path / "shipped", [result.output_dir], append=True)["duplicates_dropped"] == len(whole.models)
+    assert main([str(tmp_path / "out"), str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"nnenergy merge: error: no such input: {tmp_path / 'nowhere'}"

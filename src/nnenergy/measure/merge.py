@@ -26,12 +26,29 @@ def _profiles(models: pd.DataFrame) -> set[str]:
     return {str(h).rsplit("-", 1)[0] for h in models["hardware_id"].dropna()}
 
 
-def merge(out: str | Path, inputs: list[str | Path]) -> dict:
-    """Merge `inputs` into `out` (created, or extended when it already holds a dataset)."""
+# Held-out test sets (level 2): never folded into a dataset that trains.
+HELDOUT_DATASETS = ("external",)
+
+
+def merge(out: str | Path, inputs: list[str | Path], append: bool = False) -> dict:
+    """Merge `inputs` into `out`: created, or extended when it already holds a dataset and `append`
+    says so (a shipped dataset is never written by accident)."""
     out = Path(out)
-    sources = ([out] if (out / ds.MODELS_FILE).exists() else []) + [Path(p) for p in inputs]
+    for p in map(Path, inputs):
+        if not p.exists():
+            raise MergeError(f"no such input: {p}")
+        if not (p / ds.MODELS_FILE).exists():
+            raise MergeError(f"{p} is not a dataset (no {ds.MODELS_FILE}): give the folder a sweep wrote")
+    exists = (out / ds.MODELS_FILE).exists()
+    if exists and not append:
+        raise MergeError(f"{out} already holds a dataset: pass --append to add the inputs to it")
+    heldout = [str(p) for p in map(Path, inputs) if p.name in HELDOUT_DATASETS]
+    if heldout and out.name not in HELDOUT_DATASETS:
+        raise MergeError(f"refusing to merge the held-out test set {', '.join(heldout)} into {out}: it would "
+                         "train on what it is judged on")
+    sources = ([out] if exists else []) + [Path(p) for p in inputs]
     if len(sources) < 2:
-        raise MergeError("give at least two datasets to merge (or one into an existing OUT)")
+        raise MergeError("give at least two datasets to merge (or one into an existing OUT with --append)")
     loaded = []
     for path in sources:
         try:
