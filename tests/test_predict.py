@@ -42,6 +42,14 @@ def test_python_api_on_a_model_file(store, tiny_file):
     assert d["layers"][0]["name"] == "image"
 
 
+def test_an_input_layer_is_never_out_of_range(store):
+    """Far beyond the tiny data (224 px, batch 64: every real layer is flagged), the InputLayer runs no op."""
+    p = nnenergy.predict("tiny_cnn", batch_size=64, input_shape=(224, 224, 3), tracking_uri=store)
+    df = p.layers_frame()
+    assert not df.loc[df["type"] == "InputLayer", "out_of_range"].any()
+    assert df.loc[df["type"] == "Conv2D", "out_of_range"].all()
+
+
 def test_cli_json_for_an_application_name(store, capsys):
     rc = cli.main(["MobileNetV3Small", "--input-shape", "64,64,3", "--batch-size", "3", "--json",
                    "--tracking-uri", store, "--country", "FRA", "--inferences", "1000"])

@@ -274,6 +274,7 @@ class LayerwisePredictor:
                 tol_hi = np.where(log, 0.1, 0.1 * np.maximum(np.abs(hi), 1.0))
                 oor[rows] = ((s < lo - tol_lo) | (s > hi + tol_hi)).any(axis=1)
         oor |= ~known
+        oor &= kinds != "input"  # an InputLayer runs no op: no size of it is out of range
         res_kind = kinds.copy()
         if not head.all():  # fused layers take their kernel's known / out-of-range flags
             codes, _ = pd.factorize(feats["config_id"].to_numpy(dtype=object))
