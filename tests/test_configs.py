@@ -78,3 +78,17 @@ def test_the_isolated_layer_window_of_the_code_is_the_configs():
     cfg = _compose("measure", ["sweep=space"])
     assert cfg.sweep.layer.min_seconds == LAYER_MIN_SECONDS == MeterSettings().min_seconds
     assert SweepSpec.__dataclass_fields__["layer"].default_factory().min_seconds == LAYER_MIN_SECONDS
+
+
+def test_an_unknown_config_option_is_one_line_naming_the_choices(capsys):
+    from nnenergy import cli
+
+    for cmd, arg, group in (("train", "predictor=nosuch", "predictor"), ("measure", "sweep=nosuch", "sweep"),
+                            ("train", "predictor=rf,nosuch", "predictor")):
+        with pytest.raises(SystemExit) as exc:
+            cli.main([cmd, "-m", arg] if "," in arg else [cmd, arg])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"nnenergy {cmd}: no {group} config 'nosuch'; choose one of: ") and "\n" not in err
+        assert ("rf" if group == "predictor" else "space") in err.split("choose one of: ")[1].split(", ")
+    assert cli.unknown_choice(["predictor=rf,poly", "sweep=tiny", "hydra/launcher=joblib", "dataset=x"]) is None

@@ -17,17 +17,43 @@ commands:
   predict   predict a model's energy       e.g. nnenergy predict ResNet50 --batch-size 32
   describe  write a model's layer table (predict it later without TensorFlow)
                                            e.g. nnenergy describe ResNet50 --batch-size 32 -o r50.parquet
-  calibrate adapt the trained profile to this machine from a one-minute panel
-                                           e.g. nnenergy calibrate --json
+  calibrate bring THIS machine up: measure it for --minutes (default 10), transfer the registered
+            predictor to it, register it as this machine's champion
+                                           e.g. nnenergy calibrate --minutes 10
   merge     merge datasets of several jobs or hosts (one hardware profile)
                                            e.g. nnenergy merge data/p/space job1/space job2/space
 
 `measure` and `train` take Hydra overrides (and -m for multirun); see conf/.
+exit status, every command: 0 done, 2 bad usage or input, 1 a failure while running.
 """
 LAYERWISE = "poly,rf,xgb,catboost"
 
 
+def unknown_choice(argv: list[str]) -> str | None:
+    """The one-line error for a `group=option` override naming no config of that group (`predictor=nosuch`,
+    `sweep=nosuch`), or None: checked against conf/ before Hydra composes anything."""
+    from pathlib import Path
+
+    from nnenergy.apps import CONF_DIR
+
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        key = key.lstrip("+")
+        group = Path(CONF_DIR) / key
+        if not eq or key.startswith(("hydra", "~")) or not group.is_dir() or value in ("null", ""):
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml") if not p.stem.startswith("_"))
+        for v in value.split(","):  # a multirun list
+            if v not in options:
+                return f"no {key} config {v!r}; choose one of: {', '.join(options)}"
+    return None
+
+
 def _hydra(module, argv: list[str], name: str) -> None:
+    why = unknown_choice(argv)
+    if why:
+        print(f"nnenergy {name}: {why}", file=sys.stderr)
+        raise SystemExit(2)
     sys.argv = [f"nnenergy-{name}", *argv]
     module.main()
 
