@@ -252,3 +252,37 @@ def test_mlflow_models_serve_answers_a_layer_table(store, tiny_file):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_several_models_one_failing_prints_the_others_and_names_it(store, tiny_file, tmp_path, capsys):
+    missing = tmp_path / "missing.keras"
+    assert cli.main([str(tiny_file), str(missing), "--json", "--tracking-uri", store]) == 1
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["energy_j"] > 0  # the good model's result
+    assert err.strip().startswith(f"nnenergy predict: error: {missing}:") and "\n" not in err.strip()
+
+
+def test_calibration_flag_never_swallows_the_model(store, tiny_file, tmp_path, monkeypatch, capsys):
+    from nnenergy.predict.calibration import Calibration
+
+    monkeypatch.setenv("NNENERGY_CACHE", str(tmp_path))
+    Calibration("a", "b", 2.0, 0.0, {"compute": 2.0}, {"compute": 2.0}, 0, 0, 1.0, "now").save(
+        tmp_path / "calibration.json")
+    assert cli.main(["--calibration", str(tiny_file), "--json", "--tracking-uri", store]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["calibration"]["kind"] == "panel" and d["calibration"]["speed_ratio"] == 2.0
+
+
+def test_a_layer_table_refuses_a_batch_size_and_describe_checks_its_output(store, tiny_file, tmp_path, capsys):
+    from nnenergy.cli.predict import describe_main
+
+    assert describe_main([str(tiny_file), "-o", str(tmp_path / "no" / "dir" / "t.parquet")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nnenergy describe: error: cannot write") and "\n" not in err
+    table = tmp_path / "t.parquet"
+    assert describe_main([str(tiny_file), "-o", str(table)]) == 0
+    capsys.readouterr()
+    assert cli.main([str(table), "--batch-size", "8", "--tracking-uri", store]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "keeps the batch size it was described with" in err and "\n" not in err

@@ -10,6 +10,7 @@ import math
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from nnenergy.paths import calibration_file
 
@@ -39,7 +40,7 @@ def _shape(text: str) -> tuple[int, ...]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line and exit 2, like argparse, without the usage dump
-        print(f"nnenergy predict: error: {message}", file=sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -47,9 +48,11 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="nnenergy predict", description="Predict the energy of one forward pass before running it.")
     p.add_argument("model", nargs="*", help="a .keras/.h5 file or a keras.applications name (built with "
                    "weights=None); several are predicted in one call (with --json, one JSON object per line)")
-    p.add_argument("--batch-size", type=_positive_int, default=1)
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="batch size (default 1; a layer table "
+                   "from `nnenergy describe` keeps its own)")
     p.add_argument("--input-shape", type=_shape, default=None, help="H,W,C (overrides or supplies the input shape)")
-    p.add_argument("--model-uri", default=None, help="MLflow model URI (default: models:/nnenergy-layerwise@champion)")
+    p.add_argument("--model-uri", default=None, help="MLflow model URI (default: this machine's "
+                   "models:/nnenergy-layerwise@champion-<profile> when registered, else @champion)")
     p.add_argument("--hardware", default=None, metavar="PROFILE|list",
                    help="predict for this hardware profile (its own champion, models:/nnenergy-layerwise@champion-"
                         "PROFILE); `list` shows the profiles with data or a trained predictor")
@@ -62,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
                    help="adapt to this machine with a file from `nnenergy calibrate` (alone: the stored default)")
     p.add_argument("--verbose", action="store_true",
                    help="let TensorFlow, CUDA, MLflow and Python warnings print their start-up lines on stderr")
+    p.epilog = ("exit status: 0 every model predicted, 1 a model or the predictor failed (the others are still "
+                "printed), 2 bad usage")
     return p
 
 
@@ -194,8 +199,8 @@ def _note_other_profile(preds, args) -> None:
               file=sys.stderr)
 
 
-def _error(exc) -> int:
-    print(f"nnenergy predict: error: {exc}", file=sys.stderr)
+def _error(exc, prog: str = "nnenergy predict") -> int:
+    print(f"{prog}: error: {exc}", file=sys.stderr)
     return 1
 
 
@@ -233,6 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.hardware == "list":
         return _list_hardware(args)
+    # `--calibration ResNet50`: the optional value took the model's name; it is a model, not a file.
+    from nnenergy.predict.inputs import MODEL_SUFFIXES, TABLE_SUFFIXES
+
+    c = args.calibration
+    if c and (Path(c).suffix in (*MODEL_SUFFIXES, *TABLE_SUFFIXES) or not (Path(c).exists() or c.endswith(".json"))):
+        args.model.insert(0, c)
+        args.calibration = str(calibration_file())
     if not args.model:
         return _error("no model given: pass a .keras/.h5 file or a keras.applications name")
     if args.hardware and args.model_uri:
@@ -246,19 +258,41 @@ def main(argv: list[str] | None = None) -> int:
     from nnenergy.predict.api import predict_many
     from nnenergy.predict.carbon import CarbonError, carbon_intensity
     from nnenergy.predict.errors import PredictError
-    from nnenergy.predict.inputs import check_arguments
+    from nnenergy.predict.inputs import _is_table, check_arguments
 
-    try:  # the model file, batch size and shape: milliseconds, before anything heavy loads
-        for model in args.model:
-            check_arguments(model, args.batch_size, args.input_shape)
-    except PredictError as exc:
-        return _error(exc)
+    tables = [m for m in args.model if _is_table(m)]
+    if tables and args.batch_size is not None:
+        return _error(f"{tables[0]} is a layer table: it keeps the batch size it was described with "
+                      "(describe it again with `nnenergy describe --batch-size`)")
+    batch = args.batch_size or 1
+    failed = {}
+    for model in args.model:  # the model file, batch size and shape: milliseconds, before anything heavy loads
+        try:
+            check_arguments(model, batch, args.input_shape)
+        except PredictError as exc:
+            failed[model] = exc
+    if len(args.model) == 1 and failed:
+        return _error(failed[args.model[0]])
+    preds = []
     with _quiet_python(args.verbose):
         try:
             intensity, src = carbon_intensity(args.country)
-            preds = predict_many(args.model, batch_size=args.batch_size, input_shape=args.input_shape,
-                                 model_uri=args.model_uri, tracking_uri=args.tracking_uri,
-                                 calibration=args.calibration)
+            from nnenergy.predict.loading import load_predictor, machine_model_uri
+
+            loaded = None
+            if len(args.model) > 1:  # the predictor loads once for every model
+                loaded = load_predictor(args.model_uri or machine_model_uri(args.tracking_uri), args.tracking_uri)
+            for model in [m for m in args.model if m not in failed]:
+                try:
+                    one = predict_many([model], batch_size=batch, input_shape=args.input_shape,
+                                       model_uri=args.model_uri, tracking_uri=args.tracking_uri,
+                                       calibration=args.calibration, _loaded=loaded)
+                except PredictError as exc:
+                    if len(args.model) == 1:
+                        raise
+                    failed[model] = exc
+                    continue
+                preds += one
         except (PredictError, CarbonError) as exc:
             return _error(exc)
         except Exception as exc:  # anything else still gets one line; NNENERGY_DEBUG=1 shows the traceback
@@ -276,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(d))
         else:
             print(("\n" if i else "") + render(pred, intensity, src, args.inferences))
-    return 0
+    for model, exc in failed.items():  # named, after the others' results
+        print(f"nnenergy predict: error: {model}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def describe_main(argv: list[str] | None = None) -> int:
@@ -290,7 +326,10 @@ def describe_main(argv: list[str] | None = None) -> int:
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     if not args.output.endswith((".parquet", ".csv")):
-        return _error("--output must end in .parquet or .csv")
+        return _error("--output must end in .parquet or .csv", p.prog)
+    folder = Path(args.output).resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        return _error(f"cannot write {args.output}: {folder} is not a writable folder", p.prog)
     _quiet_before_tensorflow(args.verbose)
     from nnenergy.predict.api import _describe
     from nnenergy.predict.errors import PredictError
