@@ -129,6 +129,9 @@ def totals(pred, data) -> pd.Series:
     return pred.predict_whole(features_of(data)).set_index("config_id")["energy_j"]
 
 
+_PANEL: dict = {}
+
+
 def size_calibrated(source, source_profile: str, target_dir: Path, tests: dict) -> dict | None:
     """The previous release's calibration from the target's recorded panel (needs TensorFlow to
     describe the panel's models; nothing is measured here)."""
@@ -142,8 +145,10 @@ def size_calibrated(source, source_profile: str, target_dir: Path, tests: dict) 
     if not panel_file.exists():
         return None
     items = json.loads(panel_file.read_text())["items"]
-    tables = pd.concat([describe_layers(m, b, config_id=n) for n, m, b in panel_models() if n in items],
-                       ignore_index=True)
+    if "tables" not in _PANEL:  # the panel's models are the same for every target: described once
+        _PANEL["tables"] = pd.concat([describe_layers(m, b, config_id=n) for n, m, b in panel_models()],
+                                     ignore_index=True)
+    tables = _PANEL["tables"][_PANEL["tables"]["config_id"].isin(items)]
     shim = type("P", (), {"predict": staticmethod(partial(predict_frame, source))})
     src_panel = json.loads(source_file.read_text()) if source_file.exists() else None
     cal = calibrate(shim, source_profile, source_panel=src_panel, panel=(items, tables), model="size")
