@@ -286,3 +286,26 @@ def test_a_layer_table_refuses_a_batch_size_and_describe_checks_its_output(store
     assert cli.main([str(table), "--batch-size", "8", "--tracking-uri", store]) == 1
     err = capsys.readouterr().err.strip()
     assert "keeps the batch size it was described with" in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_a_repeated_prediction_needs_no_tensorflow(store, tiny_file, tmp_path):
+    """The second prediction of the same file (same shape, batch) reads its described layer table from
+    the cache: no TensorFlow, the same figures; a changed file is described again."""
+    code = ("import sys, json; from nnenergy.cli.predict import main; rc = main(sys.argv[1:]); "
+            "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'rc': rc}), file=sys.stderr)")
+    env = {**os.environ, "NNENERGY_CACHE": str(tmp_path / "cache")}
+
+    def run(path):
+        res = subprocess.run([sys.executable, "-c", code, str(path), "--batch-size", "2", "--json",
+                              "--tracking-uri", store], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+        return json.loads(res.stderr.strip().splitlines()[-1]), json.loads(res.stdout)
+
+    first, a = run(tiny_file)
+    second, b = run(tiny_file)
+    assert first == {"tf": True, "rc": 0} and second == {"tf": False, "rc": 0}
+    assert b["energy_j"] == pytest.approx(a["energy_j"]) and len(b["layers"]) == len(a["layers"])
+    other = tmp_path / "other.keras"
+    architectures.build("tiny_cnn", 40).model.save(other)
+    third, _ = run(other)
+    assert third["tf"] is True

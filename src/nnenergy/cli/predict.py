@@ -88,26 +88,6 @@ def _quiet_before_tensorflow(verbose: bool) -> None:
         pass
 
 
-def _import_tensorflow_quietly(verbose: bool) -> None:
-    """TensorFlow writes its C++ start-up lines ("oneDNN custom operations are on", "Could not find
-    cuda drivers") to file descriptor 2 while it loads, before any log level applies: load it with
-    that descriptor on /dev/null. A failing import is left to the real one, which reports it."""
-    if verbose or "tensorflow" in sys.modules:
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            with contextlib.suppress(Exception):
-                import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 @contextlib.contextmanager
 def _quiet_python(verbose: bool):
     """Library loggers at ERROR and Python warnings off for the call, restored afterwards."""
@@ -293,8 +273,6 @@ def main(argv: list[str] | None = None) -> int:
             failed[model] = exc
     if len(args.model) == 1 and failed:
         return _error(failed[args.model[0]])
-    if any(not _is_table(m) for m in args.model if m not in failed):
-        _import_tensorflow_quietly(args.verbose)
     preds = []
     with _quiet_python(args.verbose):
         try:
@@ -360,7 +338,6 @@ def describe_main(argv: list[str] | None = None) -> int:
     try:
         for model in args.model:
             check_arguments(model, args.batch_size, args.input_shape)
-        _import_tensorflow_quietly(args.verbose)
         with _quiet_python(args.verbose):
             import pandas as pd
 

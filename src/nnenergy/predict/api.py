@@ -8,9 +8,12 @@ from MLflow and its errors), `cache` (the local predictor cache), `hardware` (th
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from nnenergy.paths import cache_dir
 from nnenergy.predict.cache import CachedPredictor  # noqa: F401
 from nnenergy.predict.errors import PredictError
 from nnenergy.predict.hardware import hardware_model_uri, hardware_profiles  # noqa: F401
@@ -30,7 +33,12 @@ from nnenergy.predict.loading import (  # noqa: F401
     load_predictor,
     machine_model_uri,
 )
-from nnenergy.predict.models import BUILTIN_DEFAULT_SIZE, canonical_name, resolve_model  # noqa: F401
+from nnenergy.predict.models import (  # noqa: F401
+    BUILTIN_DEFAULT_SIZE,
+    canonical_name,
+    import_tensorflow_quietly,
+    resolve_model,
+)
 
 # Nothing heavy at import time: the CLI checks its arguments before TensorFlow, Keras, MLflow
 # or pandas load (each function imports what it needs).
@@ -128,12 +136,71 @@ def _at_speed_now(out, meta: dict):
     return out
 
 
+def _table_key(model, batch_size: int, input_shape) -> str | None:
+    """The cache key of a model's described layer table: a pure function of the model (its name, or
+    its file's bytes), the input shape, the batch size and the describing code (with Keras's
+    version). None for a keras.Model object (no stable identity)."""
+    import hashlib
+    import importlib.util
+    from importlib.metadata import version
+
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    if _looks_like_path(model):
+        path = Path(model)
+        if not path.is_file():
+            return None
+        ident = "file:" + hashlib.sha1(path.read_bytes()).hexdigest()
+    else:
+        ident = "name:" + str(model)
+    code = b"".join(Path(importlib.util.find_spec(m).origin).read_bytes()
+                    for m in ("nnenergy.describe", "nnenergy.zoo", "nnenergy.predict.models"))
+    shape = None if input_shape is None else [int(d) for d in input_shape]
+    key = f"{ident}|{shape}|{batch_size}|{hashlib.sha1(code).hexdigest()}|{version('keras')}"
+    return hashlib.sha1(key.encode()).hexdigest()[:20]
+
+
+def _cached_table(key: str | None):
+    if key is None:
+        return None
+    folder = cache_dir() / "tables"
+    try:
+        import pandas as pd
+
+        info = json.loads((folder / f"{key}.json").read_text())
+        return info["name"], pd.read_parquet(folder / f"{key}.parquet"), info["shape"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _store_table(key: str | None, name: str, layers, shape: list[int]) -> None:
+    if key is None:
+        return
+    folder = cache_dir() / "tables"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"{key}.{os.getpid()}.tmp"
+        layers.to_parquet(tmp, index=False)
+        tmp.replace(folder / f"{key}.parquet")
+        (folder / f"{key}.json").write_text(json.dumps({"name": name, "shape": shape}))  # written last: complete
+    except OSError:  # the cache is an optimisation: never fail a prediction over it
+        pass
+
+
 def _describe(model, batch_size: int, input_shape, config_id_prefix: str = "") -> list[tuple]:
     """(name, layer table, input shape, batch size) of each configuration `model` stands for: one for a
-    Keras model, file or name; one per configuration of a layer table file (read without TensorFlow)."""
+    Keras model, file or name; one per configuration of a layer table file (read without TensorFlow).
+    A name or file described before (same shape, batch and code) comes from the table cache
+    (`<cache>/tables/`) without TensorFlow: a repeated prediction answers in about a second."""
     if _is_table(model):
         return [(name, layers.assign(config_id=f"{config_id_prefix}{name}"), shape, batch)
                 for name, layers, shape, batch in read_layer_table(Path(model))]
+    key = _table_key(model, batch_size, input_shape)
+    hit = _cached_table(key)
+    if hit is not None:
+        name, layers, shape = hit
+        return [(name, layers.assign(config_id=f"{config_id_prefix}{name}"), shape, batch_size)]
+    import_tensorflow_quietly()
     from nnenergy.describe import describe_layers
 
     if isinstance(model, str) and not _looks_like_path(model):
@@ -143,7 +210,9 @@ def _describe(model, batch_size: int, input_shape, config_id_prefix: str = "") -
         layers = describe_layers(km, batch_size, config_id=f"{config_id_prefix}{name}")
     except ValueError as exc:  # a nested model without a layer graph
         raise PredictError(str(exc).splitlines()[0]) from None
-    return [(name, layers, [int(d) for d in km.inputs[0].shape[1:]], batch_size)]
+    shape = [int(d) for d in km.inputs[0].shape[1:]]
+    _store_table(key, name, layers, shape)
+    return [(name, layers, shape, batch_size)]
 
 
 def _unmeasured(layers, per_layer, meta: dict, static: set) -> list[str]:

@@ -15,6 +15,32 @@ from nnenergy.predict.inputs import _looks_like_path, check_model_file
 BUILTIN_DEFAULT_SIZE = 32  # the built-in test models (tiny_cnn, ...) when no --input-shape is given
 
 
+def import_tensorflow_quietly() -> None:
+    """TensorFlow writes its C++ start-up lines ("oneDNN custom operations are on", "Could not find
+    cuda drivers") to file descriptor 2 while it loads, before any log level applies. Where the
+    caller asked for quiet (`TF_CPP_MIN_LOG_LEVEL=3`, as `nnenergy predict` sets without
+    `--verbose`), load it with that descriptor on /dev/null. A failing import is left to the real
+    one, which reports it."""
+    import contextlib
+    import sys
+
+    if ("tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3"
+            or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow"):
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            with contextlib.suppress(Exception):
+                import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def canonical_name(name: str) -> str:
     """An application, built-in or generated name as the builders spell it. A name that differs
     from a known one only by case resolves to it; an unknown name raises with close names (never
