@@ -60,7 +60,7 @@ def test_bring_up_of_a_one_core_machine_registers_its_champion_and_predict_uses_
 
     client = MlflowClient(tracking_uri=uri)
     mv = client.get_model_version_by_alias("nnenergy-layerwise", f"champion-{one_core}")
-    assert mv.version == done["version"] and mv.tags["calibrated_from"] != one_core
+    assert str(mv.version) == done["version"] and mv.tags["calibrated_from"] != one_core
     assert client.get_model_version_by_alias("nnenergy-layerwise", "champion").version != mv.version  # untouched
     run = client.get_run(done["run_id"])
     assert run.data.metrics["bringup_configs"] == done["configs"] and run.data.tags["method"] == done["method"]
@@ -69,7 +69,7 @@ def test_bring_up_of_a_one_core_machine_registers_its_champion_and_predict_uses_
     assert res.returncode == 0, res.stderr[-2000:]
     pred = json.loads(res.stdout)
     assert pred["predictor"]["uri"] == f"models:/nnenergy-layerwise@champion-{one_core}"
-    assert pred["predictor"]["version"] == done["version"]
+    assert str(pred["predictor"]["version"]) == done["version"]
     cal = pred["calibration"]
     assert cal["kind"] == "bring-up" and cal["to"] == one_core and cal["method"] == done["method"]
     assert cal["speed_index"] == pytest.approx(done["speed_index"])

@@ -279,8 +279,9 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
         if len(heldout):
             from nnenergy.evaluate import plots
 
+            family = heldout["config_id"].map(data.models.set_index("config_id")["family"])
             tracking.log_figure(plots.predicted_vs_measured(
-                heldout.assign(measured_latency_s=float("nan")),
+                heldout.assign(family=family.fillna("generated")),
                 f"{source_profile} -> {profile}: {out.base}, {tr.method}, held-out bring-up architectures"),
                 "plots/bringup_heldout_pred_vs_measured.png")
         info_model = log_pyfunc(pred, data.layers, "layerwise", f"transferred-{profile}")
