@@ -74,6 +74,8 @@ def test_bring_up_of_a_one_core_machine_registers_its_champion_and_predict_uses_
     assert cal["kind"] == "bring-up" and cal["to"] == one_core and cal["method"] == done["method"]
     assert cal["speed_index"] == pytest.approx(done["speed_index"])
     assert res.stderr == ""  # no TensorFlow start-up lines, no note: the predictor is this machine's
+    held = pred["heldout_error"]  # the transfer's own held-out error here, not the base's at home
+    assert held["generated_whole_energy_rmspe"] == pytest.approx(done["cv"][done["method"]], rel=1e-6)
 
     # The speed now: a re-read rewrites speed.json, and the next prediction is stated at it.
     res = _run(["calibrate", "--minutes", "0.5", "--tracking-uri", uri, "--json", *sweep], tmp_path, env)

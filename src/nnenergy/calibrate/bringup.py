@@ -258,8 +258,15 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
                                            "cpu_measurement", "ram_measurement", "gpu_measurement",
                                            "intra_op_threads", "inter_op_threads") if k in data.models}
     hardware |= {"profile": profile, "source_profile": source_profile}
+    # Its held-out error is the transfer's on this machine's held-out bring-up architectures, not
+    # the base's at home.
+    held = {}
+    if len(heldout):
+        from nnenergy.evaluate import metrics
+
+        held = metrics.summary(heldout["measured_energy_j"], heldout["energy_j"], "generated_whole_energy_")
     pred = transferred(source, tr, extra | {
-        "hardware": hardware, "predictor": f"{out.base}, transferred",
+        "hardware": hardware, "predictor": f"{out.base}, transferred", "heldout": held,
         "calibrated": {"from": source_profile, "source_model": info["uri"], "source_version": info.get("version"),
                        "base": out.base, "at": now, "method": tr.method, "fallback": tr.fallback,
                        "cv_rmspe": tr.cv, "candidates_cv_rmspe": candidates, "configs": len(data.models),

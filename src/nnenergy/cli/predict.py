@@ -158,6 +158,8 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
                      f"median speed ratio {c['speed_ratio']:.2f})")
     labels = {"family": "architecture families it never saw", "external": "published architectures never trained on",
               "generated": "generated architectures held out"}
+    if pred.calibration and pred.calibration.get("kind") == "bring-up":
+        labels = {"generated": "this machine's bring-up architectures held out (cross-validated)"}
     for level, label in labels.items():
         if f"{level}_whole_energy_rmspe" in err:
             lines.append(f"its error on {label}: RMSPE {err[f'{level}_whole_energy_rmspe']:.1f}%, "
