@@ -10,6 +10,9 @@ import pandas as pd
 MODELS_FILE = "models.parquet"
 LAYERS_FILE = "layers.parquet"
 DATASHEET_FILE = "DATASHEET.md"
+# What a predictor records of the hardware its data came from (metadata `hardware`).
+HARDWARE_KEYS = ("profile", "hardware_id", "cpu_model", "cpu_cores", "gpu_model", "cpu_measurement",
+                 "ram_measurement", "gpu_measurement", "intra_op_threads", "inter_op_threads")
 
 
 class DatasetError(FileNotFoundError):
@@ -21,6 +24,11 @@ class Dataset:
     models: pd.DataFrame  # one row per (architecture, input size, batch size)
     layers: pd.DataFrame  # one row per layer occurrence in each of those configurations
     path: Path
+
+    def hardware(self) -> dict:
+        """The hardware the rows were measured on (one profile per dataset: the first row says it)."""
+        first = self.models.iloc[0]
+        return {k: str(first[k]) for k in HARDWARE_KEYS if k in self.models}
 
     @property
     def hardware_id(self) -> str:

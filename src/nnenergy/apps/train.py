@@ -26,8 +26,6 @@ from nnenergy.evaluate import plots
 from nnenergy.evaluate.levels import LEVELS, Evaluation, evaluate
 
 log = logging.getLogger(__name__)
-HARDWARE_KEYS = ("profile", "hardware_id", "cpu_model", "cpu_cores", "gpu_model", "cpu_measurement",
-                 "ram_measurement", "gpu_measurement", "intra_op_threads", "inter_op_threads")
 HEADLINE = [f"{lvl}_whole_energy_{m}" for lvl in LEVELS for m in ("rmspe", "within10")]
 
 
@@ -55,18 +53,13 @@ def make_predictor(cfg: DictConfig, target_source: str):
     return lambda: build()
 
 
-def _hardware(data: ds.Dataset) -> dict:
-    first = data.models.iloc[0]
-    return {k: str(first[k]) for k in HARDWARE_KEYS if k in data.models}
-
-
 def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
     """Log the final predictor as a pyfunc (signature, input example, requirements, own code)."""
     from nnenergy.learn.pyfunc import log_pyfunc
 
     pred = ev.predictor
     pred.metadata |= {
-        "hardware": _hardware(data),
+        "hardware": data.hardware(),
         "predictor": cfg.predictor.name,
         "source": ev.target_source,  # metadata key: where the per-layer targets came from
         "dataset": str(cfg.dataset),
@@ -114,7 +107,7 @@ def run(cfg: DictConfig) -> dict:
     with _start_run(cfg):
         tracking.log_resolved_config(cfg)
         mlflow.set_tags({"predictor": cfg.predictor.name, "predictor_family": cfg.predictor.family,
-                         "hardware_id": data.hardware_id, "profile": _hardware(data).get("profile", "")})
+                         "hardware_id": data.hardware_id, "profile": data.hardware().get("profile", "")})
         tracking.log_dataset(data.models, data.path, Path(cfg.dataset).name, "training",
                              (ds.MODELS_FILE, ds.DATASHEET_FILE))
         if external is not None:
@@ -135,7 +128,7 @@ def run(cfg: DictConfig) -> dict:
         if cfg.register.enabled and "family_whole_energy_rmspe" in chosen.metrics:
             registry.register(info.model_uri, cfg.predictor.registered_name, registry.split_id(data, opts),
                               chosen.metrics["family_whole_energy_rmspe"],
-                              {"predictor": cfg.predictor.name, "profile": _hardware(data).get("profile", "")})
+                              {"predictor": cfg.predictor.name, "profile": data.hardware().get("profile", "")})
     return {src: {k: ev.metrics[k] for k in HEADLINE + ["train_seconds"] if k in ev.metrics}
             for src, ev in results.items()}
 

@@ -242,7 +242,7 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
         base = source_predictor(pyfunc)
         tr, heldout, extra = fit(base, data, feats, methods)
         fits.append((tr.cv.get(tr.method, float("inf")), pyfunc, info, meta, base, tr, heldout, extra))
-    _, pyfunc, info, meta, source, tr, heldout, extra = min(fits, key=lambda f: f[0])
+    _, _, info, meta, source, tr, heldout, extra = min(fits, key=lambda f: f[0])
     candidates = {f[3].get("predictor") or f[2]["uri"]: round(f[0], 2) for f in fits}
     hw = meta.get("hardware") or {}
     source_profile = hw.get("source_profile") or hw.get("profile") or "unknown"
@@ -253,11 +253,7 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
     out.base = meta.get("predictor") or info["uri"]
     out.candidates = candidates
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    first = data.models.iloc[0]
-    hardware = {k: str(first[k]) for k in ("profile", "hardware_id", "cpu_model", "cpu_cores", "gpu_model",
-                                           "cpu_measurement", "ram_measurement", "gpu_measurement",
-                                           "intra_op_threads", "inter_op_threads") if k in data.models}
-    hardware |= {"profile": profile, "source_profile": source_profile}
+    hardware = data.hardware() | {"profile": profile, "source_profile": source_profile}
     # Its held-out error is the transfer's on this machine's held-out bring-up architectures, not
     # the base's at home.
     held = {}
