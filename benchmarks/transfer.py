@@ -93,10 +93,17 @@ def targets_of(layers) -> np.ndarray:
     return layers[list(SOURCES["incontext"])].to_numpy(float)
 
 
+def train_cfg(name: str):
+    """The Hydra training config of predictor `name`, composed as `nnenergy train` composes it."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=[f"predictor={name}", "dataset=unused", "external_dataset=null"])
+
+
 def train_source(name: str, data, cache: Path):
     """The source predictor `name` (a conf/predictor option) trained on every row of `data`."""
     import joblib
-    from hydra import compose, initialize_config_dir
 
     from nnenergy.apps.train import make_predictor
     from nnenergy.features.cache import features_of
@@ -106,9 +113,7 @@ def train_source(name: str, data, cache: Path):
     path = cache / f"source-{name}-{key}.joblib"
     if path.exists():
         return joblib.load(path)
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"predictor={name}", "dataset=unused", "external_dataset=null"])
-    pred = make_predictor(cfg, "incontext")().fit(features_of(data), targets_of(data.layers), data.models)
+    pred = make_predictor(train_cfg(name), "incontext")().fit(features_of(data), targets_of(data.layers), data.models)
     path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(pred, path, compress=3)
     return pred
@@ -163,13 +168,10 @@ def size_calibrated(source, source_profile: str, target_dir: Path, tests: dict) 
 
 def ceiling(name: str, target: "object", external) -> dict:
     """Trained on the target's own data: level 1 (families held out) on (a), level 2 on (b)."""
-    from hydra import compose, initialize_config_dir
-
     from nnenergy.apps.train import make_predictor
     from nnenergy.evaluate.levels import evaluate
 
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"predictor={name}", "dataset=unused", "external_dataset=null"])
+    cfg = train_cfg(name)
     opts = {"n_folds": 5, "seed": 0, "generated_folds": 2}
     ev = evaluate(make_predictor(cfg, "incontext"), target, "incontext", opts, external)
     out = {}

@@ -124,16 +124,16 @@ def read_speed(path: Path, rounds: int = 5) -> dict:
 
 def speed_of_blocks(path: Path) -> dict | None:
     """The speed index of the bring-up's newest session, from its blocks' reference readings."""
-    blocks = path / "blocks.json"
-    if not blocks.exists():
+    try:
+        blocks = json.loads((path / "blocks.json").read_text())
+        started = max(r["session"] for r in json.loads((path / "sessions.json").read_text()))
+    except (OSError, ValueError):
         return None
-    rows = json.loads(blocks.read_text())
-    if not rows:
+    session = [b for b in blocks if datetime.fromisoformat(b["block"]) >= datetime.fromisoformat(started)]
+    if not session:
         return None
-    newest = max(rows, key=lambda b: b["block"])
-    session = [b for b in rows if b["block"][:13] == newest["block"][:13]] or [newest]
     return {"speed_index": statistics.median(v for b in session for v in b["speed_index"]),
-            "measured_at": newest["block"], "source": "bring-up blocks"}
+            "measured_at": max(b["block"] for b in session), "source": "bring-up blocks"}
 
 
 def write_speed(profile_dir: Path, speed: dict) -> Path:
@@ -223,16 +223,17 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
     if not minutes > 0:
         raise BringupError(f"--minutes must be > 0, not {minutes}")
     t0 = time.perf_counter() - _started_before()
-    # Before measuring: a bad URI or an empty registry costs nothing.
-    loaded = [load_predictor(u, tracking_uri) for u in candidate_uris(model_uri, tracking_uri)]
     profile = profile_name()
-    spec = sweep_spec(minutes, overrides, time.perf_counter() - t0, len(loaded))
-    folder = Path(spec.output_dir)
     if minutes <= 0.5:  # the speed only: the transfer stays, the machine's speed is re-read
+        folder = Path(sweep_spec(minutes, overrides).output_dir)
         speed = read_speed(folder.parent)
         write_speed(folder.parent, speed)
         return Bringup(profile, "", "speed re-read", False, {}, 0, 0, 0, speed["speed_index"],
                        time.perf_counter() - t0)
+    # Before measuring: a bad URI or an empty registry costs nothing.
+    loaded = [load_predictor(u, tracking_uri) for u in candidate_uris(model_uri, tracking_uri)]
+    spec = sweep_spec(minutes, overrides, time.perf_counter() - t0, len(loaded))
+    folder = Path(spec.output_dir)
     new = measure(spec)
     data = ds.load(folder)
     feats = features_of(data)

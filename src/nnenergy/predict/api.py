@@ -8,6 +8,7 @@ from MLflow and its errors), `cache` (the local predictor cache), `hardware` (th
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -136,13 +137,24 @@ def _at_speed_now(out, meta: dict):
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _describing_code() -> str:
+    """The identity of the code that describes a model (its modules' bytes and Keras's version):
+    read once per process, not once per candidate of a search."""
+    import hashlib
+    import importlib.util
+    from importlib.metadata import version
+
+    code = b"".join(Path(importlib.util.find_spec(m).origin).read_bytes()
+                    for m in ("nnenergy.describe", "nnenergy.zoo", "nnenergy.predict.models"))
+    return f"{hashlib.sha1(code).hexdigest()}|{version('keras')}"
+
+
 def _table_key(model, batch_size: int, input_shape) -> str | None:
     """The cache key of a model's described layer table: a pure function of the model (its name, or
     its file's bytes), the input shape, the batch size and the describing code (with Keras's
     version). None for a keras.Model object (no stable identity)."""
     import hashlib
-    import importlib.util
-    from importlib.metadata import version
 
     if not isinstance(model, (str, os.PathLike)):
         return None
@@ -153,10 +165,8 @@ def _table_key(model, batch_size: int, input_shape) -> str | None:
         ident = "file:" + hashlib.sha1(path.read_bytes()).hexdigest()
     else:
         ident = "name:" + str(model)
-    code = b"".join(Path(importlib.util.find_spec(m).origin).read_bytes()
-                    for m in ("nnenergy.describe", "nnenergy.zoo", "nnenergy.predict.models"))
     shape = None if input_shape is None else [int(d) for d in input_shape]
-    key = f"{ident}|{shape}|{batch_size}|{hashlib.sha1(code).hexdigest()}|{version('keras')}"
+    key = f"{ident}|{shape}|{batch_size}|{_describing_code()}"
     return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
