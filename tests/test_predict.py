@@ -108,7 +108,7 @@ def test_bad_inputs_give_one_line_errors(case, store, tmp_path, tiny_file, capsy
         args = [str(_lambda_file(tmp_path))]
     rc = cli.main([*args, "--tracking-uri", store])
     err = capsys.readouterr().err.strip()
-    assert rc == 1
+    assert rc == 2  # bad input, the same status as a bad option
     assert err.startswith("nnenergy predict: error:") and "\n" not in err and "Traceback" not in err
     if case == "unknown_name":
         assert "ResNet50" in err  # a close-name suggestion
@@ -256,7 +256,7 @@ def test_mlflow_models_serve_answers_a_layer_table(store, tiny_file):
 
 def test_several_models_one_failing_prints_the_others_and_names_it(store, tiny_file, tmp_path, capsys):
     missing = tmp_path / "missing.keras"
-    assert cli.main([str(tiny_file), str(missing), "--json", "--tracking-uri", store]) == 1
+    assert cli.main([str(tiny_file), str(missing), "--json", "--tracking-uri", store]) == 2
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["energy_j"] > 0  # the good model's result
@@ -277,13 +277,13 @@ def test_calibration_flag_never_swallows_the_model(store, tiny_file, tmp_path, m
 def test_a_layer_table_refuses_a_batch_size_and_describe_checks_its_output(store, tiny_file, tmp_path, capsys):
     from nnenergy.cli.predict import describe_main
 
-    assert describe_main([str(tiny_file), "-o", str(tmp_path / "no" / "dir" / "t.parquet")]) == 1
+    assert describe_main([str(tiny_file), "-o", str(tmp_path / "no" / "dir" / "t.parquet")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nnenergy describe: error: cannot write") and "\n" not in err
     table = tmp_path / "t.parquet"
     assert describe_main([str(tiny_file), "-o", str(table)]) == 0
     capsys.readouterr()
-    assert cli.main([str(table), "--batch-size", "8", "--tracking-uri", store]) == 1
+    assert cli.main([str(table), "--batch-size", "8", "--tracking-uri", store]) == 2
     err = capsys.readouterr().err.strip()
     assert "keeps the batch size it was described with" in err and "\n" not in err
 

@@ -124,7 +124,7 @@ def test_champion_moves_only_to_a_better_model_on_the_same_split(trained_rf, tra
     client = MlflowClient()
     name = cfg.predictor.registered_name
     champ = client.get_model_version_by_alias(name, registry.CHAMPION)
-    sid, score = champ.tags[registry.SPLIT_TAG], float(champ.tags[registry.METRIC_TAG])
+    sid, score = champ.tags[registry.SPLIT_TAG], float(champ.tags[registry.SCORE_TAG])
     src = client.get_model_version(name, champ.version).source
 
     profile = champ.tags[registry.PROFILE_TAG]
@@ -132,7 +132,7 @@ def test_champion_moves_only_to_a_better_model_on_the_same_split(trained_rf, tra
     def add(score_value, split, on=profile):
         mv = client.create_model_version(name, src)
         client.set_model_version_tag(name, mv.version, registry.SPLIT_TAG, split)
-        client.set_model_version_tag(name, mv.version, registry.METRIC_TAG, str(score_value))
+        client.set_model_version_tag(name, mv.version, registry.SCORE_TAG, str(score_value))
         client.set_model_version_tag(name, mv.version, registry.PROFILE_TAG, on)
         return mv.version
 

@@ -180,7 +180,7 @@ def _run_cli_in_fresh_process(args: list[str]) -> dict:
 
 def test_missing_file_fails_fast_without_loading_tensorflow(tmp_path):
     res = _run_cli_in_fresh_process([str(tmp_path / "nope.keras")])
-    assert res["rc"] == 1
+    assert res["rc"] == 2
     assert res["heavy"] == []  # neither TensorFlow, Keras nor MLflow was imported
     assert res["stderr"] == f"nnenergy predict: error: model file not found: {tmp_path / 'nope.keras'}"
     assert res["seconds"] < 10  # milliseconds unloaded; TensorFlow alone takes longer than this
@@ -194,7 +194,7 @@ def test_corrupt_file_is_called_corrupt(case, tmp_path, capsys):
             z.writestr("readme.txt", "not a model")
     else:
         path.write_bytes({"not_zip": b"not a zip file at all", "not_hdf5": b"junk" * 600, "empty": b""}[case])
-    assert cli.main([str(path)]) == 1
+    assert cli.main([str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nnenergy predict: error:") and "\n" not in err
     assert "is corrupt or not a Keras model" in err and "not found" not in err.lower()
@@ -204,7 +204,7 @@ def test_corrupt_file_fails_fast_without_loading_tensorflow(tmp_path):
     path = tmp_path / "bad.keras"
     path.write_bytes(b"garbage")
     res = _run_cli_in_fresh_process([str(path)])
-    assert res["rc"] == 1 and res["heavy"] == []
+    assert res["rc"] == 2 and res["heavy"] == []
     assert "is corrupt or not a Keras model" in res["stderr"]
 
 
@@ -325,6 +325,18 @@ def test_unmeasured_layer_types_are_flagged(store, tmp_path, capsys):
     assert cli.main([str(path), "--tracking-uri", store, "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["unmeasured_layer_types"] == ["LSTM"] and d["unknown_layer_types"] == []
+
+
+def test_unmeasured_layers_scale_with_their_own_work(store):
+    """Two LSTMs, the second with 8x the FLOPs of the first (4 gates x units x (units + inputs) x steps):
+    never predicted cheaper (it was: 117.8 mJ for 78.6 MFLOPs, 28.0 mJ for 157 MFLOPs)."""
+    inp = keras.Input((20, 16), name="seq")
+    x = L.LSTM(32, return_sequences=True, name="small")(inp)
+    x = L.LSTM(96, name="large")(x)
+    model = keras.Model(inp, L.Dense(3, name="head")(x), name="two_lstms")
+    p = nnenergy.predict(model, batch_size=4, tracking_uri=store)
+    by = {lay.name: lay for lay in p.layers}
+    assert by["large"].energy_j > by["small"].energy_j > 0
 
 
 def test_explicit_version_uri_prints_its_version(store, tmp_path, capsys):

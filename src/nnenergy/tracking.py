@@ -120,20 +120,47 @@ def summarise_children(parent: str) -> None:
             client.log_metric(parent, f"{name}.{k}", v)
     if not rows:
         return
+    from nnenergy.registry import champion_score
+
     table = pd.DataFrame(rows)
-    table = table.sort_values("family_whole_energy_rmspe" if "family_whole_energy_rmspe" in table else "predictor")
+    table["champion_score"] = [champion_score(r) for r in table.to_dict("records")]
+    table = table.sort_values("champion_score")
     client.log_table(parent, table, "comparison.json")
-    if "family_whole_energy_rmspe" in table:
+    # The comparison a user looks for first, as the parent run's description (its Overview tab).
+    client.set_tag(parent, "mlflow.note.content", comparison_markdown(table))
+    cols = [c for c in ("family_whole_energy_rmspe", "external_whole_energy_rmspe", "generated_whole_energy_rmspe")
+            if c in table]
+    if cols:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        cols = [c for c in ("family_whole_energy_rmspe", "external_whole_energy_rmspe", "generated_whole_energy_rmspe")
-                if c in table]
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        table.set_index("predictor")[cols].plot.bar(ax=ax)
-        ax.set(ylabel="whole-model energy RMSPE (%)", title="Held-out error by level (lower is better)")
+        fig, ax = plt.subplots(figsize=(8, 3.8))
+        plot = table.set_index("predictor")[cols].rename(columns=lambda c: _LEVEL_NAMES[c.split("_")[0]])
+        plot.plot.bar(ax=ax, rot=0)
+        ax.set(ylabel="whole-model energy RMSPE (%)", xlabel="",
+               title="Held-out error by level (lower is better)")
+        # Beside the bars, not over them: a legend inside the axes hid the xgb and catboost bars.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         fig.tight_layout()
         client.log_figure(parent, fig, "comparison.png")
         plt.close(fig)
+
+
+_LEVEL_NAMES = {"family": "level 1: families", "external": "level 2: published", "generated": "level 3: generated"}
+
+
+def comparison_markdown(table) -> str:
+    """A markdown table of the predictors on the three levels, the champion rule's pick marked."""
+    levels = [lvl for lvl in ("family", "external", "generated") if f"{lvl}_whole_energy_rmspe" in table]
+    head = "| predictor | " + " | ".join(f"{_LEVEL_NAMES[lvl]} (RMSPE / within ±10%)" for lvl in levels)
+    lines = [head + " | champion score |", "|---" * (len(levels) + 2) + "|"]
+    best = table["champion_score"].idxmin() if table["champion_score"].notna().any() else None
+    for i, r in table.iterrows():
+        cells = [f"{r[f'{lvl}_whole_energy_rmspe']:.1f} / {r.get(f'{lvl}_whole_energy_within10', float('nan')):.0f}%"
+                 for lvl in levels]
+        name = f"**{r['predictor']}** (champion)" if i == best else r["predictor"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['champion_score']:.2f} |")
+    return ("Held-out whole-model energy error per predictor. Champion score: mean of level-1 and level-3 "
+            "RMSPE (level 2 never selects).\n\n" + "\n".join(lines))

@@ -132,7 +132,7 @@ BUILTIN = {
 class BuiltModel:
     name: str
     family: str
-    source: str  # keras.applications | builtin | file | generated | variant
+    source: str  # keras.applications | builtin | file | generated | variant | kernel
     input_size: int
     model: object  # keras.Model
     spec: object = None  # the generator's ArchSpec for generated models and variants
@@ -160,15 +160,15 @@ def build(name: str, input_size: int | None) -> BuiltModel:
             model, spec = arch.build_named(name)
         except ValueError as exc:
             raise ArchitectureError(str(exc)) from exc
-        source = "variant" if spec.family != "generated" else "generated"
+        source = {"generated": "generated", "kernel": "kernel"}.get(spec.family, "variant")
         return BuiltModel(name, spec.family, source, int(spec.input_shape[0]), model, spec)
     model = application(name, (input_size, input_size, 3))
     return BuiltModel(name, family_of(name), "keras.applications", input_size, model)
 
 
 def is_generated(name: str) -> bool:
-    """A name of the architecture generator (`gen1_s000123`, `var1_ResNet_s000004`)."""
-    return bool(re.match(r"^(gen|var)\d+_", name))
+    """A name of the architecture generator (`gen1_s000123`, `var1_ResNet_s000004`, `ker1_s000005`)."""
+    return bool(re.match(r"^(gen|var|ker)\d+_", name))
 
 
 def check_name(name: str) -> None:

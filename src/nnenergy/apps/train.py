@@ -88,12 +88,28 @@ def _log_evaluation(ev: Evaluation, cfg: DictConfig) -> None:
         tracking.log_figure(plots.error_by_kind(ev.metrics, src, name), f"plots/{src}/error_by_kind.png")
 
 
+def _kernels(cfg: DictConfig, data: ds.Dataset) -> ds.Dataset | None:
+    """The kernel sweep's rows (`kernel_dataset`), refused unless measured on the dataset's profile."""
+    if not cfg.get("kernel_dataset"):
+        return None
+    try:
+        kernels = ds.load(cfg.kernel_dataset)
+    except ds.DatasetError as exc:
+        raise TrainInputError(str(exc)) from None
+    mine, theirs = data.hardware().get("profile"), kernels.hardware().get("profile")
+    if mine != theirs:
+        raise TrainInputError(f"kernel_dataset {cfg.kernel_dataset} was measured on {theirs}, the dataset on {mine}: "
+                              "rows of two CPUs never train one predictor")
+    return kernels
+
+
 def run(cfg: DictConfig) -> dict:
     try:
         data = ds.load(cfg.dataset)
     except ds.DatasetError as exc:
         raise TrainInputError(str(exc)) from None
     external = ds.load(cfg.external_dataset) if cfg.get("external_dataset") else None
+    kernels = _kernels(cfg, data)
     from nnenergy.evaluate.levels import real_mask
 
     families = data.models.loc[real_mask(data.models), "family"].nunique()
@@ -110,13 +126,15 @@ def run(cfg: DictConfig) -> dict:
                          "hardware_id": data.hardware_id, "profile": data.hardware().get("profile", "")})
         tracking.log_dataset(data.models, data.path, Path(cfg.dataset).name, "training",
                              (ds.MODELS_FILE, ds.DATASHEET_FILE))
+        if kernels is not None:
+            tracking.log_dataset(kernels.models, kernels.path, "kernels", "training", (ds.DATASHEET_FILE,))
         if external is not None:
             tracking.log_dataset(external.models, external.path, "external", "evaluation", (ds.DATASHEET_FILE,))
         mlflow.log_metric("noise_floor_whole_rmspe",
                           mx.window_noise_rmspe(data.models["window_energies_j"].map(json.loads)))
         results = {}
         for src in sources:
-            ev = evaluate(make_predictor(cfg, src), data, src, opts, external)
+            ev = evaluate(make_predictor(cfg, src), data, src, opts, external, extra=kernels)
             _log_evaluation(ev, cfg)
             results[src] = ev
         chosen = results.get(cfg.register.source) or next(iter(results.values()))
@@ -126,8 +144,9 @@ def run(cfg: DictConfig) -> dict:
         mlflow.set_tags({f"headline.{k}": f"{v:.2f}" for k, v in headline.items()})
         info = log_predictor(chosen, data, cfg)
         if cfg.register.enabled and "family_whole_energy_rmspe" in chosen.metrics:
+            mlflow.log_metric("champion_score", registry.champion_score(chosen.metrics))
             registry.register(info.model_uri, cfg.predictor.registered_name, registry.split_id(data, opts),
-                              chosen.metrics["family_whole_energy_rmspe"],
+                              chosen.metrics,
                               {"predictor": cfg.predictor.name, "profile": data.hardware().get("profile", "")})
     return {src: {k: ev.metrics[k] for k in HEADLINE + ["train_seconds"] if k in ev.metrics}
             for src, ev in results.items()}

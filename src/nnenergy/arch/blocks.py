@@ -323,6 +323,14 @@ def dwsep(g, x, p, n):
     return conv_bn_act(g, x, p["filters"], 1, 1, p["act"], f"{n}_pw")
 
 
+def dw(g, x, p, n):
+    """DepthwiseConv2D, optional BN and activation: the depthwise kernel alone (kernel sweep)."""
+    x = g.dwconv(x, p["kernel"], p["stride"], name=f"{n}_dw")
+    if p.get("bn", True):
+        x = g.bn(x, f"{n}_bn")
+    return g.act(x, p["act"], f"{n}_act") if p.get("act") else x
+
+
 def sepconv(g, x, p, n):
     x = g.sepconv(x, p["filters"], p["kernel"], p["stride"], name=f"{n}_sep")
     return g.act(g.bn(x, f"{n}_bn"), p["act"], f"{n}_act")
@@ -496,7 +504,7 @@ def seg_head(g, x, p, n):
 
 
 BLOCKS = {f.__name__: f for f in (
-    conv, res_basic, res_preact, bottleneck, inception, inception_res, dwsep, sepconv, inverted_residual, se,
+    conv, res_basic, res_preact, bottleneck, inception, inception_res, dwsep, dw, sepconv, inverted_residual, se,
     spatial_gate, unet, mlp, tokens, attention, xception_module, nas_cell, convnext, convnext_down,
     pool, pad, dropout, gap, flatten, norm, rescale, head, seg_head,
 )}

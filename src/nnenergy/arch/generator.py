@@ -30,6 +30,7 @@ CLASSES = [10, 100, 1000]
 _ATTEMPTS = 200
 _GEN_NAME = re.compile(r"^gen(\d+)_s(\d+)(?:_u(\d+))?$")
 _VAR_NAME = re.compile(r"^var(\d+)_([A-Za-z0-9]+)_s(\d+)$")
+_KER_NAME = re.compile(r"^ker(\d+)_s(\d+)$")  # single kernels (nnenergy.arch.kernels)
 
 
 @dataclass
@@ -637,8 +638,9 @@ def _build_app(spec: ArchSpec):
 
 
 def is_generated_name(name: str) -> bool:
-    """True for names this module makes (`gen1_s000123`, `var1_ResNet_s000017`), of any version."""
-    return bool(_GEN_NAME.match(name) or _VAR_NAME.match(name))
+    """True for names this module makes (`gen1_s000123`, `var1_ResNet_s000017`, kernels `ker1_s000005`),
+    of any version."""
+    return bool(_GEN_NAME.match(name) or _VAR_NAME.match(name) or _KER_NAME.match(name))
 
 
 def spec_from_name(name: str) -> ArchSpec:
@@ -648,7 +650,12 @@ def spec_from_name(name: str) -> ArchSpec:
     if m := _VAR_NAME.match(name):
         _check_version(int(m[1]), f"model {name!r}")
         return sample_variant_spec(m[2], int(m[3]))
-    raise ValueError(f"{name!r} is not a generated architecture name (gen<v>_s<seed> or var<v>_<Family>_s<seed>)")
+    if _KER_NAME.match(name):
+        from nnenergy.arch.kernels import kernel_spec_from_name
+
+        return kernel_spec_from_name(name)
+    raise ValueError(f"{name!r} is not a generated architecture name (gen<v>_s<seed>, var<v>_<Family>_s<seed> "
+                     "or ker<v>_s<seed>)")
 
 
 def build_named(name: str):

@@ -65,8 +65,9 @@ def parser() -> argparse.ArgumentParser:
                    help="adapt to this machine with a file from `nnenergy calibrate` (alone: the stored default)")
     p.add_argument("--verbose", action="store_true",
                    help="let TensorFlow, CUDA, MLflow and Python warnings print their start-up lines on stderr")
-    p.epilog = ("exit status: 0 every model predicted, 1 a model or the predictor failed (the others are still "
-                "printed), 2 bad usage")
+    p.epilog = ("exit status: 0 every model predicted; 2 bad usage or input (a model, file, shape or option; "
+                "the other models are still printed); 1 a failure while running (no predictor to load, an "
+                "unexpected error)")
     return p
 
 
@@ -201,9 +202,10 @@ def _note_other_profile(preds, args) -> None:
               file=sys.stderr)
 
 
-def _error(exc, prog: str = "nnenergy predict") -> int:
+def _error(exc, prog: str = "nnenergy predict", code: int | None = None) -> int:
+    """Print one line; return the exit status: 2 bad usage or input, 1 a failure while running."""
     print(f"{prog}: error: {exc}", file=sys.stderr)
-    return 1
+    return code if code is not None else getattr(exc, "exit_code", 2 if isinstance(exc, str) else 1)
 
 
 def _list_hardware(args) -> int:
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             if os.environ.get("NNENERGY_DEBUG"):
                 raise
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            return _error(f"{type(exc).__name__}: {first}")
+            return _error(f"{type(exc).__name__}: {first}", code=1)
     _note_other_profile(preds, args)
     for i, pred in enumerate(preds):
         if args.json:
@@ -314,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
             print(("\n" if i else "") + render(pred, intensity, src, args.inferences))
     for model, exc in failed.items():  # named, after the others' results
         print(f"nnenergy predict: error: {model}: {exc}", file=sys.stderr)
-    return 1 if failed else 0
+    if not failed:
+        return 0
+    return 1 if any(getattr(exc, "exit_code", 1) == 1 for exc in failed.values()) else 2
 
 
 def describe_main(argv: list[str] | None = None) -> int:

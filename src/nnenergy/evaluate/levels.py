@@ -48,7 +48,7 @@ def real_mask(models: pd.DataFrame) -> np.ndarray:
     """Configurations of real architectures: keras.applications when present, else all but generated."""
     src = models["source"].astype(str)
     apps = (src == "keras.applications").to_numpy()
-    return apps if apps.any() else ~src.isin(["generated", "variant"]).to_numpy()
+    return apps if apps.any() else ~src.isin(["generated", "variant", "kernel"]).to_numpy()
 
 
 def generated_folds(models: pd.DataFrame, n_folds: int, seed: int) -> list[set[str]]:
@@ -95,13 +95,21 @@ def interval_from(heldout: pd.DataFrame, coverage: float = 0.9) -> tuple[float, 
 
 
 def evaluate(make: Callable[[], object], data: Dataset, target_source: str, opts: dict,
-             external: Dataset | None = None) -> Evaluation:
-    """Evaluate `make()` predictors on the three levels, then train the final one on everything."""
+             external: Dataset | None = None, extra: Dataset | None = None) -> Evaluation:
+    """Evaluate `make()` predictors on the three levels, then train the final one on everything.
+    `extra` (the kernel sweep) joins the training rows of every fold and is never held out or scored."""
     t0 = time.perf_counter()
     feats = features_of(data)
     y = _targets(data, target_source)
     cid = data.layers["config_id"]
     models = data.models
+    layer_meta = data.layers[["family", "batch_size", "input_size"]]
+    if extra is not None and len(extra.models):
+        feats = pd.concat([feats, features_of(extra)], ignore_index=True)
+        y = np.vstack([y, _targets(extra, target_source)])
+        cid = pd.concat([cid, extra.layers["config_id"]], ignore_index=True)
+        models = pd.concat([models, extra.models], ignore_index=True)
+        layer_meta = pd.concat([layer_meta, extra.layers[list(layer_meta.columns)]], ignore_index=True)
 
     def rows_of(ids: set) -> np.ndarray:
         return cid.isin(ids).to_numpy()  # hashed: np.isin on 300k strings took ~80 s per job
@@ -132,7 +140,7 @@ def evaluate(make: Callable[[], object], data: Dataset, target_source: str, opts
             for t in TARGETS:
                 per_layer[f"measured_{t}"] = y[keep][:, TARGETS.index(t)]
             for col in ("family", "batch_size", "input_size"):
-                per_layer[col] = data.layers[col].to_numpy()[keep]
+                per_layer[col] = layer_meta[col].to_numpy()[keep]
             per_layer = per_unit(per_layer, [f"measured_{t}" for t in TARGETS])  # scored per kernel
             layer_rows.append(per_layer.assign(fold=k))
     # The interval every predictor below states: level-1 held-out errors only.

@@ -121,6 +121,51 @@ def _roofline(coefs: np.ndarray, x: np.ndarray, cols: list[str]) -> np.ndarray:
     return np.maximum(_roofline_x(x, cols) @ coefs, 1e-12)
 
 
+def _fit_efficiency(x: np.ndarray, y: np.ndarray, cols: list[str], kind: str) -> np.ndarray:
+    """Per target, the attainable rates of a `kind` baseline (ANNETTE-style: the regressor then learns
+    log(cost / baseline), an efficiency, which trees extrapolate as constant instead of constant cost):
+
+    - `efficiency`: cost = max(FLOPs / peak, bytes / bandwidth, floor), peak and bandwidth the 90th
+      percentiles of the rates the training layers reached;
+    - `per_flop`: cost = (FLOPs + bytes) x the median cost per FLOP-or-byte (log time per FLOP)."""
+    f, b = _roofline_x(x, cols)[:, 1:].T
+    out = []
+    for t in range(y.shape[1]):
+        yt = np.maximum(y[:, t], 1e-12)
+        floor = float(np.quantile(yt, 0.05))
+        if kind == "per_flop":
+            out.append([float(np.median(yt / (f + b + 1.0))), 0.0, floor])
+            continue
+        # Rates from rows with a real cost: a kernel's fused ops read ~0 in context, and their rates
+        # would set the peak.
+        pos = y[:, t][y[:, t] > 0]
+        real = yt > 0.01 * (np.median(pos) if len(pos) else 0.0)
+        rf = f[real & (f > 0)] / yt[real & (f > 0)]
+        rb = b[real & (b > 0)] / yt[real & (b > 0)]
+        peak = float(np.quantile(rf, 0.9)) if len(rf) else np.inf
+        bw = float(np.quantile(rb, 0.9)) if len(rb) else np.inf
+        out.append([1.0 / peak, 1.0 / bw, floor])
+    return np.array(out).T  # (3, targets): per-FLOP, per-byte, floor
+
+
+def _efficiency(coefs: np.ndarray, x: np.ndarray, cols: list[str], kind: str) -> np.ndarray:
+    f, b = _roofline_x(x, cols)[:, 1:].T
+    if kind == "per_flop":
+        return np.maximum((f + b + 1.0)[:, None] * coefs[0], 1e-12)
+    return np.maximum.reduce([f[:, None] * coefs[0], b[:, None] * coefs[1],
+                              np.broadcast_to(coefs[2], (len(f), coefs.shape[1]))])
+
+
+BASELINES = ("roofline", "efficiency", "per_flop", "none")
+
+
+def _baseline(base, x: np.ndarray) -> np.ndarray:
+    """The cost a fitted baseline gives rows `x`; `base` = (coefs, cols[, kind]) (pickles before
+    efficiency baselines hold two items: a roofline)."""
+    kind = base[2] if len(base) > 2 else "roofline"
+    return _roofline(base[0], x, base[1]) if kind == "roofline" else _efficiency(base[0], x, base[1], kind)
+
+
 @dataclass
 class LayerwisePredictor:
     """Fit on layer features and per-layer targets; predict per layer and per model."""
@@ -129,7 +174,14 @@ class LayerwisePredictor:
     target_source: str = "incontext"  # where its per-layer targets came from (schema.SOURCES)
     min_rows_per_kind: int = 20
     correction: str = "loglinear"  # or "none"
-    baseline: str = "roofline"  # per-kind a + b*FLOPs + c*bytes that the regressor corrects; or "none"
+    # The per-kind cost the regressor corrects (BASELINES): "roofline" a + b*FLOPs + c*bytes; "efficiency"
+    # max(FLOPs/peak, bytes/bandwidth); "per_flop" log cost per FLOP; "none": the regressor learns log cost.
+    baseline: str = "roofline"
+    # Rows of the kernel sweep (models with source `kernel`) in training: "raw" as measured; "rescaled"
+    # per kind by the median ratio of in-context to isolated cost (a first fit on in-context rows only,
+    # scored on the kernels inside its range); "drop" leaves them out.
+    kernel_rows: str = "rescaled"
+    min_kernels_per_kind: int = 10  # in-range kernels a kind needs before its kernel rows are rescaled
     max_rows_per_kind: int | None = None  # a stable random subsample above this (training time)
     units: str = "kernels"  # learn per kernel (a layer + the layers fused into it, features.units); or "layers"
     seed: int = 0
@@ -139,6 +191,7 @@ class LayerwisePredictor:
     log_range_: tuple | None = None
     correction_: LinearRegression | None = None
     kind_features_: dict = field(default_factory=dict)  # kind -> feature columns it was trained on
+    kernel_context_: dict = field(default_factory=dict)  # kind -> (J, s) ratio alone / in context
     metadata: dict = field(default_factory=dict)
 
     # -- fitting --------------------------------------------------------------------
@@ -153,40 +206,88 @@ class LayerwisePredictor:
         ok = np.isfinite(y).all(axis=1)
         incomplete = set(feats.loc[~ok, "config_id"])  # their layer sums would be partial
         feats, y = feats[ok], y[ok]
+        kernel_ids = set(models.loc[models["source"] == "kernel", "config_id"]) if (
+            models is not None and "source" in models) else set()
+        from_kernels = feats["config_id"].isin(kernel_ids).to_numpy()
+        if self.kernel_rows not in ("rescaled", "raw", "drop"):
+            raise ValueError(f"kernel_rows must be rescaled, raw or drop, not {self.kernel_rows!r}")
+        if self.kernel_rows == "drop" and from_kernels.any():
+            feats, y, from_kernels = feats[~from_kernels], y[~from_kernels], from_kernels[~from_kernels]
         # Fused ops give exact zeros in context; a small floor keeps the log finite.
         self.eps_ = np.array([1e-3 * np.median(col[col > 0]) for col in y.T])
         logy = np.log(y + self.eps_)
         # Predictions are clipped to a generous band around the training targets, so a
         # polynomial extrapolating wildly cannot overflow a model's sum.
         self.log_range_ = (logy.min(axis=0) - 3.0, logy.max(axis=0) + 3.0)
-        self.models_, self.ranges_, self.range_names_ = {}, {}, {}
         self.kind_features_ = {k: list(v) for k, v in KIND_FEATURES.items()}  # as trained, whatever changes later
+        if self.kernel_rows == "rescaled" and from_kernels.any() and (~from_kernels).any():
+            logy = self._rescale_kernels(feats, logy, from_kernels)
+            self.metadata["kernel_context"] = self.kernel_context_
+        self.models_, self.ranges_, self.range_names_ = self._fit_kinds(feats, logy)
+        self.correction_ = None
+        if self.correction == "loglinear" and models is not None:
+            # Learned on whole networks only: a one-kernel model says nothing about their non-additivity.
+            networks = models[~models["config_id"].isin(incomplete | kernel_ids)]
+            keep = ~from_kernels
+            self._fit_correction(feats[keep], y[keep], networks)
+        return self
+
+    def _fit_kinds(self, feats: pd.DataFrame, logy: np.ndarray) -> tuple[dict, dict, dict]:
+        """One model per kind with enough rows, the fallback on all rows; the ranges each kind saw."""
+        models, ranges, names = {}, {}, {}
         rng = np.random.default_rng(self.seed)
         pos = np.arange(len(feats))
         for kind, rows in pd.Series(pos).groupby(feats["kind"].to_numpy()):
             rows = rows.to_numpy()
-            self.range_names_[kind] = range_features(kind)  # as trained, whatever changes later
-            r = feats[self.range_names_[kind]].to_numpy(float)[rows]
-            self.ranges_[kind] = (r.min(axis=0), r.max(axis=0))
+            names[kind] = range_features(kind)  # as trained, whatever changes later
+            r = feats[names[kind]].to_numpy(float)[rows]
+            ranges[kind] = (r.min(axis=0), r.max(axis=0))
             if kind == FALLBACK or len(rows) < self.min_rows_per_kind:
                 continue
             if self.max_rows_per_kind and len(rows) > self.max_rows_per_kind:
                 rows = np.sort(rng.choice(rows, self.max_rows_per_kind, replace=False))
-            self.models_[kind] = self._fit_one(feats.iloc[rows][KIND_FEATURES[kind]], logy[rows])
+            models[kind] = self._fit_one(feats.iloc[rows][KIND_FEATURES[kind]], logy[rows])
         rows = pos
         if self.max_rows_per_kind and len(rows) > self.max_rows_per_kind:
             rows = np.sort(rng.choice(rows, self.max_rows_per_kind, replace=False))
-        self.models_[FALLBACK] = self._fit_one(feats.iloc[rows][KIND_FEATURES[FALLBACK]], logy[rows])
-        self.correction_ = None
-        if self.correction == "loglinear" and models is not None:
-            self._fit_correction(feats, y, models[~models["config_id"].isin(incomplete)])
-        return self
+        models[FALLBACK] = self._fit_one(feats.iloc[rows][KIND_FEATURES[FALLBACK]], logy[rows])
+        return models, ranges, names
+
+    def _rescale_kernels(self, feats: pd.DataFrame, logy: np.ndarray, from_kernels: np.ndarray) -> np.ndarray:
+        """Put the kernel sweep's rows on the in-context scale, kind by kind: a first fit on in-context
+        rows predicts the kernels inside its range, and their median log ratio (measured alone vs
+        predicted in context: call overhead, cold caches) is taken off every kernel row of that kind.
+        Kinds with fewer than `min_kernels_per_kind` such kernels keep their rows as measured."""
+        ctx = ~from_kernels
+        models, ranges, names = self._fit_kinds(feats[ctx], logy[ctx])
+        logy = logy.copy()
+        self.kernel_context_ = {}
+        kinds = feats["kind"].to_numpy()
+        for kind in set(kinds[from_kernels]):
+            if kind not in models or kind not in ranges:
+                continue
+            rows = np.flatnonzero(from_kernels & (kinds == kind))
+            lo, hi = ranges[kind]
+            r = feats[names[kind]].to_numpy(float)[rows]
+            inside = rows[((r >= lo) & (r <= hi)).all(axis=1)]
+            if len(inside) < self.min_kernels_per_kind:
+                continue
+            x = feats.iloc[inside][self.kind_features_[kind]].to_numpy(float)
+            shift = np.median(logy[inside] - self._predict_one(models[kind], x), axis=0)
+            logy[rows] -= shift
+            self.kernel_context_[kind] = [float(v) for v in np.exp(shift)]  # alone / in context, (J, s)
+        return logy
 
     def _fit_one(self, x: pd.DataFrame, logy: np.ndarray):
         cols = list(x.columns)
         x = x.to_numpy(dtype=float)
         base = None
-        if self.baseline == "roofline":
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, not {self.baseline!r}")
+        if self.baseline in ("efficiency", "per_flop"):
+            base = (_fit_efficiency(x, np.exp(logy) - self.eps_, cols, self.baseline), cols, self.baseline)
+            logy = logy - np.log(_baseline(base, x))
+        elif self.baseline == "roofline":
             # Trees cannot extrapolate to layers larger than any seen in training. A non-negative
             # linear cost model (per-call overhead + per-FLOP + per-byte) can, as compute- and
             # memory-bound layers do; the regressor then learns the log-ratio to it.
@@ -210,7 +311,7 @@ class LayerwisePredictor:
     def _predict_one(model, x: np.ndarray) -> np.ndarray:
         base, reg, lo, hi = model
         pred = np.clip(_regressor_predict(reg, x).reshape(-1, 2), lo, hi)
-        return pred + np.log(_roofline(base[0], x, base[1])) if base is not None else pred
+        return pred + np.log(_baseline(base, x)) if base is not None else pred
 
     @staticmethod
     def _correction_x(sums: np.ndarray, n_layers: np.ndarray, batch: np.ndarray) -> np.ndarray:
@@ -251,13 +352,25 @@ class LayerwisePredictor:
         out = np.zeros((n, 2))
         known = feats["known"].to_numpy(dtype=bool).copy()
         oor = np.zeros(n, dtype=bool)
+        types = feats["layer_type"].to_numpy(dtype=object)
+        measured_types = self.metadata.get("layer_types")
+        measured_types = np.asarray(measured_types, dtype=object) if measured_types else None
         head_kinds = kinds[head]
         head_pos = np.flatnonzero(head)
         for kind in set(head_kinds):
             rows = head_pos[head_kinds == kind]
             model_kind = kind if kind in self.models_ else FALLBACK
             x = x_all[np.ix_(rows, [col[f] for f in kind_features[model_kind]])]
-            pred = np.clip(self._predict_one(self.models_[model_kind], x), *self.log_range_)
+            model = self.models_[model_kind]
+            pred = self._predict_one(model, x)
+            if measured_types is not None and model[0] is not None:
+                # A layer type training never saw (an LSTM under `dense`): the regressor's correction was
+                # learned on other types' features, so it could make a larger layer cheaper. The kind's
+                # baseline alone at least scales with the layer's own FLOPs and bytes.
+                new = ~np.isin(types[rows], measured_types)
+                if new.any():
+                    pred[new] = np.log(_baseline(model[0], x[new]))
+            pred = np.clip(pred, *self.log_range_)
             out[rows] = np.clip(np.exp(pred) - self.eps_, 0.0, None)
             if model_kind == FALLBACK:
                 known[rows] = False

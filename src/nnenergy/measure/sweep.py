@@ -58,6 +58,9 @@ class Generated:
     # Adaptive resampling: only the seeds of these macro kinds (the kind cycles with the seed), chosen
     # where the predictor's held-out error is largest (`benchmarks/adaptive.py` says which).
     focus_kinds: tuple[str, ...] = ()
+    # Single kernels (`nnenergy.arch.kernels`): [start, stop) of kernel seeds, and their batch sizes per kernel.
+    kernel_seeds: tuple[int, int] = (0, 0)
+    kernel_focus: tuple[str, ...] = ()  # only the seeds of these kernel kinds (adaptive rounds)
 
 
 @dataclass
@@ -142,6 +145,13 @@ class SweepSpec:
             if bad:
                 raise SweepInputError(f"sweep.generated.focus_kinds: unknown macro kinds {bad}; "
                                       f"known: {', '.join(arch.MACRO_KINDS)}")
+        if self.generated.kernel_focus:
+            from nnenergy.arch.kernels import KERNEL_KINDS
+
+            bad = sorted(set(self.generated.kernel_focus) - set(KERNEL_KINDS))
+            if bad:
+                raise SweepInputError(f"sweep.generated.kernel_focus: unknown kernel kinds {bad}; "
+                                      f"known: {', '.join(KERNEL_KINDS)}")
         if self.device not in backends.DEVICES:
             raise SweepInputError(f"sweep.device must be one of {backends.DEVICES}, not {self.device!r}")
         if self.device == "gpu":
@@ -152,8 +162,9 @@ class SweepSpec:
                                       f"need >= {NVML_MIN_WINDOW_S} s; got {short}")
         if not 0.0 <= self.isolate_share <= 1.0:
             raise SweepInputError("sweep.isolate_share must be within [0, 1]")
-        if not (self.architectures or self.model_files or self.generated.seeds[1] > self.generated.seeds[0]
-                or self.generated.variant_families):
+        g = self.generated
+        if not (self.architectures or self.model_files or g.seeds[1] > g.seeds[0] or g.variant_families
+                or g.kernel_seeds[1] > g.kernel_seeds[0]):
             raise SweepInputError("the sweep has nothing to measure (no architectures, files or generated seeds)")
 
 
@@ -430,6 +441,24 @@ class Sweep:
             spec = arch.spec_from_name(name)
             batches = sorted(set(arch.sample_configs(spec, rng, g.configs_per_architecture, g.batch_sizes)))
             out.append(Job(name, None, batches))
+        return out + self._kernel_jobs()
+
+    def _kernel_jobs(self) -> list[Job]:
+        g = self.spec.generated
+        if g.kernel_seeds[1] <= g.kernel_seeds[0]:
+            return []
+        import numpy as np
+
+        from nnenergy.arch import kernels
+
+        out = []
+        for seed in range(*g.kernel_seeds):
+            if g.kernel_focus and kernels.kernel_kind(seed) not in g.kernel_focus:
+                continue
+            name = kernels.kernel_name(seed)
+            rng = np.random.default_rng([self.spec.seed, zlib.crc32(name.encode())])
+            spec = kernels.sample_kernel_spec(seed)
+            out.append(Job(name, None, kernels.sample_batches(spec, rng, g.configs_per_architecture, g.batch_sizes)))
         return out
 
     def _retryable(self) -> set[str]:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 
 class CarbonError(ValueError):
-    pass
+    """An unknown country code: bad input (exit status 2)."""
+
+    exit_code = 2
 
 
 def _data(name: str) -> dict:

@@ -1,5 +1,14 @@
-"""The one error prediction raises for bad input or a missing predictor."""
+"""The errors prediction raises; each message is one line meant for the user, each carries the exit
+status every `nnenergy` command uses: 2 bad usage or input, 1 a failure while running."""
 
 
 class PredictError(ValueError):
-    """Bad input or missing predictor: the message is one line meant for the user."""
+    """Bad input: the model, its file or shape, the batch size, a layer table or calibration file."""
+
+    exit_code = 2
+
+
+class PredictorUnavailable(PredictError):
+    """No predictor to predict with: none trained or registered, a version or store that cannot load."""
+
+    exit_code = 1

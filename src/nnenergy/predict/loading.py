@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from nnenergy.predict.cache import CachedPredictor, _cache_dir, _write_cache
-from nnenergy.predict.errors import PredictError
+from nnenergy.predict.errors import PredictorUnavailable
 from nnenergy.tracking import DEFAULT_TRACKING_URI, resolve_tracking_uri, store_uri
 
 DEFAULT_MODEL_NAME = "nnenergy-layerwise"
@@ -141,7 +141,7 @@ def _load_registered(model_uri: str | None = None, tracking_uri: str | None = No
         mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri or DEFAULT_TRACKING_URI))
     store = mlflow.get_tracking_uri()
     if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).exists() and uri.startswith("models:/"):
-        raise PredictError(f"no MLflow store at {store}, so no registered predictor: {TRAIN_HINT}")
+        raise PredictorUnavailable(f"no MLflow store at {store}, so no registered predictor: {TRAIN_HINT}")
     name, version, alias = _parse_model_uri(uri)
     info = {"uri": uri, "version": version if version and version.isdigit() else None}
     try:
@@ -156,13 +156,13 @@ def _load_registered(model_uri: str | None = None, tracking_uri: str | None = No
         if uri.startswith("models:/"):
             why = _missing_predictor(uri, store)
             if why:
-                raise PredictError(why) from None
+                raise PredictorUnavailable(why) from None
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise PredictError(f"no predictor at {uri} in {store}: {msg}") from None
-        raise PredictError(f"cannot load predictor {uri} from {store}: {msg}") from None
+            raise PredictorUnavailable(f"no predictor at {uri} in {store}: {msg}") from None
+        raise PredictorUnavailable(f"cannot load predictor {uri} from {store}: {msg}") from None
     except OSError as exc:
-        raise PredictError(f"cannot load predictor {uri} from {store}: {exc}") from None
+        raise PredictorUnavailable(f"cannot load predictor {uri} from {store}: {exc}") from None
     except Exception as exc:  # connection errors from a remote tracking server
-        raise PredictError(f"cannot reach MLflow at {store}: "
+        raise PredictorUnavailable(f"cannot reach MLflow at {store}: "
                            f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
     return model, info
