@@ -8,6 +8,7 @@ Variants (`--variants`, each `predictor[:baseline[:kernels]]`):
   predictor  a config of conf/predictor (rf, xgb, catboost, poly, mlp, rnn, embedded_rnn)
   baseline   roofline (today), efficiency (ANNETTE-style max(FLOPs/peak, bytes/bw)), per_flop, none
   kernels    none | raw | rescaled: the profile's kernel sweep (data/<profile>/kernels) in training
+`--set KEY=VALUE ...` adds Hydra overrides to every variant of the call (named in the variant column).
 
     .venv/bin/python benchmarks/unseen.py --dataset data/amd-epyc-f25m17-avx512-2c/space \\
         --variants rf:roofline rf:efficiency poly:roofline mlp
@@ -49,7 +50,8 @@ def worst(whole, n: int = 5) -> list[dict]:
             for _, r in top.iterrows()]
 
 
-def run_variant(variant: str, dataset: str, kernels_path: str | None, external_path: str | None = None) -> dict:
+def run_variant(variant: str, dataset: str, kernels_path: str | None, external_path: str | None = None,
+                extra_overrides: list[str] = ()) -> dict:
     from omegaconf import OmegaConf
 
     from nnenergy import dataset as ds
@@ -65,6 +67,7 @@ def run_variant(variant: str, dataset: str, kernels_path: str | None, external_p
         overrides.append(f"predictor.model.kernel_rows={kernels}")
     if external_path:
         overrides.append(f"external_dataset={external_path}")
+    overrides += list(extra_overrides)
     cfg = train_cfg(predictor, dataset, overrides)
     data = ds.load(dataset)
     external = ds.load(cfg.external_dataset) if cfg.get("external_dataset") else None
@@ -75,7 +78,8 @@ def run_variant(variant: str, dataset: str, kernels_path: str | None, external_p
     ev = evaluate(make_predictor(cfg, src), data, src, opts, external, extra=extra)
     m = ev.metrics
     row = {
-        "variant": variant, "predictor": predictor, "baseline": baseline or "", "kernels": kernels or "none",
+        "variant": variant + "".join(f" {o}" for o in extra_overrides), "predictor": predictor,
+        "baseline": baseline or "", "kernels": kernels or "none",
         "dataset": dataset, "profile": data.hardware().get("profile"), "configs": len(data.models),
         "kernel_configs": len(extra.models) if extra is not None else 0,
         "seconds": round(time.perf_counter() - t0, 1), "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -89,8 +93,8 @@ def run_variant(variant: str, dataset: str, kernels_path: str | None, external_p
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| variant | kernels | level 1 families | level 2 published | level 3 generated | score | L2 interval cover / width |",
-           "|---|---|---|---|---|---|---|"]
+    out = ["| variant | kernels | level 1 families | level 2 published | level 3 generated | score "
+           "| L2 interval cover / width |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         cells = [f"{r.get(f'{lvl}_whole_energy_rmspe', float('nan')):.1f} / "
                  f"{r.get(f'{lvl}_whole_energy_within10', float('nan')):.0f}%" for lvl in LEVELS]
@@ -107,9 +111,11 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", help="the kernel sweep's dataset (same profile)")
     ap.add_argument("--external", help="the external (level 2) dataset; default: `external` beside --dataset")
     ap.add_argument("--variants", nargs="+", required=True)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="Hydra overrides for every variant (e.g. predictor.model.drop_unattributed=false)")
     args = ap.parse_args(argv)
     for v in args.variants:
-        row = run_variant(v, args.dataset, args.kernels, args.external)
+        row = run_variant(v, args.dataset, args.kernels, args.external, args.set)
         with RESULTS.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{v}: {row['seconds']} s, score {row['champion_score']:.2f}", file=sys.stderr, flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import compose_cfg, foreign_profile, train_overrides
 from mlflow import MlflowClient
@@ -306,3 +307,18 @@ def test_main_job_through_mlflow_run(tiny_sweep, tmp_path, new_store):
     leftovers = mlflow.search_runs([default.experiment_id], output_format="list") if default else []
     # `mlflow run` opens a run in Default before our code starts: it is left only as a pointer
     assert all(not r.data.metrics for r in leftovers)
+
+
+def test_compute_units_charged_nothing_are_left_out_of_training():
+    """A 15-GFLOP convolution the profile charged ~0 J (its time went to another unit) is an attribution
+    artifact: learned as a cost, it taught "VGG's second convolutions cost nothing" (-80% at level 1)."""
+    from nnenergy.learn.layerwise import unattributed
+
+    rng = np.random.default_rng(0)
+    flops = 10 ** rng.uniform(6, 10, 50)
+    feats = pd.DataFrame({"kind": ["conv"] * 50 + ["pooling"] * 2, "log_flops": np.log1p(np.r_[flops, 1e7, 1e7])})
+    y = np.column_stack([np.r_[flops * 2e-10, 0.0, 0.0], np.r_[flops * 1e-11, 0.0, 0.0]])
+    y[[3, 7], 0] = 1e-12 * flops[[3, 7]]  # charged elsewhere
+    y[5, 0] = 0.5 * y[5, 0]  # merely cheap: kept
+    flagged = unattributed(feats, y)
+    assert list(np.flatnonzero(flagged)) == [3, 7]  # not the cheap one, never a non-compute kind

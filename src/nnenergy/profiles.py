@@ -14,6 +14,7 @@ MAIN_DATASET = "space"  # generated architectures + keras.applications, per prof
 # What the main job trains when this machine's CPU has no data of its own.
 SHIPPED = "amd-epyc-f25m17-avx512-2c"
 LEGACY = ("intel-xeon-avx512-2c", "cpu")  # the first release's keras.applications-only dataset
+_WARNED: set = set()
 
 
 def profiles(root: Path = DATA_ROOT) -> dict[str, list[str]]:
@@ -33,7 +34,8 @@ def default_dataset(root: Path = DATA_ROOT) -> str:
         for name in (MAIN_DATASET, LEGACY[1]):
             path = Path(root) / profile / name
             if (path / ds.MODELS_FILE).exists():
-                if profile != mine:
+                if profile != mine and (mine, str(path)) not in _WARNED:
+                    _WARNED.add((mine, str(path)))  # the resolver runs once per interpolation: say it once
                     log.warning("no dataset for this machine's profile %s: training on the shipped %s "
                                 "(measure yours with `nnenergy measure sweep=space`)", mine, path)
                 return str(path)
@@ -44,3 +46,13 @@ def external_dataset(dataset: str) -> str | None:
     """The external test set measured on the same profile as `dataset`, if there is one."""
     path = Path(dataset).parent / "external"
     return str(path) if (path / ds.MODELS_FILE).exists() and Path(dataset).name != "external" else None
+
+
+KERNELS = "kernels"  # the kernel sweep's dataset of a profile (`nnenergy measure sweep=kernels`)
+
+
+def kernel_dataset(dataset: str) -> str | None:
+    """The kernel sweep's rows measured on the same profile as `dataset` (its sibling `kernels`), if any:
+    training adds them to every fold by default."""
+    path = Path(dataset).parent / KERNELS
+    return str(path) if (path / ds.MODELS_FILE).exists() and Path(dataset).name != KERNELS else None

@@ -10,7 +10,8 @@ CONF_DIR = str(Path(os.environ.get("NNENERGY_CONF", Path(__file__).resolve().par
 def _register_resolvers() -> None:
     """`${nnenergy_profile:[device]}` (this machine's hardware profile for the CPU or the GPU under the
     Keras backend in force), `${nnenergy_dataset:}` (the dataset
-    the main job trains) and `${nnenergy_external:<dataset>}` (its external test set) in configs."""
+    the main job trains), `${nnenergy_external:<dataset>}` (its external test set) and
+    `${nnenergy_kernels:<dataset>}` (its profile's kernel sweep) in configs."""
     from omegaconf import OmegaConf
 
     from nnenergy import profiles
@@ -18,7 +19,8 @@ def _register_resolvers() -> None:
 
     for name, fn in (("nnenergy_profile", lambda device="cpu": profile_name(device)),
                      ("nnenergy_dataset", profiles.default_dataset),
-                     ("nnenergy_external", profiles.external_dataset)):
+                     ("nnenergy_external", profiles.external_dataset),
+                     ("nnenergy_kernels", profiles.kernel_dataset)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
