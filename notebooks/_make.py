@@ -58,24 +58,33 @@ BOOKS = {
         ("code", "models.groupby('family')[['additivity','additivity_overhead_corrected']].median().sort_values('additivity')"),
     ],
     "04_predictors.ipynb": [
-        ("md", "# Predictor comparison\nHeld-out (architecture-family) results of every training run in the MLflow store."),
+        ("md", "# Predictor comparison\nHeld-out results of the newest `make run` (the newest multirun parent and "
+               "its children) in the MLflow store; every run when there is no multirun."),
         ("code", "import os, mlflow\n"
+                 "from IPython.display import Markdown, display\n"
                  "mlflow.set_tracking_uri(os.environ.get('MLFLOW_TRACKING_URI', 'sqlite:///../mlflow.db'))\n"
                  "exp = mlflow.get_experiment_by_name('nnenergy-train')\n"
                  "runs = mlflow.search_runs([exp.experiment_id]) if exp else None\n"
+                 "if runs is not None and 'tags.nnenergy.sweep' in runs and (runs['tags.nnenergy.sweep'] == 'parent').any():\n"
+                 "    parent = runs[runs['tags.nnenergy.sweep'] == 'parent'].sort_values('start_time').iloc[-1]\n"
+                 "    runs = runs[runs['tags.mlflow.parentRunId'] == parent['run_id']]\n"
+                 "    display(Markdown(parent.get('tags.mlflow.note.content') or ''))  # the comparison, champion marked\n"
                  "cols = ['tags.predictor', 'tags.profile', 'metrics.family_whole_energy_rmspe',\n"
                  "        'metrics.family_whole_energy_within10', 'metrics.external_whole_energy_rmspe',\n"
-                 "        'metrics.external_whole_energy_within10', 'metrics.generated_whole_energy_rmspe']\n"
+                 "        'metrics.external_whole_energy_within10', 'metrics.generated_whole_energy_rmspe',\n"
+                 "        'metrics.champion_score']\n"
                  "table = runs[[c for c in cols if c in runs]].dropna(subset=['tags.predictor']) if runs is not None and len(runs) else None\n"
                  "table"),
         ("code", "import matplotlib.pyplot as plt\n"
                  "if table is not None and len(table):\n"
                  "    t = table.set_index('tags.predictor')[[c for c in table if c.startswith('metrics.') and 'rmspe' in c]]\n"
-                 "    t.plot.bar(figsize=(7, 3.5), ylabel='whole-model energy RMSPE (%)', title='Held-out error by level')\n"
-                 "    plt.show()"),
+                 "    ax = t.plot.bar(figsize=(8, 3.5), rot=0, ylabel='whole-model energy RMSPE (%)', title='Held-out error by level')\n"
+                 "    ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), frameon=False)\n"
+                 "    plt.tight_layout(); plt.show()"),
         ("md", "Level 1 (`family_*`): real architecture families held out together with their generated variants; "
                "level 2 (`external_*`): published architectures never trained on; level 3 (`generated_*`): generated "
-               "architectures held out by seed. The report's best was 12.26% RMSPE (split by model, not family)."),
+               "architectures held out by seed. Champion score: mean of levels 1 and 3 (level 2 never selects). "
+               "The report's best was 12.26% RMSPE (split by model, not family)."),
     ],
 }
 
