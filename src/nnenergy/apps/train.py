@@ -1,6 +1,6 @@
 """`train` entry point (and MLproject `main`): train one predictor, evaluate it on three levels
 (held-out families, an external test set, held-out generated architectures), log everything to
-MLflow, register it and promote the champion by level 1."""
+MLflow, register it and promote the champion (mean of level-1 and level-3 RMSPE; never level 2)."""
 
 from __future__ import annotations
 
@@ -161,9 +161,9 @@ def main(cfg: DictConfig) -> float:
         sys.exit(2)
     print(f"[{cfg.predictor.name}] "
           + json.dumps({s: {k: round(v, 2) for k, v in m.items()} for s, m in summary.items()}))
-    # The objective for `hydra/sweeper=optuna`: level-1 (held-out family) whole-model energy RMSPE.
+    # The objective for `hydra/sweeper=optuna`: the champion score (mean of level-1 and level-3 RMSPE).
     first = summary.get(cfg.register.source) or next(iter(summary.values()))
-    return float(first.get("family_whole_energy_rmspe", float("nan")))
+    return float(registry.champion_score(first))
 
 
 if __name__ == "__main__":
