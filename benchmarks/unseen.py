@@ -71,6 +71,8 @@ def run_variant(variant: str, dataset: str, kernels_path: str | None, external_p
     cfg = train_cfg(predictor, dataset, overrides)
     data = ds.load(dataset)
     external = ds.load(cfg.external_dataset) if cfg.get("external_dataset") else None
+    if kernels and kernels != "none" and not kernels_path:
+        raise SystemExit(f"variant {variant} uses kernels: give --kernels")
     extra = ds.load(kernels_path) if kernels and kernels != "none" else None
     opts = OmegaConf.to_container(cfg.evaluation, resolve=True)
     src = "incontext" if cfg.predictor.family == "layerwise" else "modelwise"

@@ -75,7 +75,7 @@ def kernel_sweep(tmp_path_factory, tracking_uri):
 
     root = tmp_path_factory.mktemp("kernels")
     cfg = compose_cfg("measure", [
-        "sweep=kernels", f"sweep.generated.kernel_seeds={_cheap_seed_range()}", "sweep.batch_sizes=[1,2]",
+        "sweep=kernels", f"sweep.generated.kernel_seeds={_cheap_seed_range()}", "sweep.generated.batch_sizes=[1,2]",
         "sweep.generated.configs_per_architecture=1",
         "sweep.protocol.rounds=2", "sweep.protocol.windows=1", "sweep.protocol.min_seconds=0.02",
         "sweep.protocol.warmup=1", f"sweep.output_dir={root / 'kernels'}", f"sweep.cache_dir={root / 'cache'}",
@@ -99,6 +99,14 @@ def test_training_adds_kernel_rows_of_the_same_profile_only(kernel_sweep, tiny_s
     base = train_overrides("rf", tiny.output_dir, tracking_uri) + ["register.enabled=false", "external_dataset=null"]
     summary = train.run(compose_cfg("train", base + [f"kernel_dataset={kernel_sweep.output_dir}"]))
     assert math.isfinite(summary["incontext"]["family_whole_energy_rmspe"])
+    import mlflow
+
+    run = mlflow.search_runs(experiment_names=["nnenergy-train"], output_format="list",
+                             order_by=["start_time DESC"], max_results=1)[0]
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} >= {"kernels"}  # logged as training data
+    # A dataset that is not a kernel sweep (its rows could be held out and scored) is refused.
+    with pytest.raises(train.TrainInputError, match="not a kernel sweep"):
+        train.run(compose_cfg("train", base + [f"kernel_dataset={tiny.output_dir}"]))
     # Another CPU's kernels never join: one line, nothing trained.
     other = ds.load(kernel_sweep.output_dir)
     other.models["profile"] = "another-cpu-2c"

@@ -50,7 +50,7 @@ def split_id(data, evaluation: dict) -> str:
     rows (the kernel sweep) are not part of it: they change what a fold learns from, not what it is
     scored on, so versions with and without them compete."""
     key = json.dumps([data.hardware_id, sorted(data.models["config_id"]), evaluation.get("n_folds"),
-                      evaluation.get("seed")])
+                      evaluation.get("seed"), evaluation.get("generated_folds")])  # levels 1 and 3 select
     return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 

@@ -96,6 +96,9 @@ def _kernels(cfg: DictConfig, data: ds.Dataset) -> ds.Dataset | None:
         kernels = ds.load(cfg.kernel_dataset)
     except ds.DatasetError as exc:
         raise TrainInputError(str(exc)) from None
+    if "source" not in kernels.models or not (kernels.models["source"] == "kernel").all():
+        raise TrainInputError(f"kernel_dataset {cfg.kernel_dataset} is not a kernel sweep (`nnenergy measure "
+                              "sweep=kernels`): only single-kernel rows may join training unscored")
     mine, theirs = data.hardware().get("profile"), kernels.hardware().get("profile")
     if mine != theirs:
         raise TrainInputError(f"kernel_dataset {cfg.kernel_dataset} was measured on {theirs}, the dataset on {mine}: "
@@ -109,7 +112,8 @@ def run(cfg: DictConfig) -> dict:
     except ds.DatasetError as exc:
         raise TrainInputError(str(exc)) from None
     external = ds.load(cfg.external_dataset) if cfg.get("external_dataset") else None
-    kernels = _kernels(cfg, data)
+    # Single kernels are layer rows to learn from; a model-wise predictor would take each for a network.
+    kernels = _kernels(cfg, data) if cfg.predictor.family == "layerwise" else None
     from nnenergy.evaluate.levels import real_mask
 
     families = data.models.loc[real_mask(data.models), "family"].nunique()

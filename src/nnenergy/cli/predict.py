@@ -66,8 +66,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true",
                    help="let TensorFlow, CUDA, MLflow and Python warnings print their start-up lines on stderr")
     p.epilog = ("exit status: 0 every model predicted; 2 bad usage or input (a model, file, shape or option; "
-                "the other models are still printed); 1 a failure while running (no predictor to load, an "
-                "unexpected error)")
+                "the other models are still printed); 1 a failure while running (no predictor to load: none "
+                "registered, none for --hardware PROFILE, an unreachable store; an unexpected error)")
     return p
 
 

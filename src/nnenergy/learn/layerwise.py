@@ -220,7 +220,12 @@ class LayerwisePredictor:
         """`layer_targets`: (n, 2) joules and seconds per pass; `models`: whole-model rows for the correction."""
         y = np.asarray(layer_targets, dtype=float)
         self.metadata["units"] = self.units
-        self.metadata["layer_types"] = sorted(set(feats["layer_type"]))  # what `predict` may call measured
+        kernel_ids = set(models.loc[models["source"] == "kernel", "config_id"]) if (
+            models is not None and "source" in models) else set()
+        # What `predict` may call measured: the types of the rows it learns from (kernel rows left out
+        # with `kernel_rows: drop` do not count).
+        learned = ~feats["config_id"].isin(kernel_ids) if self.kernel_rows == "drop" else slice(None)
+        self.metadata["layer_types"] = sorted(set(feats.loc[learned, "layer_type"]))
         if self.units == "kernels":
             feats, y, _ = fuse(feats, y)
         ok = np.isfinite(y).all(axis=1)
@@ -229,8 +234,6 @@ class LayerwisePredictor:
         if self.drop_unattributed:
             keep = ~unattributed(feats, y)
             feats, y = feats[keep], y[keep]
-        kernel_ids = set(models.loc[models["source"] == "kernel", "config_id"]) if (
-            models is not None and "source" in models) else set()
         from_kernels = feats["config_id"].isin(kernel_ids).to_numpy()
         if self.kernel_rows not in ("rescaled", "raw", "drop"):
             raise ValueError(f"kernel_rows must be rescaled, raw or drop, not {self.kernel_rows!r}")
