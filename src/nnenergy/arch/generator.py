@@ -305,16 +305,21 @@ def generated_name(seed: int, uniform_share: float = 0.25) -> str:
     return f"gen{GENERATOR_VERSION}_s{seed:06d}{tail}"
 
 
-def macro_kind(seed_or_name: int | str) -> str | None:
-    """The macro kind of a generator seed, or of a generated name (`gen1_s000123`); None for other names.
-    Kinds cycle with the seed, so a run of seeds covers them evenly and a kind's seeds are known
+def cycled_kind(seed_or_name: int | str, pattern: re.Pattern, kinds: tuple[str, ...]) -> str | None:
+    """The kind of a seed, or of a name `pattern` matches (its group 2 is the seed); None for other
+    names. Kinds cycle with the seed, so a run of seeds covers them evenly and a kind's seeds are known
     without building anything (adaptive resampling picks seeds by kind)."""
     if isinstance(seed_or_name, str):
-        m = _GEN_NAME.match(seed_or_name)
+        m = pattern.match(seed_or_name)
         if not m:
             return None
         seed_or_name = int(m.group(2))
-    return MACRO_KINDS[seed_or_name % len(MACRO_KINDS)]
+    return kinds[seed_or_name % len(kinds)]
+
+
+def macro_kind(seed_or_name: int | str) -> str | None:
+    """The macro kind of a generator seed, or of a generated name (`gen1_s000123`); None for other names."""
+    return cycled_kind(seed_or_name, _GEN_NAME, MACRO_KINDS)
 
 
 def sample_spec(seed: int, uniform_share: float = 0.25) -> ArchSpec:
@@ -653,7 +658,7 @@ def spec_from_name(name: str) -> ArchSpec:
     if _KER_NAME.match(name):
         from nnenergy.arch.kernels import kernel_spec_from_name
 
-        return kernel_spec_from_name(name)
+        return kernel_spec_from_name(name)  # checks the version like the two above
     raise ValueError(f"{name!r} is not a generated architecture name (gen<v>_s<seed>, var<v>_<Family>_s<seed> "
                      "or ker<v>_s<seed>)")
 

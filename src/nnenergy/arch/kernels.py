@@ -12,12 +12,11 @@ every kind evenly and a kind's seeds are known without building anything (adapti
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
 from nnenergy.arch.blocks import CostGraph, apply_blocks
-from nnenergy.arch.generator import GENERATOR_VERSION, MACS_PER_S, ArchSpec
+from nnenergy.arch.generator import _KER_NAME, GENERATOR_VERSION, MACS_PER_S, ArchSpec, _check_version, cycled_kind
 
 KERNEL_KINDS = ("conv", "conv_add", "grouped", "depthwise", "pool", "concat", "attention", "norm", "dense",
                 "convnext")
@@ -26,7 +25,6 @@ BYTES_PER_S = 8e9  # effective memory bandwidth of 2 cores, for the batch sizes'
 COMMON_SHARE = 0.3
 COMMON_SIDES = [7, 14, 28, 56, 112]
 ACTS = ["relu", "relu", "relu6", "silu", "gelu", "sigmoid", "hard_silu"]
-_KER_NAME = re.compile(r"^ker(\d+)_s(\d+)$")
 _ATTEMPTS = 200
 
 
@@ -34,18 +32,9 @@ def kernel_name(seed: int) -> str:
     return f"ker{GENERATOR_VERSION}_s{seed:06d}"
 
 
-def is_kernel_name(name: str) -> bool:
-    return bool(_KER_NAME.match(name))
-
-
 def kernel_kind(seed_or_name: int | str) -> str | None:
     """The kernel kind of a seed or a `ker1_s…` name; None for other names."""
-    if isinstance(seed_or_name, str):
-        m = _KER_NAME.match(seed_or_name)
-        if not m:
-            return None
-        seed_or_name = int(m.group(2))
-    return KERNEL_KINDS[seed_or_name % len(KERNEL_KINDS)]
+    return cycled_kind(seed_or_name, _KER_NAME, KERNEL_KINDS)
 
 
 class _Draw:
@@ -142,9 +131,12 @@ def cost(spec: ArchSpec) -> tuple[int, int]:
     return int(g.macs), math.prod(spec.input_shape) + math.prod(out)
 
 
+def _seconds_per_sample(macs: int, elems: int) -> float:
+    return macs / MACS_PER_S + 4 * elems / BYTES_PER_S
+
+
 def estimated_seconds(spec: ArchSpec, batch: int) -> float:
-    macs, elems = cost(spec)
-    return batch * (macs / MACS_PER_S + 4 * elems / BYTES_PER_S)
+    return batch * _seconds_per_sample(*cost(spec))
 
 
 def sample_kernel_spec(seed: int) -> ArchSpec:
@@ -157,10 +149,10 @@ def sample_kernel_spec(seed: int) -> ArchSpec:
         shape, blocks = _sample(kind, _Draw(rng))
         spec = ArchSpec(GENERATOR_VERSION, seed, kind, "kernel", shape, blocks, kernel_name(seed))
         try:
-            macs, _ = cost(spec)
+            macs, elems = cost(spec)
         except ValueError:  # an empty output (a stride on a 1-pixel side): draw again
             continue
-        if macs <= MAX_MACS and estimated_seconds(spec, 1) <= 1.0:
+        if macs <= MAX_MACS and _seconds_per_sample(macs, elems) <= 1.0:
             return spec
     raise RuntimeError(f"no {kind} kernel within the size bounds after {_ATTEMPTS} draws (seed {seed})")
 
@@ -169,8 +161,7 @@ def kernel_spec_from_name(name: str) -> ArchSpec:
     m = _KER_NAME.match(name)
     if not m:
         raise ValueError(f"{name!r} is not a kernel name (ker<v>_s<seed>)")
-    if int(m[1]) != GENERATOR_VERSION:
-        raise ValueError(f"kernel {name!r} comes from generator version {m[1]}; this is {GENERATOR_VERSION}")
+    _check_version(int(m[1]), f"kernel {name!r}")
     return sample_kernel_spec(int(m[2]))
 
 
@@ -178,9 +169,10 @@ def sample_batches(spec: ArchSpec, rng: np.random.Generator, n: int,
                    batch_sizes=(1, 2, 4, 8, 16, 32, 64), lo: float = 5e-5, hi: float = 0.8) -> list[int]:
     """`n` distinct batch sizes whose estimated pass lies within [lo, hi] seconds, spread over that range
     (the smallest allowed ones when none qualify: a huge kernel still gets batch 1)."""
-    inside = [b for b in batch_sizes if lo <= estimated_seconds(spec, b) <= hi]
+    per_sample = _seconds_per_sample(*cost(spec))  # the graph walked once, not once per batch size
+    inside = [b for b in batch_sizes if lo <= b * per_sample <= hi]
     if not inside:  # too small even at the largest batch, or too large at batch 1: the nearest end
-        small = estimated_seconds(spec, max(batch_sizes)) < lo
+        small = max(batch_sizes) * per_sample < lo
         return [max(batch_sizes) if small else min(batch_sizes)]
     if len(inside) <= n:
         return sorted(inside)
