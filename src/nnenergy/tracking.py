@@ -101,6 +101,9 @@ def log_figure(fig, path: str) -> None:
         plt.close(fig)
 
 
+_LEVEL_NAMES = {"family": "level 1: families", "external": "level 2: published", "generated": "level 3: generated"}
+
+
 def summarise_children(parent: str) -> None:
     """The parent run carries its children's headline metrics, a comparison table and a chart,
     so the UI compares predictors at a glance among the 190+ metrics each run logs."""
@@ -128,8 +131,7 @@ def summarise_children(parent: str) -> None:
     client.log_table(parent, table, "comparison.json")
     # The comparison a user looks for first, as the parent run's description (its Overview tab).
     client.set_tag(parent, "mlflow.note.content", comparison_markdown(table))
-    cols = [c for c in ("family_whole_energy_rmspe", "external_whole_energy_rmspe", "generated_whole_energy_rmspe")
-            if c in table]
+    cols = [c for c in (f"{lvl}_whole_energy_rmspe" for lvl in _LEVEL_NAMES) if c in table]
     if cols:
         import matplotlib
 
@@ -148,12 +150,9 @@ def summarise_children(parent: str) -> None:
         plt.close(fig)
 
 
-_LEVEL_NAMES = {"family": "level 1: families", "external": "level 2: published", "generated": "level 3: generated"}
-
-
 def comparison_markdown(table) -> str:
     """A markdown table of the predictors on the three levels, the champion rule's pick marked."""
-    levels = [lvl for lvl in ("family", "external", "generated") if f"{lvl}_whole_energy_rmspe" in table]
+    levels = [lvl for lvl in _LEVEL_NAMES if f"{lvl}_whole_energy_rmspe" in table]
     head = "| predictor | " + " | ".join(f"{_LEVEL_NAMES[lvl]} (RMSPE / within ±10%)" for lvl in levels)
     lines = [head + " | champion score |", "|---" * (len(levels) + 2) + "|"]
     best = table["champion_score"].idxmin() if table["champion_score"].notna().any() else None

@@ -157,6 +157,7 @@ def _efficiency(coefs: np.ndarray, x: np.ndarray, cols: list[str], kind: str) ->
 
 
 BASELINES = ("roofline", "efficiency", "per_flop", "none")
+KERNEL_ROWS = ("rescaled", "raw", "drop")
 COMPUTE_KINDS = ("conv", "dense", "depthwise_conv", "attention")
 
 
@@ -218,6 +219,10 @@ class LayerwisePredictor:
     def fit(self, feats: pd.DataFrame, layer_targets: np.ndarray,
             models: pd.DataFrame | None = None) -> "LayerwisePredictor":
         """`layer_targets`: (n, 2) joules and seconds per pass; `models`: whole-model rows for the correction."""
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}, not {self.baseline!r}")
+        if self.kernel_rows not in KERNEL_ROWS:
+            raise ValueError(f"kernel_rows must be one of {KERNEL_ROWS}, not {self.kernel_rows!r}")
         y = np.asarray(layer_targets, dtype=float)
         self.metadata["units"] = self.units
         kernel_ids = set(models.loc[models["source"] == "kernel", "config_id"]) if (
@@ -235,8 +240,6 @@ class LayerwisePredictor:
             keep = ~unattributed(feats, y)
             feats, y = feats[keep], y[keep]
         from_kernels = feats["config_id"].isin(kernel_ids).to_numpy()
-        if self.kernel_rows not in ("rescaled", "raw", "drop"):
-            raise ValueError(f"kernel_rows must be rescaled, raw or drop, not {self.kernel_rows!r}")
         if self.kernel_rows == "drop" and from_kernels.any():
             feats, y, from_kernels = feats[~from_kernels], y[~from_kernels], from_kernels[~from_kernels]
         # Fused ops give exact zeros in context; a small floor keeps the log finite.
@@ -313,8 +316,6 @@ class LayerwisePredictor:
         cols = list(x.columns)
         x = x.to_numpy(dtype=float)
         base = None
-        if self.baseline not in BASELINES:
-            raise ValueError(f"baseline must be one of {BASELINES}, not {self.baseline!r}")
         if self.baseline in ("efficiency", "per_flop"):
             base = (_fit_efficiency(x, np.exp(logy) - self.eps_, cols, self.baseline), cols, self.baseline)
             logy = logy - np.log(_baseline(base, x))

@@ -164,5 +164,5 @@ def _load_registered(model_uri: str | None = None, tracking_uri: str | None = No
         raise PredictorUnavailable(f"cannot load predictor {uri} from {store}: {exc}") from None
     except Exception as exc:  # connection errors from a remote tracking server
         raise PredictorUnavailable(f"cannot reach MLflow at {store}: "
-                           f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+                                   f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
     return model, info
