@@ -94,11 +94,11 @@ def targets_of(layers) -> np.ndarray:
 
 
 def train_cfg(name: str):
-    """The Hydra training config of predictor `name`, composed as `nnenergy train` composes it."""
-    from hydra import compose, initialize_config_dir
+    """The Hydra training config of predictor `name`, composed as `nnenergy train` composes it (one
+    composer for the benchmarks: unseen.train_cfg)."""
+    from unseen import train_cfg as compose_train
 
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=[f"predictor={name}", "dataset=unused", "external_dataset=null"])
+    return compose_train(name, "unused", ["external_dataset=null"])
 
 
 def train_source(name: str, data, cache: Path):
