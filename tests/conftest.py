@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# A developer's `nnenergy serve` must never answer the suite's commands (tests/test_serve.py starts its own).
+os.environ["NNENERGY_SERVER"] = "off"
 
 import pytest
 from hydra import compose, initialize_config_dir

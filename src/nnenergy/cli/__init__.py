@@ -20,6 +20,8 @@ commands:
   calibrate bring THIS machine up: measure it for --minutes (default 10), transfer the registered
             predictor to it, register it as this machine's champion
                                            e.g. nnenergy calibrate --minutes 10
+  serve     keep TensorFlow and the predictor loaded: predict/describe from this folder answer in ~1 s
+                                           e.g. nnenergy serve --detach   (stop: nnenergy serve --stop)
   merge     merge datasets of several jobs or hosts (one hardware profile)
                                            e.g. nnenergy merge data/p/space job1/space job2/space
 
@@ -65,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     cmd, rest = argv[0], argv[1:]
+    if cmd in ("predict", "describe"):
+        from nnenergy.cli.serve import forward
+
+        rc = forward(cmd, rest)  # a warm server (`nnenergy serve`) answers in about a second
+        if rc is not None:
+            return rc
     if cmd == "measure":
         from nnenergy.apps import measure
 
@@ -104,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         from nnenergy.cli.predict import main as predict_main
 
         return predict_main(rest)
+    elif cmd == "serve":
+        from nnenergy.cli.serve import main as serve_main
+
+        return serve_main(rest)
     else:
         print(f"nnenergy: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
         return 2

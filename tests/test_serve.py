@@ -1,0 +1,82 @@
+"""`nnenergy serve`: predict and describe through a warm server print what they print without one."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nnenergy.measure import architectures
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def store(trained_rf, tracking_uri):
+    return tracking_uri
+
+
+def _nnenergy(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nnenergy.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300)
+
+
+def test_a_warm_server_answers_as_the_command_would(store, tmp_path):
+    model = tmp_path / "tiny.keras"
+    architectures.build("tiny_cnn", 40).model.save(model)
+    env = {k: v for k, v in os.environ.items() if k != "NNENERGY_SERVER"}
+    env |= {"MLFLOW_TRACKING_URI": store, "NNENERGY_CACHE": str(tmp_path / "cache")}
+    off = {**env, "NNENERGY_SERVER": "off", "NNENERGY_CACHE": str(tmp_path / "cache-off")}
+    assert _nnenergy(env, "serve", "--status").returncode == 1  # none yet
+    started = _nnenergy(env, "serve", "--detach", "--idle-minutes", "5")
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        served = _nnenergy(env, "predict", str(model), "--batch-size", "2", "--json")
+        alone = _nnenergy(off, "predict", str(model), "--batch-size", "2", "--json")
+        assert served.returncode == alone.returncode == 0, served.stderr + alone.stderr
+        assert json.loads(served.stdout) == json.loads(alone.stdout)
+        status = _nnenergy(env, "serve", "--status")
+        assert status.returncode == 0 and "1 request(s) served" in status.stdout
+        # errors keep their one line and exit status through the server
+        bad = _nnenergy(env, "predict", "NoSuchNet")
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "NoSuchNet" in bad.stderr
+        table = tmp_path / "t.parquet"
+        described = _nnenergy(env, "describe", str(model), "-o", str(table))
+        assert described.returncode == 0 and table.exists()  # written in the client's folder terms
+        # a client running other code is declined (and runs by itself)
+        from nnenergy.cli import serve
+
+        os.environ["NNENERGY_CACHE"], saved = env["NNENERGY_CACHE"], os.environ.get("NNENERGY_CACHE")
+        try:
+            answer = serve._ask({"op": "run", "cmd": "predict", "argv": ["tiny_cnn"], "cwd": str(REPO),
+                                 "env": env, "code": "other"}, timeout=60)
+        finally:
+            os.environ.pop("NNENERGY_CACHE") if saved is None else os.environ.__setitem__("NNENERGY_CACHE", saved)
+        assert answer and answer.get("declined")
+    finally:
+        stop = _nnenergy(env, "serve", "--stop")
+    assert "no server" in stop.stdout or "stopped" in stop.stdout
+    after = _nnenergy(env, "predict", str(model), "--batch-size", "2", "--json")  # no server: runs by itself
+    assert after.returncode == 0 and json.loads(after.stdout)["energy_j"] == json.loads(alone.stdout)["energy_j"]
+
+
+def test_a_dead_servers_socket_is_ignored(store, tmp_path, monkeypatch):
+    """A socket file nobody listens on (a killed server) never stops a prediction."""
+    from nnenergy.cli import serve
+
+    monkeypatch.setenv("NNENERGY_CACHE", str(tmp_path / "cache"))
+    path = serve.socket_path()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(path))  # bound, never listening: connect is refused
+        try:
+            env = {k: v for k, v in os.environ.items() if k != "NNENERGY_SERVER"} | {"MLFLOW_TRACKING_URI": store}
+            res = _nnenergy(env, "predict", "tiny_cnn", "--json")
+        finally:
+            path.unlink(missing_ok=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)["energy_j"] > 0
