@@ -95,7 +95,41 @@ def test_calibrate_command_end_to_end(trained_rf, tracking_uri, tmp_path, capsys
     assert (d["model"], d["fit_on"]) == ("size", "all")  # the defaults the calibration benchmark chose
     assert set(d["size_params"]) == {"energy_j", "latency_s"} and all(map(np.isfinite, d["size_params"]["energy_j"]))
     assert sum(p["whole_model"] for p in panel) == 13 and len(panel) == 29
+    assert set(d["applied_energy_factors"]) == {p["name"] for p in panel if p["whole_model"]}
     assert cli.main(["predict", "tiny_cnn", "--input-shape", "32,32,3", "--tracking-uri", tracking_uri,
                      "--calibration", str(out), "--json"]) == 0
     pred = json.loads(capsys.readouterr().out)
     assert pred["calibration"]["to"] == d["profile"] and pred["energy_j"] > 0
+
+
+@pytest.mark.parametrize("model", ["size", "groups"])
+def test_the_summary_prints_the_factors_that_are_applied(trained_rf, tracking_uri, model):
+    """The printed per-model factors are what `apply` does to those models' predictions (issue: a size
+    calibration printed group factors it never used while lowering ResNet50 by a quarter)."""
+    import pandas as pd
+
+    from nnenergy import calibrate as calibration
+    from nnenergy import zoo
+    from nnenergy.describe import describe_layers
+    from nnenergy.predict.loading import load_predictor
+
+    pyfunc, _ = load_predictor("models:/nnenergy-layerwise@champion", tracking_uri, cache=False)
+    names = [("tiny_cnn_64", zoo.build("tiny_cnn", 64).model, 8), ("reference_cnn_96", zoo.build("reference_cnn", 96).model, 2),
+             ("k_small", zoo.build("tiny_cnn", 32).model, 1)]
+    tables = pd.concat([describe_layers(m, b, config_id=n) for n, m, b in names], ignore_index=True)
+    before = pyfunc.predict(tables)
+    totals = before[before["row"] == "total"].set_index("config_id")
+    # a machine 1.5x slower on big items than small ones: the size model has something to fit
+    measured = {n: {"energy_j": float(totals.loc[n, "energy_j"]) * s, "latency_s": float(totals.loc[n, "latency_s"]) * s}
+                for (n, _, _), s in zip(names, (1.4, 2.0, 1.1))}
+    cal = calibration.calibrate(pyfunc, "src", panel=(measured, tables), model=model)
+    after = cal.apply(before)
+    ratio = (after[after["row"] == "total"].set_index("config_id")["energy_j"] / totals["energy_j"])
+    applied = calibration.applied_to_models(cal)
+    assert set(applied) == {"tiny_cnn_64", "reference_cnn_96"}  # whole models only, not kernels
+    for name, factor in applied.items():
+        assert factor == pytest.approx(ratio[name], rel=1e-6)
+    text = calibration.applied_text(cal)
+    assert all(f"{n} x{f:.2f}" in text for n, f in applied.items())
+    assert ("compute x" in text) == (model == "groups")  # a size model never prints group factors
+    assert calibration.summary(cal)["applied_energy_factors"] == applied

@@ -96,7 +96,8 @@ def calibrate(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict |
     fit = df["whole_model"].to_numpy() if fit_on == "models" and df["whole_model"].any() else np.ones(len(df), bool)
     me, pe = df["measured_energy_j"].to_numpy()[fit], df["source_energy_j"].to_numpy()[fit]
     mt, pt = df["measured_latency_s"].to_numpy()[fit], df["source_latency_s"].to_numpy()[fit]
-    shares_e, shares_t = np.array(shares_e)[fit], np.array(shares_t)[fit]
+    all_shares = {"energy_j": np.array(shares_e), "latency_s": np.array(shares_t)}
+    shares_e, shares_t = all_shares["energy_j"][fit], all_shares["latency_s"][fit]
     fe = _fit_factors(me, pe, shares_e, groups)
     ft = _fit_factors(mt, pt, shares_t, groups)
     after = pe * (shares_e @ np.array([fe[g] for g in groups]))
@@ -108,6 +109,18 @@ def calibrate(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict |
                        "latency_s": _fit_size(pt, mt, [layer_w["latency_s"][i] for i in idx], lt)}
         after = _size_rescaled(pe, [layer_w["energy_j"][i] for i in idx], lt, *size_params["energy_j"])
     ratios = me / pe
+    # What `Calibration.apply` does to each panel item's prediction (total after / before), so that
+    # the summary prints the factors applied, not the group factors a size model never uses.
+    for i, row in enumerate(rows):
+        for t, w in (("energy_j", layer_w["energy_j"][i]), ("latency_s", layer_w["latency_s"][i])):
+            if model == "size":
+                f = float(np.sum(w * size_factor(layer_t[i], *size_params[t])))
+            else:
+                factors = fe if t == "energy_j" else ft
+                f = float(all_shares[t][i] @ np.array([factors[g] for g in groups]))
+            row[f"applied_{t.split('_')[0]}_factor"] = f
+    df = df.assign(applied_energy_factor=[r["applied_energy_factor"] for r in rows],
+                   applied_latency_factor=[r["applied_latency_factor"] for r in rows])
 
     def rmspe(y, p):
         return float(np.sqrt(np.mean(((y - p) / y) ** 2)) * 100)
@@ -123,9 +136,34 @@ def calibrate(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict |
     )
 
 
+SIZE_POINTS_S = (1e-4, 1e-3, 1e-2, 1e-1)  # layer latencies at which the size model's factor is printed
+
+
+def applied_to_models(c: Calibration) -> dict[str, float]:
+    """Whole panel model -> the energy factor `apply` gives its prediction (total after / before)."""
+    return {p["name"]: float(p["applied_energy_factor"]) for p in c.panel
+            if p.get("whole_model") and "applied_energy_factor" in p}
+
+
+def applied_text(c: Calibration) -> str:
+    """What a prediction with this calibration is multiplied by, as the user reads it: per layer (the
+    size model's factor at a few predicted latencies, or the group factors) and per whole panel model."""
+    if c.model == "size":
+        log_a, b = c.size_params["energy_j"]
+        per_layer = ", ".join(f"x{float(size_factor(t, log_a, b)):.2f} at {t * 1e3:g} ms"
+                              for t in SIZE_POINTS_S)
+        text = f"energy per layer by its predicted latency: {per_layer}"
+    else:
+        text = "energy per layer by group: " + ", ".join(f"{g} x{v:.2f}" for g, v in c.energy_factors.items())
+    models = applied_to_models(c)
+    if models:
+        text += "; whole models of the panel: " + ", ".join(f"{n} x{f:.2f}" for n, f in sorted(models.items()))
+    return text
+
+
 def summary(c: Calibration) -> dict:
     return {"profile": c.target_profile, "source_profile": c.source_profile, "method": c.method, "fit_on": c.fit_on,
-            "model": c.model, "size_params": c.size_params,
+            "model": c.model, "size_params": c.size_params, "applied_energy_factors": applied_to_models(c),
             "speed_ratio": c.speed_ratio,
             "spread": c.spread, "energy_factors": c.energy_factors, "latency_factors": c.latency_factors,
             "panel_rmspe_before": c.panel_error_before, "panel_rmspe_after": c.panel_error_after,

@@ -123,8 +123,8 @@ def _size(args) -> int:
     if args.json:
         print(json.dumps(calibration.summary(cal) | {"file": str(path)}))
     else:
-        print(f"calibrated {source} -> {cal.target_profile} in {cal.seconds:.0f} s: speed ratio {cal.speed_ratio:.2f} "
-              f"(spread {cal.spread:.2f}); factors {', '.join(f'{g} {v:.2f}' for g, v in cal.energy_factors.items())}; "
-              f"panel RMSPE {cal.panel_error_before:.0f}% -> {cal.panel_error_after:.0f}%\nstored in {path}; "
+        print(f"calibrated {source} -> {cal.target_profile} in {cal.seconds:.0f} s ({cal.model} model): panel "
+              f"speed ratio {cal.speed_ratio:.2f} (spread {cal.spread:.2f}), panel RMSPE {cal.panel_error_before:.0f}% "
+              f"-> {cal.panel_error_after:.0f}%\napplied: {calibration.applied_text(cal)}\nstored in {path}; "
               f"`nnenergy predict MODEL --calibration {path}` uses it")
     return 0
