@@ -68,7 +68,7 @@ BOOKS = {
                  "if runs is not None and 'tags.nnenergy.sweep' in runs and (runs['tags.nnenergy.sweep'] == 'parent').any():\n"
                  "    parent = runs[runs['tags.nnenergy.sweep'] == 'parent'].sort_values('start_time').iloc[-1]\n"
                  "    runs = runs[runs['tags.mlflow.parentRunId'] == parent['run_id']]\n"
-                 "    display(Markdown(parent.get('tags.mlflow.note.content') or ''))  # the comparison, champion marked\n"
+                 "    display(Markdown(parent.get('tags.mlflow.note.content') or ''))  # the comparison, registry aliases marked\n"
                  "cols = ['tags.predictor', 'tags.profile', 'metrics.family_whole_energy_rmspe',\n"
                  "        'metrics.family_whole_energy_within10', 'metrics.external_whole_energy_rmspe',\n"
                  "        'metrics.external_whole_energy_within10', 'metrics.generated_whole_energy_rmspe',\n"

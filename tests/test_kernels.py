@@ -183,6 +183,14 @@ def test_champion_rule_is_the_mean_of_levels_one_and_three_and_level_two_never_s
              "external_whole_energy_rmspe": 5.0},
             {"predictor": "rf", "family_whole_energy_rmspe": 25.0, "generated_whole_energy_rmspe": 12.3,
              "external_whole_energy_rmspe": 23.2}]
-    table = pd.DataFrame(rows).assign(champion_score=lambda d: [registry.champion_score(r) for r in rows])
-    md = comparison_markdown(table)
-    assert "| **rf** (champion) |" in md and "| poly |" in md and "level 2" in md
+    table = pd.DataFrame(rows).assign(champion_score=lambda d: [registry.champion_score(r) for r in rows],
+                                      run_id=["r-poly", "r-rf"])
+    md = comparison_markdown(table)  # registration off: the best is not called the champion
+    assert "| **rf** (lowest score) |" in md and "| poly |" in md and "level 2" in md
+    assert md.startswith("| predictor | L1 families | L2 published | L3 generated | score | registry |")
+    assert "@champion" not in md and "No version of these runs holds a registry alias" in md
+    assert "`@champion` is version 4" in comparison_markdown(table, {}, "version 4 of nnenergy-layerwise (run abc)")
+    # the registry kept poly's version as champion (another split): the table says so, not "rf"
+    md = comparison_markdown(table, {"r-poly": ["champion"], "r-rf": ["champion-x"]})
+    assert md.splitlines()[2].startswith("| poly |") and md.splitlines()[2].endswith("| `@champion` |")
+    assert "| **rf** (lowest score) |" in md and "`@champion-x`" in md and "No version" not in md

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -10,7 +12,7 @@ from conftest import compose_cfg, foreign_profile, train_overrides
 from mlflow import MlflowClient
 
 from nnenergy import dataset as ds
-from nnenergy import registry
+from nnenergy import registry, tracking
 from nnenergy.evaluate import metrics
 from nnenergy.evaluate.splits import grouped_folds
 from nnenergy.features.layer_features import KIND_FEATURES, kind_of, layer_features
@@ -303,6 +305,16 @@ def test_main_job_through_mlflow_run(tiny_sweep, tmp_path, new_store):
     champ = MlflowClient().get_model_version_by_alias("nnenergy-layerwise", registry.CHAMPION)
     best = min(children, key=lambda r: r.data.metrics["family_whole_energy_rmspe"])
     assert champ.run_id == best.info.run_id
+    # the parent's description: the table first, "champion" only where the registry put the alias
+    note = MlflowClient().get_run(parent.info.run_id).data.tags["mlflow.note.content"]
+    row = next(line for line in note.splitlines() if line.startswith(f"| **{best.data.tags['predictor']}**"))
+    assert note.startswith("| predictor | L1 families") and "`@champion`" in row and note.count("`@champion`") == 1
+    # the runs page's shared view: this sweep's children, best first, the levels as columns
+    exp = MlflowClient().get_experiment_by_name("nnenergy-train")
+    view = json.loads(exp.tags[f"mlflow.sharedViewState.{tracking.COMPARE_VIEW}"])
+    shown = mlflow.search_runs([exp.experiment_id], filter_string=view["searchFilter"], output_format="list")
+    assert sorted(r.info.run_id for r in shown) == sorted(r.info.run_id for r in children)
+    assert "metrics.`champion_score`" in view["selectedColumns"] and view["orderByKey"] == "metrics.`champion_score`"
     default = MlflowClient().get_experiment_by_name("Default")
     leftovers = mlflow.search_runs([default.experiment_id], output_format="list") if default else []
     # `mlflow run` opens a run in Default before our code starts: it is left only as a pointer

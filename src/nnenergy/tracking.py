@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import time
 from pathlib import Path
@@ -104,15 +106,66 @@ def log_figure(fig, path: str) -> None:
 _LEVEL_NAMES = {"family": "level 1: families", "external": "level 2: published", "generated": "level 3: generated"}
 
 
+def _registry_aliases(client, run_ids: list[str]) -> dict[str, list[str]]:
+    """Run id -> the registry aliases its registered versions hold now (none when registration was off).
+    Read from the registered models' alias maps: a model version's own `aliases` comes back empty
+    from a SQLite store."""
+    wanted, out = set(run_ids), {}
+    try:
+        models = client.search_registered_models("name LIKE 'nnenergy-%'")
+    except Exception:  # a store without a registry: no aliases
+        return {}
+    for rm in models:
+        run_of = {str(v.version): v.run_id for v in client.search_model_versions(f"name='{rm.name}'")}
+        for alias, version in (client.get_registered_model(rm.name).aliases or {}).items():
+            rid = run_of.get(str(version))
+            if rid in wanted:
+                out.setdefault(rid, []).append(alias)
+    return {rid: sorted(a) for rid, a in out.items()}
+
+
+def _champion_now(client, name: str = "nnenergy-layerwise") -> str | None:
+    """Where the registry's `champion` alias points now, in words, or None."""
+    try:
+        mv = client.get_model_version_by_alias(name, "champion")
+    except Exception:  # no registry, no such model or alias
+        return None
+    predictor = mv.tags.get("predictor", "")
+    return f"version {mv.version} of {name} (run {mv.run_id[:8]}{', ' + predictor if predictor else ''})"
+
+
+COMPARE_VIEW = "nnenergy-compare"  # the runs page's shared view of the newest sweep (experiment tag)
+
+
+def compare_view_path(experiment_id: str) -> str:
+    """The MLflow UI's address (after the host) of the newest sweep's comparison view."""
+    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={COMPARE_VIEW}"
+
+
+def _share_compare_view(client, experiment_id: str, parent: str) -> None:
+    """A shared view of the runs page (MLflow's "Share" button stores the same experiment tag): this
+    sweep's child runs, one row each, with the three levels' RMSPE and the champion score as columns,
+    best first. Without it the page opens on one collapsed parent and no metric columns."""
+    cols = [f"metrics.`{lvl}_whole_energy_rmspe`" for lvl in _LEVEL_NAMES] + ["metrics.`champion_score`"]
+    state = {"searchFilter": f"tags.mlflow.parentRunId = '{parent}'", "orderByKey": "metrics.`champion_score`",
+             "orderByAsc": True, "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
+             "modelVersionFilter": "All Runs", "selectedColumns": cols, "runsExpanded": {}, "runsPinned": [],
+             "runsHidden": [], "runListHidden": False}
+    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{COMPARE_VIEW}", json.dumps(state))
+
+
 def summarise_children(parent: str) -> None:
     """The parent run carries its children's headline metrics, a comparison table and a chart,
-    so the UI compares predictors at a glance among the 190+ metrics each run logs."""
+    so the UI compares predictors at a glance among the 190+ metrics each run logs. Run after the
+    champions are promoted: the table marks the aliases the children's versions actually hold."""
     import mlflow
     import pandas as pd
 
     client = mlflow.MlflowClient()
     exp = client.get_run(parent).info.experiment_id
     children = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    if children:
+        _share_compare_view(client, exp, parent)
     rows = []
     for r in children:
         name = r.data.tags.get("predictor", r.info.run_name)
@@ -130,7 +183,8 @@ def summarise_children(parent: str) -> None:
     table = table.sort_values("champion_score")
     client.log_table(parent, table, "comparison.json")
     # The comparison a user looks for first, as the parent run's description (its Overview tab).
-    client.set_tag(parent, "mlflow.note.content", comparison_markdown(table))
+    client.set_tag(parent, "mlflow.note.content",
+                   comparison_markdown(table, _registry_aliases(client, list(table["run_id"])), _champion_now(client)))
     cols = [c for c in (f"{lvl}_whole_energy_rmspe" for lvl in _LEVEL_NAMES) if c in table]
     if cols:
         import matplotlib
@@ -150,16 +204,31 @@ def summarise_children(parent: str) -> None:
         plt.close(fig)
 
 
-def comparison_markdown(table) -> str:
-    """A markdown table of the predictors on the three levels, the champion rule's pick marked."""
+_LEVEL_SHORT = {"family": "L1 families", "external": "L2 published", "generated": "L3 generated"}
+
+
+def comparison_markdown(table, aliases: dict[str, list[str]] | None = None, champion: str | None = None) -> str:
+    """A markdown table of the predictors on the three levels: the lowest champion score in bold, and
+    beside each run the registry aliases its version holds (`aliases`: run id -> aliases). "champion"
+    is written only where the registry says so: with registration off, or a champion kept from
+    another split, the best of this sweep is not the champion. The table comes first and its headers
+    are short: MLflow shows a description folded to its first lines."""
+    aliases = aliases or {}
     levels = [lvl for lvl in _LEVEL_NAMES if f"{lvl}_whole_energy_rmspe" in table]
-    head = "| predictor | " + " | ".join(f"{_LEVEL_NAMES[lvl]} (RMSPE / within ±10%)" for lvl in levels)
-    lines = [head + " | champion score |", "|---" * (len(levels) + 2) + "|"]
+    lines = ["| predictor | " + " | ".join(_LEVEL_SHORT[lvl] for lvl in levels) + " | score | registry |",
+             "|---" * (len(levels) + 3) + "|"]
     best = table["champion_score"].idxmin() if table["champion_score"].notna().any() else None
     for i, r in table.iterrows():
-        cells = [f"{r[f'{lvl}_whole_energy_rmspe']:.1f} / {r.get(f'{lvl}_whole_energy_within10', float('nan')):.0f}%"
+        cells = [f"{r[f'{lvl}_whole_energy_rmspe']:.1f}% · {r.get(f'{lvl}_whole_energy_within10', float('nan')):.0f}%"
                  for lvl in levels]
-        name = f"**{r['predictor']}** (champion)" if i == best else r["predictor"]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['champion_score']:.2f} |")
-    return ("Held-out whole-model energy error per predictor. Champion score: mean of level-1 and level-3 "
-            "RMSPE (level 2 never selects).\n\n" + "\n".join(lines))
+        name = f"**{r['predictor']}** (lowest score)" if i == best else r["predictor"]
+        held = ", ".join(f"`@{a}`" for a in aliases.get(r.get("run_id"), [])) or "–"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['champion_score']:.2f} | {held} |")
+    note = "" if aliases else ("\n\nNo version of these runs holds a registry alias: registration was off, or "
+                               "an earlier version kept it (a lower or equal score on the same split, or "
+                               "another dataset's split)." + (f" `@champion` is {champion}." if champion else ""))
+    return ("\n".join(lines) + "\n\nHeld-out whole-model energy error: RMSPE · share within ±10%, on level 1 "
+            "(keras.applications families), level 2 (published models written outside the project) and level 3 "
+            "(generated architectures). Score: mean of the level-1 and level-3 RMSPE (level 2 never selects); "
+            "the registry's `champion` alias goes to the lowest score among versions trained on the same split."
+            + note)

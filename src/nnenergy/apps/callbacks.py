@@ -31,12 +31,12 @@ class MlflowParentRun(Callback):
 
     def on_multirun_end(self, config, **kwargs) -> None:
         parent = os.environ.pop(PARENT_ENV, None)
-        if parent:
-            tracking.summarise_children(parent)
         if config.get("register", {}).get("enabled"):
             from nnenergy.registry import reconcile_champions
 
             reconcile_champions(MlflowClient())
+        if parent:  # after the promotion: the comparison shows the aliases the registry holds
+            tracking.summarise_children(parent)
         if parent and self.created:
             MlflowClient().set_terminated(parent)
 

@@ -60,6 +60,19 @@ def _hydra(module, argv: list[str], name: str) -> None:
     module.main()
 
 
+def _compare_link(uri: str, base: str) -> str | None:
+    """The runs page's comparison view of the newest sweep (`tracking.compare_view_path`), or None."""
+    try:
+        from mlflow import MlflowClient
+
+        from nnenergy import tracking
+
+        exp = MlflowClient(uri).get_experiment_by_name("nnenergy-train")
+        return f"{(base or uri).rstrip('/')}/{tracking.compare_view_path(exp.experiment_id)}" if exp else None
+    except Exception:  # a link is a convenience: never fail the job over it
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -91,11 +104,13 @@ def main(argv: list[str] | None = None) -> int:
 
         _hydra(train, ["-m", f"predictor={LAYERWISE}", *rest], "train")
         uri = tracking.store_uri()
-        browse = f"  open {uri}" if uri.startswith(("http://", "https://")) else \
-            f"  mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+        remote = uri.startswith(("http://", "https://"))
+        browse = f"  open {uri}" if remote else f"  .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+        compare = _compare_link(uri, "" if remote else "http://127.0.0.1:5000/")
         print("\nDone. Browse runs, plots and the registry with:\n"
               f"{browse}\n"
-              f"Predict with the champion:\n  .venv/bin/nnenergy predict MobileNetV2 --batch-size 8")
+              + (f"The predictors side by side (this sweep's runs, best first):\n  {compare}\n" if compare else "")
+              + "Predict with the champion:\n  .venv/bin/nnenergy predict MobileNetV2 --batch-size 8")
     elif cmd == "calibrate":
         from nnenergy.cli.calibrate import main as calibrate_main
 
