@@ -4,7 +4,9 @@ Accuracy against measurement lives in the training runs themselves (levels 1-3, 
 published architectures measured on this machine and never trained on); the measurement
 benchmarks are `repeatability.py` and `calibration.py`. Run after `make run`, on an idle machine:
     .venv/bin/python benchmarks/run.py
-Writes benchmarks/results.json (keyed by CPU profile) and prints a Markdown summary for the README.
+Writes benchmarks/results.json (keyed by CPU profile), prints a Markdown summary for the README, and
+re-executes the notebooks in place (their figures and tables read the same store: `--no-notebooks`
+skips them), so that the README's figures and the notebooks never show two different runs.
 """
 
 from __future__ import annotations
@@ -114,8 +116,26 @@ def markdown(r: dict) -> str:
     return "\n".join(out)
 
 
+def refresh_notebooks() -> list[str]:
+    """Regenerate (notebooks/_make.py) and execute every notebook in place, as GitHub shows them."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    subprocess.run([sys.executable, str(REPO / "notebooks" / "_make.py")], check=True)
+    done = []
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=900, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        nbformat.write(nb, path)
+        done.append(path.name)
+    return done
+
+
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--no-notebooks", action="store_true", help="do not re-execute the notebooks")
+    args = ap.parse_args()
     os.chdir(REPO)
     from nnenergy.measure.hardware import current_profile_name
 
@@ -129,6 +149,8 @@ def main() -> None:
     old["profiles"].setdefault(results["profile"], {}).update(results)  # both CPUs' figures side by side
     path.write_text(json.dumps(old, indent=1, default=str))
     print(markdown(results))
+    if not args.no_notebooks:
+        print("notebooks re-executed: " + ", ".join(refresh_notebooks()))
 
 
 if __name__ == "__main__":

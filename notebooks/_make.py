@@ -1,5 +1,6 @@
-"""Regenerates the notebooks: python notebooks/_make.py, then execute them in place so that their
-figures show on GitHub: .venv/bin/jupyter nbconvert --to notebook --execute --inplace notebooks/0*.ipynb"""
+"""Regenerates the notebooks. `make benchmark` (benchmarks/run.py, the command that refreshes the README's
+figures) runs this and then executes them in place, so that their figures show on GitHub and read the
+same store as the README's figures."""
 
 from pathlib import Path
 
