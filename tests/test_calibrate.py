@@ -114,13 +114,14 @@ def test_the_summary_prints_the_factors_that_are_applied(trained_rf, tracking_ur
     from nnenergy.predict.loading import load_predictor
 
     pyfunc, _ = load_predictor("models:/nnenergy-layerwise@champion", tracking_uri, cache=False)
-    names = [("tiny_cnn_64", zoo.build("tiny_cnn", 64).model, 8), ("reference_cnn_96", zoo.build("reference_cnn", 96).model, 2),
+    names = [("tiny_cnn_64", zoo.build("tiny_cnn", 64).model, 8),
+             ("reference_cnn_96", zoo.build("reference_cnn", 96).model, 2),
              ("k_small", zoo.build("tiny_cnn", 32).model, 1)]
     tables = pd.concat([describe_layers(m, b, config_id=n) for n, m, b in names], ignore_index=True)
     before = pyfunc.predict(tables)
     totals = before[before["row"] == "total"].set_index("config_id")
     # a machine 1.5x slower on big items than small ones: the size model has something to fit
-    measured = {n: {"energy_j": float(totals.loc[n, "energy_j"]) * s, "latency_s": float(totals.loc[n, "latency_s"]) * s}
+    measured = {n: {t: float(totals.loc[n, t]) * s for t in ("energy_j", "latency_s")}
                 for (n, _, _), s in zip(names, (1.4, 2.0, 1.1))}
     cal = calibration.calibrate(pyfunc, "src", panel=(measured, tables), model=model)
     after = cal.apply(before)

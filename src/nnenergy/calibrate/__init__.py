@@ -13,7 +13,15 @@ The command is `nnenergy.cli.calibrate`.
 """
 
 from nnenergy.calibrate.fit import (  # noqa: F401
-    FIT_ON, MODELS, SHRINK, SHRINK_SLOPE, applied_text, applied_to_models, calibrate, summary)
+    FIT_ON,
+    MODELS,
+    SHRINK,
+    SHRINK_SLOPE,
+    applied_text,
+    applied_to_models,
+    calibrate,
+    summary,
+)
 from nnenergy.calibrate.measure import measure_panel, record_panel  # noqa: F401
 from nnenergy.calibrate.panel import SMALL_MODELS, WHOLE_MODELS, is_whole_model, panel_models  # noqa: F401
 from nnenergy.paths import calibration_file  # noqa: F401

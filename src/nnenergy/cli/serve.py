@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--detach", action="store_true", help="start in the background and return once it answers")
     p.add_argument("--stop", action="store_true", help="stop the server of this folder")
     p.add_argument("--status", action="store_true", help="say whether a server answers here (exit 1 if none)")
-    p.add_argument("--idle-minutes", type=float, default=30.0, help="stop after this long without a request (default 30)")
+    p.add_argument("--idle-minutes", type=float, default=30.0,
+                   help="stop after this long without a request (default 30)")
     args = p.parse_args(argv)
     if args.idle_minutes <= 0:
         p.error("--idle-minutes must be positive")
