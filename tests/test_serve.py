@@ -42,6 +42,12 @@ def test_a_warm_server_answers_as_the_command_would(store, tmp_path):
         assert json.loads(served.stdout) == json.loads(alone.stdout)
         status = _nnenergy(env, "serve", "--status")
         assert status.returncode == 0 and "1 request(s) served" in status.stdout
+        # a model with auto-named layers (`activation_1`, ...) built twice by the server is named as a
+        # fresh process names it
+        for batch in ("3", "5"):
+            args = ("predict", "MobileNetV3Small", "--input-shape", "64,64,3", "--batch-size", batch, "--json")
+            by_server, by_itself = _nnenergy(env, *args), _nnenergy(off, *args)
+            assert json.loads(by_server.stdout) == json.loads(by_itself.stdout)
         # errors keep their one line and exit status through the server
         bad = _nnenergy(env, "predict", "NoSuchNet")
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "NoSuchNet" in bad.stderr

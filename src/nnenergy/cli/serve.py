@@ -132,9 +132,19 @@ def _run_here(cmd: str, argv: list[str]) -> tuple[int, str, str]:
     return int(rc or 0), out.getvalue(), err.getvalue()
 
 
+def _fresh_keras() -> None:
+    """Forget the models of earlier requests: Keras numbers auto-named layers per session (`conv2d`,
+    then `conv2d_1`), so without this a model built twice would be named unlike a fresh process's."""
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+
+
 def _answer_run(request: dict, code: str) -> dict:
     if request.get("code") != code:
         return {"declined": "the client runs other nnenergy code than this server"}
+    _fresh_keras()
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     try:
         os.environ.clear()
