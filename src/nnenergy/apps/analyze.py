@@ -54,7 +54,14 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(config_path=CONF_DIR, config_name="analyze", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    for k, v in run(cfg).items():
+    import sys
+
+    try:
+        results = run(cfg)
+    except ds.DatasetError as exc:  # a folder that is no dataset: bad input, one line
+        print(f"nnenergy analyze: {exc}", file=sys.stderr)
+        sys.exit(2)
+    for k, v in results.items():
         print(f"{k:55s} {v:.4g}")
 
 

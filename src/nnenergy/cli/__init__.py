@@ -29,6 +29,7 @@ commands:
 exit status, every command: 0 done, 2 bad usage or input, 1 a failure while running.
 """
 LAYERWISE = "poly,rf,xgb,catboost"
+COMMANDS = ("main", "measure", "train", "analyze", "predict", "describe", "calibrate", "serve", "merge")
 
 
 def unknown_choice(argv: list[str]) -> str | None:
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_main(rest)
     else:
-        print(f"nnenergy: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
+        print(f"nnenergy: error: unknown command {cmd!r}; choose one of: {', '.join(COMMANDS)} "
+              "(`nnenergy --help` says what each does)", file=sys.stderr)
         return 2
     return 0

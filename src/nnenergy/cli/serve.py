@@ -260,9 +260,9 @@ def _detach(idle_minutes: float, wait_s: float = 180.0) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from nnenergy.cli.predict import _Parser  # one-line usage errors, exit 2
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="nnenergy serve",
         description="Keep TensorFlow, Keras and the predictor loaded so that `nnenergy predict` and `describe`, "
                     "run from this folder, answer in about a second (they run by themselves when no server "
@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle-minutes", type=float, default=30.0,
                    help="stop after this long without a request (default 30)")
     args = p.parse_args(argv)
-    if args.idle_minutes <= 0:
-        p.error("--idle-minutes must be positive")
+    if not args.idle_minutes > 0:
+        p.error(f"--idle-minutes must be positive, not {args.idle_minutes:g}")
     if args.stop or args.status:
         answer = _ask({"op": "stop" if args.stop else "status"}, timeout=10)
         if answer is None:
