@@ -86,3 +86,34 @@ def test_a_dead_servers_socket_is_ignored(store, tmp_path, monkeypatch):
             path.unlink(missing_ok=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout)["energy_j"] > 0
+
+
+def test_a_first_prediction_at_a_terminal_mentions_the_server_once(store, tmp_path):
+    """At a terminal, the first prediction that loaded TensorFlow says how to avoid it; never twice, and
+    never where stderr is not a terminal (scripts and --json pipelines keep their stderr)."""
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if k != "NNENERGY_SERVER"}
+    env |= {"MLFLOW_TRACKING_URI": store, "NNENERGY_CACHE": str(tmp_path / "cache")}
+
+    def at_terminal(batch: str) -> str:
+        leader, follower = pty.openpty()
+        subprocess.run([sys.executable, "-m", "nnenergy.cli", "predict", "tiny_cnn", "--batch-size", batch, "--json"],
+                       stdout=subprocess.DEVNULL, stderr=follower, env=env, cwd=REPO, timeout=300)
+        os.close(follower)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(leader)
+        return out.decode()
+
+    piped = _nnenergy(env | {"NNENERGY_CACHE": str(tmp_path / "piped")}, "predict", "tiny_cnn", "--json")
+    assert piped.returncode == 0 and "nnenergy serve" not in piped.stderr
+    assert "nnenergy serve --detach" in at_terminal("2")
+    assert "nnenergy serve" not in at_terminal("3")  # once per cache folder

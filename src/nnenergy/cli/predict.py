@@ -202,6 +202,23 @@ def _note_other_profile(preds, args) -> None:
               file=sys.stderr)
 
 
+def _tip_serve() -> None:
+    """Once per cache folder, at a terminal, after a prediction that had to load TensorFlow: say how the
+    next first predictions answer in about a second (`nnenergy serve`)."""
+    from nnenergy.paths import cache_dir
+
+    if "tensorflow" not in sys.modules or not sys.stderr.isatty() or os.environ.get("NNENERGY_SERVER") == "off":
+        return
+    marker = cache_dir() / "serve-tip-shown"
+    if marker.exists():
+        return
+    print("nnenergy predict: tip: this call spent ~6 s loading TensorFlow; `nnenergy serve --detach` keeps it "
+          "loaded, so later first predictions from this folder answer in ~1 s", file=sys.stderr)
+    with contextlib.suppress(OSError):
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+
+
 def _error(exc, prog: str = "nnenergy predict", code: int | None = None) -> int:
     """Print one line; return the exit status: 2 bad usage or input, 1 a failure while running."""
     print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -305,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
             return _error(f"{type(exc).__name__}: {first}", code=1)
     _note_other_profile(preds, args)
+    _tip_serve()
     for i, pred in enumerate(preds):
         if args.json:
             d = pred.to_dict()
