@@ -181,11 +181,15 @@ def serve(idle_minutes: float) -> int:
     if _ask({"op": "status"}, timeout=5) is not None:
         print(f"nnenergy serve: a server already answers on {path}", file=sys.stderr)
         return 0
-    path.unlink(missing_ok=True)  # a socket left by a server that died
     os.environ[OFF_ENV] = "off"  # the warm-up's predict runs here, never asks a server
     code = code_identity()
     _warm_up()
     served, started = 0, time.time()
+    # Checked again after the warm-up's seconds: of two servers started together, one answers.
+    if _ask({"op": "status"}, timeout=5) is not None:
+        print(f"nnenergy serve: a server already answers on {path}", file=sys.stderr)
+        return 0
+    path.unlink(missing_ok=True)  # a socket left by a server that died
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as srv:
         old = os.umask(0o177)
         try:
