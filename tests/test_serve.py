@@ -54,6 +54,21 @@ def test_a_warm_server_answers_as_the_command_would(store, tmp_path):
         table = tmp_path / "t.parquet"
         described = _nnenergy(env, "describe", str(model), "-o", str(table))
         assert described.returncode == 0 and table.exists()  # written in the client's folder terms
+        # stdout and stderr keep their order (merged, as a terminal shows them)
+        args = ("predict", str(model), "NoSuchNet", "--json")
+        merged = [subprocess.run([sys.executable, "-m", "nnenergy.cli", *args], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, env=e, cwd=REPO, timeout=300).stdout
+                  for e in (env, off)]
+        assert merged[0] == merged[1] and merged[0].index('"energy_j"') < merged[0].index("NoSuchNet")
+        count = _served(env)
+        # another store: the server never loads MLflow, so the command runs by itself, on that store
+        other = _nnenergy(env | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/other.db"}, "predict", "MobileNetV2")
+        assert other.returncode == 1 and "other.db" in other.stderr and _served(env) == count
+        # another CPU set (another hardware profile): runs by itself
+        one_cpu = subprocess.run([sys.executable, "-m", "nnenergy.cli", "predict", str(model), "--json"],
+                                 capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+                                 preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+        assert one_cpu.returncode == 0 and _served(env) == count
         # a client running other code is declined (and runs by itself)
         from nnenergy.cli import serve
 
@@ -69,6 +84,30 @@ def test_a_warm_server_answers_as_the_command_would(store, tmp_path):
     assert "no server" in stop.stdout or "stopped" in stop.stdout
     after = _nnenergy(env, "predict", str(model), "--batch-size", "2", "--json")  # no server: runs by itself
     assert after.returncode == 0 and json.loads(after.stdout)["energy_j"] == json.loads(alone.stdout)["energy_j"]
+
+
+def _served(env: dict) -> int:
+    status = _nnenergy(env, "serve", "--status")
+    return int(status.stdout.split(" request(s) served")[0].rsplit(" ", 1)[1])
+
+
+def test_a_server_that_never_takes_the_request_is_waited_for_briefly(store, tmp_path, monkeypatch):
+    """A stopped (Ctrl-Z) or stuck server: the command waits NNENERGY_SERVER_TIMEOUT, then runs by itself."""
+    from nnenergy.cli import serve
+
+    monkeypatch.setenv("NNENERGY_CACHE", str(tmp_path / "cache"))
+    path = serve.socket_path()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(path))
+        s.listen(1)  # listens, never accepts
+        try:
+            env = {k: v for k, v in os.environ.items() if k != "NNENERGY_SERVER"}
+            env |= {"MLFLOW_TRACKING_URI": store, "NNENERGY_SERVER_TIMEOUT": "2"}
+            res = _nnenergy(env, "predict", "tiny_cnn", "--json")
+        finally:
+            path.unlink(missing_ok=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)["energy_j"] > 0
 
 
 def test_a_dead_servers_socket_is_ignored(store, tmp_path, monkeypatch):

@@ -205,9 +205,10 @@ def _note_other_profile(preds, args) -> None:
 def _tip_serve() -> None:
     """Once per cache folder, at a terminal, after a prediction that had to load TensorFlow: say how the
     next first predictions answer in about a second (`nnenergy serve`)."""
+    from nnenergy.cli.serve import disabled
     from nnenergy.paths import cache_dir
 
-    if "tensorflow" not in sys.modules or not sys.stderr.isatty() or os.environ.get("NNENERGY_SERVER") == "off":
+    if "tensorflow" not in sys.modules or not sys.stderr.isatty() or disabled():
         return
     marker = cache_dir() / "serve-tip-shown"
     if marker.exists():
