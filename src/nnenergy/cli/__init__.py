@@ -20,7 +20,7 @@ commands:
   calibrate bring THIS machine up: measure it for --minutes (default 10), transfer the registered
             predictor to it, register it as this machine's champion
                                            e.g. nnenergy calibrate --minutes 10
-  serve     keep TensorFlow and the predictor loaded: predict/describe from this folder answer in ~1 s
+  serve     keep TensorFlow and Keras imported: predict/describe from this folder answer in ~1 s
                                            e.g. nnenergy serve --detach   (stop: nnenergy serve --stop)
   merge     merge datasets of several jobs or hosts (one hardware profile)
                                            e.g. nnenergy merge data/p/space job1/space job2/space
