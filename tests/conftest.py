@@ -101,3 +101,9 @@ def trained_rf(tiny_sweep, tracking_uri):
     _, result = tiny_sweep
     cfg = compose_cfg("train", train_overrides("rf", result.output_dir, tracking_uri))
     return cfg, train.run(cfg)
+
+
+@pytest.fixture(scope="session")
+def store(trained_rf, tracking_uri) -> str:
+    """The tracking URI of a store whose `champion` is the tiny `rf` predictor (`trained_rf`)."""
+    return tracking_uri

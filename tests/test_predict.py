@@ -18,11 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def store(trained_rf, tracking_uri):
-    return tracking_uri
-
-
-@pytest.fixture(scope="module")
 def tiny_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny.keras"
     architectures.build("tiny_cnn", 32).model.save(path)

@@ -17,11 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def store(trained_rf, tracking_uri):
-    return tracking_uri
-
-
-@pytest.fixture(scope="module")
 def table(tmp_path_factory):
     """A described layer table: predicting it needs no TensorFlow (fast subprocesses)."""
     from nnenergy.cli.predict import describe_main

@@ -280,11 +280,6 @@ def test_predictor_line_never_says_version_none():
 
 
 # -- through the public API and the CLI, on a tiny trained predictor -----------------------------
-@pytest.fixture(scope="module")
-def store(trained_rf, tracking_uri):
-    return tracking_uri
-
-
 def test_sequential_saved_without_input_shape(store, tmp_path, capsys):
     model = keras.Sequential([L.Conv2D(4, 3, name="conv"), L.GlobalAveragePooling2D(name="gap"),
                               L.Dense(3, name="head")], name="no_shape")

@@ -125,8 +125,10 @@ def _registry_aliases(client, run_ids: list[str]) -> dict[str, list[str]]:
 
 def _champion_now(client, name: str = "nnenergy-layerwise") -> str | None:
     """Where the registry's `champion` alias points now, in words, or None."""
+    from nnenergy.registry import CHAMPION
+
     try:
-        mv = client.get_model_version_by_alias(name, "champion")
+        mv = client.get_model_version_by_alias(name, CHAMPION)
     except Exception:  # no registry, no such model or alias
         return None
     predictor = mv.tags.get("predictor", "")

@@ -147,12 +147,12 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_metrics(headline | {"train_seconds": sum(r.train_seconds for r in results.values())})
         mlflow.set_tags({f"headline.{k}": f"{v:.2f}" for k, v in headline.items()})
         info = log_predictor(chosen, data, cfg)
-        if "family_whole_energy_rmspe" in chosen.metrics:  # the runs page sorts by it, registered or not
-            mlflow.log_metric("champion_score", registry.champion_score(chosen.metrics))
-        if cfg.register.enabled and "family_whole_energy_rmspe" in chosen.metrics:
-            registry.register(info.model_uri, cfg.predictor.registered_name, registry.split_id(data, opts),
-                              chosen.metrics,
-                              {"predictor": cfg.predictor.name, "profile": data.hardware().get("profile", "")})
+        if "family_whole_energy_rmspe" in chosen.metrics:
+            mlflow.log_metric("champion_score", registry.champion_score(chosen.metrics))  # registered or not
+            if cfg.register.enabled:
+                registry.register(info.model_uri, cfg.predictor.registered_name, registry.split_id(data, opts),
+                                  chosen.metrics,
+                                  {"predictor": cfg.predictor.name, "profile": data.hardware().get("profile", "")})
     return {src: {k: ev.metrics[k] for k in HEADLINE + ["train_seconds"] if k in ev.metrics}
             for src, ev in results.items()}
 

@@ -111,16 +111,12 @@ def calibrate(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict |
     ratios = me / pe
     # What `Calibration.apply` does to each panel item's prediction (total after / before), so that
     # the summary prints the factors applied, not the group factors a size model never uses.
-    for i, row in enumerate(rows):
-        for t, w in (("energy_j", layer_w["energy_j"][i]), ("latency_s", layer_w["latency_s"][i])):
-            if model == "size":
-                f = float(np.sum(w * size_factor(layer_t[i], *size_params[t])))
-            else:
-                factors = fe if t == "energy_j" else ft
-                f = float(all_shares[t][i] @ np.array([factors[g] for g in groups]))
-            row[f"applied_{t.split('_')[0]}_factor"] = f
-    df = df.assign(applied_energy_factor=[r["applied_energy_factor"] for r in rows],
-                   applied_latency_factor=[r["applied_latency_factor"] for r in rows])
+    if model == "size":
+        applied = {t: _size_rescaled(np.ones(len(df)), layer_w[t], layer_t, *size_params[t]) for t in layer_w}
+    else:
+        by_target = {"energy_j": fe, "latency_s": ft}
+        applied = {t: all_shares[t] @ np.array([f[g] for g in groups]) for t, f in by_target.items()}
+    df = df.assign(applied_energy_factor=applied["energy_j"], applied_latency_factor=applied["latency_s"])
 
     def rmspe(y, p):
         return float(np.sqrt(np.mean(((y - p) / y) ** 2)) * 100)

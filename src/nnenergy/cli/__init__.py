@@ -81,12 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     cmd, rest = argv[0], argv[1:]
-    if cmd in ("predict", "describe"):
-        from nnenergy.cli.serve import forward
+    from nnenergy.cli.serve import forward
 
-        rc = forward(cmd, rest)  # a warm server (`nnenergy serve`) answers in about a second
-        if rc is not None:
-            return rc
+    rc = forward(cmd, rest)  # predict/describe: a warm server (`nnenergy serve`) answers in about a second
+    if rc is not None:
+        return rc
     if cmd == "measure":
         from nnenergy.apps import measure
 

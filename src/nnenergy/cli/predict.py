@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     # Light imports only (TensorFlow, Keras, MLflow, CodeCarbon and pandas load inside functions).
     from nnenergy.predict.api import predict_many
     from nnenergy.predict.carbon import CarbonError, carbon_intensity
-    from nnenergy.predict.errors import PredictError
+    from nnenergy.predict.errors import PredictError, first_line
     from nnenergy.predict.inputs import _is_table, check_arguments
 
     tables = [m for m in args.model if _is_table(m)]
@@ -320,8 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # anything else still gets one line; NNENERGY_DEBUG=1 shows the traceback
             if os.environ.get("NNENERGY_DEBUG"):
                 raise
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            return _error(f"{type(exc).__name__}: {first}", code=1)
+            return _error(f"{type(exc).__name__}: {first_line(exc)}", code=1)
     _note_other_profile(preds, args)
     _tip_serve()
     for i, pred in enumerate(preds):

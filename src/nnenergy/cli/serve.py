@@ -186,7 +186,7 @@ def _run_here(cmd: str, argv: list[str]) -> dict:
     import traceback
 
     from nnenergy.cli import main
-    from nnenergy.predict.errors import MlflowNeeded
+    from nnenergy.predict.errors import MlflowNeeded, first_line
 
     rec = _Recorder()
     with contextlib.redirect_stdout(rec.stream("stdout")), contextlib.redirect_stderr(rec.stream("stderr")):
@@ -201,8 +201,7 @@ def _run_here(cmd: str, argv: list[str]) -> dict:
         except Exception as exc:  # a failure is the client's one line, never the server's end
             if os.environ.get("NNENERGY_DEBUG"):
                 traceback.print_exc()
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            print(f"nnenergy {cmd}: error: {type(exc).__name__}: {first}", file=sys.stderr)
+            print(f"nnenergy {cmd}: error: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
             rc = 1
     return {"rc": int(rc or 0), "output": rec.chunks}
 

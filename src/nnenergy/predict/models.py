@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 from nnenergy import zoo
-from nnenergy.predict.errors import PredictError
+from nnenergy.predict.errors import PredictError, first_line
 from nnenergy.predict.inputs import _looks_like_path, check_model_file
 
 BUILTIN_DEFAULT_SIZE = 32  # the built-in test models (tiny_cnn, ...) when no --input-shape is given
@@ -74,8 +74,8 @@ def resolve_model(model, input_shape: tuple[int, ...] | None):
         except zoo.ArchitectureError as exc:
             cause = exc.__cause__  # unreadable bytes (h5py raises OSError), a broken archive or config
             if isinstance(cause, (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError)):
-                first = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
-                raise PredictError(f"{path} is corrupt or not a Keras model: {first}") from None
+                raise PredictError(f"{path} is corrupt or not a Keras model: "
+                                   f"{first_line(cause, 200, type(cause).__name__)}") from None
             raise PredictError(str(exc)) from None
         name = path.stem
     elif isinstance(model, str):
@@ -119,8 +119,8 @@ def _with_input_shape(km, input_shape):
         try:
             km.build((None, *shape))
         except Exception as exc:  # Keras raises several types when shapes do not propagate
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise PredictError(f"input shape {shape} does not fit the model: {first}") from None
+            raise PredictError(f"input shape {shape} does not fit the model: "
+                               f"{first_line(exc, 200, type(exc).__name__)}") from None
         if _model_inputs(km) is None:
             raise PredictError(f"the model could not be built on input shape {shape}")
         return km
