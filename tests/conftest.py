@@ -10,6 +10,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # A developer's `nnenergy serve` must never answer the suite's commands (tests/test_serve.py starts its own).
 os.environ["NNENERGY_SERVER"] = "off"
+# Predictions in the suite are stated at the predictor's canonical speed (no probe in every call, and
+# no test depends on the machine's real speed); tests/test_speed.py sets other modes explicitly.
+os.environ["NNENERGY_SPEED"] = "canonical"
 
 import pytest
 from hydra import compose, initialize_config_dir

@@ -41,7 +41,8 @@ def test_bring_up_of_a_one_core_machine_registers_its_champion_and_predict_uses_
     bring-up sweep (4 generated architectures, one round), the tiny predictor transferred to it."""
     shutil.copyfile(tracking_uri[len("sqlite:///"):], tmp_path / "mlflow.db")  # the session store stays as it is
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "NNENERGY_CACHE": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "NNENERGY_CACHE": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3",
+           "NNENERGY_SPEED": "last"}
     one_core = replace(parse_cpuinfo(Path("/proc/cpuinfo").read_text(), 1), runtime=runtime_suffix()).name
     folder = tmp_path / "data" / one_core / "space_gen"
     sweep = [f"sweep.output_dir={folder}", f"sweep.cache_dir={tmp_path / 'cache'}", "sweep.generated.seeds=[0,4]",
@@ -54,7 +55,8 @@ def test_bring_up_of_a_one_core_machine_registers_its_champion_and_predict_uses_
     assert done["configs"] == done["new_configs"] >= 3 and done["architectures"] >= 3
     assert done["method"] in ("speed", "ridge", "trees") and "speed" in done["cv"]
     assert done["seconds"] < 120
-    assert (folder / "models.parquet").exists() and (folder.parent / "speed.json").exists()
+    history = tmp_path / "cache" / "speed" / f"{one_core}.jsonl"
+    assert (folder / "models.parquet").exists() and history.exists()
 
     from mlflow import MlflowClient
 
@@ -72,18 +74,19 @@ def test_bring_up_of_a_one_core_machine_registers_its_champion_and_predict_uses_
     assert str(pred["predictor"]["version"]) == done["version"]
     cal = pred["calibration"]
     assert cal["kind"] == "bring-up" and cal["to"] == one_core and cal["method"] == done["method"]
-    assert cal["speed_index"] == pytest.approx(done["speed_index"])
+    assert pred["speed"]["speed_index"] == pytest.approx(done["speed_index"])
     assert res.stderr == ""  # no TensorFlow start-up lines, no note: the predictor is this machine's
     held = pred["heldout_error"]  # the transfer's own held-out error here, not the base's at home
     assert held["generated_whole_energy_rmspe"] == pytest.approx(done["cv"][done["method"]], rel=1e-6)
 
-    # The speed now: a re-read rewrites speed.json, and the next prediction is stated at it.
+    # The speed now: a re-read appends a probe to the history, and the next prediction is stated at it.
     res = _run(["calibrate", "--minutes", "0.5", "--tracking-uri", uri, "--json", *sweep], tmp_path, env)
     assert res.returncode == 0, res.stderr[-2000:]
-    speed = json.loads((folder.parent / "speed.json").read_text())
-    assert speed["source"] == "reference now" and speed["speed_index"] == pytest.approx(
+    speed = json.loads(history.read_text().splitlines()[-1])
+    assert speed["source"] == "probe" and speed["speed_index"] == pytest.approx(
         json.loads(res.stdout.strip().splitlines()[-1])["speed_index"])
     res = _run(["predict", "tiny_cnn", "--input-shape", "32,32,3", "--tracking-uri", uri, "--json"], tmp_path, env)
     again = json.loads(res.stdout)
-    assert again["calibration"]["speed_index"] == pytest.approx(speed["speed_index"])
-    assert again["energy_j"] == pytest.approx(pred["energy_j"] * speed["speed_index"] / cal["speed_index"], rel=1e-6)
+    assert again["speed"]["speed_index"] == pytest.approx(speed["speed_index"])
+    assert again["energy_j"] == pytest.approx(pred["energy_j"] * speed["speed_index"] / pred["speed"]["speed_index"],
+                                              rel=1e-6)

@@ -240,3 +240,37 @@ def test_untraced_time_of_grouped_convolutions_goes_back_to_them():
     # Under PyTorch the untraced time is Python between layers, not the grouped conv's: left as traced.
     torch_rows, _ = restore_untraced(layers, models.assign(backend=["torch", "tensorflow"], device="cpu"))
     assert torch_rows.loc[torch_rows["config_id"] == "g", "ctx_untraced_s"].sum() == 0.0
+
+
+def test_measure_twice_pairs_reach_the_datasheet_and_survive_a_kill(tmp_path, new_store):
+    out, cache = tmp_path / "data", tmp_path / "cache"
+    cmd = [sys.executable, "-m", "nnenergy.apps.measure", "sweep=tiny", f"sweep.output_dir={out}",
+           f"sweep.cache_dir={cache}", f"mlflow.tracking_uri={new_store(tmp_path)}", "sweep.block_architectures=1",
+           "sweep.remeasure_share=1.0", "sweep.remeasure_after_min=0"]
+    pairs_file = out / "progress" / "remeasure.jsonl"
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (pairs_file.exists() and pairs_file.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # right after the first re-measured pair was stored
+    proc.wait()
+    before = [line for line in pairs_file.read_text().splitlines() if line.strip()]
+    assert 1 <= len(before) < 4, "the sweep was not interrupted during its re-measures"
+    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    after = pairs_file.read_text().splitlines()
+    assert after[:len(before)] == before  # kept as they were
+    pairs = json.loads((out / "remeasure.json").read_text())
+    models = pd.read_parquet(out / "models.parquet")
+    assert {p["config_id"] for p in pairs} <= set(models["config_id"]) and len(pairs) >= 2
+    assert all(p["second_energy_j"] > 0 and p["minutes_apart"] >= 0 for p in pairs)
+    sheet = (out / "DATASHEET.md").read_text()
+    assert "## Measure-twice check (label noise)" in sheet and f"{len(pairs)} configurations" in sheet
+
+
+def test_a_negative_remeasure_share_or_zero_windows_is_refused_before_measuring(tmp_path):
+    for bad, says in (("sweep.remeasure_share=-0.1", "remeasure_share"), ("sweep.protocol.windows=0", "windows")):
+        res = subprocess.run([sys.executable, "-m", "nnenergy.cli", "measure", "sweep=tiny", bad,
+                              f"sweep.output_dir={tmp_path / 'data'}"], cwd=REPO, capture_output=True, text=True)
+        assert res.returncode == 2 and says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert not (tmp_path / "data").exists()

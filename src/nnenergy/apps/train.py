@@ -24,6 +24,7 @@ from nnenergy.apps.callbacks import PARENT_ENV
 from nnenergy.evaluate import metrics as mx
 from nnenergy.evaluate import plots
 from nnenergy.evaluate.levels import LEVELS, Evaluation, evaluate
+from nnenergy.measure.datasheet import label_noise
 
 log = logging.getLogger(__name__)
 HEADLINE = [f"{lvl}_whole_energy_{m}" for lvl in LEVELS for m in ("rmspe", "within10")]
@@ -58,8 +59,12 @@ def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
     from nnenergy.learn.pyfunc import log_pyfunc
 
     pred = ev.predictor
+    from nnenergy import speed
+
     pred.metadata |= {
         "hardware": data.hardware(),
+        # The scale its labels are stated at: predictions move from it to the machine's speed now.
+        "canonical_reference": speed.canonical_of_dataset(data.path),
         "predictor": cfg.predictor.name,
         "source": ev.target_source,  # metadata key: where the per-layer targets came from
         "dataset": str(cfg.dataset),
@@ -136,6 +141,11 @@ def run(cfg: DictConfig) -> dict:
             tracking.log_dataset(external.models, external.path, "external", "evaluation", (ds.DATASHEET_FILE,))
         mlflow.log_metric("noise_floor_whole_rmspe",
                           mx.window_noise_rmspe(data.models["window_energies_j"].map(json.loads)))
+        # The dataset's own measure-twice figure (its datasheet): accuracy is read beside it.
+        noise = label_noise(data.path)
+        if noise["n"]:
+            mlflow.log_metrics({"label_noise_rms_pct": noise["rms_pct"], "label_noise_pairs": noise["n"],
+                                "label_noise_within5_pct": noise["within5_pct"]})
         results = {}
         for src in sources:
             ev = evaluate(make_predictor(cfg, src), data, src, opts, external, extra=kernels)

@@ -101,25 +101,14 @@ def sweep_spec(minutes: float, overrides: list[str] = (), spent_s: float = 0.0, 
     return SweepSpec.from_config(sweep)
 
 
-def read_speed(path: Path, rounds: int = 5) -> dict:
-    """This machine's speed index now: the protocol's reference model measured here, over the
-    profile's canonical reference (`reference.json`, fixed by its first sweep). 1.0 = as fast as
-    when the profile's data were measured; 1.4 = 40% more energy and time per pass today."""
-    from nnenergy.measure.lock import MeasurementLock
-    from nnenergy.measure.meter import EnergyMeter, MeterSettings
-    from nnenergy.measure.sweep import Threads, reference_call, set_threads
+def read_speed(path: Path) -> dict:
+    """This machine's speed index now (`nnenergy.speed.probe`) against the profile's canonical
+    reference in `path` (`data/<profile>`), recorded in the profile's speed history."""
+    from nnenergy import speed
 
-    canonical_file = path / "reference.json"
-    if not canonical_file.exists():
-        raise BringupError(f"{canonical_file} does not exist: run a bring-up first (`nnenergy calibrate`)")
-    canonical = json.loads(canonical_file.read_text())
-    set_threads(Threads())
-    with MeasurementLock():
-        m = EnergyMeter().measure(reference_call(), MeterSettings(min_seconds=0.5, min_windows=rounds,
-                                                                  max_windows=rounds))
-    return {"speed_index": m.energy_j / canonical["energy_j"],
-            "latency_speed_index": m.latency_s / canonical["latency_s"],
-            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "source": "reference now"}
+    if not (path / "reference.json").exists():
+        raise BringupError(f"{path / 'reference.json'} does not exist: run a bring-up first (`nnenergy calibrate`)")
+    return speed.record(path.name, speed.probe(path.name, path.parent))
 
 
 def speed_of_blocks(path: Path) -> dict | None:
@@ -134,14 +123,6 @@ def speed_of_blocks(path: Path) -> dict | None:
         return None
     return {"speed_index": statistics.median(v for b in session for v in b["speed_index"]),
             "measured_at": max(b["block"] for b in session), "source": "bring-up blocks"}
-
-
-def write_speed(profile_dir: Path, speed: dict) -> Path:
-    from nnenergy.paths import SPEED_FILE
-
-    path = profile_dir / SPEED_FILE
-    path.write_text(json.dumps(speed, indent=1))
-    return path
 
 
 def measure(spec) -> int:
@@ -227,7 +208,6 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
     if minutes <= 0.5:  # the speed only: the transfer stays, the machine's speed is re-read
         folder = Path(sweep_spec(minutes, overrides).output_dir)
         speed = read_speed(folder.parent)
-        write_speed(folder.parent, speed)
         return Bringup(profile, "", "speed re-read", False, {}, 0, 0, 0, speed["speed_index"],
                        time.perf_counter() - t0)
     # Before measuring: a bad URI or an empty registry costs nothing.
@@ -247,8 +227,12 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
     candidates = {f[3].get("predictor") or f[2]["uri"]: round(f[0], 2) for f in fits}
     hw = meta.get("hardware") or {}
     source_profile = hw.get("source_profile") or hw.get("profile") or "unknown"
+    from nnenergy import speed as speeds
+
     speed = speed_of_blocks(folder) or {"speed_index": 1.0, "source": "none"}
-    write_speed(folder.parent, speed)
+    if speed["source"] != "none":
+        speeds.record(profile, {"speed_index": speed["speed_index"], "latency_speed_index": speed["speed_index"],
+                                "read_at": speed["measured_at"], "source": speed["source"]})
     out = Bringup(profile, source_profile, tr.method, tr.fallback, tr.cv, len(data.models), new,
                   int(data.models["architecture"].nunique()), float(speed["speed_index"]), 0.0)
     out.base = meta.get("predictor") or info["uri"]
@@ -263,7 +247,8 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
 
         held = metrics.summary(heldout["measured_energy_j"], heldout["energy_j"], "generated_whole_energy_")
     pred = transferred(source, tr, extra | {
-        "hardware": hardware, "predictor": f"{out.base}, transferred", "heldout": held,
+        "hardware": hardware, "canonical_reference": speeds.canonical_of_dataset(folder),
+        "predictor": f"{out.base}, transferred", "heldout": held,
         "calibrated": {"from": source_profile, "source_model": info["uri"], "source_version": info.get("version"),
                        "base": out.base, "at": now, "method": tr.method, "fallback": tr.fallback,
                        "cv_rmspe": tr.cv, "candidates_cv_rmspe": candidates, "configs": len(data.models),

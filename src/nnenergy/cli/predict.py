@@ -63,6 +63,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
     p.add_argument("--calibration", nargs="?", const=str(calibration_file()), default=None,
                    help="adapt to this machine with a file from `nnenergy calibrate` (alone: the stored default)")
+    p.add_argument("--speed", default=None, choices=("auto", "now", "last", "canonical"),
+                   help="the machine's speed the figures are stated at: auto (default, or $NNENERGY_SPEED: the last "
+                        "reading when it is "
+                        "younger than $NNENERGY_SPEED_MAX_AGE_MIN, 10 min, else a ~2.5 s probe), now (a probe), last "
+                        "(the last reading), canonical (no scaling: the speed the predictor's data were measured at)")
     p.add_argument("--verbose", action="store_true",
                    help="let TensorFlow, CUDA, MLflow and Python warnings print their start-up lines on stderr")
     p.epilog = ("exit status: 0 every model predicted; 2 bad usage or input (a model, file, shape or option; "
@@ -148,11 +153,10 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
         f"GPU {hw.get('gpu_model')}; "
         f"CPU energy by {hw.get('cpu_measurement')}, RAM by {hw.get('ram_measurement')}",
     ]
+    lines.append(speed_line(pred.speed))
     if pred.calibration and pred.calibration.get("kind") == "bring-up":
         c = pred.calibration
-        lines.append(f"calibrated from {c['from']} on {c['measured_at']} (bring-up, method {c['method']}); "
-                     f"stated at this machine's speed index {c['speed_index']:.2f} (read {c['speed_read_at']}; "
-                     "`nnenergy calibrate --minutes 0.5` re-reads it)")
+        lines.append(f"calibrated from {c['from']} on {c['measured_at']} (bring-up, method {c['method']})")
     elif pred.calibration:
         c = pred.calibration
         lines.append(f"calibrated from {c['from']} to this machine ({c['to']}, panel measured {c['measured_at']}, "
@@ -175,6 +179,17 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
         lines.append(f"WARNING: no measured data for layer types {', '.join(sorted(unmeasured))}: each is predicted "
                      "from the nearest measured kind, so their share of this prediction is a rough estimate")
     return "\n".join(lines)
+
+
+def speed_line(s: dict) -> str:
+    """The machine's speed a prediction is stated at, in one line."""
+    if not s or s.get("speed_index") is None:
+        return f"speed: {(s or {}).get('note') or 'not applied'}"
+    canon = f"canonical reference of {str(s['canonical_at'])[:10]}" if s.get("canonical_at") else "canonical reference"
+    if s["source"] == "canonical":
+        return f"speed: canonical (no scaling: the speed of the {canon}; `--speed auto` states it at the speed now)"
+    return (f"speed index {s['speed_index']:.3f} (latency {s['latency_speed_index']:.3f}) against the {canon}: "
+            f"{s['source']} at {s['read_at']}")
 
 
 def _predictor_details(info: dict) -> str:
@@ -200,6 +215,14 @@ def _note_other_profile(preds, args) -> None:
         print(f"nnenergy predict: note: the predictor was trained on {theirs}, not this machine ({mine}); "
               "`nnenergy calibrate` brings this machine up in ~10 min, `--hardware list` shows the others",
               file=sys.stderr)
+
+
+def _note_speed(preds) -> None:
+    """One line on stderr when the speed used is not the one asked for (the lock was held, a probe
+    failed); the other-profile case has its own note."""
+    notes = {p.speed.get("note") for p in preds if p.speed.get("speed_index") is not None}
+    for note in sorted(n for n in notes if n):
+        print(f"nnenergy predict: note: {note}", file=sys.stderr)
 
 
 def _tip_serve() -> None:
@@ -308,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     one = predict_many([model], batch_size=batch, input_shape=args.input_shape,
                                        model_uri=args.model_uri, tracking_uri=args.tracking_uri,
-                                       calibration=args.calibration, _loaded=loaded)
+                                       calibration=args.calibration, speed=args.speed, _loaded=loaded)
                 except PredictError as exc:
                     if len(args.model) == 1:
                         raise
@@ -322,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             return _error(f"{type(exc).__name__}: {first_line(exc)}", code=1)
     _note_other_profile(preds, args)
+    _note_speed(preds)
     _tip_serve()
     for i, pred in enumerate(preds):
         if args.json:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from nnenergy import dataset as ds
+from nnenergy.measure import remeasure
 
 
 def additivity_summary(models: pd.DataFrame) -> dict:
@@ -97,6 +98,34 @@ def _fmt(summary: dict, col: str) -> str:
     return f"{summary[f'{col}_min']:.2f} / {summary[f'{col}_median']:.2f} / {summary[f'{col}_max']:.2f}"
 
 
+def remeasured_pairs(path: Path) -> list[dict]:
+    """The measure-twice pairs of a dataset (`remeasure.json`; [] for datasets older than the check)."""
+    try:
+        return [p for p in json.loads((Path(path) / remeasure.REMEASURE_FILE).read_text()) if "second_energy_j" in p]
+    except (OSError, ValueError):
+        return []
+
+
+def label_noise(path: Path) -> dict:
+    """The dataset's own label-noise figure from its measure-twice pairs (`measure.remeasure.agreement`)."""
+    return remeasure.agreement(remeasured_pairs(path))
+
+
+def _remeasure_text(path: Path) -> str:
+    pairs = remeasured_pairs(path)
+    if not pairs and not (Path(path) / remeasure.REMEASURE_FILE).exists():
+        return "## Measure-twice check (label noise)\n\nNot recorded: measured before the check existed."
+    return "\n".join(remeasure.datasheet_lines(pairs, _share(path)))
+
+
+def _share(path: Path) -> float:
+    try:
+        m = pd.read_parquet(Path(path) / ds.MODELS_FILE, columns=["config_id"])
+        return len(remeasured_pairs(path)) / max(len(m), 1)
+    except (OSError, ValueError, KeyError):
+        return 0.0
+
+
 def render(path: Path, sweep: str, wall_time_s: float | None, skipped: list[dict]) -> str:
     d = ds.load(path)
     m, lay = d.models, d.layers
@@ -157,6 +186,8 @@ Measured by `nnenergy measure sweep={sweep}` ({dates.min():%Y-%m-%d %H:%M}–{da
 
 ## In-context attribution check (per configuration)
 {_attribution_text(m)}
+
+{_remeasure_text(path)}
 
 ## Skipped configurations
 {skipped_txt}

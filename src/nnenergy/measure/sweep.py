@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from nnenergy import dataset as ds
 from nnenergy import describe as desc
 from nnenergy.describe import layer_row
-from nnenergy.measure import architectures, backends, layers
+from nnenergy.measure import architectures, backends, layers, remeasure
 from nnenergy.measure.incontext import restore_untraced
 from nnenergy.measure.meter import EnergyMeter, MeasurementError, MeterSettings
 from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
@@ -83,6 +83,10 @@ class SweepSpec:
     max_seconds_per_pass: float = 1.0  # slower configurations are skipped (recorded, not retried)
     block_architectures: int = 4  # architectures measured together in interleaved rounds
     max_minutes: float | None = None  # stop after the block that crosses this, or the first (resume later)
+    # Measure-twice checks (`measure.remeasure`): this share of configurations is measured again at least
+    # `remeasure_after_min` later in the same session; the datasheet states their agreement.
+    remeasure_share: float = 0.05
+    remeasure_after_min: float = 20.0
     shuffle: bool = False
     seed: int = 0
     device: str = "cpu"  # cpu | gpu (NVML energy; the Keras backend comes from KERAS_BACKEND)
@@ -118,6 +122,10 @@ class SweepSpec:
 
     def validate(self) -> None:
         """Refuse what cannot be measured before anything is: one line, nothing written."""
+        if not 0 <= self.remeasure_share <= 1:
+            raise SweepInputError(f"sweep.remeasure_share must lie in [0, 1], got {self.remeasure_share}")
+        if not self.remeasure_after_min >= 0:
+            raise SweepInputError(f"sweep.remeasure_after_min must be >= 0, got {self.remeasure_after_min}")
         for what, values in (("batch_sizes", self.batch_sizes), ("input_sizes", self.input_sizes)):
             bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
             if bad:
@@ -244,6 +252,7 @@ class Sweep:
         self.skip_store = JsonlStore(progress / "skipped.jsonl", key="config_id")
         self.sessions = JsonlStore(progress / "sessions.jsonl", key="session")
         self.blocks = JsonlStore(progress / "reference.jsonl", key="block")
+        self.remeasured = JsonlStore(progress / "remeasure.jsonl", key="config_id")
         self.signatures = JsonlStore(Path(spec.cache_dir) / hw / "signatures.jsonl", key="signature")
         self._import_shipped()
         self._check_profile()
@@ -272,7 +281,7 @@ class Sweep:
         self.config_store.sync()
         # Skips and past sessions travel with the dataset too (progress/ is not committed).
         for name, store in (("skipped.json", self.skip_store), ("sessions.json", self.sessions),
-                            ("blocks.json", self.blocks)):
+                            ("blocks.json", self.blocks), (remeasure.REMEASURE_FILE, self.remeasured)):
             if (self.out / name).exists():
                 for rec in json.loads((self.out / name).read_text()):
                     store.append(rec, flush=False)
@@ -500,6 +509,7 @@ class Sweep:
                     log.info("sweep %s: max_minutes reached, stopping (rerun to resume)", spec.name)
                     break
                 self._block(pending[b0:b0 + spec.block_architectures], ref, overhead, bar)
+                self._remeasure(session, ref)
                 keras.backend.clear_session()  # free the graphs before the next block
                 ref = reference_call(self.backend)
         finally:
@@ -585,6 +595,45 @@ class Sweep:
             bar.update(1)
             bar.set_postfix(last=f"{built.name} {built.input_size}px b{batch}", speed=f"{res.speed_index:.2f}")
 
+    def _remeasure(self, session: str, ref) -> None:
+        """Measure-twice: this session's selected configurations, once they are old enough, measured
+        again whole (same protocol, same canonical reference); each pair is stored as soon as it is read."""
+        spec = self.spec
+        due = remeasure.due(self.config_store.values(), set(self.remeasured), spec.remeasure_share,
+                            spec.remeasure_after_min, session, datetime.now(timezone.utc), spec.seed)
+        if not due:
+            return
+        due = due[: spec.block_architectures * 2]
+        tasks, rows = {}, {}
+        for r in due:
+            try:
+                if r.get("source") == "file":
+                    raise ValueError("a model file is not re-measured (its path is not in the row)")
+                built = architectures.build(r["architecture"], int(r["input_size"])
+                                            if r.get("source") in ("keras.applications", "builtin") else None)
+                fn = self.backend.compile_model(built.model, built.input_shape)
+                x = self.backend.random((int(r["batch_size"]), *built.input_shape))
+                tasks[r["config_id"]] = (lambda f, t: (lambda: f(t)))(fn, x)
+                rows[r["config_id"]] = r
+            except Exception as exc:  # rebuilt differently (or not at all): record, never retry
+                self.remeasured.append({"config_id": r["config_id"], "error": f"{type(exc).__name__}: {exc}"[:300]})
+        if not tasks:
+            return
+        canonical = json.loads(self._canonical_file().read_text())
+        measurer = InterleavedMeasurer(self.meter, spec.protocol, ref, canonical, seed=len(self.remeasured))
+        try:
+            results, _ = measurer.run(tasks)
+        except MeasurementError:
+            return
+        now = datetime.now(timezone.utc)
+        for cid, res in results.items():
+            first = rows[cid]
+            self.remeasured.append({
+                "config_id": cid, "first_energy_j": first["energy_j"], "second_energy_j": res.energy_j,
+                "first_latency_s": first["latency_s"], "second_latency_s": res.latency_s,
+                "first_block": first["block"], "second_at": now.isoformat(timespec="seconds"),
+                "minutes_apart": (now - datetime.fromisoformat(first["block"])).total_seconds() / 60})
+
     def _skip(self, name, size, batches, reason, bar, advance=True, retryable=False) -> None:
         log.warning("skipping %s at %spx: %s", name, size, reason)
         for b in batches:
@@ -628,6 +677,7 @@ class Sweep:
         (self.out / "skipped.json").write_text(json.dumps(skipped, indent=1))
         (self.out / "sessions.json").write_text(json.dumps(self.sessions.values(), indent=1))
         (self.out / "blocks.json").write_text(json.dumps(self.blocks.values()))
+        (self.out / remeasure.REMEASURE_FILE).write_text(json.dumps(self.remeasured.values(), indent=1))
         wall = sum(r["wall_time_s"] for r in self.sessions.values())
         if not models.empty:
             from nnenergy.measure.datasheet import write

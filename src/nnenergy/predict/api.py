@@ -78,6 +78,9 @@ class Prediction:
     unmeasured_layer_types: list[str] = field(default_factory=list)
     out_of_range_layers: int = 0
     calibration: dict | None = None  # the machine a calibration adapted the prediction to
+    # The machine's speed the figures are stated at (`nnenergy.speed`): speed_index (None: not
+    # applied, `note` says why), latency_speed_index, read_at, source, canonical_at, note.
+    speed: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,34 +110,30 @@ def _calibration(calibration):
         raise PredictError(f"cannot read calibration {calibration}: {exc}") from None
 
 
-def speed_now(meta: dict, data_root: Path = Path("data")) -> dict:
-    """The speed index a transferred predictor's figures are stated at: this machine's last reading
-    (`nnenergy calibrate --minutes 0.5` refreshes it), else the one of its bring-up."""
-    import json
-
-    from nnenergy.paths import SPEED_FILE
+def _speed(meta: dict, cal, mode: str):
+    """The speed this prediction is stated at (`nnenergy.speed`), and why when there is none: a
+    predictor of this machine's profile is moved to the speed now; another profile's, or one adapted by
+    a panel calibration file (which states the machine's speed when its panel was measured), is not."""
+    from nnenergy import speed
+    from nnenergy.measure.hardware import current_profile_name
 
     profile = (meta.get("hardware") or {}).get("profile", "")
-    path = Path(data_root) / profile / SPEED_FILE
-    try:
-        d = json.loads(path.read_text())
-        return {"speed_index": float(d["speed_index"]),
-                "latency_speed_index": float(d.get("latency_speed_index", d["speed_index"])),
-                "read_at": d.get("measured_at")}
-    except (OSError, ValueError, KeyError, TypeError):
-        c = meta.get("calibrated") or {}
-        s = float(c.get("speed_index", 1.0))
-        return {"speed_index": s, "latency_speed_index": s, "read_at": c.get("at")}
-
-
-def _at_speed_now(out, meta: dict):
-    """A transferred predictor predicts its profile's canonical speed: scale to the speed now."""
-    s = speed_now(meta)
-    out = out.copy()
-    for col in ("energy_j", "energy_lo_j", "energy_hi_j"):
-        out[col] = out[col] * s["speed_index"]
-    out["latency_s"] = out["latency_s"] * s["latency_speed_index"]
-    return out
+    if isinstance(mode, speed.Speed):  # a reading given by the caller (benchmarks/drift.py)
+        if mode.profile != profile:
+            raise PredictError(f"speed: a reading of {mode.profile} cannot state a predictor of {profile}")
+        return mode, ""
+    if cal is not None:
+        return None, "not applied: the calibration file states this machine's speed when its panel was measured"
+    if profile != current_profile_name():
+        return None, (f"not applied: the predictor's profile {profile or '(unknown)'} is not this machine's "
+                      "(`nnenergy calibrate` brings this machine up)")
+    c = meta.get("calibrated") or {}
+    bringup = {"speed_index": c["speed_index"], "latency_speed_index": c.get("latency_speed_index", c["speed_index"]),
+               "read_at": c.get("at")} if c.get("speed_index") and c.get("at") else None
+    s = speed.resolve(profile, mode, fallback=bringup, canon=meta.get("canonical_reference"))
+    if s is None:
+        return None, f"not applied: {profile} has no canonical reference (`nnenergy calibrate` measures one)"
+    return s, s.note
 
 
 @functools.lru_cache(maxsize=1)
@@ -249,13 +248,11 @@ def _calibration_note(cal, meta: dict) -> dict | None:
     c = meta.get("calibrated")
     if not c:
         return None
-    s = speed_now(meta)
     return {"kind": "bring-up", "from": c.get("from"), "to": (meta.get("hardware") or {}).get("profile"),
-            "measured_at": c.get("at"), "method": c.get("method"), "speed_index": s["speed_index"],
-            "speed_read_at": s["read_at"]}
+            "measured_at": c.get("at"), "method": c.get("method")}
 
 
-def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal) -> Prediction:
+def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed: dict) -> Prediction:
     """One model's rows of the pyfunc output -> a `Prediction`."""
     import pandas as pd
 
@@ -293,29 +290,41 @@ def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal) -> Pr
         unmeasured_layer_types=_unmeasured(layers, per_layer, meta, UNMEASURED_TYPES),
         out_of_range_layers=int(per_layer["out_of_range"].sum()),
         calibration=_calibration_note(cal, meta),
+        speed=speed,
     )
 
 
 def predict(model, batch_size: int = 1, input_shape=None, model_uri: str | None = None,
-            tracking_uri: str | None = None, calibration=None, _loaded=None) -> Prediction:
+            tracking_uri: str | None = None, calibration=None, speed: str | None = None, _loaded=None) -> Prediction:
     """Predict one forward pass of `model` (a keras.Model, `.keras`/`.h5` path or application name).
 
     `input_shape` (no batch dimension) overrides the model's input shape, or supplies it where
     the model has none (a Sequential model saved before it was built). Nested models (a
     backbone inside a model, Sequential blocks) are predicted layer by layer. `calibration`
     (a file from `nnenergy calibrate`, or a `Calibration`) adapts the prediction to that machine.
+    `speed` (`nnenergy.speed.MODES`): the machine's speed the figures are stated at: `auto` (the last
+    reading when fresh, else a ~2.5 s probe), `now` (a probe), `last`, `canonical` (no scaling), or a
+    `nnenergy.speed.Speed` reading of the predictor's profile; None: `$NNENERGY_SPEED` or `auto`.
     """
-    return predict_many([model], batch_size, input_shape, model_uri, tracking_uri, calibration, _loaded)[0]
+    return predict_many([model], batch_size, input_shape, model_uri, tracking_uri, calibration, speed, _loaded)[0]
 
 
 def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str | None = None,
-                 tracking_uri: str | None = None, calibration=None, _loaded=None) -> list[Prediction]:
+                 tracking_uri: str | None = None, calibration=None, speed: str | None = None,
+                 _loaded=None) -> list[Prediction]:
     """Predict many candidates at once (architecture search, a CI check): the predictor loads once
     and all layer tables go through it in one call. Candidates are Keras models, files, names, or
     layer-table files (`nnenergy describe`; these keep their own batch size and need no TensorFlow)."""
     import pandas as pd
 
+    from nnenergy import speed as speeds
+
     models = list(models)
+    try:
+        if not isinstance(speed, speeds.Speed):
+            speed = speeds.check_mode(speed) if speed is not None else speeds.default_mode()
+    except speeds.SpeedError as exc:
+        raise PredictError(str(exc)) from None
     for m in models:
         check_arguments(m, batch_size, input_shape)  # before anything heavy loads
     cal = _calibration(calibration)
@@ -325,8 +334,14 @@ def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str |
     if cal is not None:
         out = cal.apply(out)
     meta = pyfunc.metadata.metadata or {}
-    if cal is None and meta.get("calibrated"):
-        out = _at_speed_now(out, meta)
+    try:
+        s, note = _speed(meta, cal, speed)
+    except speeds.SpeedError as exc:
+        raise PredictError(str(exc)) from None
+    out = speeds.apply(out, s)
+    stated = s.as_dict() if s is not None else {"speed_index": None, "latency_speed_index": None, "read_at": None,
+                                                "source": "none", "canonical_at": None, "variability": 0.0}
+    stated["note"] = note
     by_id = dict(tuple(out.groupby("config_id", sort=False)))
-    return [_assemble(name, shape, batch, layers, by_id[layers["config_id"].iloc[0]], meta, info, cal)
+    return [_assemble(name, shape, batch, layers, by_id[layers["config_id"].iloc[0]], meta, info, cal, stated)
             for name, layers, shape, batch in described]

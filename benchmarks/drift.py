@@ -1,0 +1,153 @@
+"""Drift benchmark: does `nnenergy predict` state its figures at the machine's speed now?
+
+On the machine it runs on, with the predictor `predict` uses here (`champion-<profile>`, trained
+here or transferred by `nnenergy calibrate`):
+1. probe the speed (`nnenergy.speed.probe`, ~2.5 s);
+2. measure >= 12 keras.applications configurations now (the sweep's protocol, raw: what a user
+   would measure);
+3. predict them with speed `canonical` (no scaling), `last` (the newest reading >= 1 h old in this
+   host's history, when there is one) and `now` (the probe of step 1);
+4. report RMSPE and the share within +-10% for each, and the probe's agreement: its ratio against
+   the many-model ratio (median measured / predicted at the canonical speed).
+Each run appends to `benchmarks/drift_log.jsonl` and logs to MLflow (experiment `nnenergy-drift`).
+Run it at >= 2 times >= 1 h apart; `--report` writes the table (`benchmarks/drift.md`).
+
+    .venv/bin/python benchmarks/drift.py            # ~3 min; idle machine
+    .venv/bin/python benchmarks/drift.py --report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parents[1]
+LOG = REPO / "benchmarks" / "drift_log.jsonl"
+# (architecture, input size, batch): ~5 ms to ~400 ms per pass on these 2-core VMs.
+CONFIGS = [("MobileNetV3Small", 96, 1), ("MobileNetV2", 96, 1), ("MobileNetV2", 160, 4), ("EfficientNetB0", 128, 1),
+           ("DenseNet121", 96, 2), ("ResNet50", 128, 2), ("ResNet50", 224, 1), ("InceptionV3", 160, 2),
+           ("Xception", 128, 2), ("VGG16", 128, 2), ("NASNetMobile", 96, 2), ("MobileNetV3Large", 128, 4)]
+LAST_MIN_AGE_H = 1.0
+
+
+def _last_reading(profile: str) -> dict | None:
+    from nnenergy import speed
+
+    now = datetime.now(timezone.utc)
+    old = [r for r in speed.history(profile)
+           if (now - datetime.fromisoformat(r["read_at"])).total_seconds() >= LAST_MIN_AGE_H * 3600]
+    return old[-1] if old else None
+
+
+def measure_now(profile: str) -> dict:
+    """The probe, then the configurations measured now (raw), under one measurement lock."""
+    from nnenergy import speed, zoo
+    from nnenergy.measure.lock import MeasurementLock
+    from nnenergy.measure.meter import EnergyMeter
+    from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
+    from nnenergy.measure.sweep import inference_call, reference_call
+
+    last = _last_reading(profile)
+    reading = speed.record(profile, speed.probe(profile))  # takes the lock itself
+    calls = {}
+    for arch, size, batch in CONFIGS:
+        m = zoo.build(arch, size).model
+        calls[f"{arch}|{size}|{batch}"] = (arch, size, batch,
+                                            inference_call(m, tuple(int(d) for d in m.inputs[0].shape[1:]), batch))
+    with MeasurementLock(wait_s=900):
+        res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(), reference_call()).run(
+            {k: v[3] for k, v in calls.items()})
+    return {"probe": reading, "last": last,
+            "measured": {k: {"energy_j": r.energy_raw_j, "latency_s": r.latency_raw_s} for k, r in res.items()}}
+
+
+def run_once(tracking_uri: str | None) -> dict:
+    from nnenergy.measure.hardware import current_profile_name
+    from nnenergy.predict.api import predict_many
+    from nnenergy.predict.loading import load_predictor, machine_model_uri
+
+    profile = current_profile_name()
+    uri = machine_model_uri(tracking_uri)
+    loaded = load_predictor(uri, tracking_uri)
+    meta = loaded[0].metadata.metadata or {}
+    if (meta.get("hardware") or {}).get("profile") != profile:
+        raise SystemExit(f"the predictor here ({uri}) is not this machine's ({profile}): run `nnenergy calibrate`")
+    m = measure_now(profile)
+    names = list(m["measured"])
+    args = [(n.split("|")[0], int(n.split("|")[1]), int(n.split("|")[2])) for n in names]
+    from nnenergy import speed
+
+    canon = meta.get("canonical_reference") or speed.canonical(profile)
+    stated = {"canonical": "canonical"}
+    for mode, r in (("last", m["last"]), ("now", m["probe"])):
+        if r is not None:  # the reading as `predict --speed last` would have used it then, and the probe now
+            stated[mode] = speed.Speed(profile, r["speed_index"], r["latency_speed_index"], r["read_at"], mode,
+                                       canon.get("measured_at"), 0.0)
+    preds = {mode: [predict_many([a], batch_size=b, input_shape=(s, s, 3), model_uri=uri, tracking_uri=tracking_uri,
+                                 speed=how, _loaded=loaded)[0].energy_j for a, s, b in args]
+             for mode, how in stated.items()}
+    truth = [m["measured"][n]["energy_j"] for n in names]
+    out = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "profile": profile, "predictor": uri,
+           "probe": m["probe"], "last": m["last"], "configs": names, "measured": truth, "predicted": preds}
+    ratios = [t / p for t, p in zip(truth, preds["canonical"])]
+    out["many_model_ratio"] = statistics.median(ratios)
+    out["probe_agreement"] = m["probe"]["speed_index"] / out["many_model_ratio"] - 1
+    out["metrics"] = {mode: _metrics(truth, p) for mode, p in preds.items()}
+    return out
+
+
+def _metrics(truth, pred) -> dict:
+    rel = [(p - t) / t for t, p in zip(truth, pred)]
+    return {"rmspe": 100 * (sum(r * r for r in rel) / len(rel)) ** 0.5,
+            "within10": 100 * sum(abs(r) <= 0.10 for r in rel) / len(rel), "n": len(rel)}
+
+
+def report() -> str:
+    runs = [json.loads(line) for line in LOG.read_text().splitlines() if line.strip()]
+    lines = ["| run (UTC) | profile | speed now (probe) | many-model ratio | probe / many - 1 | canonical: RMSPE, "
+             "±10% | last (>= 1 h old): RMSPE, ±10% | now: RMSPE, ±10% |", "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        cell = lambda k: (f"{r['metrics'][k]['rmspe']:.1f}%, {r['metrics'][k]['within10']:.0f}%"  # noqa: E731
+                          if k in r["metrics"] else "n/a (no reading >= 1 h old)")
+        lines.append(f"| {r['at'][:16]} | {r['profile']} | {r['probe']['speed_index']:.3f} | "
+                     f"{r['many_model_ratio']:.3f} | {100 * r['probe_agreement']:+.1f}% | {cell('canonical')} | "
+                     f"{cell('last')} | {cell('now')} |")
+    text = "\n".join(lines) + "\n"
+    (REPO / "benchmarks" / "drift.md").write_text(text)
+    return text
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--report", action="store_true")
+    ap.add_argument("--tracking-uri", default=None)
+    a = ap.parse_args()
+    if a.report:
+        print(report())
+        return 0
+    out = run_once(a.tracking_uri)
+    with LOG.open("a") as fh:
+        fh.write(json.dumps(out) + "\n")
+    import mlflow
+
+    from nnenergy import tracking
+
+    tracking.setup(tracking.store_uri(a.tracking_uri), "nnenergy-drift")
+    with mlflow.start_run(run_name=f"drift-{out['profile']}-{out['at'][:16]}"):
+        mlflow.set_tags({"profile": out["profile"], "predictor": out["predictor"]})
+        mlflow.log_metrics({f"{mode}_{k}": v for mode, m in out["metrics"].items() for k, v in m.items()}
+                           | {"probe_speed_index": out["probe"]["speed_index"],
+                              "many_model_ratio": out["many_model_ratio"],
+                              "probe_agreement_pct": 100 * out["probe_agreement"]})
+    print(json.dumps({"at": out["at"], "metrics": out["metrics"], "probe_agreement": out["probe_agreement"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

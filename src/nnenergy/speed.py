@@ -1,0 +1,337 @@
+"""The machine's speed index: one definition, read by a short probe, stored, applied to predictions.
+
+A shared VM's speed drifts by the hour (0.69 -> 0.75 -> 0.97 within two hours on one Zen 4), so a
+profile's measured data are stated at one fixed scale, its *canonical reference*
+(`data/<profile>/reference.json`: the reference network's energy and latency per pass, fixed by the
+profile's first sweep), and a prediction is moved to the speed now by
+
+    speed_index         = energy per pass of the reference now  / its canonical energy
+    latency_speed_index = latency per pass of the reference now / its canonical latency
+
+1.0 = as fast as when the profile's data were measured; 1.4 = 40% more energy per pass today.
+Sweeps read the same ratio round by round (`measure.protocol`); this module reads it between
+sweeps: `probe` (about 2.5 s), `record`/`history` (per profile, `<cache>/speed/<profile>.jsonl`),
+`resolve` (which reading a prediction uses: `auto`, `now`, `last`, `canonical`) and `apply`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+MODES = ("auto", "now", "last", "canonical")
+MAX_AGE_ENV = "NNENERGY_SPEED_MAX_AGE_MIN"
+MODE_ENV = "NNENERGY_SPEED"
+# A reading younger than this is used as it is; an older one is replaced by a probe (`auto`).
+# Chosen from the drift measured in benchmarks/protocol_study (docs/measurement.md: the index moved
+# by a median of ~2% over 10 min and ~5% over an hour on the Zen 1 profile).
+DEFAULT_MAX_AGE_MIN = 10.0
+PROBE_WINDOW_S = 0.1
+PROBE_WARMUP_S = 0.4  # a fresh process runs its first passes up to 40% slow: discarded
+PROBE_WINDOWS = 12  # 0.1 s windows of the reference after the warm-up (benchmarks/protocol_study)
+PROBE_ROUND = 3  # windows per round: the canonical reference's statistic is a median of round minima
+HISTORY_SPAN = 30  # the readings the speed's own variability is estimated from
+# The probe's own error against the many-model ratio (benchmarks/protocol_study, RMS): the least the
+# interval of a freshly probed prediction widens by.
+PROBE_ERROR = 0.03
+Z90 = 1.645
+
+
+class SpeedError(ValueError):
+    """Bad input: an unknown mode, a corrupt history file, a reading from another profile."""
+
+    exit_code = 2
+
+
+@dataclass
+class Speed:
+    """The speed a prediction is stated at."""
+
+    profile: str
+    speed_index: float
+    latency_speed_index: float
+    read_at: str | None  # when it was read (None: canonical, no scaling)
+    source: str  # probe | last reading | canonical | bring-up
+    canonical_at: str | None  # when the profile's canonical reference was measured
+    variability: float  # relative sd of the speed a prediction may be off by (widens its interval)
+    note: str = ""  # one line for the user, when the reading is not what was asked for
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def canonical(profile: str, data_root: Path | None = None) -> dict | None:
+    """The profile's canonical reference (`data/<profile>/reference.json`), or None."""
+    from nnenergy.profiles import DATA_ROOT
+
+    path = Path(data_root or DATA_ROOT) / profile / "reference.json"
+    try:
+        return json.loads(path.read_text())
+    except OSError:
+        return None
+    except ValueError:
+        raise SpeedError(f"{path} is not JSON: the profile's canonical reference is corrupt") from None
+
+
+def canonical_of_dataset(dataset: Path) -> dict | None:
+    """The canonical reference a dataset's labels are normalised to (`<dataset>/../reference.json`)."""
+    path = Path(dataset).parent / "reference.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def default_mode() -> str:
+    """`$NNENERGY_SPEED` when set (the tests set `canonical`), else `auto`."""
+    return check_mode(os.environ.get(MODE_ENV, "auto"))
+
+
+def history_file(profile: str) -> Path:
+    from nnenergy.paths import cache_dir
+
+    return cache_dir() / "speed" / f"{profile}.jsonl"
+
+
+def history(profile: str) -> list[dict]:
+    """This host's readings of `profile`, oldest first. A corrupt file is an error, never overwritten."""
+    path = history_file(profile)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            float(rec["speed_index"]), float(rec["latency_speed_index"]), str(rec["read_at"])
+        except (ValueError, KeyError, TypeError):
+            raise SpeedError(f"{path} line {i} is not a speed reading: fix or remove that line "
+                             f"(`--speed canonical` predicts without it)") from None
+        if rec.get("profile", profile) != profile:
+            raise SpeedError(f"{path} line {i} is a reading of {rec['profile']}, not {profile}: remove that line")
+        out.append(rec)
+    return out
+
+
+def record(profile: str, reading: dict) -> dict:
+    """Append a reading to the profile's history (one line, appended: nothing recorded is lost)."""
+    if reading.get("profile", profile) != profile:
+        raise SpeedError(f"a reading of {reading['profile']} cannot be recorded as {profile}'s")
+    rec = {"profile": profile, **{k: v for k, v in reading.items() if k != "profile"}}
+    path = history_file(profile)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+    except OSError:  # a read-only cache: the reading still serves this prediction
+        pass
+    return rec
+
+
+def _reference_fn():
+    from nnenergy.measure.sweep import Threads, reference_call, set_threads
+
+    set_threads(Threads())
+    return reference_call()
+
+
+def round_min_median(values: list[float], per_round: int = PROBE_ROUND) -> float:
+    """The canonical reference's statistic: the median over rounds of each round's minimum."""
+    rounds = [values[i:i + per_round] for i in range(0, len(values) - per_round + 1, per_round)] or [values]
+    return statistics.median(min(r) for r in rounds)
+
+
+def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WINDOWS, canon: dict | None = None) -> dict:
+    """Read the speed index now: the reference network in 0.1 s windows after a warm-up, under the
+    host's measurement lock (raises `MeasurementLockError` while another process measures)."""
+    from nnenergy.measure.lock import MeasurementLock
+    from nnenergy.measure.meter import EnergyMeter
+
+    canon = canon or canonical(profile, data_root)
+    if canon is None:
+        raise SpeedError(f"{profile} has no canonical reference: `nnenergy calibrate` measures one")
+    t0 = time.perf_counter()
+    with MeasurementLock(wait_s=0):
+        fn = _reference_fn()
+        meter = EnergyMeter()
+        end = time.perf_counter() + PROBE_WARMUP_S
+        while time.perf_counter() < end:
+            fn()
+        energy, latency = [], []
+        for _ in range(windows):
+            meter.begin()
+            t, n = time.perf_counter(), 0
+            while n < 1 or time.perf_counter() - t < PROBE_WINDOW_S:
+                fn()
+                n += 1
+            el = time.perf_counter() - t
+            r = meter.end()
+            latency.append(el / n)
+            energy.append(r.energy_j * (el / n) / r.duration_s)
+    e, lat = round_min_median(energy), round_min_median(latency)
+    per_round = [min(energy[i:i + PROBE_ROUND]) for i in range(0, len(energy) - PROBE_ROUND + 1, PROBE_ROUND)]
+    return {"profile": profile, "speed_index": e / canon["energy_j"], "latency_speed_index": lat / canon["latency_s"],
+            "read_at": _now(), "source": "probe", "spread": (max(per_round) - min(per_round)) / e,
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _age_min(read_at: str) -> float:
+    t = datetime.fromisoformat(read_at)
+    t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - t).total_seconds() / 60
+
+
+def max_age_min() -> float:
+    text = os.environ.get(MAX_AGE_ENV)
+    if text is None:
+        return DEFAULT_MAX_AGE_MIN
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise SpeedError(f"{MAX_AGE_ENV}={text!r}: minutes, a number >= 0")
+    return value
+
+
+def variability(readings: list[dict]) -> float:
+    """The relative sd of the machine's speed over its recent readings (0 with fewer than 3)."""
+    idx = [float(r["speed_index"]) for r in readings[-HISTORY_SPAN:]]
+    return statistics.stdev(math.log(v) for v in idx) if len(idx) >= 3 else 0.0
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise SpeedError(f"--speed must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode
+
+
+def resolve(profile: str, mode: str = "auto", data_root: Path | None = None,
+            fallback: dict | None = None, canon: dict | None = None) -> Speed | None:
+    """The speed a prediction of `profile` on this machine is stated at; None when there is no
+    canonical reference (`canon`, the predictor's own, else the profile's file): its predictions stay
+    at the scale they were trained at. `fallback` is a reading to use when this host has none yet (a
+    transferred predictor's bring-up reading)."""
+    check_mode(mode)
+    canon = canon or canonical(profile, data_root)
+    if canon is None:
+        return None
+    at = canon.get("measured_at")
+    if mode == "canonical":
+        return Speed(profile, 1.0, 1.0, None, "canonical", at, 0.0)
+    past = history(profile)
+    spread = variability(past)
+    last = past[-1] if past else fallback
+    note = ""
+    if mode == "last" and last is None:
+        mode, note = "now", "no earlier speed reading of this machine: probed now"
+    if mode == "auto":
+        limit = max_age_min()
+        mode = "last" if last is not None and _age_min(str(last["read_at"])) <= limit else "now"
+    if mode == "now":
+        from nnenergy.measure.lock import MeasurementLockError
+        from nnenergy.measure.meter import MeasurementError
+
+        try:
+            reading = record(profile, probe(profile, data_root, canon=canon))
+            return Speed(profile, reading["speed_index"], reading["latency_speed_index"], reading["read_at"],
+                         "probe", at, max(PROBE_ERROR, 0.0), note)
+        except (MeasurementLockError, MeasurementError) as exc:
+            why = ("another process is measuring on this host" if isinstance(exc, MeasurementLockError)
+                   else f"the speed probe failed ({str(exc).splitlines()[0][:120]})")
+            if last is None:
+                return Speed(profile, 1.0, 1.0, None, "canonical", at, spread,
+                             f"{why} and there is no earlier reading: stated at the canonical speed")
+            note = f"{why}: stated at the last speed reading ({last['read_at']})"
+    return Speed(profile, float(last["speed_index"]), float(last.get("latency_speed_index", last["speed_index"])),
+                 str(last["read_at"]), last.get("source", "last reading") if last is not fallback else "bring-up",
+                 at, max(spread, PROBE_ERROR), note)
+
+
+def apply(out, speed: Speed | None):
+    """Scale a predictor's output (rows of energy_j, energy_lo_j, energy_hi_j, latency_s) to `speed`,
+    widening the energy interval by the speed's own variability (root-sum-square with the model's,
+    in log space)."""
+    if speed is None:
+        return out
+    out = out.copy()
+    for col in ("energy_j", "energy_lo_j", "energy_hi_j"):
+        if col in out:
+            out[col] = out[col] * speed.speed_index
+    out["latency_s"] = out["latency_s"] * speed.latency_speed_index
+    w = Z90 * speed.variability
+    if w > 0 and {"energy_lo_j", "energy_hi_j"} <= set(out.columns):
+        import numpy as np
+
+        e = out["energy_j"]
+        lo = np.log(e / out["energy_lo_j"]).clip(lower=0)
+        hi = np.log(out["energy_hi_j"] / e).clip(lower=0)
+        out["energy_lo_j"] = e / np.exp(np.sqrt(lo ** 2 + w ** 2))
+        out["energy_hi_j"] = e * np.exp(np.sqrt(hi ** 2 + w ** 2))
+    return out
+
+
+def probe_windows(seconds: float = 1.5, kernel_seconds: float = 0.0, energy: bool = True) -> dict:
+    """Raw windows of the probe candidates, for the protocol study (`benchmarks/protocol_study.py`):
+    the reference network for `seconds` and a memory-bound kernel (depthwise 3x3 on 56x56x144,
+    batch 2) for `kernel_seconds`, interleaved R R K, no warm-up dropped: each window's latency and
+    energy per pass."""
+    from nnenergy.measure.sweep import inference_call
+
+    t0 = time.perf_counter()
+    ref = _reference_fn()
+    kern = None
+    if kernel_seconds > 0:
+        import keras
+        from keras import layers as L
+
+        inp = keras.Input((56, 56, 144), name="x")
+        km = keras.Model(inp, L.ReLU(6.0)(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same")(inp))))
+        kern = inference_call(km, (56, 56, 144), 2)
+    built = time.perf_counter()
+    meter = None
+    if energy:
+        from nnenergy.measure.meter import EnergyMeter
+
+        meter = EnergyMeter()
+    metered = time.perf_counter()
+    plan = ["R"] * round(seconds / PROBE_WINDOW_S)
+    if kern is not None:  # interleaved: R R K R R K ...
+        k = round(kernel_seconds / PROBE_WINDOW_S)
+        step = max(1, len(plan) // max(k, 1))
+        for i in range(k):
+            plan.insert(min(len(plan), (i + 1) * (step + 1) - 1), "K")
+    out = {"windows": [], "build_s": built - t0, "meter_s": metered - built}
+    for fn in (ref, kern):
+        if fn is not None:
+            fn()
+            fn()
+    for who in plan:
+        fn = ref if who == "R" else kern
+        if meter is not None:
+            meter.begin()
+        t, n = time.perf_counter(), 0
+        while n < 1 or time.perf_counter() - t < PROBE_WINDOW_S:
+            fn()
+            n += 1
+        el = time.perf_counter() - t
+        e = None
+        if meter is not None:
+            r = meter.end()
+            e = r.energy_j * (el / n) / r.duration_s
+        out["windows"].append([who, n, el / n, e])
+    out["total_s"] = time.perf_counter() - t0
+    return out
