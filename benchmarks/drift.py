@@ -60,8 +60,12 @@ def measure_now(profile: str) -> dict:
         m = zoo.build(arch, size).model
         calls[f"{arch}|{size}|{batch}"] = (arch, size, batch,
                                             inference_call(m, tuple(int(d) for d in m.inputs[0].shape[1:]), batch))
+    from omegaconf import OmegaConf
+
+    # The sweeps' own protocol: the raw labels are read as the training labels were.
+    protocol = OmegaConf.to_container(OmegaConf.load(REPO / "conf/sweep/_measurement.yaml"))["protocol"]
     with MeasurementLock(wait_s=900):
-        res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(), reference_call()).run(
+        res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(**protocol), reference_call()).run(
             {k: v[3] for k, v in calls.items()})
     return {"probe": reading, "last": last,
             "measured": {k: {"energy_j": r.energy_raw_j, "latency_s": r.latency_raw_s} for k, r in res.items()}}

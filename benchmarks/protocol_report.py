@@ -65,6 +65,12 @@ def protocols(pass_ref: dict, what: str = "energy") -> dict:
             return STATS[stat]([_value(t, what) / _value(r, what) for t, r in pairs])
         return f, 2 * n
 
+    def ratio_of_stats(n, stat):  # A-R windows, the statistic of the targets over that of their references
+        def f(ws):
+            pairs = _first(ws, n)
+            return STATS[stat]([_value(t, what) for t, _ in pairs]) / STATS[stat]([_value(r, what) for _, r in pairs])
+        return f, 2 * n
+
     def per_round(n, stat):  # rounds: a round's statistic over the block's reference in that round
         def f(ws):
             vals = []
@@ -91,6 +97,7 @@ def protocols(pass_ref: dict, what: str = "energy") -> dict:
         for stat in STATS:
             out[f"raw {stat} of {n}x0.1s"] = raw(n, stat)
             out[f"A-R ratio {stat} of {n}"] = adjacent(n, stat)
+            out[f"A-R {stat}/{stat} of {n}"] = ratio_of_stats(n, stat)
             out[f"rounds norm {stat} of {n}"] = per_round(n, stat)
     out["raw median of 4x0.1s, one round"] = raw(4, "median", rounds_mixed=False)
     out["raw median of 4x0.1s, warm-up +1"] = raw(4, "median", skip=1)
@@ -150,7 +157,10 @@ def study(recs: list[dict], what: str = "energy") -> list[dict]:
             continue
         # seconds of measuring per configuration: 0.1 s windows (longer for configurations slower than that)
         w_s = statistics.median(max(0.1, w[4] * w[3]) for ws in recs[0]["windows"].values() for w in ws)
-        rows.append({"protocol": name, **a, "s_per_config": protos[name][1] * w_s})
+        secs = protos[name][1] * w_s
+        # Averaging n independent windows cuts the RMS by sqrt(n): RMS x sqrt(seconds) is the noise per
+        # unit of measuring time, what "repeatability per second of measuring" compares.
+        rows.append({"protocol": name, **a, "s_per_config": secs, "rms_sqrt_s": a["rms_pct"] * math.sqrt(secs)})
     rows.sort(key=lambda r: r["rms_pct"])
     return rows, per_pass, times
 
@@ -201,16 +211,17 @@ def report(folder: Path) -> None:
     lines = [f"# Protocol study: {len(recs)} passes over {span:.0f} min, profile {recs[0]['profile']}", "",
              f"{len(recs[0]['windows'])} configurations; pairs of passes >= {MIN_GAP_S // 60} min apart; "
              "ratio of the later label to the earlier, after the pair's common factor.", "",
-             "| protocol | RMS % | within ±3% | within ±5% | s per configuration |", "|---|---|---|---|---|"]
+             "| protocol | RMS % | within ±3% | within ±5% | s per configuration | RMS × √s |",
+             "|---|---|---|---|---|---|"]
     lines += [f"| {r['protocol']} | {r['rms_pct']:.2f} | {100 * r['within3']:.0f}% | {100 * r['within5']:.0f}% | "
-              f"{r['s_per_config']:.1f} |" for r in rows]
+              f"{r['s_per_config']:.1f} | {r['rms_sqrt_s']:.2f} |" for r in rows]
     lat_rows, _, _ = study(recs, "latency")
     lines += ["", "Latency labels, the five best:", ""]
     lines += [f"- {r['protocol']}: RMS {r['rms_pct']:.2f}%, within ±5% {100 * r['within5']:.0f}%" for r in lat_rows[:5]]
-    probes, sampling, many = probe_agreement(recs, per_pass, "raw median of 10x0.1s")
+    probes, sampling, many = probe_agreement(recs, per_pass, "raw q25 of 10x0.1s")
     lines += ["", f"## Speed probe against the many-model ratio ({len(recs)} passes)", "",
               f"Many-model ratio: median over the keras.applications configurations of label now / its median "
-              f"over passes (raw median of 10x0.1 s); its own sampling error is about {sampling:.1f}%. "
+              f"over passes (raw q25 of 10x0.1 s); its own sampling error is about {sampling:.1f}%. "
               f"Range over passes: {many.min():.3f}-{many.max():.3f}.", "",
               "| probe | measuring s | RMS % | max % |", "|---|---|---|---|"]
     lines += [f"| {p['probe']} | {p['window_s']} | {p['rms_pct']:.2f} | {p['max_pct']:.2f} |" for p in probes[:12]]

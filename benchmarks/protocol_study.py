@@ -36,6 +36,7 @@ OUT = REPO / "benchmarks" / "protocol_study"
 PAUSE_DIR = Path(os.environ.get("NNENERGY_PAUSE_DIR", "/tmp/nnenergy-pause.d"))
 PAIRS = 10  # target/reference window pairs per configuration per pass (two rounds of 5)
 WINDOW_S = 0.1
+MIN_GAP_S = 150
 # (source, name, input size or None, batch): tiny kernels to the largest models that fit a pass.
 APPS = [("MobileNetV3Small", 96, 1), ("MobileNetV2", 96, 1), ("MobileNetV2", 160, 4), ("EfficientNetB0", 128, 1),
         ("DenseNet121", 96, 2), ("ResNet50", 128, 2), ("ResNet50", 224, 1), ("InceptionV3", 160, 2),
@@ -140,8 +141,8 @@ def run_loop(n: int, every_min: float) -> None:
             finally:
                 WANTED.unlink(missing_ok=True)
         print(f"pass {i + 1}/{n} done at {datetime.now(timezone.utc):%H:%M:%S}", flush=True)
-        if i + 1 < n:
-            time.sleep(max(0.0, every_min * 60 - (time.time() - start)))
+        if i + 1 < n:  # at least MIN_GAP_S idle between passes: the other work on the machine gets its turn
+            time.sleep(max(MIN_GAP_S, every_min * 60 - (time.time() - start)))
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ class _FakeMeter:
         return WindowReading(energy_j=20.0 * d, cpu_j=16.0 * d, ram_j=4.0 * d, gpu_j=0.0, duration_s=max(d, 1e-9))
 
 
-def test_normalisation_removes_a_machine_slowdown(monkeypatch):
+@pytest.mark.parametrize("normalise", ["round", "window", "adjacent"])
+def test_normalisation_removes_a_machine_slowdown(monkeypatch, normalise):
     """Run the same block twice, the second time on a machine 30% slower: raw labels move by 30%,
     normalised ones do not (the reference slowed down alike)."""
     meter = _FakeMeter()
@@ -95,7 +96,8 @@ def test_normalisation_removes_a_machine_slowdown(monkeypatch):
             meter.clock += cost * meter.speed
         return fn
 
-    settings = ProtocolSettings(rounds=3, windows=2, min_seconds=0.0, min_passes=1, warmup=0)
+    settings = ProtocolSettings(rounds=3, windows=2, min_seconds=0.0, min_passes=1, warmup=0, normalise=normalise,
+                                statistic="q25" if normalise == "adjacent" else "round_min_median")
     canonical = {"energy_j": 20.0 * 0.02, "latency_s": 0.02}
     runs = []
     for speed in (1.0, 1.3):
@@ -109,6 +111,47 @@ def test_normalisation_removes_a_machine_slowdown(monkeypatch):
         assert runs[1][k].energy_j == pytest.approx(runs[0][k].energy_j)
         assert runs[0][k].energy_j == pytest.approx(20.0 * costs[k])
         assert set(runs[0][k].stats_raw) == set(STATISTICS)
+
+
+def test_a_slow_window_is_outvoted_by_the_trimmed_mean():
+    s = Series([_w(0, 1.0), _w(0, 1.02), _w(1, 0.98), _w(1, 1.01), _w(2, 3.0)])  # one window hit by a neighbour
+    assert s.stat("energy_j", "trim20") == pytest.approx(1.01)
+    assert s.stat("energy_j", "median") == pytest.approx(1.01)
+    assert statistics_mean([1.0, 1.02, 0.98, 1.01, 3.0]) > 1.3  # what a plain mean would have said
+    with pytest.raises(ValueError, match="normalise"):
+        ProtocolSettings(normalise="block")
+    with pytest.raises(ValueError, match=">= 1"):
+        ProtocolSettings(windows=0)
+
+
+def statistics_mean(v):
+    return sum(v) / len(v)
+
+
+def test_per_window_normalisation_cancels_a_slowdown_inside_the_block(monkeypatch):
+    """The machine slows down 40% half-way through the block: normalising by round (the reference opens
+    and closes each round) mixes both speeds; each window over the reference right after it does not."""
+    meter = _FakeMeter()
+    monkeypatch.setattr("nnenergy.measure.protocol.time.perf_counter", lambda: meter.clock)
+    monkeypatch.setattr("nnenergy.measure.protocol.contention.snapshot", lambda: None)
+    def call(cost):
+        def fn():
+            meter.speed = 1.0 if meter.clock - start < 0.35 else 1.4  # one slowdown, half-way through the block
+            meter.clock += cost * meter.speed
+        return fn
+
+    canonical = {"energy_j": 20.0 * 0.02, "latency_s": 0.02}
+    out = {}
+    for how in ("round", "window"):
+        start = meter.clock
+        settings = ProtocolSettings(rounds=2, windows=3, min_seconds=0.0, min_passes=1, warmup=0, statistic="median",
+                                    normalise=how)
+        res, ref = InterleavedMeasurer(meter, settings, call(0.02), canonical, seed=3).run(
+            {"a": call(0.01), "b": call(0.05)})
+        out[how] = res
+    for k, cost in (("a", 0.01), ("b", 0.05)):
+        assert out["window"][k].energy_j == pytest.approx(20.0 * cost, rel=1e-6)
+    assert settings.reference_statistic == "median" and ProtocolSettings().reference_statistic == "round_min_median"
 
 
 def test_contention_counts_only_other_processes():

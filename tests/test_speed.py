@@ -66,7 +66,6 @@ def test_a_stale_reading_triggers_a_probe_and_a_held_lock_falls_back_to_it(cache
     past = speed.history(profile)
     assert len(past) == 2 and past[-1]["source"] == "probe" and s.source == "probe"
     assert s.speed_index == pytest.approx(past[-1]["speed_index"]) and s.speed_index > 0
-    assert past[-1]["seconds"] < 10
     assert speed.resolve(profile, "auto", canon=CANON).read_at == past[-1]["read_at"]  # fresh now: no new probe
     assert len(speed.history(profile)) == 2
 

@@ -80,12 +80,14 @@ def canonical(profile: str, data_root: Path | None = None) -> dict | None:
 
 
 def canonical_of_dataset(dataset: Path) -> dict | None:
-    """The canonical reference a dataset's labels are normalised to (`<dataset>/../reference.json`)."""
-    path = Path(dataset).parent / "reference.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    """The canonical reference a dataset's labels are normalised to: its own `canonical.json` (written
+    by its sweep), else its profile's `reference.json` (datasets older than that file)."""
+    for path in (Path(dataset) / "canonical.json", Path(dataset).parent / "reference.json"):
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def default_mode() -> str:
@@ -150,6 +152,18 @@ def round_min_median(values: list[float], per_round: int = PROBE_ROUND) -> float
     return statistics.median(min(r) for r in rounds)
 
 
+def reader(statistic: str):
+    """The probe's windows -> one value, read as the canonical reference was (its `statistic`)."""
+    from nnenergy.measure.protocol import Series, Window
+
+    if statistic == "round_min_median":
+        return round_min_median
+
+    def read(values: list[float]) -> float:
+        return Series([Window(0, v, v, 0, 0, 0, 0, 1, 0, 0, False) for v in values]).stat("energy_j", statistic)
+    return read
+
+
 def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WINDOWS, canon: dict | None = None) -> dict:
     """Read the speed index now: the reference network in 0.1 s windows after a warm-up, under the
     host's measurement lock (raises `MeasurementLockError` while another process measures)."""
@@ -159,6 +173,9 @@ def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WIND
     canon = canon or canonical(profile, data_root)
     if canon is None:
         raise SpeedError(f"{profile} has no canonical reference: `nnenergy calibrate` measures one")
+    from nnenergy.measure import backends
+
+    backends.current()  # the framework's import is the command's, not the probe's (`seconds`)
     t0 = time.perf_counter()
     with MeasurementLock(wait_s=0):
         fn = _reference_fn()
@@ -177,10 +194,10 @@ def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WIND
             r = meter.end()
             latency.append(el / n)
             energy.append(r.energy_j * (el / n) / r.duration_s)
-    e, lat = round_min_median(energy), round_min_median(latency)
-    per_round = [min(energy[i:i + PROBE_ROUND]) for i in range(0, len(energy) - PROBE_ROUND + 1, PROBE_ROUND)]
+    read = reader(canon.get("statistic", "round_min_median"))
+    e, lat = read(energy), read(latency)
     return {"profile": profile, "speed_index": e / canon["energy_j"], "latency_speed_index": lat / canon["latency_s"],
-            "read_at": _now(), "source": "probe", "spread": (max(per_round) - min(per_round)) / e,
+            "read_at": _now(), "source": "probe", "spread": (max(energy) - min(energy)) / e,
             "seconds": round(time.perf_counter() - t0, 2)}
 
 

@@ -28,7 +28,8 @@ from nnenergy.measure.meter import EnergyMeter, MeasurementError
 
 log = logging.getLogger(__name__)
 
-STATISTICS = ("median", "min", "q25", "round_min_median")
+STATISTICS = ("median", "min", "q25", "round_min_median", "trim20")
+NORMALISE = ("round", "window", "adjacent")
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,28 @@ class ProtocolSettings:
     min_passes: int = 1
     warmup: int = 2
     statistic: str = "round_min_median"  # which of STATISTICS becomes `energy_j` (chosen by the benchmark)
+    # round: each round's speed index from the reference windows opening and closing it; window: each
+    # window divided by the reference window measured right after it (A-R-A-R); adjacent: A-R-A-R too,
+    # the statistic of the windows over the same statistic of their adjacent reference windows (the
+    # winner of benchmarks/protocol_study, docs/measurement.md).
+    normalise: str = "round"
     max_other_cores: float = 0.3  # other processes' CPU use during a window above which it is redone
     max_steal_cores: float = 0.1
     max_retries: int = 3  # per window, before the reading is kept and flagged
+
+    @property
+    def reference_statistic(self) -> str:
+        """How the reference's windows become one value (its canonical value, a probe's reading): per
+        window normalising reads the reference as the labels are read; per round, by its round minima."""
+        return "round_min_median" if self.normalise == "round" else self.statistic
 
     def __post_init__(self):
         if self.statistic not in STATISTICS:
             raise ValueError(f"protocol.statistic must be one of {STATISTICS}, not {self.statistic!r}")
         if self.rounds < 1 or self.windows < 1:
             raise ValueError("protocol.rounds and protocol.windows must be >= 1")
+        if self.normalise not in NORMALISE:
+            raise ValueError(f"protocol.normalise must be one of {NORMALISE}, not {self.normalise!r}")
 
 
 @dataclass
@@ -89,7 +103,16 @@ class Series:
             return float(np.quantile(vals, 0.25))
         if how == "round_min_median":
             return statistics.median(self.per_round(attr, "min"))
+        if how == "trim20":  # the mean of the middle 60%: a slow window (another process, a hiccup) is outvoted
+            return trimmed_mean(vals, 0.2)
         raise ValueError(how)
+
+
+def trimmed_mean(values: list[float], cut: float) -> float:
+    v = sorted(values)
+    k = int(len(v) * cut)
+    kept = v[k:len(v) - k] if len(v) > 2 * k else v
+    return statistics.fmean(kept)
 
 
 @dataclass
@@ -174,47 +197,72 @@ class InterleavedMeasurer:
             for _ in range(self.s.warmup):
                 fn()
         series = {k: Series() for k in tasks}
+        self.adjacent = {k: Series() for k in tasks}  # normalise=window: the reference right after each window
         ref = Series()
         keys = list(tasks)
         self.failed: dict = {}  # task -> the error that took it out of the block
+        by_window = self.s.normalise != "round"
         for rnd in range(self.s.rounds):
             self.rng.shuffle(keys)
             # The reference opens the round and closes it: the round's speed is what it saw.
-            for _ in range(self.s.windows):
+            for _ in range(0 if by_window else self.s.windows):
                 ref.windows.append(self._window(self.reference, rnd))
             for k in [k for k in keys if k not in self.failed]:
                 try:  # one task's bad reading costs that task only, not the block
                     for _ in range(self.s.windows):
                         series[k].windows.append(self._window(tasks[k], rnd))
+                        if by_window:
+                            self.adjacent[k].windows.append(self._window(self.reference, rnd))
+                            ref.windows.append(self.adjacent[k].windows[-1])
                 except MeasurementError as exc:
                     self.failed[k] = exc
-            for _ in range(self.s.windows):
+            for _ in range(0 if by_window else self.s.windows):
                 ref.windows.append(self._window(self.reference, rnd))
-        canonical = self.canonical or {"energy_j": ref.stat("energy_j", "round_min_median"),
-                                       "latency_s": ref.stat("latency_s", "round_min_median")}
+        how = self.s.reference_statistic
+        canonical = self.canonical or {"energy_j": ref.stat("energy_j", how), "latency_s": ref.stat("latency_s", how)}
         results = {}
         for k in tasks:
             if k in self.failed:
                 continue
             try:
-                results[k] = self._result(series[k], ref, canonical)
+                results[k] = self._result(series[k], ref, canonical, self.adjacent[k])
             except MeasurementError as exc:
                 self.failed[k] = exc
         return results, ref
 
-    def _result(self, s: Series, ref: Series, canonical: dict) -> Result:
+    def _result(self, s: Series, ref: Series, canonical: dict, adjacent: Series | None = None) -> Result:
         how = self.s.statistic
-        # The speed index is per round, from the reference's min window of that round.
-        idx_e = [v / canonical["energy_j"] for v in ref.per_round("energy_j", "min")]
-        idx_t = [v / canonical["latency_s"] for v in ref.per_round("latency_s", "min")]
         raw = {h: s.stat("energy_j", h) for h in STATISTICS}
-        norm_windows = Series([
-            Window(**{**w.__dict__, "energy_j": w.energy_j / idx_e[w.round], "latency_s": w.latency_s / idx_t[w.round]})
-            for w in s.windows
-        ])
+        paired = adjacent is not None and len(adjacent.windows) == len(s.windows)
+        if self.s.normalise == "adjacent" and paired:
+            # The windows' statistic over their reference windows' same statistic, on the canonical scale.
+            e_norm = {h: s.stat("energy_j", h) / adjacent.stat("energy_j", h) * canonical["energy_j"]
+                      for h in STATISTICS}
+            t_norm = s.stat("latency_s", how) / adjacent.stat("latency_s", how) * canonical["latency_s"]
+            return self._assemble(s, raw, e_norm, t_norm)
+        if self.s.normalise == "window" and paired:
+            # Each window over the reference window right after it: drift slower than a window cancels.
+            pairs = zip(s.windows, adjacent.windows)
+            norm_windows = Series([Window(**{**w.__dict__, "energy_j": w.energy_j / r.energy_j * canonical["energy_j"],
+                                             "latency_s": w.latency_s / r.latency_s * canonical["latency_s"]})
+                                   for w, r in pairs])
+        else:
+            # The speed index is per round, from the reference's min window of that round.
+            idx_e = [v / canonical["energy_j"] for v in ref.per_round("energy_j", "min")]
+            idx_t = [v / canonical["latency_s"] for v in ref.per_round("latency_s", "min")]
+            norm_windows = Series([
+                Window(**{**w.__dict__, "energy_j": w.energy_j / idx_e[w.round],
+                          "latency_s": w.latency_s / idx_t[w.round]})
+                for w in s.windows
+            ])
         norm = {h: norm_windows.stat("energy_j", h) for h in STATISTICS}
+        return self._assemble(s, raw, norm, norm_windows.stat("latency_s", how))
+
+    def _assemble(self, s: Series, raw: dict, norm: dict, t: float) -> Result:
+        """One configuration's result from its raw windows and its normalised figures."""
+        how = self.s.statistic
         e_raw, t_raw = raw[how], s.stat("latency_s", how)
-        e, t = norm[how], norm_windows.stat("latency_s", how)
+        e = norm[how]
         energies = [w.energy_j for w in s.windows]
         mid = min(s.windows, key=lambda w: abs(w.energy_j - e_raw))
         if not (e > 0 and math.isfinite(e)):

@@ -202,15 +202,16 @@ def reference_call(backend=None):
     return inference_call(built.model, built.input_shape, batch, backend)
 
 
-def canonical_reference(path: Path, ref_series, profile: str) -> dict:
+def canonical_reference(path: Path, ref_series, profile: str, statistic: str = "round_min_median") -> dict:
     """The profile's canonical reference (`data/<profile>/reference.json`); the first measurement
-    of a profile fixes it, so every later row of that CPU shares one scale."""
+    of a profile fixes it, so every later row of that CPU shares one scale. `statistic` is how the
+    reference's windows were read (`ProtocolSettings.reference_statistic`): a probe reads them so too."""
     if path.exists():
         return json.loads(path.read_text())
-    canonical = {"energy_j": ref_series.stat("energy_j", "round_min_median"),
-                 "latency_s": ref_series.stat("latency_s", "round_min_median"),
+    canonical = {"energy_j": ref_series.stat("energy_j", statistic),
+                 "latency_s": ref_series.stat("latency_s", statistic),
                  "reference": list(REFERENCE), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "profile": profile, "statistic": "round_min_median"}
+                 "profile": profile, "statistic": statistic}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(canonical, indent=1))
     return canonical
@@ -521,8 +522,14 @@ class Sweep:
         return result
 
     def _canonical_file(self) -> Path:
-        # One canonical reference per profile: every dataset of this CPU shares the same scale.
-        return self.out.parent / "reference.json"
+        """One canonical reference per profile and way of reading the reference: every dataset of this CPU
+        measured by one protocol shares its scale. The profile's first protocol owns `reference.json`; a
+        protocol reading the reference another way (issue 30's) gets `reference-<statistic>.json`."""
+        base = self.out.parent / "reference.json"
+        how = self.spec.protocol.reference_statistic
+        if base.exists() and json.loads(base.read_text()).get("statistic", "round_min_median") != how:
+            return self.out.parent / f"reference-{how}.json"
+        return base
 
     def _block(self, jobs: list[Job], ref, overhead: dict, bar) -> None:
         spec, backend = self.spec, self.backend
@@ -574,7 +581,8 @@ class Sweep:
             for cid, (built, _, _, batch) in meta.items():
                 self._skip(built.name, built.input_size, [batch], f"MeasurementError: {exc}", bar, retryable=True)
             return
-        canonical = canonical or canonical_reference(canonical_path, ref_series, self.prov["profile"])
+        canonical = canonical or canonical_reference(canonical_path, ref_series, self.prov["profile"],
+                                                     spec.protocol.reference_statistic)
         self.blocks.append({
             "block": block_id, "configs": len(tasks), "contended_windows": measurer.contended_total,
             "reference_energy_j": ref_series.per_round("energy_j", "min"),
@@ -599,8 +607,9 @@ class Sweep:
         """Measure-twice: this session's selected configurations, once they are old enough, measured
         again whole (same protocol, same canonical reference); each pair is stored as soon as it is read."""
         spec = self.spec
-        due = remeasure.due(self.config_store.values(), set(self.remeasured), spec.remeasure_share,
-                            spec.remeasure_after_min, session, datetime.now(timezone.utc), spec.seed)
+        done = {r["config_id"] for r in self.remeasured.values()}
+        due = remeasure.due(self.config_store.values(), done, spec.remeasure_share, spec.remeasure_after_min,
+                            session, datetime.now(timezone.utc), spec.seed)
         if not due:
             return
         due = due[: spec.block_architectures * 2]
@@ -678,6 +687,8 @@ class Sweep:
         (self.out / "sessions.json").write_text(json.dumps(self.sessions.values(), indent=1))
         (self.out / "blocks.json").write_text(json.dumps(self.blocks.values()))
         (self.out / remeasure.REMEASURE_FILE).write_text(json.dumps(self.remeasured.values(), indent=1))
+        if self._canonical_file().exists():  # the scale its labels are on, beside them (predictors store it)
+            (self.out / "canonical.json").write_text(self._canonical_file().read_text())
         wall = sum(r["wall_time_s"] for r in self.sessions.values())
         if not models.empty:
             from nnenergy.measure.datasheet import write
