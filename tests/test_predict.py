@@ -264,9 +264,11 @@ def test_calibration_flag_never_swallows_the_model(store, tiny_file, tmp_path, m
     monkeypatch.setenv("NNENERGY_CACHE", str(tmp_path))
     Calibration("a", "b", 2.0, 0.0, {"compute": 2.0}, {"compute": 2.0}, 0, 0, 1.0, "now").save(
         tmp_path / "calibration.json")
-    assert cli.main(["--calibration", str(tiny_file), "--json", "--tracking-uri", store]) == 0
+    assert cli.main(["--calibration", str(tiny_file), "--json", "--tracking-uri", store, "--speed", "now"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["calibration"]["kind"] == "panel" and d["calibration"]["speed_ratio"] == 2.0
+    # The panel states the machine's speed when it was measured: no speed on top of it, and it says so.
+    assert d["speed"]["speed_index"] is None and "calibration file" in d["speed"]["note"]
 
 
 def test_a_layer_table_refuses_a_batch_size_and_describe_checks_its_output(store, tiny_file, tmp_path, capsys):
