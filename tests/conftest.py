@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The suite never reads or writes the user's own cache (~/.cache/nnenergy) or recorded store
+# (~/.config/nnenergy/store.json): one throwaway folder per session, subprocesses included.
+_SESSION = Path(tempfile.mkdtemp(prefix="nnenergy-tests-"))
+atexit.register(shutil.rmtree, _SESSION, ignore_errors=True)
+os.environ["NNENERGY_CACHE"] = str(_SESSION / "cache")
+os.environ["NNENERGY_CONFIG"] = str(_SESSION / "config" / "store.json")
 # A developer's `nnenergy serve` must never answer the suite's commands (tests/test_serve.py starts its own).
 os.environ["NNENERGY_SERVER"] = "off"
 # Predictions in the suite are stated at the predictor's canonical speed (no probe in every call, and

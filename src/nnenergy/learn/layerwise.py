@@ -28,6 +28,16 @@ def range_features(kind: str) -> list[str]:
     return RANGE_FEATURES + own
 
 
+def out_of_range_reason(feature: str, value: float, lo: float, hi: float, kind: str) -> str:
+    """`batch_size 1e+05 above the 1-64 its conv layers were trained on`: which feature, which range."""
+    if feature == "log_intensity":  # log FLOPs - log bytes
+        feature, value, lo, hi = "FLOPs per byte", np.exp(value), np.exp(lo), np.exp(hi)
+    elif feature.startswith("log_"):  # stored as log1p: say it in the layer's own units
+        feature, value, lo, hi = feature[4:], np.expm1(value), np.expm1(lo), np.expm1(hi)
+    side = "above" if value > hi else "below"
+    return f"{feature} {value:.3g} {side} the {lo:.3g}-{hi:.3g} its {kind} layers were trained on"
+
+
 def energy_interval(metadata: dict, energy, out_of_range_share=0.0):
     """(low, high) joules around `energy` from a predictor's held-out log-ratio quantiles (NaN if
     none), widened by the share of the predicted energy that lies in out-of-range layers."""
@@ -384,6 +394,7 @@ class LayerwisePredictor:
         out = np.zeros((n, 2))
         known = feats["known"].to_numpy(dtype=bool).copy()
         oor = np.zeros(n, dtype=bool)
+        why = np.full(n, "", dtype=object)  # the reason of each flag, for the user
         types = feats["layer_type"].to_numpy(dtype=object)
         measured_types = self.metadata.get("layer_types")
         measured_types = np.asarray(measured_types, dtype=object) if measured_types else None
@@ -409,6 +420,7 @@ class LayerwisePredictor:
             lo, hi = self.ranges_.get(kind, (None, None)) if self.ranges_ else (None, None)
             if lo is None:
                 oor[rows] = bool(self.ranges_)  # a kind never seen in training
+                why[rows] = f"no {kind} layer in the training data" if self.ranges_ else ""
             else:
                 # pickled before structural ranges: the four size features
                 names = getattr(self, "range_names_", {}).get(kind, RANGE_FEATURES)
@@ -417,7 +429,11 @@ class LayerwisePredictor:
                 log = np.array([f.startswith("log_") for f in names])
                 tol_lo = np.where(log, 0.1, 0.1 * np.maximum(np.abs(lo), 1.0))
                 tol_hi = np.where(log, 0.1, 0.1 * np.maximum(np.abs(hi), 1.0))
-                oor[rows] = ((s < lo - tol_lo) | (s > hi + tol_hi)).any(axis=1)
+                bad = (s < lo - tol_lo) | (s > hi + tol_hi)
+                oor[rows] = bad.any(axis=1)
+                for r, j in zip(np.flatnonzero(oor[rows]), bad[oor[rows]].argmax(axis=1)):  # the first, per row
+                    why[rows[r]] = out_of_range_reason(names[j], s[r, j], lo[j], hi[j], kind)
+        why[~known & (why == "")] = "unknown layer type: generic fallback"
         oor |= ~known
         oor &= kinds != "input"  # an InputLayer runs no op: no size of it is out of range
         res_kind = kinds.copy()
@@ -432,12 +448,13 @@ class LayerwisePredictor:
             found = head_keys[at] == member_keys  # a head outside `feats` (a partial model): unknown
             known[members] = known[head][at] & found
             oor[members] = oor[head][at] | ~found
+            why[members] = np.where(found, why[head][at], "its kernel's head is not in the table")
             res_kind[members] = FUSED_KIND
         return pd.DataFrame({
             "config_id": feats["config_id"].to_numpy(), "layer_index": index,
             "layer_name": feats["layer_name"].to_numpy(), "layer_type": feats["layer_type"].to_numpy(),
             "kind": res_kind, "energy_j": out[:, 0], "latency_s": out[:, 1], "known": known,
-            "out_of_range": oor, "unit_index": unit,
+            "out_of_range": oor, "out_of_range_reason": np.where(oor, why, ""), "unit_index": unit,
         }, index=feats.index)
 
     def predict_models(self, per_layer: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:
