@@ -12,6 +12,7 @@ from sklearn.linear_model import LinearRegression
 
 from nnenergy.features.layer_features import ALL_FEATURES, KIND_FEATURES, RANGE_FEATURES
 from nnenergy.features.units import FUSED_KIND, UNIT_FLAGS, fuse
+from nnenergy.learn.ranges import outside_range
 from nnenergy.schema import INTERVAL_KEY, TARGETS
 
 FALLBACK = "other"
@@ -26,16 +27,6 @@ def range_features(kind: str) -> list[str]:
     size never seen is flagged, not only a larger layer."""
     own = [f for f in KIND_FEATURES.get(kind, []) if f not in RANGE_FEATURES]
     return RANGE_FEATURES + own
-
-
-def out_of_range_reason(feature: str, value: float, lo: float, hi: float, kind: str) -> str:
-    """`batch_size 1e+05 above the 1-64 its conv layers were trained on`: which feature, which range."""
-    if feature == "log_intensity":  # log FLOPs - log bytes
-        feature, value, lo, hi = "FLOPs per byte", np.exp(value), np.exp(lo), np.exp(hi)
-    elif feature.startswith("log_"):  # stored as log1p: say it in the layer's own units
-        feature, value, lo, hi = feature[4:], np.expm1(value), np.expm1(lo), np.expm1(hi)
-    side = "above" if value > hi else "below"
-    return f"{feature} {value:.3g} {side} the {lo:.3g}-{hi:.3g} its {kind} layers were trained on"
 
 
 def energy_interval(metadata: dict, energy, out_of_range_share=0.0):
@@ -425,14 +416,7 @@ class LayerwisePredictor:
                 # pickled before structural ranges: the four size features
                 names = getattr(self, "range_names_", {}).get(kind, RANGE_FEATURES)
                 s = x_all[np.ix_(rows, [col[f] for f in names])]
-                # log features: 0.1 = 10% beyond the largest or smallest seen; others 10% of that end
-                log = np.array([f.startswith("log_") for f in names])
-                tol_lo = np.where(log, 0.1, 0.1 * np.maximum(np.abs(lo), 1.0))
-                tol_hi = np.where(log, 0.1, 0.1 * np.maximum(np.abs(hi), 1.0))
-                bad = (s < lo - tol_lo) | (s > hi + tol_hi)
-                oor[rows] = bad.any(axis=1)
-                for r, j in zip(np.flatnonzero(oor[rows]), bad[oor[rows]].argmax(axis=1)):  # the first, per row
-                    why[rows[r]] = out_of_range_reason(names[j], s[r, j], lo[j], hi[j], kind)
+                oor[rows], why[rows] = outside_range(s, lo, hi, names, kind)
         why[~known & (why == "")] = "unknown layer type: generic fallback"
         oor |= ~known
         oor &= kinds != "input"  # an InputLayer runs no op: no size of it is out of range
