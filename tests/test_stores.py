@@ -129,8 +129,10 @@ def test_redact_and_record_never_keep_credentials(tmp_path, monkeypatch):
     assert stores.redact("sqlite:////a/b.db and http://h:5000") == "sqlite:////a/b.db and http://h:5000"
     monkeypatch.setenv(stores.CONFIG_ENV, str(tmp_path / "store.json"))
     assert stores.record_store(f"http://u:{SECRET}@h:5000") is None and not (tmp_path / "store.json").exists()
-    assert stores.record_store("sqlite:////a/b.db") == tmp_path / "store.json"
-    assert stores.recorded_store() == "sqlite:////a/b.db"
+    assert stores.record_store(f"sqlite:///{tmp_path}/missing.db") is None  # never a store that is not there
+    (tmp_path / "mlflow.db").write_text("")
+    assert stores.record_store(f"sqlite:///{tmp_path}/mlflow.db") == tmp_path / "store.json"
+    assert stores.recorded_store() == f"sqlite:///{tmp_path}/mlflow.db"
 
 
 def test_predict_from_any_folder_finds_the_recorded_store_and_caches_outside_it(store, tmp_path):

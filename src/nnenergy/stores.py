@@ -70,8 +70,9 @@ def recorded_store() -> str | None:
 
 def record_store(uri: str) -> Path | None:
     """Remember `uri` as the default store of `nnenergy predict` from any folder (`nnenergy main` calls
-    this after training). A URI with credentials is never written; returns the file, or None."""
-    if redact(uri) != uri:
+    this after training). A URI with credentials, or a SQLite file that does not exist, is never written;
+    returns the file, or None."""
+    if redact(uri) != uri or (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()):
         return None
     path = config_file()
     try:

@@ -187,11 +187,11 @@ def main(argv: list[str] | None = None) -> int:
 
         _hydra(train, ["-m", f"predictor={LAYERWISE}", *rest], "train")
         uri = tracking.store_uri()
-        from nnenergy.stores import record_store
+        from nnenergy.stores import record_store, redact
 
         recorded = record_store(uri)  # `nnenergy predict` from any folder finds this store
         remote = uri.startswith(("http://", "https://"))
-        browse = f"  open {uri}" if remote else f"  .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+        browse = f"  open {redact(uri)}" if remote else f"  .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
         compare = _compare_link(uri, "" if remote else "http://127.0.0.1:5000/")
         champion = _compare_link(uri, "" if remote else "http://127.0.0.1:5000/", champion=True)
         print("\nDone. Browse runs, plots and the registry with:\n"
