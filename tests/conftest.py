@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The suite never reads or writes the user's own cache (~/.cache/nnenergy) or recorded store
+# (~/.config/nnenergy/store.json): one throwaway folder per session, subprocesses included.
+_SESSION = Path(tempfile.mkdtemp(prefix="nnenergy-tests-"))
+atexit.register(shutil.rmtree, _SESSION, ignore_errors=True)
+os.environ["NNENERGY_CACHE"] = str(_SESSION / "cache")
+os.environ["NNENERGY_CONFIG"] = str(_SESSION / "config" / "store.json")
 # A developer's `nnenergy serve` must never answer the suite's commands (tests/test_serve.py starts its own).
 os.environ["NNENERGY_SERVER"] = "off"
 # Predictions in the suite are stated at the predictor's canonical speed (no probe in every call, and
 # no test depends on the machine's real speed); tests/test_speed.py sets other modes explicitly.
 os.environ["NNENERGY_SPEED"] = "canonical"
 
-import pytest
-from hydra import compose, initialize_config_dir
+import pytest  # noqa: E402  (after the environment above: the imports below read it)
+from hydra import compose, initialize_config_dir  # noqa: E402
 
-from nnenergy.apps import CONF_DIR
+from nnenergy.apps import CONF_DIR  # noqa: E402
 
 
 def foreign_profile() -> str:

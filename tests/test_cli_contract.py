@@ -24,17 +24,54 @@ CASES = {  # command -> arguments that are bad input (checked before anything is
     "merge": ["{tmp}/out", "{tmp}/missing-a", "{tmp}/missing-b"],
     "nosuch": [],  # an unknown command
 }
+# More bad input per command: (command, arguments, NNENERGY_CACHE or None). In {tmp}: `a-file` is a
+# file, `folder.parquet` a folder.
+MORE = [
+    ("train", ["nosuchkey=1"], None),  # a key the config lacks: Hydra's own error is 7 lines and status 1
+    ("main", ["predictor.nosuchkey=1"], None),
+    ("calibrate", ["--method", "nosuch"], None),  # argparse's usage dump
+    ("describe", ["{tmp}/missing.keras", "-o", "{tmp}/t.parquet"], None),  # must not call itself predict
+    ("describe", ["tiny_cnn", "-o", "{tmp}/folder.parquet"], None),  # an existing folder
+    ("describe", ["tiny_cnn", "-o", "{tmp}/a-file/t.parquet"], None),  # a folder that cannot be written
+    ("serve", ["--detach"], "{tmp}/a-file/cache"),  # a cache folder that cannot be written
+]
 
 
-@pytest.mark.parametrize("cmd", list(CASES))
-def test_bad_input_is_one_line_and_status_two(cmd, tmp_path):
-    args = [a.format(tmp=tmp_path) for a in CASES[cmd]]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "NNENERGY_CACHE": str(tmp_path)}
-    res = subprocess.run([sys.executable, "-m", "nnenergy.cli", cmd, *args], capture_output=True, text=True,
-                         cwd=tmp_path, env=env, timeout=300)
+def _run(cmd: str, args: list[str], tmp_path: Path, cache: str | None = None):
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "folder.parquet").mkdir(exist_ok=True)
+    args = [a.format(tmp=tmp_path) for a in args]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+           "NNENERGY_CACHE": (cache or str(tmp_path)).format(tmp=tmp_path)}
+    return subprocess.run([sys.executable, "-m", "nnenergy.cli", cmd, *args], capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=300)
+
+
+def _assert_one_line(res, cmd: str):
     err = res.stderr.strip()
     assert res.returncode == 2, err[-2000:]
     assert res.stdout == "" and "Traceback" not in err and "\n" not in err, err[-2000:]
     assert err.startswith("nnenergy")
     named = "train" if cmd == "main" else cmd  # `main` is the training multirun
     assert f"nnenergy {named}" in err or (cmd == "nosuch" and "'nosuch'" in err)
+
+
+@pytest.mark.parametrize("cmd", list(CASES))
+def test_bad_input_is_one_line_and_status_two(cmd, tmp_path):
+    _assert_one_line(_run(cmd, CASES[cmd], tmp_path), cmd)
+
+
+@pytest.mark.parametrize("cmd,args,cache", MORE, ids=[f"{c}-{'-'.join(a)[:30]}" for c, a, _ in MORE])
+def test_more_bad_input_is_one_line_and_status_two(cmd, args, cache, tmp_path):
+    res = _run(cmd, args, tmp_path, cache)
+    _assert_one_line(res, cmd)
+    assert "nnenergy predict" not in res.stderr or cmd == "predict"
+
+
+def test_the_help_examples_name_data_that_exists():
+    import re
+
+    from nnenergy.cli import USAGE
+
+    for path in re.findall(r"dataset=(\S+)", USAGE):
+        assert (REPO / path / "models.parquet").exists(), path

@@ -178,8 +178,13 @@ def test_hardware_profiles_are_listed_and_selected(store, tiny_file, capsys):
     shipped = [r for r in rows.values() if r["datasets"]]
     assert all(r["device"].startswith("CPU ") and r["backend"] == "tensorflow" for r in shipped), shipped
     assert cli.main(["--hardware", "list", "--tracking-uri", store]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]  # what `predict` uses here, and why
+    lines = capsys.readouterr().out.strip().splitlines()
+    last = lines[-1]  # what `predict` uses here, and why
     assert f"@champion-{mine}:" in last and "this machine's own predictor" in last
+    table = lines[:len(rows) + 1]  # aligned columns, nothing cut
+    starts = {ln.index(" tensorflow ") + 1 for ln in table[1:] if " tensorflow " in ln}
+    assert starts == {table[0].index("backend")}
+    assert all(r["device"] in "\n".join(table) for r in shipped)
     assert cli.main([str(tiny_file), "--hardware", mine, "--json", "--tracking-uri", store]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["predictor"]["uri"].endswith(f"@champion-{mine}") and d["hardware"]["profile"] == mine
@@ -306,3 +311,34 @@ def test_a_repeated_prediction_needs_no_tensorflow(store, tiny_file, tmp_path):
     zoo.build("tiny_cnn", 40).model.save(other)
     third, _ = run(other)
     assert third["tf"] is True
+
+
+def test_every_flag_gives_its_reason_and_the_footer_counts_the_marks(store, capsys):
+    """A batch far beyond training: every layer with a size is flagged, each mark names the feature and
+    the trained range, the footer counts the `!` it printed, and the memory of a pass is stated."""
+    assert cli.main(["tiny_cnn", "--batch-size", "100000", "--tracking-uri", store]) == 0
+    out = capsys.readouterr().out
+    marks = [ln for ln in out.splitlines() if "  ! " in ln]
+    assert marks and all("trained on" in ln for ln in marks)
+    assert any("batch_size 1e+05 above" in ln for ln in marks)
+    footer = next(ln for ln in out.splitlines() if "marked `!`" in ln)
+    assert footer.startswith(f"{len(marks)} layer(s) marked `!`") and "batch_size" in footer
+    assert "memory: one pass holds at least" in out and "GB of RAM" in out
+
+    assert cli.main(["tiny_cnn", "--batch-size", "100000", "--json", "--tracking-uri", store]) == 0
+    d = json.loads(capsys.readouterr().out)
+    flagged = [lay for lay in d["layers"] if lay["out_of_range"]]
+    assert flagged and all(lay["out_of_range_reason"] for lay in flagged)
+    assert not any(lay["out_of_range_reason"] for lay in d["layers"] if not lay["out_of_range"])
+    assert d["memory_bytes"] > 4 * 100000 * 32 * 32 * 3 and d["ram_bytes"] > 0
+
+
+def test_the_python_api_prints_no_tensorflow_start_up_lines(store, tiny_file):
+    """`nnenergy.predict` in a fresh process that set no log level: stderr stays as quiet as the CLI's."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    code = ("import sys, nnenergy; p = nnenergy.predict(sys.argv[1], tracking_uri=sys.argv[2]); "
+            "print(p.energy_j > 0)")
+    res = subprocess.run([sys.executable, "-c", code, str(tiny_file), store], capture_output=True, text=True,
+                         cwd=REPO, env=env, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "True", res.stderr[-2000:]
+    assert not any(w in res.stderr for w in ("oneDNN", "cuda", "cuInit", "TensorFlow binary", "absl")), res.stderr

@@ -315,6 +315,13 @@ def test_main_job_through_mlflow_run(tiny_sweep, tmp_path, new_store):
     shown = mlflow.search_runs([exp.experiment_id], filter_string=view["searchFilter"], output_format="list")
     assert sorted(r.info.run_id for r in shown) == sorted(r.info.run_id for r in children)
     assert "metrics.`champion_score`" in view["selectedColumns"] and view["orderByKey"] == "metrics.`champion_score`"
+    # the sweep's own view (a later sweep re-points COMPARE_VIEW, not it) and the champion's
+    own = tracking.sweep_view(parent.info.run_id)
+    assert exp.tags[tracking.NEWEST_SWEEP_TAG] == own
+    assert json.loads(exp.tags[f"mlflow.sharedViewState.{own}"])["searchFilter"] == view["searchFilter"]
+    champ_view = json.loads(exp.tags[f"mlflow.sharedViewState.{tracking.CHAMPION_VIEW}"])
+    shown = mlflow.search_runs([exp.experiment_id], filter_string=champ_view["searchFilter"], output_format="list")
+    assert champ.run_id in {r.info.run_id for r in shown}
     default = MlflowClient().get_experiment_by_name("Default")
     leftovers = mlflow.search_runs([default.experiment_id], output_format="list") if default else []
     # `mlflow run` opens a run in Default before our code starts: it is left only as a pointer

@@ -2,10 +2,12 @@
 
 - The configs: `conf/` at the repository root, or `$NNENERGY_CONF`.
 - The measured data: `data/<profile>/<dataset>/`, relative to the working folder (`DATA_ROOT`).
-- What it can rebuild: one cache folder, `$NNENERGY_CACHE` or `.nnenergy_cache`. Everything cached lives
-  under it: layer features (`features/`), resolved predictors (`predictors/`), the calibration
-  `nnenergy calibrate` stores (`calibration.json`), isolated-layer measurements (the sweeps' `cache_dir`,
-  `conf/sweep/_measurement.yaml`, resolves the same variable).
+- What it can rebuild: one cache folder, `$NNENERGY_CACHE` or the user's cache folder (platformdirs:
+  `~/.cache/nnenergy` on Linux), whatever the working folder. Everything cached lives under it: layer
+  features (`features/`), resolved predictors (`predictors/`), the calibration `nnenergy calibrate`
+  stores (`calibration.json`), the speed history (`speed/`). The sweeps' isolated-layer measurements
+  (`cache_dir` in `conf/sweep/_measurement.yaml`) resolve `$NNENERGY_CACHE` too, else they stay with
+  the project (`.nnenergy_cache`): measuring is done in a checkout, predicting anywhere.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import os
 from pathlib import Path
 
 CACHE_ENV = "NNENERGY_CACHE"
-DEFAULT_CACHE = ".nnenergy_cache"
 CONF_ENV = "NNENERGY_CONF"
 DATA_ROOT = Path("data")
 
@@ -26,8 +27,14 @@ def conf_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """The cache folder: `$NNENERGY_CACHE` when set, else `.nnenergy_cache` (relative to the working folder)."""
-    return Path(os.environ.get(CACHE_ENV, DEFAULT_CACHE))
+    """The cache folder: `$NNENERGY_CACHE` when set, else the platform's user cache folder for nnenergy
+    (`~/.cache/nnenergy` on Linux, `$XDG_CACHE_HOME` honoured), so predicting from any folder leaves
+    nothing in it."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("nnenergy", appauthor=False))
 
 
 def calibration_file() -> Path:
@@ -35,4 +42,3 @@ def calibration_file() -> Path:
     return cache_dir() / "calibration.json"
 
 
-SPEED_FILE = "speed.json"  # data/<profile>/speed.json: a machine's speed index, last read by `nnenergy calibrate`

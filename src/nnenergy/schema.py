@@ -18,8 +18,10 @@ INPUT_COLUMNS = DESCRIPTION_COLUMNS + COST_COLUMNS
 GRAPH_COLUMNS = ["inbound_layers"]
 # `unit_index`: the layer_index of the layer whose kernel a layer runs in (its own unless fused into
 # another's; a fused layer's cost is predicted on that head and its own row shows 0).
+# `out_of_range_reason`: why a layer is flagged (`batch_size 1e+05 above the 1-64 its conv layers were
+# trained on`), empty when it is not.
 OUTPUT_COLUMNS = ["config_id", "row", "layer_index", "layer_name", "layer_type", "kind", "known", "out_of_range",
-                  "energy_j", "latency_s", "energy_lo_j", "energy_hi_j", "unit_index"]
+                  "energy_j", "latency_s", "energy_lo_j", "energy_hi_j", "unit_index", "out_of_range_reason"]
 # Predictor metadata: the 90% interval of log(measured / predicted), (-q, q) with q the split-conformal
 # quantile of |log ratio| over level-1 held-out predictions (`evaluate.levels.interval_from`).
 INTERVAL_KEY = "energy_log_ratio_interval"

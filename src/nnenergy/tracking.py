@@ -21,8 +21,11 @@ def resolve_tracking_uri(uri: str) -> str:
 
 
 def store_uri(tracking_uri: str | None = None) -> str:
-    """The store a command uses: `tracking_uri`, else `$MLFLOW_TRACKING_URI`, else ./mlflow.db; resolved."""
-    return resolve_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI)
+    """The store a command reads: `tracking_uri`, else `$MLFLOW_TRACKING_URI`, else ./mlflow.db when it exists,
+    else the store `nnenergy main` recorded (`nnenergy.stores.find_store`); resolved."""
+    from nnenergy.stores import find_store
+
+    return resolve_tracking_uri(find_store(tracking_uri))
 
 
 def setup(tracking_uri: str, experiment: str) -> str:
@@ -30,11 +33,15 @@ def setup(tracking_uri: str, experiment: str) -> str:
 
     `mlflow run` without `--experiment-name` opens its run in the Default experiment; our runs
     belong in `experiment`, so that run is left with a pointer tag and ours start there instead.
-    SQLite stores race when several processes create tables at once, so retry briefly.
+    SQLite stores race when several processes create tables at once, so retry briefly. A remote store is
+    probed first (`nnenergy.stores.probe`): unreachable, it fails in seconds, not after MLflow's retries.
     """
     import mlflow
 
+    from nnenergy.stores import probe
+
     uri = resolve_tracking_uri(tracking_uri)
+    probe(uri, must_exist=False)
     mlflow.set_tracking_uri(uri)
     for attempt in range(5):
         try:
@@ -76,7 +83,9 @@ def log_resolved_config(cfg) -> None:
     import mlflow
     from omegaconf import OmegaConf
 
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    from nnenergy.stores import public_config
+
+    resolved = public_config(OmegaConf.to_container(cfg, resolve=True))  # a store URI's password stays out
     mlflow.log_dict(resolved, "config/resolved.yaml")
     mlflow.log_params({k: str(v)[:500] for k, v in flatten(resolved).items()})
 
@@ -86,10 +95,22 @@ def log_dataset(models, path: Path, name: str, context: str, files: tuple[str, .
     import mlflow
 
     table = ints_as_floats(models.drop(columns=[c for c in ("window_energies_j", "arch_spec") if c in models]))
-    mlflow.log_input(mlflow.data.from_pandas(table, source=str(Path(path).resolve()), name=name), context=context)
+    source = _local_source(Path(path).resolve())
+    mlflow.log_input(mlflow.data.from_pandas(table, source=source, name=name), context=context)
     for f in files:
         if (Path(path) / f).exists():
             mlflow.log_artifact(str(Path(path) / f), f"dataset/{name}")
+
+
+def _local_source(path: Path):
+    """The dataset source of a local folder, declared: given as a path, MLflow finds two registered
+    sources that can read it (both named LocalArtifactDatasetSource) and warns that it is ambiguous."""
+    from mlflow.data.dataset_source_registry import get_registered_sources
+
+    for cls in get_registered_sources():
+        if cls.__name__ == "LocalArtifactDatasetSource":
+            return cls(str(path))
+    return str(path)
 
 
 def log_figure(fig, path: str) -> None:
@@ -136,23 +157,56 @@ def _champion_now(client, name: str = "nnenergy-layerwise") -> str | None:
 
 
 COMPARE_VIEW = "nnenergy-compare"  # the runs page's shared view of the newest sweep (experiment tag)
+CHAMPION_VIEW = "nnenergy-champion"  # the registered champion and the versions it was chosen among
+NEWEST_SWEEP_TAG = "nnenergy.newest_sweep_view"  # experiment tag: the newest sweep's own view key
 
 
-def compare_view_path(experiment_id: str) -> str:
-    """The MLflow UI's address (after the host) of the newest sweep's comparison view."""
-    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={COMPARE_VIEW}"
+def sweep_view(parent: str) -> str:
+    """The key of one sweep's own view (never re-pointed by a later sweep)."""
+    return f"nnenergy-sweep-{parent[:8]}"
 
 
-def _share_compare_view(client, experiment_id: str, parent: str) -> None:
-    """A shared view of the runs page (MLflow's "Share" button stores the same experiment tag): this
-    sweep's child runs, one row each, with the three levels' RMSPE and the champion score as columns,
-    best first. Without it the page opens on one collapsed parent and no metric columns."""
+def compare_view_path(experiment_id: str, key: str = COMPARE_VIEW) -> str:
+    """The MLflow UI's address (after the host) of a shared view of the runs page."""
+    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={key}"
+
+
+def _share_view(client, experiment_id: str, key: str, search_filter: str) -> None:
+    """A shared view of the runs page (MLflow's "Share" button stores the same experiment tag): the runs
+    `search_filter` selects, one row each, with the three levels' RMSPE and the champion score as
+    columns, best first. Without it the page opens on one collapsed parent and no metric columns."""
     cols = [f"metrics.`{lvl}_whole_energy_rmspe`" for lvl in _LEVEL_NAMES] + ["metrics.`champion_score`"]
-    state = {"searchFilter": f"tags.mlflow.parentRunId = '{parent}'", "orderByKey": "metrics.`champion_score`",
+    state = {"searchFilter": search_filter, "orderByKey": "metrics.`champion_score`",
              "orderByAsc": True, "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
              "modelVersionFilter": "All Runs", "selectedColumns": cols, "runsExpanded": {}, "runsPinned": [],
              "runsHidden": [], "runListHidden": False}
-    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{COMPARE_VIEW}", json.dumps(state))
+    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{key}", json.dumps(state))
+
+
+def _share_compare_view(client, experiment_id: str, parent: str) -> None:
+    """This sweep's child runs under two keys: its own (`sweep_view`, stays true) and `COMPARE_VIEW`
+    (the newest sweep); and the champion's view (`CHAMPION_VIEW`), which a later sweep that does not
+    move the champion leaves showing the champion and its competitors."""
+    children = f"tags.mlflow.parentRunId = '{parent}'"
+    for key in (COMPARE_VIEW, sweep_view(parent)):
+        _share_view(client, experiment_id, key, children)
+    client.set_experiment_tag(experiment_id, NEWEST_SWEEP_TAG, sweep_view(parent))
+    _share_champion_view(client, experiment_id)
+
+
+def _share_champion_view(client, experiment_id: str, name: str = "nnenergy-layerwise") -> None:
+    """The runs of the versions registered on the champion's split (the ones it was chosen among)."""
+    from nnenergy.registry import CHAMPION, SPLIT_TAG
+
+    try:
+        champ = client.get_model_version_by_alias(name, CHAMPION)
+        split = champ.tags.get(SPLIT_TAG)
+        runs = {v.run_id for v in client.search_model_versions(f"name='{name}'")
+                if split is not None and v.tags.get(SPLIT_TAG) == split} | {champ.run_id}
+    except Exception:  # no registry, no champion yet
+        return
+    ids = ", ".join(f"'{r}'" for r in sorted(runs))
+    _share_view(client, experiment_id, CHAMPION_VIEW, f"attributes.run_id IN ({ids})")
 
 
 def summarise_children(parent: str) -> None:

@@ -25,7 +25,9 @@ def run(cfg: DictConfig) -> dict:
     tracking.setup(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
     results: dict = {}
     with mlflow.start_run(run_name=f"analyze-{Path(cfg.dataset).name}"):
-        mlflow.log_dict(OmegaConf.to_container(cfg, resolve=True), "config/resolved.yaml")
+        from nnenergy.stores import public_config
+
+        mlflow.log_dict(public_config(OmegaConf.to_container(cfg, resolve=True)), "config/resolved.yaml")
         mlflow.set_tag("hardware_id", data.hardware_id)
         jobs = {
             "energy_distribution": lambda: figures.energy_distribution(m),

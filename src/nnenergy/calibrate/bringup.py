@@ -172,8 +172,9 @@ def candidate_uris(model_uri: str | None, tracking_uri: str | None) -> list[str]
     from mlflow import MlflowClient
 
     from nnenergy import registry, tracking
-    from nnenergy.predict.loading import DEFAULT_MODEL_NAME, DEFAULT_MODEL_URI
+    from nnenergy.predict.loading import DEFAULT_MODEL_NAME, DEFAULT_MODEL_URI, reachable
 
+    reachable(tracking.store_uri(tracking_uri))
     mlflow.set_tracking_uri(tracking.store_uri(tracking_uri))
     client = MlflowClient()
     champ = registry.champion_version(client, DEFAULT_MODEL_NAME)

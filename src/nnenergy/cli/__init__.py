@@ -13,7 +13,7 @@ commands:
             register them and promote the champion (Hydra multirun)
   measure   run a measurement sweep        e.g. nnenergy measure sweep=tiny
   train     train one predictor            e.g. nnenergy train predictor=rf
-  analyze   figures and metrics of a dataset  e.g. nnenergy analyze dataset=data/cpu
+  analyze   figures and metrics of a dataset  e.g. nnenergy analyze dataset=data/intel-xeon-avx512-2c/cpu
   predict   predict a model's energy       e.g. nnenergy predict ResNet50 --batch-size 32
   describe  write a model's layer table (predict it later without TensorFlow)
                                            e.g. nnenergy describe ResNet50 --batch-size 32 -o r50.parquet
@@ -50,26 +50,109 @@ def unknown_choice(argv: list[str]) -> str | None:
     return None
 
 
+def _composed(argv: list[str], config_name: str):
+    """(the config `argv`'s overrides compose, or None, one-line error or None): a key the config lacks
+    (`nosuchkey=1`) or an override that does not parse, found before Hydra runs anything. Sweeps compose
+    with their first value; anything this check cannot judge is left to Hydra."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    from nnenergy.apps import CONF_DIR
+
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):  # --cfg job, --info, ...
+        return None, None
+    given = [a for a in argv if not a.startswith("-") and not a.startswith("hydra")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(given)
+    except OverrideParseException as exc:
+        return None, f"cannot read the override: {str(exc).strip().splitlines()[0]}"
+    simple = []
+    for o, text in zip(parsed, given):
+        if o.is_sweep_override():
+            try:
+                first = next(iter(o.sweep_string_iterator()))
+            except Exception:  # a glob, range or interval (an Optuna search space): all judged by Hydra
+                return None, None
+            text = f"{o.get_key_element()}={first}"
+        simple.append(text)
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose(config_name=config_name, overrides=simple), None
+    except ConfigCompositionException as exc:
+        text = " ".join(str(exc).split())
+        if text.startswith(("Could not override", "Could not append", "Could not delete")):
+            return None, text
+        return None, None
+    except Exception:
+        return None, None
+
+
 def _hydra(module, argv: list[str], name: str) -> None:
     why = unknown_choice(argv)
+    cfg = None
+    if not why:
+        cfg, why = _composed(argv, name)
     if why:
         print(f"nnenergy {name}: {why}", file=sys.stderr)
         raise SystemExit(2)
+    _probe_store(cfg, name)
     sys.argv = [f"nnenergy-{name}", *argv]
     module.main()
 
 
-def _compare_link(uri: str, base: str) -> str | None:
-    """The runs page's comparison view of the newest sweep (`tracking.compare_view_path`), or None."""
+def _probe_store(cfg, name: str) -> None:
+    """A remote store that does not answer: one line and status 1 in seconds, before anything runs."""
+    from omegaconf import OmegaConf
+
+    from nnenergy.stores import StoreUnreachable, probe
+
+    try:
+        uri = OmegaConf.select(cfg, "mlflow.tracking_uri") if cfg is not None else None
+    except Exception:  # an interpolation this check cannot resolve: Hydra will say
+        return
+    if not uri:
+        return
+    try:
+        probe(str(uri), must_exist=False)
+    except StoreUnreachable as exc:
+        print(f"nnenergy {name}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _compare_link(uri: str, base: str, champion: bool = False) -> str | None:
+    """The runs page's view of this sweep (its own key, which later sweeps leave alone) or, `champion`,
+    of the registered champion and its competitors (`tracking.compare_view_path`), or None."""
     try:
         from mlflow import MlflowClient
 
         from nnenergy import tracking
 
         exp = MlflowClient(uri).get_experiment_by_name("nnenergy-train")
-        return f"{(base or uri).rstrip('/')}/{tracking.compare_view_path(exp.experiment_id)}" if exp else None
+        if exp is None:
+            return None
+        key = tracking.CHAMPION_VIEW if champion else exp.tags.get(tracking.NEWEST_SWEEP_TAG, tracking.COMPARE_VIEW)
+        if f"mlflow.sharedViewState.{key}" not in exp.tags:
+            return None
+        return f"{(base or uri).rstrip('/')}/{tracking.compare_view_path(exp.experiment_id, key)}"
     except Exception:  # a link is a convenience: never fail the job over it
         return None
+
+
+def cache_problem() -> str | None:
+    """Why the cache folder (`nnenergy.paths.cache_dir()`) cannot be written, in one line, or None."""
+    import tempfile
+
+    from nnenergy.paths import CACHE_ENV, cache_dir
+
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        return (f"cannot write the cache folder {folder} ({exc.strerror or exc}); set {CACHE_ENV} to a "
+                "folder you can write")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,13 +185,21 @@ def main(argv: list[str] | None = None) -> int:
 
         _hydra(train, ["-m", f"predictor={LAYERWISE}", *rest], "train")
         uri = tracking.store_uri()
+        from nnenergy.stores import record_store, redact
+
+        recorded = record_store(uri)  # `nnenergy predict` from any folder finds this store
         remote = uri.startswith(("http://", "https://"))
-        browse = f"  open {uri}" if remote else f"  .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+        browse = (f"  open {redact(uri)}" if remote
+                  else f"  .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
         compare = _compare_link(uri, "" if remote else "http://127.0.0.1:5000/")
+        champion = _compare_link(uri, "" if remote else "http://127.0.0.1:5000/", champion=True)
         print("\nDone. Browse runs, plots and the registry with:\n"
               f"{browse}\n"
               + (f"The predictors side by side (this sweep's runs, best first):\n  {compare}\n" if compare else "")
-              + "Predict with the champion:\n  .venv/bin/nnenergy predict MobileNetV2 --batch-size 8")
+              + (f"The registered champion and the versions it was chosen among:\n  {champion}\n" if champion else "")
+              + "Predict with the champion"
+              + (f" (from any folder: this store is recorded in {recorded})" if recorded else "")
+              + ":\n  .venv/bin/nnenergy predict MobileNetV2 --batch-size 8")
     elif cmd == "calibrate":
         from nnenergy.cli.calibrate import main as calibrate_main
 
@@ -127,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         return predict_main(rest)
     elif cmd == "serve":
         from nnenergy.cli.serve import main as serve_main
+
+        why = cache_problem() if not {"-h", "--help"} & set(rest) else None
+        if why:  # the server's socket name, log and predictors all live there
+            print(f"nnenergy serve: error: {why}", file=sys.stderr)
+            return 2
 
         return serve_main(rest)
     else:

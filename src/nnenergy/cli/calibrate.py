@@ -19,7 +19,9 @@ e.g. sweep.output_dir=/tmp/bringup 'sweep.generated.seeds=[0,20]'."""
 
 
 def _parser(default_file: Path) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nnenergy calibrate", description=__doc__.split("\n\n")[0].replace("\n", " "),
+    from nnenergy.cli.predict import _Parser  # a usage error is one line, not the usage dump
+
+    p = _Parser(prog="nnenergy calibrate", description=__doc__.split("\n\n")[0].replace("\n", " "),
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=10.0,
                    help="bring-up budget in minutes (default 10; 1 = a quick check; <= 0.5 re-reads only the "
@@ -76,8 +78,10 @@ def _bringup(args) -> int:
         done = run(args.minutes, args.model_uri, args.tracking_uri, list(args.overrides), methods,
                    register=not args.no_register)
     except (BringupError, PredictError, SweepInputError, TransferError) as exc:
-        print(f"nnenergy calibrate: {exc}", file=sys.stderr)
-        return 2
+        from nnenergy.stores import redact
+
+        print(f"nnenergy calibrate: {redact(exc)}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)  # 1: no predictor to transfer (none registered, a store that is down)
     except MeasurementLockError as exc:
         print(f"nnenergy calibrate: {exc}", file=sys.stderr)
         return 1

@@ -56,7 +56,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware", default=None, metavar="PROFILE|list",
                    help="predict for this hardware profile (its own champion, models:/nnenergy-layerwise@champion-"
                         "PROFILE); `list` shows the profiles with data or a trained predictor")
-    p.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db when it exists, else the "
+                        "store `make run` recorded in ~/.config/nnenergy/store.json)")
     p.add_argument("--country", default=None,
                    help="ISO 3166 alpha-3 code for the grid's carbon intensity (default: world average)")
     p.add_argument("--inferences", type=_positive_int, default=1_000_000, help="passes to total kWh and CO2 over")
@@ -113,6 +115,7 @@ def _quiet_python(verbose: bool):
 
 
 def _fmt_j(j: float) -> str:
+    j = 0.0 if abs(j) < 5e-7 else j  # never "-0.000 mJ"
     return f"{j * 1e3:9.3f} mJ" if j < 1 else f"{j:9.3f} J "
 
 
@@ -122,11 +125,16 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
     width = min(max(df["name"].str.len().max() if len(df) else 0, 10), 40)
     unmeasured = set(getattr(pred, "unmeasured_layer_types", []) or [])
     lines.append(f"{'layer':<{width}} {'type':<24} {'energy':>12} {'latency':>11} {'share':>6}")
+    marked, reasons = 0, {}
     for r in df.itertuples():
         mark = (f"  (fused into {r.fused_into})" if getattr(r, "fused_into", "") else
                 "  (unknown type: generic fallback)" if not r.known else
                 f"  (unmeasured type: predicted as {r.kind})" if r.type in unmeasured else
-                "  ! out of range" if r.out_of_range else "")
+                f"  ! {r.out_of_range_reason or 'out of range'}" if r.out_of_range else "")
+        if mark.startswith("  !"):
+            marked += 1
+            feature = (r.out_of_range_reason or "out of range").split(" ")[0]
+            reasons[feature] = reasons.get(feature, 0) + 1
         name = r.name if len(r.name) <= width else "…" + r.name[-(width - 1):]  # nested: keep the leaf
         lines.append(f"{name:<{width}} {r.type[:24]:<24} {_fmt_j(r.energy_j):>12} "
                      f"{r.latency_s * 1e3:8.3f} ms {r.share * 100:5.1f}%{mark}")
@@ -170,9 +178,18 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
             lines.append(f"its error on {label}: RMSPE {err[f'{level}_whole_energy_rmspe']:.1f}%, "
                          f"{err.get(f'{level}_whole_energy_within10', math.nan):.0f}% within ±10% "
                          f"({err.get(f'{level}_whole_energy_n', 0):.0f} configurations)")
-    if pred.out_of_range_layers:
-        lines.append(f"{pred.out_of_range_layers} layer(s) lie outside what the predictor was trained on "
-                     "(marked `!`): the interval is widened for them")
+    if marked:
+        why = ", ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        fused = pred.out_of_range_layers - marked
+        lines.append(f"{marked} layer(s) marked `!` lie outside what the predictor was trained on, by {why}"
+                     + (f" (and {fused} layer(s) fused into them)" if fused > 0 else "")
+                     + ": the interval is widened for them")
+    if pred.memory_bytes:
+        ram = getattr(pred, "ram_bytes", 0.0)
+        fits = "" if not ram else (f"; this machine has {ram / 1e9:.3g} GB of RAM"
+                                   + (": it does not fit" if pred.memory_bytes > ram else ""))
+        lines.append(f"memory: one pass holds at least {pred.memory_bytes / 1e9:.3g} GB (float32 weights and the "
+                     f"largest layer's input and output){fits}")
     if pred.unknown_layer_types:
         lines.append(f"unknown layer types (generic fallback): {', '.join(pred.unknown_layer_types)}")
     if unmeasured:
@@ -225,6 +242,16 @@ def _note_speed(preds) -> None:
         print(f"nnenergy predict: note: {note}", file=sys.stderr)
 
 
+def _note_cache(preds) -> None:
+    """One line on stderr when the cache folder cannot be written: every call then resolves the
+    predictor and describes the model again (seconds each), which otherwise looks like a slow tool."""
+    from nnenergy.cli import cache_problem
+
+    why = cache_problem() if preds else None
+    if why:
+        print(f"nnenergy predict: note: nothing is cached, so every call takes seconds: {why}", file=sys.stderr)
+
+
 def _tip_serve() -> None:
     """Once per cache folder, at a terminal, after a prediction that had to load TensorFlow: say how the
     next first predictions answer in about a second (`nnenergy serve`)."""
@@ -245,7 +272,9 @@ def _tip_serve() -> None:
 
 def _error(exc, prog: str = "nnenergy predict", code: int | None = None) -> int:
     """Print one line; return the exit status: 2 bad usage or input, 1 a failure while running."""
-    print(f"{prog}: error: {exc}", file=sys.stderr)
+    from nnenergy.stores import redact
+
+    print(f"{prog}: error: {redact(exc)}", file=sys.stderr)  # a store URI's password never reaches the screen
     return code if code is not None else getattr(exc, "exit_code", 2 if isinstance(exc, str) else 1)
 
 
@@ -261,13 +290,15 @@ def _list_hardware(args) -> int:
     if not rows:
         print("no hardware profile: no measured data under data/ and no registered predictor")
         return 0
-    print(f"{'profile':<32} {'device':<34} {'backend':<11} {'configurations':<28} predictor")
+    table = [("profile", "device", "backend", "configurations", "predictor")]
     for r in rows:
         sets = ", ".join(f"{k} {v:,}" for k, v in r["datasets"].items()) or "-"
         version = f"version {r['predictor_version']}" if r["predictor_version"] else "not trained"
         mark = "  (this machine)" if r["this_machine"] else ""
-        print(f"{r['profile']:<32} {str(r['device'] or '-')[:34]:<34} {str(r['backend'] or '-'):<11} "
-              f"{sets:<28} {version}{mark}")
+        table.append((r["profile"], str(r["device"] or "-"), str(r["backend"] or "-"), sets, version + mark))
+    widths = [max(len(row[i]) for row in table) for i in range(4)]  # nothing cut, columns aligned
+    for row in table:
+        print(" ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + " " + row[4])
     from nnenergy.predict.loading import DEFAULT_MODEL_URI, machine_model_uri
 
     uri = machine_model_uri(args.tracking_uri)
@@ -282,7 +313,12 @@ def _list_hardware(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.hardware == "list":
-        return _list_hardware(args)
+        from nnenergy.predict.errors import PredictError
+
+        try:
+            return _list_hardware(args)
+        except PredictError as exc:  # a store that does not answer
+            return _error(exc)
     # `--calibration ResNet50`: the optional value took the model's name; it is a model, not a file.
     from nnenergy.predict.inputs import MODEL_SUFFIXES, TABLE_SUFFIXES
 
@@ -346,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             return _error(f"{type(exc).__name__}: {first_line(exc)}", code=1)
     _note_other_profile(preds, args)
     _note_speed(preds)
+    _note_cache(preds)
     _tip_serve()
     for i, pred in enumerate(preds):
         if args.json:
@@ -378,6 +415,8 @@ def describe_main(argv: list[str] | None = None) -> int:
     folder = Path(args.output).resolve().parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):
         return _error(f"cannot write {args.output}: {folder} is not a writable folder", p.prog)
+    if Path(args.output).is_dir():
+        return _error(f"cannot write {args.output}: it is a folder; name a file to write", p.prog)
     _quiet_before_tensorflow(args.verbose)
     from nnenergy.predict.api import _describe
     from nnenergy.predict.errors import PredictError
@@ -396,11 +435,14 @@ def describe_main(argv: list[str] | None = None) -> int:
                 for name, layers, shape, batch in _describe(model, args.batch_size, args.input_shape):
                     tables.append(layers.assign(config_id=config_id(name, shape[0] if shape else 0, batch)))
     except PredictError as exc:
-        return _error(exc)
+        return _error(exc, p.prog)
     table = pd.concat(tables, ignore_index=True)
-    if args.output.endswith(".parquet"):
-        table.to_parquet(args.output, index=False)
-    else:
-        table.to_csv(args.output, index=False)
+    try:  # root ignores permission bits in the check above; a full disk or read-only mount fails here
+        if args.output.endswith(".parquet"):
+            table.to_parquet(args.output, index=False)
+        else:
+            table.to_csv(args.output, index=False)
+    except OSError as exc:
+        return _error(f"cannot write {args.output}: {exc.strerror or exc}", p.prog, code=1)
     print(f"{args.output}: {table['config_id'].nunique()} configuration(s), {len(table)} layers")
     return 0

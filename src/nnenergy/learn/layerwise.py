@@ -12,6 +12,7 @@ from sklearn.linear_model import LinearRegression
 
 from nnenergy.features.layer_features import ALL_FEATURES, KIND_FEATURES, RANGE_FEATURES
 from nnenergy.features.units import FUSED_KIND, UNIT_FLAGS, fuse
+from nnenergy.learn.ranges import outside_range
 from nnenergy.schema import INTERVAL_KEY, TARGETS
 
 FALLBACK = "other"
@@ -384,6 +385,7 @@ class LayerwisePredictor:
         out = np.zeros((n, 2))
         known = feats["known"].to_numpy(dtype=bool).copy()
         oor = np.zeros(n, dtype=bool)
+        why = np.full(n, "", dtype=object)  # the reason of each flag, for the user
         types = feats["layer_type"].to_numpy(dtype=object)
         measured_types = self.metadata.get("layer_types")
         measured_types = np.asarray(measured_types, dtype=object) if measured_types else None
@@ -409,15 +411,13 @@ class LayerwisePredictor:
             lo, hi = self.ranges_.get(kind, (None, None)) if self.ranges_ else (None, None)
             if lo is None:
                 oor[rows] = bool(self.ranges_)  # a kind never seen in training
+                why[rows] = f"no {kind} layer in the training data" if self.ranges_ else ""
             else:
                 # pickled before structural ranges: the four size features
                 names = getattr(self, "range_names_", {}).get(kind, RANGE_FEATURES)
                 s = x_all[np.ix_(rows, [col[f] for f in names])]
-                # log features: 0.1 = 10% beyond the largest or smallest seen; others 10% of that end
-                log = np.array([f.startswith("log_") for f in names])
-                tol_lo = np.where(log, 0.1, 0.1 * np.maximum(np.abs(lo), 1.0))
-                tol_hi = np.where(log, 0.1, 0.1 * np.maximum(np.abs(hi), 1.0))
-                oor[rows] = ((s < lo - tol_lo) | (s > hi + tol_hi)).any(axis=1)
+                oor[rows], why[rows] = outside_range(s, lo, hi, names, kind)
+        why[~known & (why == "")] = "unknown layer type: generic fallback"
         oor |= ~known
         oor &= kinds != "input"  # an InputLayer runs no op: no size of it is out of range
         res_kind = kinds.copy()
@@ -432,12 +432,13 @@ class LayerwisePredictor:
             found = head_keys[at] == member_keys  # a head outside `feats` (a partial model): unknown
             known[members] = known[head][at] & found
             oor[members] = oor[head][at] | ~found
+            why[members] = np.where(found, why[head][at], "its kernel's head is not in the table")
             res_kind[members] = FUSED_KIND
         return pd.DataFrame({
             "config_id": feats["config_id"].to_numpy(), "layer_index": index,
             "layer_name": feats["layer_name"].to_numpy(), "layer_type": feats["layer_type"].to_numpy(),
             "kind": res_kind, "energy_j": out[:, 0], "latency_s": out[:, 1], "known": known,
-            "out_of_range": oor, "unit_index": unit,
+            "out_of_range": oor, "out_of_range_reason": np.where(oor, why, ""), "unit_index": unit,
         }, index=feats.index)
 
     def predict_models(self, per_layer: pd.DataFrame, feats: pd.DataFrame) -> pd.DataFrame:

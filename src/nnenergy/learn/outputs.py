@@ -45,6 +45,9 @@ def predict_frame(predictor, layers: pd.DataFrame) -> pd.DataFrame:
         "energy_lo_j": cat(np.full(n, np.nan), nan_k, totals["energy_lo_j"].to_numpy(dtype=float)),
         "energy_hi_j": cat(np.full(n, np.nan), nan_k, totals["energy_hi_j"].to_numpy(dtype=float)),
         "unit_index": cat(per_layer["unit_index"].to_numpy(dtype=float), nan_k, nan_k),
+        "out_of_range_reason": cat(per_layer["out_of_range_reason"].to_numpy(dtype=object)
+                                   if "out_of_range_reason" in per_layer else np.full(n, "", dtype=object),
+                                   empty_k, empty_k),
     })
     return out[OUTPUT_COLUMNS]
 
@@ -57,6 +60,6 @@ def predict_totals(predictor, layers: pd.DataFrame) -> pd.DataFrame:
     out = predictor.predict(layer_features(layers))
     out["row"], out["layer_index"], out["layer_name"] = "total", -1.0, "(total)"
     out["layer_type"], out["kind"], out["known"], out["out_of_range"] = "", "", True, False
-    out["unit_index"] = np.nan
+    out["unit_index"], out["out_of_range_reason"] = np.nan, ""
     out["energy_lo_j"], out["energy_hi_j"] = energy_interval(predictor.metadata, out["energy_j"])
     return out[OUTPUT_COLUMNS]

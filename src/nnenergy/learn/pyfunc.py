@@ -60,6 +60,17 @@ def requirements(predictor_kind: str) -> list[str]:
     return reqs
 
 
+def _mlflow_type(dtype) -> str:
+    """The MLflow column type of a pandas dtype."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "long"
+    return "double" if pd.api.types.is_float_dtype(dtype) else "string"
+
+
 def log_pyfunc(pred, layers: pd.DataFrame, predictor_kind: str = "layerwise", name: str = "predictor"):
     """Log a fitted predictor as this pyfunc in the active run (signature, input example from the
     first configuration of `layers`, pinned requirements, the package's own code); its metadata
@@ -68,7 +79,7 @@ def log_pyfunc(pred, layers: pd.DataFrame, predictor_kind: str = "layerwise", na
     import tempfile
     from pathlib import Path
 
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import ColSpec, Schema
 
     from nnenergy.schema import GRAPH_COLUMNS
@@ -80,10 +91,13 @@ def log_pyfunc(pred, layers: pd.DataFrame, predictor_kind: str = "layerwise", na
         example[col] = example[col].astype(float)
     for col in ("layer_index", "batch_size", "n_inputs"):
         example[col] = example[col].astype("int64")
-    signature = infer_signature(example, pyfunc_model.predict_fn(pred, example))
-    # The graph's edges are optional input (MLflow drops columns a signature does not name).
-    inputs = [c for c in signature.inputs.inputs if c.name not in GRAPH_COLUMNS]
-    signature.inputs = Schema(inputs + [ColSpec("string", c, required=False) for c in GRAPH_COLUMNS])
+    # The input schema is declared, not inferred: inferring it from integer columns makes MLflow print a
+    # hint about missing values (these columns never have any). The graph's edges are optional input
+    # (MLflow drops columns a signature does not name).
+    inputs = [ColSpec(_mlflow_type(example[c].dtype), c) for c in columns if c not in GRAPH_COLUMNS]
+    outputs = infer_signature(pyfunc_model.predict_fn(pred, example)).inputs  # floats, booleans, strings
+    signature = ModelSignature(inputs=Schema(inputs + [ColSpec("string", c, required=False) for c in GRAPH_COLUMNS]),
+                               outputs=outputs)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"predictor-{name}.joblib"
         joblib.dump(pred, path, compress=3)  # forests compress ~5x: a lean registry

@@ -55,6 +55,7 @@ class LayerPrediction:
     known: bool
     out_of_range: bool = False  # its size lies outside what its kind was trained on
     fused_into: str = ""  # the layer whose kernel runs it (its cost is predicted there), when fused
+    out_of_range_reason: str = ""  # which feature lies outside which trained range, when out of range
 
 
 @dataclass
@@ -81,6 +82,10 @@ class Prediction:
     # The machine's speed the figures are stated at (`nnenergy.speed`): speed_index (None: not
     # applied, `note` says why), latency_speed_index, read_at, source, canonical_at, note.
     speed: dict = field(default_factory=dict)
+    # At least what one pass holds at once (float32): the weights plus the largest layer's input and
+    # output; and this machine's RAM, to compare (a batch of 100,000 images does not fit).
+    memory_bytes: float = 0.0
+    ram_bytes: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,7 +96,7 @@ class Prediction:
 
         df = pd.DataFrame([asdict(layer) for layer in self.layers],
                           columns=["name", "type", "kind", "energy_j", "latency_s", "known", "out_of_range",
-                                   "fused_into"])
+                                   "fused_into", "out_of_range_reason"])
         df["share"] = df["energy_j"] / self.energy_j if self.energy_j > 0 else float("nan")
         return df
 
@@ -280,7 +285,8 @@ def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed
         correction_energy_j=corr_e,
         correction_latency_s=corr_t,
         layers=[LayerPrediction(r.layer_name, r.layer_type, r.kind, float(r.energy_j), float(r.latency_s),
-                                bool(r.known), bool(r.out_of_range), _fused_into(r, names))
+                                bool(r.known), bool(r.out_of_range), _fused_into(r, names),
+                                str(getattr(r, "out_of_range_reason", "") or ""))
                 for r in per_layer.itertuples()],
         unknown_layer_types=sorted(set(per_layer.loc[~per_layer["known"].astype(bool), "layer_type"])),
         predictor={**info, "name": meta.get("predictor"), "source": meta.get("source"),
@@ -291,7 +297,28 @@ def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed
         out_of_range_layers=int(per_layer["out_of_range"].sum()),
         calibration=_calibration_note(cal, meta),
         speed=speed,
+        memory_bytes=pass_memory_bytes(layers),
+        ram_bytes=ram_bytes(),
     )
+
+
+def pass_memory_bytes(layers) -> float:
+    """A lower bound of the memory one forward pass holds (float32): all weights plus the largest
+    layer's input and output (a layer table's elements already count the batch)."""
+    if not len(layers):
+        return 0.0
+    acts = (layers["in_elems"].astype(float) + layers["out_elems"].astype(float)).max()
+    return float(4.0 * (layers["params"].astype(float).sum() + acts))
+
+
+def ram_bytes() -> float:
+    """This machine's physical memory (0 where the platform does not say)."""
+    import os
+
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0.0
 
 
 def predict(model, batch_size: int = 1, input_shape=None, model_uri: str | None = None,

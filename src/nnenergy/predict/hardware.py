@@ -42,6 +42,9 @@ def hardware_profiles(tracking_uri: str | None = None, data_root: str | Path = D
             on_gpu = last.get("device") == "gpu" or (last.get("device") is None and gpu not in ("none", "None", "nan"))
             r["device"] = f"GPU {gpu}" if on_gpu else f"CPU {last.get('cpu_model')} ({last.get('cpu_cores')} cores)"
             r["backend"] = last.get("backend") or r["backend"]
+    from nnenergy.predict.loading import reachable
+
+    reachable(store_uri(tracking_uri))  # a remote store that does not answer: one line in seconds, not a hang
     try:
         import mlflow
         from mlflow import MlflowClient

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 from nnenergy.predict.cache import CachedPredictor, _cache_dir, _write_cache
-from nnenergy.predict.errors import PredictorUnavailable
-from nnenergy.tracking import DEFAULT_TRACKING_URI, resolve_tracking_uri, store_uri
+from nnenergy.predict.errors import PredictorUnavailable, first_line
+from nnenergy.stores import missing_store_hint, redact
+from nnenergy.tracking import store_uri
 
 DEFAULT_MODEL_NAME = "nnenergy-layerwise"
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@champion"
@@ -76,6 +77,7 @@ def _has_alias(store: str, name: str, alias: str) -> bool:
                                   (name, alias)).fetchone() is not None
         except sqlite3.Error:
             return False
+    reachable(store)
     try:
         import mlflow
         from mlflow import MlflowClient
@@ -85,6 +87,34 @@ def _has_alias(store: str, name: str, alias: str) -> bool:
         return True
     except Exception:
         return False
+
+
+def reachable(store: str) -> None:
+    """Raise `PredictorUnavailable` (one line, no credentials) when a remote store does not answer, in
+    seconds (`nnenergy.stores.probe`), and bound MLflow's own HTTP calls for prediction: no retries, 5 s
+    timeouts (a user waits on them; training keeps MLflow's defaults)."""
+    from nnenergy.stores import StoreUnreachable, probe
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    try:
+        probe(store)
+    except StoreUnreachable as exc:
+        raise PredictorUnavailable(str(exc)) from None
+    if store.split("://", 1)[0].split("+")[0] in ("postgresql", "mysql", "mssql"):
+        # MLflow retries a database it cannot open (a wrong password, a missing database) 15 times with
+        # growing sleeps, minutes in all: a prediction tries once and says why.
+        import mlflow.store.db.utils as db_utils
+
+        db_utils.MAX_RETRY_COUNT = 1
+
+
+def missing_sqlite(store: str, tracking_uri: str | None) -> str:
+    """The error for a SQLite store file that does not exist: what was looked for, how to point elsewhere."""
+    if tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
+        return (f"no MLflow store at {redact(store)}, so no registered predictor: {TRAIN_HINT}, or point "
+                "--tracking-uri (or MLFLOW_TRACKING_URI) to a store that exists")
+    return f"no MLflow store, so no registered predictor: {missing_store_hint()}"
 
 
 def machine_model_uri(tracking_uri: str | None = None) -> str:
@@ -134,14 +164,13 @@ def _load_registered(model_uri: str | None = None, tracking_uri: str | None = No
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     uri = model_uri or DEFAULT_MODEL_URI
-    if tracking_uri or not os.environ.get("MLFLOW_TRACKING_URI"):
-        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri or DEFAULT_TRACKING_URI))
-    store = mlflow.get_tracking_uri()
+    store = store_uri(tracking_uri)
     if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).exists() and uri.startswith("models:/"):
-        raise PredictorUnavailable(f"no MLflow store at {store}, so no registered predictor: {TRAIN_HINT}")
+        raise PredictorUnavailable(missing_sqlite(store, tracking_uri))
+    reachable(store)
+    mlflow.set_tracking_uri(store)
+    shown = redact(store)
     name, version, alias = _parse_model_uri(uri)
     info = {"uri": uri, "version": version if version and version.isdigit() else None}
     try:
@@ -152,17 +181,17 @@ def _load_registered(model_uri: str | None = None, tracking_uri: str | None = No
             info["version"] = str(max(int(v.version) for v in versions)) if versions else None
         model = mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
-        msg = str(exc).splitlines()[0][:300]
+        msg = redact(first_line(exc))
         if uri.startswith("models:/"):
-            why = _missing_predictor(uri, store)
+            why = _missing_predictor(uri, shown)
             if why:
                 raise PredictorUnavailable(why) from None
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise PredictorUnavailable(f"no predictor at {uri} in {store}: {msg}") from None
-        raise PredictorUnavailable(f"cannot load predictor {uri} from {store}: {msg}") from None
+            raise PredictorUnavailable(f"no predictor at {uri} in {shown}: {msg}") from None
+        raise PredictorUnavailable(f"cannot load predictor {uri} from {shown}: {msg}") from None
     except OSError as exc:
-        raise PredictorUnavailable(f"cannot load predictor {uri} from {store}: {exc}") from None
-    except Exception as exc:  # connection errors from a remote tracking server
-        raise PredictorUnavailable(f"cannot reach MLflow at {store}: "
-                                   f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        raise PredictorUnavailable(f"cannot load predictor {uri} from {shown}: {redact(first_line(exc))}") from None
+    except Exception as exc:  # connection errors from a remote tracking server, a missing database driver
+        raise PredictorUnavailable(f"cannot reach MLflow at {shown}: "
+                                   f"{type(exc).__name__}: {redact(first_line(exc, 200))}") from None
     return model, info

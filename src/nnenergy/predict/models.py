@@ -24,8 +24,12 @@ def import_tensorflow_quietly() -> None:
     import contextlib
     import sys
 
-    if ("tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3"
-            or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow"):
+    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
+    # A Python-API caller who set nothing gets the CLI's quiet (TensorFlow reads this once, as it loads);
+    # any level they set, `TF_CPP_MIN_LOG_LEVEL=0` included, is theirs.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3":
         return
     try:
         saved = os.dup(2)

@@ -1,0 +1,165 @@
+"""MLflow stores as a user meets them: an unreachable one fails in seconds with one line naming its host
+and never its password; `predict` finds the store `make run` trained from any folder and caches in
+the user's cache folder."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nnenergy import stores
+
+SECRET = "s3cr3t-pw"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _silent_server():
+    """Accepts connections (the kernel's backlog) and never says a word: what a hung server looks like."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _postgres_that_refuses_ssl():
+    """Answers PostgreSQL's SSL request with 'N', as a real server without TLS does, then hangs up."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = srv.accept()
+                with conn:
+                    conn.recv(8)
+                    conn.sendall(b"N")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        srv.close()
+
+
+def _nnenergy(*args, cwd, env=None, timeout=120):
+    env = {**os.environ, **(env or {})}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    start = time.monotonic()
+    res = subprocess.run([sys.executable, "-m", "nnenergy.cli", *args], capture_output=True, text=True,
+                         cwd=cwd, env=env, timeout=timeout)
+    return res, time.monotonic() - start
+
+
+def _assert_one_line_without_password(res, host: str):
+    err = res.stderr.strip()
+    assert res.returncode == 1, err[-2000:]
+    assert "\n" not in err and "Traceback" not in err, err[-2000:]
+    assert SECRET not in res.stderr + res.stdout
+    assert host in err
+
+
+@pytest.mark.parametrize("kind", ["http_closed", "http_silent", "postgres_closed", "postgres_no_driver", "file"])
+def test_a_store_that_cannot_answer_fails_in_seconds_naming_its_host_not_its_password(kind, tmp_path):
+    if kind == "postgres_no_driver":
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg"):
+            pytest.skip("psycopg is installed here: bare postgresql:// has its driver")
+    with _silent_server() as silent, _postgres_that_refuses_ssl() as pg:
+        closed = _closed_port()
+        uri, host = {
+            "http_closed": (f"http://127.0.0.1:{closed}", f"127.0.0.1:{closed}"),
+            "http_silent": (f"http://user:{SECRET}@127.0.0.1:{silent}", f"127.0.0.1:{silent}"),
+            "postgres_closed": (f"postgresql+psycopg2://u:{SECRET}@127.0.0.1:{closed}/db", f"127.0.0.1:{closed}"),
+            "postgres_no_driver": (f"postgresql://u:{SECRET}@127.0.0.1:{pg}/db", f"127.0.0.1:{pg}"),
+            "file": (f"file://{tmp_path}/no-such-store", f"{tmp_path}/no-such-store"),
+        }[kind]
+        res, seconds = _nnenergy("predict", "tiny_cnn", "--tracking-uri", uri, cwd=tmp_path)
+    _assert_one_line_without_password(res, host)
+    assert seconds < 10, seconds  # Python's start-up and the probe's bounded wait, never MLflow's retries
+
+
+def test_training_against_a_store_that_is_down_fails_in_seconds_without_its_password(tmp_path):
+    closed = _closed_port()
+    res, seconds = _nnenergy("train", f"mlflow.tracking_uri=postgresql+psycopg2://u:{SECRET}@127.0.0.1:{closed}/db",
+                             cwd=tmp_path)
+    _assert_one_line_without_password(res, f"127.0.0.1:{closed}")
+    assert res.stderr.startswith("nnenergy train:") and seconds < 10
+
+
+def test_credentials_never_reach_what_is_logged(new_store, tmp_path):
+    """A store URI's password stays out of the run's params and its resolved-config artifact."""
+    import mlflow
+    from omegaconf import OmegaConf
+
+    from nnenergy import tracking
+
+    uri = new_store(tmp_path)
+    cfg = OmegaConf.create({"mlflow": {"tracking_uri": f"postgresql://u:{SECRET}@db.example:5432/mlflow"},
+                            "note": f"https://token:{SECRET}@host/x"})
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run() as run:
+        tracking.log_resolved_config(cfg)
+    client = mlflow.MlflowClient(uri)
+    params = client.get_run(run.info.run_id).data.params
+    artifact = Path(client.download_artifacts(run.info.run_id, "config/resolved.yaml", str(tmp_path))).read_text()
+    assert SECRET not in json.dumps(params) and SECRET not in artifact
+    assert params["mlflow.tracking_uri"] == "postgresql://***@db.example:5432/mlflow"
+
+
+def test_redact_and_record_never_keep_credentials(tmp_path, monkeypatch):
+    assert stores.redact(f"x postgresql+psycopg2://u:{SECRET}@h:5/db y") == "x postgresql+psycopg2://***@h:5/db y"
+    assert stores.redact("sqlite:////a/b.db and http://h:5000") == "sqlite:////a/b.db and http://h:5000"
+    monkeypatch.setenv(stores.CONFIG_ENV, str(tmp_path / "store.json"))
+    assert stores.record_store(f"http://u:{SECRET}@h:5000") is None and not (tmp_path / "store.json").exists()
+    assert stores.record_store(f"sqlite:///{tmp_path}/missing.db") is None  # never a store that is not there
+    (tmp_path / "mlflow.db").write_text("")
+    assert stores.record_store(f"sqlite:///{tmp_path}/mlflow.db") == tmp_path / "store.json"
+    assert stores.recorded_store() == f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def test_predict_from_any_folder_finds_the_recorded_store_and_caches_outside_it(store, tmp_path):
+    """`make run` records its store; `predict` in an unrelated folder, without MLFLOW_TRACKING_URI or
+    NNENERGY_CACHE, uses it and caches in the user's cache folder, leaving the folder empty."""
+    config = tmp_path / "config" / "store.json"
+    env = {stores.CONFIG_ENV: str(config), "XDG_CACHE_HOME": str(tmp_path / "xdg-cache")}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    res, _ = _nnenergy("predict", "tiny_cnn", "--json", cwd=elsewhere, env=env | {"NNENERGY_CACHE": ""})
+    err = res.stderr.strip()
+    assert res.returncode == 1 and "\n" not in err, err[-2000:]
+    assert f"{elsewhere / 'mlflow.db'}" in err and str(config) in err and "--tracking-uri" in err
+
+    config.parent.mkdir()
+    config.write_text(json.dumps({"tracking_uri": store}))
+    res, _ = _nnenergy("predict", "tiny_cnn", "--json", cwd=elsewhere, env=env | {"NNENERGY_CACHE": ""})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)["energy_j"] > 0
+    assert list(elsewhere.iterdir()) == []
+    assert (tmp_path / "xdg-cache" / "nnenergy" / "predictors").is_dir()
+
+
+def test_predict_says_once_when_nothing_can_be_cached(store, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    res, _ = _nnenergy("predict", "tiny_cnn", "tiny_mlp", "--json", "--tracking-uri", store, cwd=tmp_path,
+                       env={"NNENERGY_CACHE": str(tmp_path / "a-file" / "cache")})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert len(res.stdout.strip().splitlines()) == 2
+    assert res.stderr.count("nothing is cached") == 1 and "NNENERGY_CACHE" in res.stderr
