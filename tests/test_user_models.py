@@ -333,7 +333,7 @@ def test_recurrent_layers_are_predicted_op_by_op_and_scale_with_their_work(store
     p = nnenergy.predict(model, batch_size=4, tracking_uri=store)
     energy = {k: sum(lay.energy_j for lay in p.layers if lay.name.startswith(f"{k}/")) for k in ("small", "large")}
     assert energy["large"] > energy["small"] > 0
-    assert p.unknown_layer_types == [] and "LSTM" not in {lay.type for lay in p.layers}
+    assert p.unknown_layers == [] and "LSTM" not in {lay.type for lay in p.layers}
 
 
 def test_explicit_version_uri_prints_its_version(store, tmp_path, capsys):

@@ -253,6 +253,22 @@ def _attention_shapes(shapes: list[Shape]) -> tuple[Shape, Shape, Shape]:
     return q, v, k
 
 
+def _einsum_dense_flops(cfg: dict, in_shape: Shape, out_shape: Shape) -> int:
+    """2 x the product of every index's size in `equation` (per sample): an EinsumDense's output may
+    have several dimensions from its kernel (heads x head size), which `units` does not say."""
+    eq = str(cfg.get("equation", "")).replace(" ", "")
+    try:
+        (lhs, kernel), out = eq.split("->")[0].split(","), eq.split("->")[1]
+    except ValueError:
+        return 2 * _prod(in_shape) * (out_shape[-1] if out_shape else 1)
+    sizes: dict[str, int] = {}
+    for term, shape in ((lhs, in_shape), (out, out_shape)):
+        term = term.replace("...", "")
+        for ch, d in zip(term[::-1], tuple(shape)[::-1]):  # from the right: the batch letter is left out
+            sizes[ch] = max(sizes.get(ch, 1), int(d))
+    return 2 * math.prod(sizes.values()) if sizes else 0
+
+
 def analytic_cost(info: LayerInfo, batch_size: int) -> dict:
     """FLOPs (multiply and add counted separately), elements and bytes moved, per pass.
 
@@ -282,7 +298,9 @@ def analytic_cost(info: LayerInfo, batch_size: int) -> dict:
         mult = int(cfg.get("depth_multiplier", 1))
         flops = 2 * (out_elems // max(int(cfg.get("filters", 1)), 1)) * (
             area * c_in * mult + c_in * mult * int(cfg.get("filters", 1)))
-    elif t in ("Dense", "EinsumDense"):
+    elif t == "EinsumDense":
+        flops = _einsum_dense_flops(cfg, first, info.output_shape) * batch_size
+    elif t == "Dense":
         flops = 2 * in_elems * int(cfg.get("units", info.output_shape[-1] if info.output_shape else 1))
     elif t in _RNN_GATES:
         # per time step each gate multiplies [x_t, h_{t-1}] (input + hidden) by a (. x hidden)

@@ -17,7 +17,7 @@ import contextlib
 from dataclasses import dataclass, field, replace
 
 from nnenergy.describe import LayerInfo
-from nnenergy.describe_ops import rows_from_ops
+from nnenergy.describe_ops import _unique, rows_from_ops
 
 # Known to the predictor as types, but each call is a loop of small steps: described op by op.
 RECURRENT_TYPES = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "LSTMCell", "GRUCell", "SimpleRNNCell"}
@@ -27,14 +27,17 @@ def is_builtin(layer) -> bool:
     return type(layer).__module__.startswith("keras.")
 
 
-def needs_tracing(layer) -> bool:
-    """True for a layer described by its sublayers and ops rather than as one row."""
+def needs_tracing(layer, inside: bool = False) -> bool:
+    """True for a layer described by its sublayers and ops rather than as one row: a recurrent layer,
+    a layer of a type Keras does not ship, and (`inside` a traced layer) any layer no kind covers.
+    A Keras layer of no kind in a model's own graph (InceptionResNetV2's `CustomScaleLayer`) stays one
+    row, as the measured datasets hold it."""
     from nnenergy.features.layer_features import kind_of
 
     name = type(layer).__name__
     if name == "InputLayer":
         return False
-    return name in RECURRENT_TYPES or not is_builtin(layer) or kind_of(name) == "other"
+    return name in RECURRENT_TYPES or not is_builtin(layer) or (inside and kind_of(name) == "other")
 
 
 @dataclass
@@ -126,7 +129,7 @@ def _row_of_call(call, name: str) -> LayerInfo:
 
 def _rows(call, name: str, graph) -> list[LayerInfo]:
     """The rows of one call: itself if the predictor prices its type, else its children and own ops."""
-    if call is not None and not needs_tracing(call.layer):
+    if not needs_tracing(call.layer, inside=True):
         return [_row_of_call(call, name)]
     ops = graph.get_operations()[call.start:call.end]
     rows: list[LayerInfo] = []
@@ -179,5 +182,5 @@ def trace(layer, name: str, args: tuple, kwargs: dict) -> list[LayerInfo] | None
     roots = [c for c in calls if c.layer is layer and c.graph is graph and c.end >= 0]
     if not roots:
         return None
-    rows = _rows(roots[0], name, graph)
+    rows = _unique(_rows(roots[0], name, graph))
     return [replace(r, index=i) for i, r in enumerate(rows)] or None

@@ -115,7 +115,8 @@ def warnings_of(pred) -> list[str]:
     """What the user must know about a prediction, for stderr (never stdout: `--json` keeps it clean)."""
     lines = []
     if pred.unknown_layer_types:
-        lines.append(f"unknown layer types (generic fallback, interval widened): {', '.join(pred.unknown_layer_types)}")
+        lines.append("unknown layer types (generic fallback, interval widened): "
+                     + ", ".join(pred.unknown_layer_types))
     unmeasured = sorted(set(getattr(pred, "unmeasured_layer_types", []) or []))
     if unmeasured:
         lines.append(f"WARNING: no measured data for layer types {', '.join(unmeasured)}: each is predicted "

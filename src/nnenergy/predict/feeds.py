@@ -55,13 +55,17 @@ def normalize(inputs) -> dict[str, tuple[tuple[int, ...], str | None]]:
             _, shape, dtype = parse_input(f"{name}={spec}")
         elif (isinstance(spec, (list, tuple)) and len(spec) == 2 and isinstance(spec[1], str)
               and isinstance(spec[0], (list, tuple, int))):
-            shape, dtype = parse_shape(",".join(map(str, spec[0] if isinstance(spec[0], (list, tuple)) else [spec[0]]))), spec[1]
+            shape, dtype = _shape_of(spec[0]), spec[1]
         else:
-            shape, dtype = parse_shape(",".join(map(str, spec if isinstance(spec, (list, tuple)) else [spec]))), None
+            shape, dtype = _shape_of(spec), None
         if dtype is not None and dtype not in DTYPES:
             raise PredictError(f"unknown dtype {dtype!r} for input {name!r}: one of {', '.join(DTYPES)}")
         out[str(name)] = (tuple(shape), dtype)
     return out
+
+
+def _shape_of(value) -> tuple[int, ...]:
+    return parse_shape(",".join(map(str, value if isinstance(value, (list, tuple)) else [value])))
 
 
 def check(inputs, seq_len) -> None:
