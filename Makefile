@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	# torch's CPU wheel first (on these machines it comes from local disk); a later
 	# requirement it satisfies then installs nothing larger.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,hub]'
 	touch $(STAMP)
 
 install: $(STAMP)

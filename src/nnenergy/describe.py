@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -150,7 +150,8 @@ def _walk(model, actual_inputs, flatten: bool, seen: dict, names: dict, producer
                     outs = list(node.outputs)
             if not (flatten and _is_graph_model(op)):
                 inbound = tuple(producer[id(t)] for t in ins if id(t) in producer)
-                seen.setdefault(id(op), (ins, outs[0] if outs else node.outputs[0], inbound))
+                seen.setdefault(id(op), (ins, outs[0] if outs else node.outputs[0], inbound,
+                                         node.arguments.fill_in(tensors)))
                 for y in outs:
                     producer.setdefault(id(y), names.get(id(op)))
             for x, y in zip(node.outputs, outs):
@@ -158,7 +159,7 @@ def _walk(model, actual_inputs, flatten: bool, seen: dict, names: dict, producer
     return [tensors.get(id(x), x) for x in graph.outputs]
 
 
-def describe(model, flatten: bool = True) -> list[LayerInfo]:
+def describe(model, flatten: bool = True, inputs=None, trace: bool = True) -> list[LayerInfo]:
     """All leaf layers of a Functional or Sequential Keras model, in topological order.
 
     Nested Functional/Sequential models (a backbone inside a model, Sequential blocks) are
@@ -167,36 +168,58 @@ def describe(model, flatten: bool = True) -> list[LayerInfo]:
     the outer model actually feeds it. `leaf_layers(model)` maps these names to the layer
     objects. `flatten=False` keeps nested models as one opaque layer each (the old behaviour).
     A layer called at several places is described once, at its first call.
+
+    `inputs`: KerasTensors to run the graph on instead of its own inputs (one per
+    `model.inputs`, in order: other shapes or dtypes). With `trace`, a layer the predictor
+    cannot price as one row (a custom or keras-hub layer, a recurrent loop) is described by its
+    sublayers and traced ops (`describe_traced`), in rows named ``layer/sublayer/...``.
     """
     seen: dict = {}
     graph = _graph(model)
+    actual = list(inputs) if inputs is not None else list(graph.inputs)
     named = list(leaf_layers(model, flatten).items())
     names = {id(layer): name for name, layer in named}
     producer = {id(t): name for name, layer in named if type(layer).__name__ == "InputLayer"
                 for t in _as_list(layer.output)}
-    _walk(model, list(graph.inputs), flatten, seen, names, producer)
-    infos = []
-    for i, (name, layer) in enumerate(named):
+    fed = {id(x): y for x, y in zip(graph.inputs, actual)}
+    producer |= {id(fed[k]): n for k, n in list(producer.items()) if k in fed}
+    _walk(model, actual, flatten, seen, names, producer)
+    infos, renamed = [], {}
+    for name, layer in named:
+        arguments = None
         if id(layer) in seen:
-            ins, out, inbound = seen[id(layer)]
+            ins, out, inbound, arguments = seen[id(layer)]
         else:  # an InputLayer, or a layer no node of this graph reaches: its own first call
             out = _as_list(layer.output)[0]
+            out = fed.get(id(out), out)
             ins = [out] if type(layer).__name__ == "InputLayer" else _as_list(layer.input)
             inbound = ()
-        infos.append(
-            LayerInfo(
-                index=i,
-                name=name,
-                type=type(layer).__name__,
-                config=layer.get_config(),
-                input_shapes=[_shape(t) for t in ins],
-                output_shape=_shape(out),
-                dtype=str(getattr(ins[0], "dtype", "float32")),
-                params=int(layer.count_params()),
-                inbound=tuple(n for n in inbound if n),
-            )
-        )
-    return infos
+        info = LayerInfo(index=0, name=name, type=type(layer).__name__, config=_config(layer),
+                         input_shapes=[_shape(t) for t in ins], output_shape=_shape(out),
+                         dtype=str(getattr(ins[0], "dtype", "float32")), params=int(layer.count_params()),
+                         inbound=tuple(n for n in inbound if n))
+        rows = _traced(layer, name, arguments) if trace and arguments is not None else None
+        if rows:
+            rows = [replace(r, inbound=info.inbound if i == 0 else (rows[i - 1].name,)) for i, r in enumerate(rows)]
+            renamed[name] = rows[-1].name  # what the layers reading this one read
+        infos += rows or [info]
+    return [replace(r, index=i, inbound=tuple(renamed.get(n, n) for n in r.inbound)) for i, r in enumerate(infos)]
+
+
+def _config(layer) -> dict:
+    try:
+        return layer.get_config()
+    except Exception:  # a custom layer without a serializable config: described by its shapes
+        return {}
+
+
+def _traced(layer, name: str, arguments) -> list[LayerInfo] | None:
+    from nnenergy.describe_traced import needs_tracing, trace
+
+    if not needs_tracing(layer):
+        return None
+    args, kwargs = arguments
+    return trace(layer, name, args, kwargs)
 
 
 def _prod(shape: Shape) -> int:
@@ -230,6 +253,22 @@ def _attention_shapes(shapes: list[Shape]) -> tuple[Shape, Shape, Shape]:
     return q, v, k
 
 
+def _einsum_dense_flops(cfg: dict, in_shape: Shape, out_shape: Shape) -> int:
+    """2 x the product of every index's size in `equation` (per sample): an EinsumDense's output may
+    have several dimensions from its kernel (heads x head size), which `units` does not say."""
+    eq = str(cfg.get("equation", "")).replace(" ", "")
+    try:
+        (lhs, _kernel), out = eq.split("->")[0].split(","), eq.split("->")[1]
+    except ValueError:
+        return 2 * _prod(in_shape) * (out_shape[-1] if out_shape else 1)
+    sizes: dict[str, int] = {}
+    for term, shape in ((lhs, in_shape), (out, out_shape)):
+        term = term.replace("...", "")
+        for ch, d in zip(term[::-1], tuple(shape)[::-1]):  # from the right: the batch letter is left out
+            sizes[ch] = max(sizes.get(ch, 1), int(d))
+    return 2 * math.prod(sizes.values()) if sizes else 0
+
+
 def analytic_cost(info: LayerInfo, batch_size: int) -> dict:
     """FLOPs (multiply and add counted separately), elements and bytes moved, per pass.
 
@@ -259,7 +298,9 @@ def analytic_cost(info: LayerInfo, batch_size: int) -> dict:
         mult = int(cfg.get("depth_multiplier", 1))
         flops = 2 * (out_elems // max(int(cfg.get("filters", 1)), 1)) * (
             area * c_in * mult + c_in * mult * int(cfg.get("filters", 1)))
-    elif t in ("Dense", "EinsumDense"):
+    elif t == "EinsumDense":
+        flops = _einsum_dense_flops(cfg, first, info.output_shape) * batch_size
+    elif t == "Dense":
         flops = 2 * in_elems * int(cfg.get("units", info.output_shape[-1] if info.output_shape else 1))
     elif t in _RNN_GATES:
         # per time step each gate multiplies [x_t, h_{t-1}] (input + hidden) by a (. x hidden)
@@ -351,12 +392,12 @@ def layer_row(info, batch_size: int, config_id: str) -> dict:
         "input_shapes": json.dumps([list(s) for s in info.input_shapes]),
         "output_shape": json.dumps(list(info.output_shape)),
         "n_inputs": len(info.input_shapes),
-        **analytic_cost(info, batch_size),
+        **(info.cost_at(batch_size) if hasattr(info, "cost_at") else analytic_cost(info, batch_size)),
         "inbound_layers": json.dumps(list(info.inbound)),
     }
 
 
-def describe_layers(model, batch_size: int, config_id: str = "model") -> pd.DataFrame:
-    """Every layer of `model` at `batch_size`, as the predictor's input table."""
-    return pd.DataFrame([layer_row(i, batch_size, config_id) for i in describe(model)],
+def describe_layers(model, batch_size: int, config_id: str = "model", inputs=None) -> pd.DataFrame:
+    """Every layer of `model` at `batch_size`, as the predictor's input table (`inputs`: as `describe`)."""
+    return pd.DataFrame([layer_row(i, batch_size, config_id) for i in describe(model, inputs=inputs)],
                         columns=INPUT_COLUMNS + GRAPH_COLUMNS)

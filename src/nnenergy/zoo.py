@@ -153,6 +153,13 @@ def build(name: str, input_size: int | None) -> BuiltModel:
         return BuiltModel(path.stem, path.stem, "file", size, model)
     if name in BUILTIN:
         return BuiltModel(name, family_of(name), "builtin", input_size, BUILTIN[name](input_size))
+    if name.startswith("hub_"):  # keras-hub backbones in our configurations (nnenergy.hub)
+        from nnenergy import hub
+
+        try:
+            return BuiltModel(name, name, "keras-hub", input_size, hub.build(name, input_size))
+        except ValueError as exc:
+            raise ArchitectureError(str(exc)) from exc
     if is_generated(name):
         from nnenergy import arch
 
@@ -178,6 +185,12 @@ def check_name(name: str) -> None:
             raise ArchitectureError(f"model file not found: {name}")
         return
     if name in BUILTIN or is_generated(name):
+        return
+    if name.startswith("hub_"):
+        from nnenergy import hub
+
+        if name not in hub.BACKBONES:
+            raise ArchitectureError(f"unknown keras-hub backbone {name!r}: one of {', '.join(hub.BACKBONES)}")
         return
     application(name, None, build=False)
 
@@ -209,8 +222,28 @@ def load_model_file(path: Path):
 
     if not path.exists():
         raise ArchitectureError(f"model file not found: {path}")
+    _import_packages_of(path)
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for bad files; report one line
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArchitectureError(f"cannot load {path}: {msg}") from exc
+
+
+def _import_packages_of(path: Path) -> None:
+    """keras-hub registers its layers when it is imported: import it before loading a `.keras` file whose
+    config names them (`pip install 'nnenergy[hub]'` where it is missing)."""
+    import importlib
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            uses_hub = b"keras_hub" in archive.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return  # not a .keras archive: Keras reports what is wrong with it
+    if uses_hub:
+        try:
+            importlib.import_module("keras_hub")
+        except ImportError as exc:
+            raise ArchitectureError(f"{path} holds keras-hub layers: install keras-hub "
+                                    "(pip install 'nnenergy[hub]')") from exc

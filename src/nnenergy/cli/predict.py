@@ -51,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=None, help="batch size (default 1; a layer table "
                    "from `nnenergy describe` keeps its own)")
     p.add_argument("--input-shape", type=_shape, default=None, help="H,W,C (overrides or supplies the input shape)")
+    _structure_arguments(p)
     p.add_argument("--model-uri", default=None, help="MLflow model URI (default: this machine's "
                    "models:/nnenergy-layerwise@champion-<profile> when registered, else @champion)")
     p.add_argument("--hardware", default=None, metavar="PROFILE|list",
@@ -74,8 +75,55 @@ def parser() -> argparse.ArgumentParser:
                    help="let TensorFlow, CUDA, MLflow and Python warnings print their start-up lines on stderr")
     p.epilog = ("exit status: 0 every model predicted; 2 bad usage or input (a model, file, shape or option; "
                 "the other models are still printed); 1 a failure while running (no predictor to load: none "
-                "registered, none for --hardware PROFILE, an unreachable store; an unexpected error)")
+                "registered, none for --hardware PROFILE, an unreachable store; an unexpected error); "
+                "3 a model has layers nothing was learned for (named on stderr; --allow-unknown predicts them "
+                "with the generic fallback and a widened interval)")
     return p
+
+
+def _input_spec(text: str) -> str:
+    from nnenergy.predict.errors import PredictError
+    from nnenergy.predict.feeds import parse_input
+
+    try:
+        parse_input(text)
+    except PredictError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _structure_arguments(p) -> None:
+    """--input, --seq-len, --allow-unknown: shared by `predict` and `describe`."""
+    p.add_argument("--input", dest="inputs", action="append", type=_input_spec, default=None,
+                   metavar="NAME=SHAPE[:DTYPE]", help="one input of a dict- or multi-input model, by name "
+                   "(repeatable; e.g. --input token_ids=128:int32 --input padding_mask=128); inputs not given "
+                   "keep the model's own specs")
+    p.add_argument("--seq-len", type=_positive_int, default=None, metavar="N",
+                   help="the length of every unknown input dimension (the sequence axis of a text model)")
+    p.add_argument("--allow-unknown", action="store_true", help="predict (or describe) a model with layers "
+                   "nothing was learned for, instead of exiting with status 3")
+
+
+UNKNOWN_EXIT = 3
+
+
+def unknown_message(model: str, names: list[str]) -> str:
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return (f"{model}: {len(names)} layer(s) nothing was learned for (the generic fallback would price them): "
+            f"{shown}; pass --allow-unknown to predict anyway")
+
+
+def warnings_of(pred) -> list[str]:
+    """What the user must know about a prediction, for stderr (never stdout: `--json` keeps it clean)."""
+    lines = []
+    if pred.unknown_layer_types:
+        lines.append("unknown layer types (generic fallback, interval widened): "
+                     + ", ".join(pred.unknown_layer_types))
+    unmeasured = sorted(set(getattr(pred, "unmeasured_layer_types", []) or []))
+    if unmeasured:
+        lines.append(f"WARNING: no measured data for layer types {', '.join(unmeasured)}: each is predicted "
+                     "from the nearest measured kind, so their share of this prediction is a rough estimate")
+    return [f"nnenergy predict: {pred.model_name}: {line}" for line in lines]
 
 
 def _quiet_before_tensorflow(verbose: bool) -> None:
@@ -149,7 +197,7 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
     hw = pred.hardware
     lines += [
         "",
-        f"{pred.model_name}, batch {pred.batch_size}, input {tuple(pred.input_shape)} — per forward pass:",
+        f"{pred.model_name}, batch {pred.batch_size}, {_inputs_text(pred)} — per forward pass:",
         f"  energy   {_fmt_j(pred.energy_j).strip()}{interval}",
         f"  latency  {pred.latency_s * 1e3:.3f} ms",
         f"  power    {pred.power_w:.1f} W",
@@ -190,11 +238,6 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
                                    + (": it does not fit" if pred.memory_bytes > ram else ""))
         lines.append(f"memory: one pass holds at least {pred.memory_bytes / 1e9:.3g} GB (float32 weights and the "
                      f"largest layer's input and output){fits}")
-    if pred.unknown_layer_types:
-        lines.append(f"unknown layer types (generic fallback): {', '.join(pred.unknown_layer_types)}")
-    if unmeasured:
-        lines.append(f"WARNING: no measured data for layer types {', '.join(sorted(unmeasured))}: each is predicted "
-                     "from the nearest measured kind, so their share of this prediction is a rough estimate")
     return "\n".join(lines)
 
 
@@ -207,6 +250,12 @@ def speed_line(s: dict) -> str:
         return f"speed: canonical (no scaling: the speed of the {canon}; `--speed auto` states it at the speed now)"
     return (f"speed index {s['speed_index']:.3f} (latency {s['latency_speed_index']:.3f}) against the {canon}: "
             f"{s['source']} at {s['read_at']}")
+def _inputs_text(pred) -> str:
+    """`input (224, 224, 3)`, or each input by name for a dict- or multi-input model."""
+    inputs = getattr(pred, "inputs", None) or {}
+    if len(inputs) <= 1:
+        return f"input {tuple(pred.input_shape)}"
+    return "inputs " + ", ".join(f"{n} {tuple(v['shape'])} {v['dtype']}" for n, v in inputs.items())
 
 
 def _predictor_details(info: dict) -> str:
@@ -350,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.model:  # the model file, batch size and shape: milliseconds, before anything heavy loads
         try:
             check_arguments(model, batch, args.input_shape)
+            if args.input_shape is not None and (args.inputs or args.seq_len):
+                raise PredictError("give --input-shape, or --input/--seq-len, not both")
         except PredictError as exc:
             failed[model] = exc
     if len(args.model) == 1 and failed:
@@ -367,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     one = predict_many([model], batch_size=batch, input_shape=args.input_shape,
                                        model_uri=args.model_uri, tracking_uri=args.tracking_uri,
-                                       calibration=args.calibration, speed=args.speed, _loaded=loaded)
+                                       calibration=args.calibration, speed=args.speed, _loaded=loaded,
+                                       inputs=args.inputs, seq_len=args.seq_len)
                 except PredictError as exc:
                     if len(args.model) == 1:
                         raise
@@ -384,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     _note_speed(preds)
     _note_cache(preds)
     _tip_serve()
+    unknown = {p.model_name: p.unknown_layers for p in preds if p.unknown_layers and not args.allow_unknown}
+    preds = [p for p in preds if p.model_name not in unknown]
+    for pred in preds:
+        for line in warnings_of(pred):
+            print(line, file=sys.stderr)
     for i, pred in enumerate(preds):
         if args.json:
             d = pred.to_dict()
@@ -395,8 +452,10 @@ def main(argv: list[str] | None = None) -> int:
             print(("\n" if i else "") + render(pred, intensity, src, args.inferences))
     for model, exc in failed.items():  # named, after the others' results
         print(f"nnenergy predict: error: {model}: {exc}", file=sys.stderr)
+    for model, names in unknown.items():
+        print(f"nnenergy predict: error: {unknown_message(model, names)}", file=sys.stderr)
     if not failed:
-        return 0
+        return UNKNOWN_EXIT if unknown else 0
     return 1 if any(getattr(exc, "exit_code", 1) == 1 for exc in failed.values()) else 2
 
 
@@ -408,7 +467,10 @@ def describe_main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=_positive_int, default=1)
     p.add_argument("--input-shape", type=_shape, default=None, help="H,W,C (overrides or supplies the input shape)")
     p.add_argument("-o", "--output", required=True, help="a .parquet or .csv file to write")
+    _structure_arguments(p)
     p.add_argument("--verbose", action="store_true")
+    p.epilog = ("exit status: 0 written; 2 bad usage or input; 3 a model has layers no kind covers (named; "
+                "--allow-unknown writes them)")
     args = p.parse_args(argv)
     if not args.output.endswith((".parquet", ".csv")):
         return _error("--output must end in .parquet or .csv", p.prog)
@@ -420,11 +482,13 @@ def describe_main(argv: list[str] | None = None) -> int:
     _quiet_before_tensorflow(args.verbose)
     from nnenergy.predict.api import _describe
     from nnenergy.predict.errors import PredictError
+    from nnenergy.predict.feeds import check as check_inputs
     from nnenergy.predict.inputs import check_arguments
 
     try:
         for model in args.model:
             check_arguments(model, args.batch_size, args.input_shape)
+        check_inputs(args.inputs, args.seq_len)
         with _quiet_python(args.verbose):
             import pandas as pd
 
@@ -432,11 +496,20 @@ def describe_main(argv: list[str] | None = None) -> int:
 
             tables = []
             for model in args.model:
-                for name, layers, shape, batch in _describe(model, args.batch_size, args.input_shape):
+                for name, layers, shape, batch, _ in _describe(model, args.batch_size, args.input_shape,
+                                                               inputs=args.inputs, seq_len=args.seq_len):
                     tables.append(layers.assign(config_id=config_id(name, shape[0] if shape else 0, batch)))
     except PredictError as exc:
         return _error(exc, p.prog)
     table = pd.concat(tables, ignore_index=True)
+    from nnenergy.features.layer_features import kind_of
+
+    unknown = table[table["layer_type"].map(kind_of) == "other"]
+    if len(unknown) and not args.allow_unknown:
+        for cid, rows in unknown.groupby("config_id", sort=False):
+            _error(unknown_message(str(cid), list(rows["layer_name"])).replace("predict anyway", "write it anyway"),
+                   p.prog)
+        return UNKNOWN_EXIT
     try:  # root ignores permission bits in the check above; a full disk or read-only mount fails here
         if args.output.endswith(".parquet"):
             table.to_parquet(args.output, index=False)

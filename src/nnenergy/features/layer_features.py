@@ -136,9 +136,12 @@ def _activation_code(cfg: dict, layer_type: str) -> float:
         name = "relu6" if cfg.get("max_value") == 6 else "relu"
     elif layer_type == "Softmax":
         name = "softmax"
-    if isinstance(name, dict):
-        name = name.get("config", {}).get("name") or name.get("class_name")
-    name = str(name or "linear").lower()
+    if isinstance(name, dict):  # a serialized function or layer: its config names it, or is its name
+        inner = name.get("config")
+        name = (inner.get("name") if isinstance(inner, dict) else inner) or name.get("class_name")
+    name = str(name or "linear").lower().rsplit(">", 1)[-1]  # `keras_hub>gelu_approximate` -> `gelu_approximate`
+    if name not in _ACTIVATIONS:  # a variant of a listed one (gelu_approximate, relu_6) counts as it
+        name = next((a for a in sorted(_ACTIVATIONS, key=len, reverse=True) if a in name), name)
     return float(_ACTIVATIONS.index(name)) if name in _ACTIVATIONS else float(len(_ACTIVATIONS))
 
 

@@ -86,6 +86,10 @@ class Prediction:
     # output; and this machine's RAM, to compare (a batch of 100,000 images does not fit).
     memory_bytes: float = 0.0
     ram_bytes: float = 0.0
+    # Rows nothing was learned for (kind `other`, the generic fallback), by name: `nnenergy predict` exits 3
+    # on them unless --allow-unknown; the interval is widened for them (`unknown.widen`).
+    unknown_layers: list[str] = field(default_factory=list)
+    inputs: dict = field(default_factory=dict)  # name -> {"shape", "dtype"} of each input it was described on
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,11 +154,12 @@ def _describing_code() -> str:
     from importlib.metadata import version
 
     code = b"".join(Path(importlib.util.find_spec(m).origin).read_bytes()
-                    for m in ("nnenergy.describe", "nnenergy.zoo", "nnenergy.predict.models"))
+                    for m in ("nnenergy.describe", "nnenergy.describe_ops", "nnenergy.describe_traced", "nnenergy.zoo",
+                              "nnenergy.predict.models", "nnenergy.predict.feeds"))
     return f"{hashlib.sha1(code).hexdigest()}|{version('keras')}"
 
 
-def _table_key(model, batch_size: int, input_shape) -> str | None:
+def _table_key(model, batch_size: int, input_shape, structure=None) -> str | None:
     """The cache key of a model's described layer table: a pure function of the model (its name, or
     its file's bytes), the input shape, the batch size and the describing code (with Keras's
     version). None for a keras.Model object (no stable identity)."""
@@ -170,7 +175,7 @@ def _table_key(model, batch_size: int, input_shape) -> str | None:
     else:
         ident = "name:" + str(model)
     shape = None if input_shape is None else [int(d) for d in input_shape]
-    key = f"{ident}|{shape}|{batch_size}|{_describing_code()}"
+    key = f"{ident}|{shape}|{batch_size}|{_describing_code()}" + (f"|{structure}" if structure else "")
     return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
@@ -182,12 +187,12 @@ def _cached_table(key: str | None):
         import pandas as pd
 
         info = json.loads((folder / f"{key}.json").read_text())
-        return info["name"], pd.read_parquet(folder / f"{key}.parquet"), info["shape"]
+        return info["name"], pd.read_parquet(folder / f"{key}.parquet"), info["shape"], info.get("inputs") or {}
     except (OSError, ValueError, KeyError):
         return None
 
 
-def _store_table(key: str | None, name: str, layers, shape: list[int]) -> None:
+def _store_table(key: str | None, name: str, layers, shape: list[int], inputs: dict) -> None:
     if key is None:
         return
     folder = cache_dir() / "tables"
@@ -196,37 +201,45 @@ def _store_table(key: str | None, name: str, layers, shape: list[int]) -> None:
         tmp = folder / f"{key}.{os.getpid()}.tmp"
         layers.to_parquet(tmp, index=False)
         tmp.replace(folder / f"{key}.parquet")
-        (folder / f"{key}.json").write_text(json.dumps({"name": name, "shape": shape}))  # written last: complete
+        (folder / f"{key}.json").write_text(json.dumps({"name": name, "shape": shape, "inputs": inputs}))  # last
     except OSError:  # the cache is an optimisation: never fail a prediction over it
         pass
 
 
-def _describe(model, batch_size: int, input_shape, config_id_prefix: str = "") -> list[tuple]:
-    """(name, layer table, input shape, batch size) of each configuration `model` stands for: one for a
-    Keras model, file or name; one per configuration of a layer table file (read without TensorFlow).
-    A name or file described before (same shape, batch and code) comes from the table cache
-    (`<cache>/tables/`) without TensorFlow: a repeated prediction answers in about a second."""
+def _describe(model, batch_size: int, input_shape, config_id_prefix: str = "", inputs=None,
+              seq_len: int | None = None) -> list[tuple]:
+    """(name, layer table, input shape, batch size, inputs) of each configuration `model` stands for: one for
+    a Keras model, file or name; one per configuration of a layer table file (read without TensorFlow).
+    A name or file described before (same shapes, batch and code) comes from the table cache
+    (`<cache>/tables/`) without TensorFlow: a repeated prediction answers in about a second.
+    `inputs`/`seq_len`: the shapes and dtypes of a model's inputs by name (`predict.feeds`)."""
     if _is_table(model):
-        return [(name, layers.assign(config_id=f"{config_id_prefix}{name}"), shape, batch)
+        return [(name, layers.assign(config_id=f"{config_id_prefix}{name}"), shape, batch, {})
                 for name, layers, shape, batch in read_layer_table(Path(model))]
-    key = _table_key(model, batch_size, input_shape)
+    from nnenergy.predict.feeds import normalize
+
+    structure = json.dumps([sorted(normalize(inputs).items()), seq_len]) if inputs or seq_len else None
+    key = _table_key(model, batch_size, input_shape, structure)
     hit = _cached_table(key)
     if hit is not None:
-        name, layers, shape = hit
-        return [(name, layers.assign(config_id=f"{config_id_prefix}{name}"), shape, batch_size)]
+        name, layers, shape, fed = hit
+        return [(name, layers.assign(config_id=f"{config_id_prefix}{name}"), shape, batch_size, fed)]
     import_tensorflow_quietly()
     from nnenergy.describe import describe_layers
+    from nnenergy.predict.feeds import describe_inputs, feed, input_names
 
     if isinstance(model, str) and not _looks_like_path(model):
         model = canonical_name(model)  # an unknown name fails before MLflow loads
-    km, name = resolve_model(model, input_shape)
+    km, name = resolve_model(model, input_shape, structured=bool(inputs) or seq_len is not None)
+    feeds = feed(km, inputs, seq_len) if inputs or seq_len is not None or len(km.inputs) > 1 else None
     try:
-        layers = describe_layers(km, batch_size, config_id=f"{config_id_prefix}{name}")
+        layers = describe_layers(km, batch_size, config_id=f"{config_id_prefix}{name}", inputs=feeds)
     except ValueError as exc:  # a nested model without a layer graph
         raise PredictError(str(exc).splitlines()[0]) from None
-    shape = [int(d) for d in km.inputs[0].shape[1:]]
-    _store_table(key, name, layers, shape)
-    return [(name, layers, shape, batch_size)]
+    fed = describe_inputs(feeds or km.inputs, input_names(km))
+    shape = next(iter(fed.values()))["shape"]
+    _store_table(key, name, layers, shape, fed)
+    return [(name, layers, shape, batch_size, fed)]
 
 
 def _unmeasured(layers, per_layer, meta: dict, static: set) -> list[str]:
@@ -257,11 +270,12 @@ def _calibration_note(cal, meta: dict) -> dict | None:
             "measured_at": c.get("at"), "method": c.get("method")}
 
 
-def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed: dict) -> Prediction:
+def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed: dict, fed=None) -> Prediction:
     """One model's rows of the pyfunc output -> a `Prediction`."""
     import pandas as pd
 
     from nnenergy.features.layer_features import UNMEASURED_TYPES
+    from nnenergy.predict.unknown import unknown_layers, widen
 
     if "out_of_range" not in out:
         out = out.assign(out_of_range=False)
@@ -274,6 +288,7 @@ def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed
     corr_e, corr_t = (float(corr["energy_j"].iloc[0]), float(corr["latency_s"].iloc[0])) if len(corr) else (0.0, 0.0)
     lo, hi = total["energy_lo_j"], total["energy_hi_j"]
     interval = [float(lo), float(hi)] if pd.notna(lo) and pd.notna(hi) else None
+    interval = widen(interval, float(total["energy_j"]), per_layer, layers, meta.get("layer_types"))
     return Prediction(
         model_name=name,
         batch_size=batch_size,
@@ -299,6 +314,8 @@ def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed
         speed=speed,
         memory_bytes=pass_memory_bytes(layers),
         ram_bytes=ram_bytes(),
+        unknown_layers=unknown_layers(per_layer, meta.get("layer_types")),
+        inputs=fed or {},
     )
 
 
@@ -322,7 +339,8 @@ def ram_bytes() -> float:
 
 
 def predict(model, batch_size: int = 1, input_shape=None, model_uri: str | None = None,
-            tracking_uri: str | None = None, calibration=None, speed: str | None = None, _loaded=None) -> Prediction:
+            tracking_uri: str | None = None, calibration=None, speed: str | None = None, _loaded=None, *,
+            inputs=None, seq_len: int | None = None) -> Prediction:
     """Predict one forward pass of `model` (a keras.Model, `.keras`/`.h5` path or application name).
 
     `input_shape` (no batch dimension) overrides the model's input shape, or supplies it where
@@ -332,19 +350,24 @@ def predict(model, batch_size: int = 1, input_shape=None, model_uri: str | None 
     `speed` (`nnenergy.speed.MODES`): the machine's speed the figures are stated at: `auto` (the last
     reading when fresh, else a ~2.5 s probe), `now` (a probe), `last`, `canonical` (no scaling), or a
     `nnenergy.speed.Speed` reading of the predictor's profile; None: `$NNENERGY_SPEED` or `auto`.
+    `inputs` (name -> shape, or (shape, dtype)) and `seq_len` give the inputs of a dict- or multi-input
+    model, or the unknown dimensions of its own input specs (`predict.feeds`). Layers nothing was
+    learned for are listed in `unknown_layers` and widen the interval (`predict.unknown`).
     """
-    return predict_many([model], batch_size, input_shape, model_uri, tracking_uri, calibration, speed, _loaded)[0]
+    return predict_many([model], batch_size, input_shape, model_uri, tracking_uri, calibration, speed, _loaded,
+                        inputs=inputs, seq_len=seq_len)[0]
 
 
 def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str | None = None,
                  tracking_uri: str | None = None, calibration=None, speed: str | None = None,
-                 _loaded=None) -> list[Prediction]:
+                 _loaded=None, *, inputs=None, seq_len: int | None = None) -> list[Prediction]:
     """Predict many candidates at once (architecture search, a CI check): the predictor loads once
     and all layer tables go through it in one call. Candidates are Keras models, files, names, or
     layer-table files (`nnenergy describe`; these keep their own batch size and need no TensorFlow)."""
     import pandas as pd
 
     from nnenergy import speed as speeds
+    from nnenergy.predict import feeds
 
     models = list(models)
     try:
@@ -354,9 +377,11 @@ def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str |
         raise PredictError(str(exc)) from None
     for m in models:
         check_arguments(m, batch_size, input_shape)  # before anything heavy loads
+    feeds.check(inputs, seq_len)
     cal = _calibration(calibration)
     pyfunc, info = _loaded or load_predictor(model_uri or machine_model_uri(tracking_uri), tracking_uri)
-    described = [d for i, m in enumerate(models) for d in _describe(m, batch_size, input_shape, f"{i}:")]
+    described = [d for i, m in enumerate(models)
+                 for d in _describe(m, batch_size, input_shape, f"{i}:", inputs, seq_len)]
     out = pyfunc.predict(pd.concat([d[1] for d in described], ignore_index=True))
     if cal is not None:
         out = cal.apply(out)
@@ -370,5 +395,5 @@ def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str |
                                                 "source": "none", "canonical_at": None, "variability": 0.0}
     stated["note"] = note
     by_id = dict(tuple(out.groupby("config_id", sort=False)))
-    return [_assemble(name, shape, batch, layers, by_id[layers["config_id"].iloc[0]], meta, info, cal, stated)
-            for name, layers, shape, batch in described]
+    return [_assemble(name, shape, batch, layers, by_id[layers["config_id"].iloc[0]], meta, info, cal, stated, fed)
+            for name, layers, shape, batch, fed in described]

@@ -51,6 +51,12 @@ def canonical_name(name: str) -> str:
     the name itself) suggested. Imports Keras (the list of keras.applications)."""
     if name in zoo.BUILTIN or zoo.is_generated(name):
         return name
+    if name.startswith("hub_"):  # keras-hub backbones in our configurations (nnenergy.hub)
+        try:
+            zoo.check_name(name)
+        except zoo.ArchitectureError as exc:
+            raise PredictError(str(exc)) from None
+        return name
     apps = zoo.application_names()
     if name in apps:
         return name
@@ -64,8 +70,11 @@ def canonical_name(name: str) -> str:
     return name  # unreachable: an unknown name raised above
 
 
-def resolve_model(model, input_shape: tuple[int, ...] | None):
-    """A keras.Model, a `.keras`/`.h5` path or an application name -> (keras.Model, name)."""
+def resolve_model(model, input_shape: tuple[int, ...] | None, structured: bool = False):
+    """A keras.Model, a `.keras`/`.h5` path or an application name -> (keras.Model, name).
+
+    `structured`: its inputs are fed by `feeds` (given by name, or its own specs), so its input
+    shape is left as it is; a model with several inputs always is."""
     import keras
 
     if isinstance(model, keras.Model):
@@ -85,6 +94,10 @@ def resolve_model(model, input_shape: tuple[int, ...] | None):
     elif isinstance(model, str):
         name = canonical_name(model)
         try:
+            if name.startswith("hub_"):  # sized by one number: the image side or the sequence length
+                from nnenergy.hub import default_size
+
+                return zoo.build(name, int(input_shape[0]) if input_shape else default_size(name)).model, name
             if name in zoo.BUILTIN or zoo.is_generated(name):
                 size = int(input_shape[0]) if input_shape else BUILTIN_DEFAULT_SIZE
                 km = zoo.build(name, size).model
@@ -94,7 +107,28 @@ def resolve_model(model, input_shape: tuple[int, ...] | None):
             raise PredictError(str(exc)) from None
     else:
         raise PredictError(f"expected a keras.Model, a model file or an application name, got {type(model).__name__}")
+    if structured or _several_inputs(km):
+        if input_shape is not None:
+            from nnenergy.predict.feeds import input_names
+
+            raise PredictError(f"the model takes {len(km.inputs)} inputs ({', '.join(input_names(km))}): give their "
+                               "shapes with --input NAME=SHAPE[:DTYPE] (inputs={...}), not --input-shape")
+        _check_graph(km)
+        return km, name
     return _with_input_shape(km, input_shape), name
+
+
+def _several_inputs(km) -> bool:
+    inputs = _model_inputs(km)
+    return inputs is not None and len(inputs) > 1
+
+
+def _check_graph(km) -> None:
+    import keras
+
+    if not isinstance(km, keras.Sequential) and not hasattr(km, "_nodes_by_depth"):
+        raise PredictError(f"{type(km).__name__} is a subclassed model: its layers have no graph to predict from; "
+                           "build it as a Functional or Sequential model")
 
 
 def _model_inputs(km):
@@ -108,9 +142,7 @@ def _model_inputs(km):
 def _with_input_shape(km, input_shape):
     import keras
 
-    if not isinstance(km, keras.Sequential) and not hasattr(km, "_nodes_by_depth"):
-        raise PredictError(f"{type(km).__name__} is a subclassed model: its layers have no graph to predict from; "
-                           "build it as a Functional or Sequential model")
+    _check_graph(km)
     if _model_inputs(km) is None:  # a Sequential saved (or made) before it was built
         if input_shape is None:
             raise PredictError("the model has no input shape (a Sequential model saved before it was built): "
@@ -131,7 +163,8 @@ def _with_input_shape(km, input_shape):
     current = tuple(km.inputs[0].shape[1:])
     if input_shape is None:
         if any(d is None for d in current):
-            raise PredictError(f"the model's input shape {current} has unknown dimensions: pass --input-shape")
+            raise PredictError(f"the model's input shape {current} has unknown dimensions: pass --input-shape "
+                               "(or --seq-len N for a sequence)")
         return km
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != len(current) or any(c is not None and c != s for c, s in zip(current, input_shape)):

@@ -1,0 +1,45 @@
+"""Layers nothing was learned for: named, and the interval widened for what they can be off by.
+
+A row of kind `other` (a layer that could not be traced, an op no kind covers) is priced by the
+generic fallback regressor, which has no feature that says what the layer computes. On keras-hub
+transformers described as opaque rows it was 5-13x low (issue 32: ViT 44.5 ms measured, 3.5 ms
+predicted). The interval therefore widens by up to `FALLBACK_FACTOR` on the high side, in
+proportion to how much of the model those rows may hold (their share of the parameters or of the
+rows, whichever is larger: an opaque encoder is one row holding most of the parameters), and on the
+low side by their share of the predicted energy (the fallback may also price them too high).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+FALLBACK_FACTOR = 15.0  # the generic fallback's largest miss seen (13x), with a margin
+
+
+def _unknown(per_layer, trained_types) -> np.ndarray:
+    """Rows priced by the generic fallback whose type it never saw (all of them when the predictor
+    does not record the types it trained on)."""
+    unknown = ~per_layer["known"].astype(bool).to_numpy()
+    if trained_types:
+        unknown &= ~per_layer["layer_type"].isin(set(trained_types)).to_numpy()
+    return unknown
+
+
+def unknown_layers(per_layer, trained_types=None) -> list[str]:
+    """Names of the rows nothing was learned for, in table order."""
+    return [str(n) for n in per_layer.loc[_unknown(per_layer, trained_types), "layer_name"]]
+
+
+def widen(interval: list[float] | None, energy: float, per_layer, layers, trained_types=None) -> list[float] | None:
+    """The 90% interval with room for the unknown rows' possible error (unchanged without them)."""
+    unknown = _unknown(per_layer, trained_types)
+    if not unknown.any() or energy <= 0:
+        return interval
+    lo, hi = interval if interval else (energy, energy)
+    params = layers.set_index("layer_name")["params"].reindex(per_layer["layer_name"]).fillna(0).to_numpy(float)
+    param_share = params[unknown].sum() / params.sum() if params.sum() > 0 else 0.0
+    weight = max(param_share, unknown.mean())
+    energy_share = min(max(per_layer["energy_j"].to_numpy(float)[unknown].sum() / energy, 0.0), 1.0)
+    return [lo * (1 - energy_share * (1 - 1 / FALLBACK_FACTOR)), hi * math.pow(FALLBACK_FACTOR, weight)]
