@@ -76,12 +76,12 @@ def test_a_warm_server_answers_as_the_command_would(store, tmp_path):
                                      preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
             assert one_cpu.returncode == 0 and _served(env) == count
         # a client running other code is declined (and runs by itself)
-        from nnenergy.cli import serve
+        from nnenergy.cli import serve_client
 
         os.environ["NNENERGY_CACHE"], saved = env["NNENERGY_CACHE"], os.environ.get("NNENERGY_CACHE")
         try:
-            answer = serve._ask({"op": "run", "cmd": "predict", "argv": ["tiny_cnn"], "cwd": str(REPO),
-                                 "env": env, "code": "other"}, timeout=60)
+            answer = serve_client.ask({"op": "run", "cmd": "predict", "argv": ["tiny_cnn"],
+                                       **serve_client.context(), "code": "other"}, timeout=60)
         finally:
             os.environ.pop("NNENERGY_CACHE") if saved is None else os.environ.__setitem__("NNENERGY_CACHE", saved)
         assert answer and answer.get("declined")
@@ -99,10 +99,10 @@ def _served(env: dict) -> int:
 
 def test_a_server_that_never_takes_the_request_is_waited_for_briefly(store, table, tmp_path, monkeypatch):
     """A stopped (Ctrl-Z) or stuck server: the command waits NNENERGY_SERVER_TIMEOUT, then runs by itself."""
-    from nnenergy.cli import serve
+    from nnenergy.cli import serve_client
 
     monkeypatch.setenv("NNENERGY_CACHE", str(tmp_path / "cache"))
-    path = serve.socket_path()
+    path = serve_client.socket_path()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.bind(str(path))
         s.listen(1)  # listens, never accepts
@@ -118,10 +118,10 @@ def test_a_server_that_never_takes_the_request_is_waited_for_briefly(store, tabl
 
 def test_a_dead_servers_socket_is_ignored(store, table, tmp_path, monkeypatch):
     """A socket file nobody listens on (a killed server) never stops a prediction."""
-    from nnenergy.cli import serve
+    from nnenergy.cli import serve_client
 
     monkeypatch.setenv("NNENERGY_CACHE", str(tmp_path / "cache"))
-    path = serve.socket_path()
+    path = serve_client.socket_path()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.bind(str(path))  # bound, never listening: connect is refused
         try:

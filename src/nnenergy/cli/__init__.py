@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     cmd, rest = argv[0], argv[1:]
-    from nnenergy.cli.serve import forward
+    from nnenergy.cli.serve_client import forward
 
     rc = forward(cmd, rest)  # predict/describe: a warm server (`nnenergy serve`) answers in about a second
     if rc is not None:

@@ -228,7 +228,7 @@ def _note_speed(preds) -> None:
 def _tip_serve() -> None:
     """Once per cache folder, at a terminal, after a prediction that had to load TensorFlow: say how the
     next first predictions answer in about a second (`nnenergy serve`)."""
-    from nnenergy.cli.serve import disabled
+    from nnenergy.cli.serve_client import disabled
     from nnenergy.paths import cache_dir
 
     if "tensorflow" not in sys.modules or not sys.stderr.isatty() or disabled():

@@ -19,20 +19,3 @@ class PredictorUnavailable(PredictError):
     """No predictor to predict with: none trained or registered, a version or store that cannot load."""
 
     exit_code = 1
-
-
-NO_MLFLOW_ENV = "NNENERGY_NO_MLFLOW"
-
-
-class MlflowNeeded(BaseException):
-    """Raised where a process that must not use MLflow (the warm server, `nnenergy serve`) would load
-    it: MLflow keeps process-wide tracking URIs and store connections that would outlive a request
-    (another store, a replaced `mlflow.db`). A BaseException, so no `except Exception` swallows it."""
-
-
-def forbid_mlflow_here() -> None:
-    """Call before MLflow is used: raises `MlflowNeeded` in a process that set NNENERGY_NO_MLFLOW."""
-    import os
-
-    if os.environ.get(NO_MLFLOW_ENV):
-        raise MlflowNeeded()

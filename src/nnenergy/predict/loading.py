@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from nnenergy.predict.cache import CachedPredictor, _cache_dir, _write_cache
-from nnenergy.predict.errors import PredictorUnavailable, forbid_mlflow_here
+from nnenergy.predict.errors import PredictorUnavailable
 from nnenergy.tracking import DEFAULT_TRACKING_URI, resolve_tracking_uri, store_uri
 
 DEFAULT_MODEL_NAME = "nnenergy-layerwise"
@@ -76,7 +76,6 @@ def _has_alias(store: str, name: str, alias: str) -> bool:
                                   (name, alias)).fetchone() is not None
         except sqlite3.Error:
             return False
-    forbid_mlflow_here()
     try:
         import mlflow
         from mlflow import MlflowClient
@@ -131,7 +130,6 @@ def _load_registered(model_uri: str | None = None, tracking_uri: str | None = No
 
     `info["version"]` is the registered version the URI resolved to (the alias's version, the
     explicit version of `models:/NAME/3`), or None when the URI names no registered version."""
-    forbid_mlflow_here()
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException

@@ -1,0 +1,112 @@
+"""The client side of `nnenergy serve` (the server: `serve.py`); it imports nothing heavy, since every
+command runs it. `predict` and `describe` hand their arguments to a warm server, which answers only a
+client in the context it was started in (`context()`), so its answer is the command's own; otherwise,
+or when no server takes the request within NNENERGY_SERVER_TIMEOUT seconds, the command runs by itself."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+SERVED = ("predict", "describe")
+OFF_ENV = "NNENERGY_SERVER"  # "off" (or 0/no/false): never use a server
+ACK_TIMEOUT_ENV = "NNENERGY_SERVER_TIMEOUT"  # seconds to wait for a server to take the request
+ACK_TIMEOUT_S = 15.0  # a server that has not taken it by then is stopped (Ctrl-Z) or stuck
+# The settings an answer depends on, but for the server switch and TensorFlow's log level (read when
+# TensorFlow loads; the CLI sets it).
+_SETTINGS = ("NNENERGY_", "MLFLOW_", "KERAS_", "TF_", "CUDA_", "OMP_", "MKL_", "CODECARBON_", "HOME", "TMPDIR")
+_NOT_SETTINGS = (OFF_ENV, ACK_TIMEOUT_ENV, "TF_CPP_MIN_LOG_LEVEL")
+
+
+def disabled() -> bool:
+    return os.environ.get(OFF_ENV, "").strip().lower() in ("off", "0", "no", "false")
+
+
+def socket_path() -> Path:
+    """The socket of this cache folder's server (short: a Unix socket's path has ~100 bytes)."""
+    from nnenergy.paths import cache_dir
+
+    ident = hashlib.sha1(str(cache_dir().resolve()).encode()).hexdigest()[:12]
+    return Path(os.environ.get("TMPDIR", "/tmp")) / f"nnenergy-{os.getuid()}-{ident}.sock"
+
+
+def code_identity() -> str:
+    """The nnenergy code on disk (each module's path, size and mtime) and the environment (`sys.prefix`)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha1(str(Path(sys.prefix).resolve()).encode())
+    for path in sorted(root.rglob("*.py")):
+        st = path.stat()
+        h.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
+
+
+def context() -> dict:
+    """What an answer depends on besides the arguments: the code, the working folder (relative paths,
+    `mlflow.db`, `data/`), the settings and the CPU set (part of the hardware profile)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(_SETTINGS) and k not in _NOT_SETTINGS}
+    return {"code": code_identity(), "cwd": os.getcwd(), "env": env, "cpus": sorted(os.sched_getaffinity(0))}
+
+
+def send(stream, obj: dict) -> None:
+    """The wire: one JSON object per line each way; a server acknowledges a request when it takes it."""
+    stream.write(json.dumps(obj).encode() + b"\n")
+    stream.flush()
+
+
+def receive(stream) -> dict:
+    line = stream.readline()
+    if not line:
+        raise ConnectionError("the other side closed the connection")
+    return json.loads(line)
+
+
+def alive() -> bool:
+    """Whether something listens on the socket (a busy server too: only a refused or missing one is none)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(2)
+        try:
+            conn.connect(str(socket_path()))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError:
+            pass  # a full backlog or a timeout: someone is there
+    return True
+
+
+def ask(request: dict, ack_timeout: float = ACK_TIMEOUT_S, timeout: float = 900.0) -> dict | None:
+    """Send one request to this folder's server: its answer, or None when none answers in time."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(ack_timeout)
+            conn.connect(str(socket_path()))
+            stream = conn.makefile("rwb")
+            send(stream, request)
+            if not receive(stream).get("ack"):
+                return None
+            conn.settimeout(timeout)
+            return receive(stream)
+    except (OSError, ValueError):  # no server, a dead one's socket, a timeout, a closed connection
+        return None
+
+
+def forward(cmd: str, argv: list[str]) -> int | None:
+    """Run `nnenergy CMD ARGV` on the server: print its output (stdout and stderr in the order written),
+    return its exit status. None: no server answered, or it declined."""
+    if cmd not in SERVED or disabled() or "--verbose" in argv:  # TensorFlow's lines would go to its stderr
+        return None
+    try:
+        ack = float(os.environ.get(ACK_TIMEOUT_ENV, ACK_TIMEOUT_S))
+    except ValueError:
+        ack = ACK_TIMEOUT_S
+    answer = ask({"op": "run", "cmd": cmd, "argv": argv, **context()}, ack_timeout=ack)
+    if not answer or answer.get("declined"):
+        return None
+    for stream, text in answer["output"]:
+        out = sys.stdout if stream == "stdout" else sys.stderr
+        out.write(text)
+        out.flush()
+    return int(answer["rc"])
