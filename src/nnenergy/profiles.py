@@ -7,9 +7,9 @@ from pathlib import Path
 
 from nnenergy import dataset as ds
 from nnenergy.measure.hardware import current_profile_name
+from nnenergy.paths import DATA_ROOT
 
 log = logging.getLogger(__name__)
-DATA_ROOT = Path("data")
 MAIN_DATASET = "space"  # generated architectures + keras.applications, per profile
 # What the main job trains when this machine's CPU has no data of its own.
 SHIPPED = "amd-epyc-f25m17-avx512-2c"

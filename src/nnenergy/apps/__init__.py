@@ -1,10 +1,8 @@
 """Hydra entry points (one per MLproject entry point) and where their configs live."""
 
-import os
-from pathlib import Path
+from nnenergy.paths import conf_dir
 
-# conf/ sits at the repository root (the user's layout); NNENERGY_CONF points elsewhere.
-CONF_DIR = str(Path(os.environ.get("NNENERGY_CONF", Path(__file__).resolve().parents[3] / "conf")))
+CONF_DIR = str(conf_dir())  # a string: `hydra.main(config_path=...)` reads it when each app is defined
 
 
 def _register_resolvers() -> None:

@@ -89,10 +89,10 @@ def sweep_spec(minutes: float, overrides: list[str] = (), spent_s: float = 0.0, 
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from nnenergy.apps import CONF_DIR
     from nnenergy.measure.sweep import SweepSpec
+    from nnenergy.paths import conf_dir
 
-    with initialize_config_dir(str(Path(CONF_DIR).resolve()), version_base="1.3"):
+    with initialize_config_dir(str(conf_dir().resolve()), version_base="1.3"):
         cfg = compose("measure", overrides=[f"sweep={BRINGUP_SWEEP}", *overrides])
     sweep = OmegaConf.to_container(cfg.sweep, resolve=True)
     # The sweep checks its budget before each block (and always measures one): the last block starts
@@ -187,17 +187,47 @@ def candidate_uris(model_uri: str | None, tracking_uri: str | None) -> list[str]
     return [f"models:/{DEFAULT_MODEL_NAME}/{v}" for v in sorted(newest.values())] or [DEFAULT_MODEL_URI]
 
 
+@dataclass
+class Candidate:
+    """One candidate predictor transferred to this machine: its registry info and metadata, the
+    layer-wise predictor transferred (`base`), the transfer, its held-out predictions and the metadata
+    holding its interval (`extra`)."""
+
+    info: dict
+    meta: dict
+    base: object
+    transfer: object
+    heldout: object
+    extra: dict
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("predictor") or self.info["uri"]
+
+    @property
+    def cv(self) -> float:
+        """Its held-out (cross-validated) bring-up error, in the method the transfer chose."""
+        return self.transfer.cv.get(self.transfer.method, float("inf"))
+
+
+def fit_candidates(loaded: list, data, methods: tuple[str, ...] | None = None) -> list[Candidate]:
+    """Transfer each loaded (pyfunc, info) candidate to the machine whose bring-up set is `data`."""
+    from nnenergy.features.cache import features_of
+
+    feats = features_of(data)
+    fits = []
+    for pyfunc, info in loaded:
+        base = source_predictor(pyfunc)
+        fits.append(Candidate(info, dict(pyfunc.metadata.metadata or {}), base, *fit(base, data, feats, methods)))
+    return fits
+
+
 def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str | None = None,
         overrides: list[str] = (), methods: tuple[str, ...] | None = None, register: bool = True) -> Bringup:
     """`nnenergy calibrate --minutes M`: measure, transfer each candidate predictor, keep the one
     with the lowest held-out bring-up error, log it, register it."""
-    import mlflow
-
     from nnenergy import dataset as ds
-    from nnenergy import registry, tracking
-    from nnenergy.features.cache import features_of
-    from nnenergy.learn.pyfunc import log_pyfunc
-    from nnenergy.learn.transfer import transferred
+    from nnenergy import speed as speeds
     from nnenergy.measure.backends import profile_name
     from nnenergy.predict.loading import load_predictor
 
@@ -216,27 +246,35 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
     folder = Path(spec.output_dir)
     new = measure(spec)
     data = ds.load(folder)
-    feats = features_of(data)
-    fits = []
-    for pyfunc, info in loaded:
-        meta = dict(pyfunc.metadata.metadata or {})
-        base = source_predictor(pyfunc)
-        tr, heldout, extra = fit(base, data, feats, methods)
-        fits.append((tr.cv.get(tr.method, float("inf")), pyfunc, info, meta, base, tr, heldout, extra))
-    _, _, info, meta, source, tr, heldout, extra = min(fits, key=lambda f: f[0])
-    candidates = {f[3].get("predictor") or f[2]["uri"]: round(f[0], 2) for f in fits}
-    hw = meta.get("hardware") or {}
-    source_profile = hw.get("source_profile") or hw.get("profile") or "unknown"
-    from nnenergy import speed as speeds
-
+    fits = fit_candidates(loaded, data, methods)
+    best = min(fits, key=lambda c: c.cv)
     speed = speed_of_blocks(folder) or {"speed_index": 1.0, "source": "none"}
     if speed["source"] != "none":
         speeds.record(profile, {"speed_index": speed["speed_index"], "latency_speed_index": speed["speed_index"],
                                 "read_at": speed["measured_at"], "source": speed["source"]})
-    out = Bringup(profile, source_profile, tr.method, tr.fallback, tr.cv, len(data.models), new,
-                  int(data.models["architecture"].nunique()), float(speed["speed_index"]), 0.0)
-    out.base = meta.get("predictor") or info["uri"]
-    out.candidates = candidates
+    hw = best.meta.get("hardware") or {}
+    tr = best.transfer
+    out = Bringup(profile, hw.get("source_profile") or hw.get("profile") or "unknown", tr.method, tr.fallback, tr.cv,
+                  len(data.models), new, int(data.models["architecture"].nunique()), float(speed["speed_index"]), 0.0,
+                  base=best.name, candidates={c.name: round(c.cv, 2) for c in fits})
+    log_and_register(out, best, data, folder, {"minutes": minutes, "methods": ",".join(methods or ("auto",))},
+                     tracking_uri, register)
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def log_and_register(out: Bringup, best: Candidate, data, folder: Path, params: dict, tracking_uri: str | None,
+                     register: bool) -> None:
+    """Log the chosen transfer as an MLflow run of EXPERIMENT (its bring-up set, held-out plot and
+    pyfunc) and register it as this machine's champion; fills `out`'s run, version and alias."""
+    import mlflow
+
+    from nnenergy import registry, tracking
+    from nnenergy import speed as speeds
+    from nnenergy.learn.pyfunc import log_pyfunc
+    from nnenergy.learn.transfer import transferred
+
+    profile, source_profile, tr, heldout, info = out.profile, out.source_profile, best.transfer, best.heldout, best.info
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     hardware = data.hardware() | {"profile": profile, "source_profile": source_profile}
     # Its held-out error is the transfer's on this machine's held-out bring-up architectures, not
@@ -246,23 +284,22 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
         from nnenergy.evaluate import metrics
 
         held = metrics.summary(heldout["measured_energy_j"], heldout["energy_j"], "generated_whole_energy_")
-    pred = transferred(source, tr, extra | {
+    pred = transferred(best.base, tr, best.extra | {
         "hardware": hardware, "canonical_reference": speeds.canonical_of_dataset(folder),
         "predictor": f"{out.base}, transferred", "heldout": held,
         "calibrated": {"from": source_profile, "source_model": info["uri"], "source_version": info.get("version"),
                        "base": out.base, "at": now, "method": tr.method, "fallback": tr.fallback,
-                       "cv_rmspe": tr.cv, "candidates_cv_rmspe": candidates, "configs": len(data.models),
-                       "speed_index": speed["speed_index"]}})
+                       "cv_rmspe": tr.cv, "candidates_cv_rmspe": out.candidates, "configs": out.configs,
+                       "speed_index": out.speed_index}})
     tracking.setup(tracking.store_uri(tracking_uri), EXPERIMENT)
     with mlflow.start_run(run_name=f"calibrate-{profile}") as run:
         mlflow.set_tags({"profile": profile, "source_profile": source_profile, "entry_point": "calibrate",
                          "method": tr.method, "fallback": str(tr.fallback), "base": out.base})
-        mlflow.log_params({"minutes": minutes, "source_model": info["uri"], "methods": ",".join(methods or ("auto",)),
-                           "candidates": ",".join(candidates)})
+        mlflow.log_params(params | {"source_model": info["uri"], "candidates": ",".join(out.candidates)})
         mlflow.log_metrics({f"cv_{k}_rmspe": v for k, v in tr.cv.items()}
-                           | {f"candidate_{k}_cv_rmspe": v for k, v in candidates.items()}
-                           | {"bringup_configs": len(data.models), "new_configs": new,
-                              "speed_index": float(speed["speed_index"]),
+                           | {f"candidate_{k}_cv_rmspe": v for k, v in out.candidates.items()}
+                           | {"bringup_configs": out.configs, "new_configs": out.new_configs,
+                              "speed_index": out.speed_index,
                               "whole_ratio_energy": tr.whole_ratio[0], "whole_ratio_latency": tr.whole_ratio[1]})
         tracking.log_dataset(data.models, folder, f"{profile}-bringup", "calibration", ("DATASHEET.md",))
         if len(heldout):
@@ -277,5 +314,3 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
         out.run_id = run.info.run_id
         if register:
             out.version, out.alias = registry.register_transferred(info_model.model_uri, profile, source_profile)
-    out.seconds = time.perf_counter() - t0
-    return out

@@ -35,14 +35,12 @@ COMMANDS = ("main", "measure", "train", "analyze", "predict", "describe", "calib
 def unknown_choice(argv: list[str]) -> str | None:
     """The one-line error for a `group=option` override naming no config of that group (`predictor=nosuch`,
     `sweep=nosuch`), or None: checked against conf/ before Hydra composes anything."""
-    from pathlib import Path
-
-    from nnenergy.apps import CONF_DIR
+    from nnenergy.paths import conf_dir
 
     for arg in argv:
         key, eq, value = arg.partition("=")
         key = key.lstrip("+")
-        group = Path(CONF_DIR) / key
+        group = conf_dir() / key
         if not eq or key.startswith(("hydra", "~")) or not group.is_dir() or value in ("null", ""):
             continue
         options = sorted(p.stem for p in group.glob("*.yaml") if not p.stem.startswith("_"))

@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from nnenergy.paths import DATA_ROOT
+
 METHODS = ("auto", "speed", "ridge", "trees", "size")
 EPILOG = """exit status: 0 done, 2 bad usage or input (nothing measured), 1 a failure while measuring or fitting.
 
@@ -94,7 +96,7 @@ def _record() -> int:
     from nnenergy.calibrate import record_panel
     from nnenergy.measure.hardware import current_profile_name
 
-    path = Path("data") / current_profile_name() / "panel.json"
+    path = DATA_ROOT / current_profile_name() / "panel.json"
     record_panel(path)
     print(f"stored the panel of {current_profile_name()} in {path}")
     return 0
@@ -111,7 +113,7 @@ def _size(args) -> int:
         meta = pyfunc.metadata.metadata or {}
         hw = meta.get("hardware") or {}
         source = hw.get("profile") or hw.get("hardware_id", "unknown")
-        panel_file = Path("data") / source / "panel.json"
+        panel_file = DATA_ROOT / source / "panel.json"
         source_panel = json.loads(panel_file.read_text()) if panel_file.exists() else None
         cal = calibration.calibrate(pyfunc, source, rounds=args.rounds, source_panel=source_panel,
                                     fit_on=args.fit_on, model="size")
