@@ -73,8 +73,8 @@ def _errors(measured, predicted) -> dict:
 
 def measure_apps(n: int, seed: int = 0) -> list[dict]:
     """N keras.applications configurations measured here with the interleaved protocol."""
+    from nnenergy import zoo
     from nnenergy.describe import describe_layers
-    from nnenergy.measure import architectures
     from nnenergy.measure.lock import MeasurementLock
     from nnenergy.measure.meter import EnergyMeter
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
@@ -85,7 +85,7 @@ def measure_apps(n: int, seed: int = 0) -> list[dict]:
     configs = [(a, rng.choice([96, 128, 160]), rng.choice([1, 2, 4, 8])) for a in APPS[:n]]
     calls, tables = {}, {}
     for arch, size, batch in configs:
-        built = architectures.build(arch, size)
+        built = zoo.build(arch, size)
         cid = f"{arch}|{size}|{batch}"
         calls[cid] = inference_call(built.model, built.input_shape, batch)
         tables[cid] = describe_layers(built.model, batch, cid)
@@ -121,7 +121,7 @@ def main() -> None:
     args = ap.parse_args()
     import joblib
 
-    from nnenergy.calibrate import FIT_ON, MODELS, calibrate, measure_panel
+    from nnenergy.calibrate import FIT_ON, MODELS, calibrate_with_panel, measure_panel
     from nnenergy.measure.hardware import current_profile_name
 
     here = current_profile_name()
@@ -152,7 +152,8 @@ def main() -> None:
     panel = measure_panel()  # measured once; each fitting method below uses the same measurements
     panel_seconds = time.perf_counter() - t0
     for fit_on, model in [(f, m) for m in MODELS for f in FIT_ON]:
-        cal = calibrate(pyfunc, source_profile, source_panel=source_panel, fit_on=fit_on, panel=panel, model=model)
+        cal = calibrate_with_panel(pyfunc, source_profile, source_panel=source_panel, fit_on=fit_on, panel=panel,
+                                   model=model)
         res = evaluate(pyfunc, targets, cal)
         record = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "target_profile": here,
                   "source_profile": source_profile, "source_dataset": args.predictor or args.source,

@@ -47,7 +47,7 @@ def boot_id() -> str:
 def measure_once() -> dict:
     from omegaconf import OmegaConf
 
-    from nnenergy.measure import architectures
+    from nnenergy import zoo
     from nnenergy.measure.hardware import current_profile
     from nnenergy.measure.meter import EnergyMeter, MeterSettings
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
@@ -61,7 +61,7 @@ def measure_once() -> dict:
     ref = reference_call()
     calls = {}
     for arch, size, batch in PANEL:
-        built = architectures.build(arch, size)
+        built = zoo.build(arch, size)
         calls[f"{arch}|{size}|{batch}"] = inference_call(built.model, built.input_shape, batch)
     # Throw-away first measurement: a fresh process reads high on its first model.
     for _ in range(5):

@@ -31,13 +31,13 @@ def _describe_all(names_batches, progress: str):
     """(layer tables, build seconds, describe seconds) for (name, batch) pairs."""
     from tqdm import tqdm
 
+    from nnenergy import zoo
     from nnenergy.describe import describe_layers
-    from nnenergy.measure import architectures
 
     tables, build_s, describe_s = [], [], []
     for i, (name, batch) in enumerate(tqdm(names_batches, desc=progress, unit="model")):
         t0 = time.perf_counter()
-        km = architectures.build(name, None).model
+        km = zoo.build(name, None).model
         t1 = time.perf_counter()
         tables.append(describe_layers(km, batch, f"{i}:{name}"))
         t2 = time.perf_counter()

@@ -144,7 +144,7 @@ def size_calibrated(source, source_profile: str, target_dir: Path, tests: dict) 
     describe the panel's models; nothing is measured here)."""
     from functools import partial
 
-    from nnenergy.calibrate import calibrate, panel_models
+    from nnenergy.calibrate import calibrate_with_panel, panel_models
     from nnenergy.describe import describe_layers
     from nnenergy.learn.outputs import predict_frame
 
@@ -158,7 +158,7 @@ def size_calibrated(source, source_profile: str, target_dir: Path, tests: dict) 
     tables = _PANEL["tables"][_PANEL["tables"]["config_id"].isin(items)]
     shim = type("P", (), {"predict": staticmethod(partial(predict_frame, source))})
     src_panel = json.loads(source_file.read_text()) if source_file.exists() else None
-    cal = calibrate(shim, source_profile, source_panel=src_panel, panel=(items, tables), model="size")
+    cal = calibrate_with_panel(shim, source_profile, source_panel=src_panel, panel=(items, tables), model="size")
     out = {}
     for name, data in tests.items():
         frame = cal.apply(predict_frame(source, data.layers))

@@ -25,12 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _rebuild(arch: str, source: str, size: int):
-    from nnenergy.measure import architectures
+    from nnenergy import zoo
 
     if source in ("generated", "variant", "builtin"):
-        return architectures.build(arch, size).model
+        return zoo.build(arch, size).model
     if source == "keras.applications":
-        return architectures.application(arch, (size, size, 3))
+        return zoo.application(arch, (size, size, 3))
     if source == "file":  # external set: <Name>_<size>.keras written by benchmarks/external_models.py
         sys.path.insert(0, str(REPO / "benchmarks"))
         import external_models

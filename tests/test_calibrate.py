@@ -123,7 +123,7 @@ def test_the_summary_prints_the_factors_that_are_applied(trained_rf, tracking_ur
     # a machine 1.5x slower on big items than small ones: the size model has something to fit
     measured = {n: {t: float(totals.loc[n, t]) * s for t in ("energy_j", "latency_s")}
                 for (n, _, _), s in zip(names, (1.4, 2.0, 1.1))}
-    cal = calibration.calibrate(pyfunc, "src", panel=(measured, tables), model=model)
+    cal = calibration.calibrate_with_panel(pyfunc, "src", panel=(measured, tables), model=model)
     after = cal.apply(before)
     ratio = (after[after["row"] == "total"].set_index("config_id")["energy_j"] / totals["energy_j"])
     applied = calibration.applied_to_models(cal)

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from nnenergy import describe as desc
-from nnenergy.measure import architectures, layers
+from nnenergy import zoo
+from nnenergy.measure import layers
 from nnenergy.measure.hardware import current_profile_name
 from nnenergy.measure.meter import EnergyMeter, MeasurementError, MeterSettings, WindowReading, check_reading
 
@@ -31,9 +32,9 @@ def meter():
 
 
 def test_signature_ignores_name_but_not_shape_batch_or_hardware():
-    a = architectures.build("tiny_cnn", 32).model
-    b = architectures.build("tiny_cnn", 32).model
-    c = architectures.build("tiny_cnn", 48).model
+    a = zoo.build("tiny_cnn", 32).model
+    b = zoo.build("tiny_cnn", 32).model
+    c = zoo.build("tiny_cnn", 48).model
     ia, ib, ic = (desc.describe(m) for m in (a, b, c))
     conv_a, conv_b, conv_c = (next(i for i in infos if i.name == "conv1") for infos in (ia, ib, ic))
     renamed = desc.LayerInfo(**{**conv_a.__dict__, "name": "other", "config": {**conv_a.config, "name": "other"}})
@@ -48,7 +49,7 @@ def test_signature_ignores_name_but_not_shape_batch_or_hardware():
 def test_meter_measures_a_tiny_model(meter):
     import tensorflow as tf
 
-    model = architectures.build("tiny_cnn", 32).model
+    model = zoo.build("tiny_cnn", 32).model
     x = tf.random.uniform((2, 32, 32, 3))
     fn = tf.function(lambda t: model(t, training=False))
     m = meter.measure(lambda: fn(x),
@@ -100,7 +101,7 @@ _COVERAGE = {"EfficientNetB0": 32, "NASNetMobile": 32, "MobileNetV3Small": 32, "
 def application_layers():
     found = {}
     for name, size in _COVERAGE.items():
-        model = architectures.build(name, size).model
+        model = zoo.build(name, size).model
         leaves = desc.leaf_layers(model)  # ConvNeXt nests Sequential blocks: described flattened
         for info in desc.describe(model):
             found.setdefault(info.type, (leaves[info.name], info))
@@ -121,7 +122,7 @@ def test_every_application_layer_type_is_isolated_and_measured(meter, applicatio
 
 
 def test_analytic_flops_of_known_layers():
-    model = architectures.build("tiny_cnn", 32).model
+    model = zoo.build("tiny_cnn", 32).model
     info = {i.name: i for i in desc.describe(model)}
     conv = desc.analytic_cost(info["conv1"], 2)  # 3x3x3 -> 8 filters, 16x16 out
     assert conv["flops"] == 2 * (2 * 16 * 16 * 8) * 3 * 3 * 3
@@ -188,7 +189,7 @@ def test_a_users_model_file_is_measured_beside_application_names(tmp_path):
     from nnenergy.measure.sweep import Sweep, SweepInputError, SweepSpec
 
     path = tmp_path / "mine.keras"
-    architectures.build("tiny_mlp", 24).model.save(path)
+    zoo.build("tiny_mlp", 24).model.save(path)
     cfg = {"name": "files", "architectures": [], "model_files": [str(path)], "batch_sizes": [1], "input_sizes": [],
            "output_dir": str(tmp_path / "p" / "out"), "cache_dir": str(tmp_path / "c"),
            "layer": FAST.__dict__, "protocol": {"rounds": 1, "windows": 1, "min_seconds": 0.01, "warmup": 1}}

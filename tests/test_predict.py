@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import nnenergy
+from nnenergy import zoo
 from nnenergy.cli import predict as cli
-from nnenergy.measure import architectures
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "tiny.keras"
-    architectures.build("tiny_cnn", 32).model.save(path)
+    zoo.build("tiny_cnn", 32).model.save(path)
     return path
 
 
@@ -134,7 +134,7 @@ def test_unreachable_tracking_uri(capsys):
 def test_many_models_in_one_call_match_one_at_a_time(store, tiny_file, capsys):
     import keras
 
-    inline = architectures.build("tiny_mlp", 32).model
+    inline = zoo.build("tiny_mlp", 32).model
     assert isinstance(inline, keras.Model)
     many = nnenergy.predict_many([str(tiny_file), "tiny_cnn", inline], batch_size=2, input_shape=(32, 32, 3),
                                  tracking_uri=store)
@@ -235,7 +235,7 @@ def test_mlflow_models_serve_answers_a_layer_table(store, tiny_file):
                 if proc.poll() is not None:
                     pytest.fail(proc.stderr.read().decode()[-1500:])
                 time.sleep(0.5)
-        table = describe_layers(architectures.load_model_file(tiny_file), 2, "tiny")
+        table = describe_layers(zoo.load_model_file(tiny_file), 2, "tiny")
         body = json.dumps({"dataframe_split": table.to_dict(orient="split", index=False)}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
                                      headers={"Content-Type": "application/json"})
@@ -303,6 +303,6 @@ def test_a_repeated_prediction_needs_no_tensorflow(store, tiny_file, tmp_path):
     assert first == {"tf": True, "rc": 0} and second == {"tf": False, "rc": 0}
     assert b["energy_j"] == pytest.approx(a["energy_j"]) and len(b["layers"]) == len(a["layers"])
     other = tmp_path / "other.keras"
-    architectures.build("tiny_cnn", 40).model.save(other)
+    zoo.build("tiny_cnn", 40).model.save(other)
     third, _ = run(other)
     assert third["tf"] is True

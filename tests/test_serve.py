@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nnenergy.measure import architectures
+from nnenergy import zoo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def _nnenergy(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 def test_a_warm_server_answers_as_the_command_would(store, tmp_path):
     model = tmp_path / "tiny.keras"
-    architectures.build("tiny_cnn", 40).model.save(model)
+    zoo.build("tiny_cnn", 40).model.save(model)
     env = {k: v for k, v in os.environ.items() if k != "NNENERGY_SERVER"}
     env |= {"MLFLOW_TRACKING_URI": store, "NNENERGY_CACHE": str(tmp_path / "cache")}
     off = {**env, "NNENERGY_SERVER": "off", "NNENERGY_CACHE": str(tmp_path / "cache-off")}

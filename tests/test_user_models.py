@@ -17,9 +17,9 @@ from keras import layers as L
 
 import nnenergy
 from nnenergy import describe as desc
+from nnenergy import zoo
 from nnenergy.cli import predict as cli
 from nnenergy.features.layer_features import LAYER_KINDS, UNMEASURED_TYPES, kind_of
-from nnenergy.measure import architectures
 from nnenergy.predict import api
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ def test_deeper_nesting_and_flat_models_unchanged():
     infos = desc.describe(model)
     assert [i.name for i in infos] == ["x", "mid/inner/fc", "mid/proj", "out"]
     assert [i.input_shapes for i in infos][1:] == [[(6,)], [(8,)], [(4,)]]
-    flat = architectures.build("tiny_cnn", 32).model  # a flat model: one row per model.layers entry
+    flat = zoo.build("tiny_cnn", 32).model  # a flat model: one row per model.layers entry
     assert [i.name for i in desc.describe(flat)] == [lay.name for lay in flat.layers]
 
 
@@ -233,8 +233,8 @@ def test_close_names_never_suggest_the_name_itself():
     with pytest.raises(nnenergy.PredictError) as exc:
         api.canonical_name("ResNet5O")
     assert "ResNet50" in str(exc.value) and "ResNet5O," not in str(exc.value) and "ResNet5O?" not in str(exc.value)
-    with pytest.raises(architectures.ArchitectureError) as exc:
-        architectures.application("tiny_cnn", None, build=False)  # a built-in, not an application
+    with pytest.raises(zoo.ArchitectureError) as exc:
+        zoo.application("tiny_cnn", None, build=False)  # a built-in, not an application
     assert "did you mean tiny_cnn" not in str(exc.value)
 
 
@@ -340,7 +340,7 @@ def test_explicit_version_uri_prints_its_version(store, tmp_path, capsys):
     client = MlflowClient(tracking_uri=store, registry_uri=store)
     version = client.get_model_version_by_alias(api.DEFAULT_MODEL_NAME, "champion").version
     path = tmp_path / "tiny.keras"
-    architectures.build("tiny_cnn", 32).model.save(path)
+    zoo.build("tiny_cnn", 32).model.save(path)
     uri = f"models:/{api.DEFAULT_MODEL_NAME}/{version}"
     assert cli.main([str(path), "--model-uri", uri, "--tracking-uri", store]) == 0
     out = capsys.readouterr().out

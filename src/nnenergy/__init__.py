@@ -5,7 +5,7 @@
     p.energy_j, p.latency_s, p.layers_frame()
 """
 
-# `nnenergy.predict` is the function; the subpackage stays importable as `nnenergy.predict.api`.
-from nnenergy.predict import PredictError, Prediction, predict, predict_many  # noqa: E402,F401
+# `nnenergy.predict` is the subpackage, callable as the prediction function (see its docstring).
+from nnenergy.predict import PredictError, Prediction, predict_many  # noqa: F401
 
 __version__ = "0.1.0"

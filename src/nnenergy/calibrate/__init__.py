@@ -19,7 +19,7 @@ from nnenergy.calibrate.fit import (  # noqa: F401
     SHRINK_SLOPE,
     applied_text,
     applied_to_models,
-    calibrate,
+    calibrate_with_panel,
     summary,
 )
 from nnenergy.calibrate.measure import measure_panel, record_panel  # noqa: F401

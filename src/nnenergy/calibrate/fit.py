@@ -54,9 +54,9 @@ def _fit_size(base: np.ndarray, measured: np.ndarray, weights: list, latencies: 
     return [float(sol.x[0]), float(sol.x[1])]
 
 
-def calibrate(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict | None = None,
-              fit_on: str = "all", panel: tuple[dict, pd.DataFrame] | None = None,
-              model: str = "size") -> Calibration:
+def calibrate_with_panel(pyfunc, source_profile: str, rounds: int = 2, source_panel: dict | None = None,
+                         fit_on: str = "all", panel: tuple[dict, pd.DataFrame] | None = None,
+                         model: str = "size") -> Calibration:
     """Measure the panel here and fit per-layer factors for `pyfunc` (a loaded layer-wise predictor).
 
     With the source profile's own panel measurements (`source_panel`, from `record_panel`), each

@@ -115,8 +115,8 @@ def _size(args) -> int:
         source = hw.get("profile") or hw.get("hardware_id", "unknown")
         panel_file = DATA_ROOT / source / "panel.json"
         source_panel = json.loads(panel_file.read_text()) if panel_file.exists() else None
-        cal = calibration.calibrate(pyfunc, source, rounds=args.rounds, source_panel=source_panel,
-                                    fit_on=args.fit_on, model="size")
+        cal = calibration.calibrate_with_panel(pyfunc, source, rounds=args.rounds, source_panel=source_panel,
+                                               fit_on=args.fit_on, model="size")
     except (PredictError, MeasurementLockError) as exc:
         print(f"nnenergy calibrate: {exc}", file=sys.stderr)
         return 2

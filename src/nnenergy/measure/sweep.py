@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from nnenergy import dataset as ds
 from nnenergy import describe as desc
+from nnenergy import zoo as architectures  # the model zoo, shared with prediction
 from nnenergy.describe import layer_row
-from nnenergy.measure import architectures, backends, layers, remeasure
+from nnenergy.measure import backends, layers, remeasure
 from nnenergy.measure.incontext import restore_untraced
 from nnenergy.measure.meter import EnergyMeter, MeasurementError, MeterSettings
 from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
