@@ -1,4 +1,4 @@
-"""The code's shape: no import cycle between the flow's packages, and what may import what."""
+"""The code's shape: no import cycle between any two modules nor between packages, and what may import what."""
 
 from __future__ import annotations
 
@@ -9,22 +9,104 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "nnenergy"
 
 
 def _imports(top_level_only: bool) -> dict[str, set[str]]:
-    """module -> the nnenergy modules it imports (at module level, or anywhere)."""
-    graph = {}
+    """module -> the nnenergy modules it imports (at module level, or anywhere, inside functions too).
+
+    An import names the module it loads: `from nnenergy import zoo` the module `nnenergy.zoo`, `from
+    nnenergy.predict import Prediction` the package `nnenergy.predict` (a name its `__init__` defines),
+    `import nnenergy.predict.api` the module `nnenergy.predict.api`. The parent packages a submodule's
+    import initialises first are not counted: every import needs them."""
+    modules = {}
     for path in SRC.rglob("*.py"):
         mod = "nnenergy." + ".".join(path.relative_to(SRC).with_suffix("").parts)
-        mod = mod.removesuffix(".__init__")
+        modules[mod.removesuffix(".__init__")] = path
+    graph = {}
+    for mod, path in modules.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
         tree = ast.parse(path.read_text())
-        nodes = tree.body if top_level_only else list(ast.walk(tree))
         deps = set()
-        for node in nodes:
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nnenergy"):
-                deps.add(node.module)
-                deps |= {f"{node.module}.{a.name}" for a in node.names}
-            elif isinstance(node, ast.Import):
-                deps |= {a.name for a in node.names if a.name.startswith("nnenergy")}
-        graph[mod] = deps
-    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+        for node in tree.body if top_level_only else ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package `level - 1` above this module's own
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            else:
+                continue
+            for name in names:
+                while name and name not in modules:  # `import nnenergy.x.attr`: the module it names
+                    name = name.rpartition(".")[0]
+                deps.add(name)
+        graph[mod] = deps - {mod, ""}
+    return graph
+
+
+# Cycles another change removes; each entry says which. (None may be added to make a test pass.)
+KNOWN_CYCLES = {
+    # the generated-name scheme moves to its own module when arch/generator.py is split (issue 31, item 3)
+    frozenset({"nnenergy.arch.generator", "nnenergy.arch.kernels"}),
+}
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (each holds at least one cycle), with
+    one cycle through each spelled out (Tarjan's algorithm)."""
+    index, low, on_stack, stack, found = {}, {}, set(), [], []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while not component or v not in component:
+                component.add(stack.pop())
+            on_stack.difference_update(component)
+            if len(component) > 1:
+                found.append(component)
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return [_one_cycle(edges, c) for c in found if frozenset(c) not in KNOWN_CYCLES]
+
+
+def _one_cycle(edges: dict[str, set[str]], component: set[str]) -> list[str]:
+    """A cycle through the component's first module: the shortest way back to it, breadth first."""
+    start = min(component)
+    paths = {start: [start]}
+    queue = [start]
+    while queue:
+        v = queue.pop(0)
+        for w in sorted(edges.get(v, set()) & component):
+            if w == start:
+                return paths[v] + [start]
+            if w not in paths:
+                paths[w] = paths[v] + [w]
+                queue.append(w)
+    return sorted(component)
+
+
+def test_no_import_cycle_between_modules():
+    """Every import between any two modules (a package's `__init__` is a module too), at module level or
+    inside a function (a lazy import is still a dependency): a DAG."""
+    cycles = _cycles(_imports(top_level_only=False))
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_finder_finds_a_cycle_through_a_package_root():
+    """`from nnenergy import Prediction` in a module the root imports closes a cycle through the root."""
+    edges = {"nnenergy": {"nnenergy.predict"}, "nnenergy.predict": {"nnenergy.predict.api"},
+             "nnenergy.predict.api": {"nnenergy.zoo"}, "nnenergy.zoo": {"nnenergy"}, "nnenergy.paths": set()}
+    assert _cycles(edges) == [["nnenergy", "nnenergy.predict", "nnenergy.predict.api", "nnenergy.zoo", "nnenergy"]]
 
 
 def _package(mod: str) -> str:
