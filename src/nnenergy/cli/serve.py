@@ -1,10 +1,7 @@
-"""`nnenergy serve`: a warm server that keeps TensorFlow and Keras imported, so that `predict` and
-`describe` (`serve_client.forward`) answer a model never described before in about a second.
-
-It answers requests from the context it started in, one at a time, on a Unix socket of mode 0600 per
-cache folder. It never loads MLflow (its process-wide URIs and store connections would outlive a
-request): a request that would is declined and runs by itself. It stops after `--idle-minutes`
-without a request, on `--stop`, or when the code on disk changes."""
+"""`nnenergy serve`: keeps TensorFlow and Keras imported so that `predict` and `describe` (through
+`serve_client.forward`) answer a model never described before in about a second. One request at a time,
+from the context it started in, on a Unix socket (mode 0600) per cache folder. It never loads MLflow
+(its process-wide URIs and store connections would outlive a request): such a request runs by itself."""
 
 from __future__ import annotations
 
@@ -41,16 +38,12 @@ class _Stream(io.TextIOBase):
         self.chunks, self.name = chunks, name
 
     def write(self, text: str) -> int:
-        if text and self.chunks and self.chunks[-1][0] == self.name:
-            self.chunks[-1][1] += text
-        elif text:
-            self.chunks.append([self.name, text])
+        self.chunks.append((self.name, text))
         return len(text)
 
 
 def _fresh_keras() -> None:
-    """Keras numbers auto-named layers per session (`conv2d`, then `conv2d_1`): a model built in a
-    fresh session is named as a fresh process names it."""
+    """Keras numbers auto-named layers per session (`conv2d`, `conv2d_1`): name them as a fresh process."""
     if "keras" in sys.modules:
         sys.modules["keras"].backend.clear_session()
 

@@ -5,6 +5,7 @@ or when no server takes the request within NNENERGY_SERVER_TIMEOUT seconds, the 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -16,8 +17,7 @@ SERVED = ("predict", "describe")
 OFF_ENV = "NNENERGY_SERVER"  # "off" (or 0/no/false): never use a server
 ACK_TIMEOUT_ENV = "NNENERGY_SERVER_TIMEOUT"  # seconds to wait for a server to take the request
 ACK_TIMEOUT_S = 15.0  # a server that has not taken it by then is stopped (Ctrl-Z) or stuck
-# The settings an answer depends on, but for the server switch and TensorFlow's log level (read when
-# TensorFlow loads; the CLI sets it).
+# The settings an answer depends on (but the server switch, and TensorFlow's log level: the CLI sets it).
 _SETTINGS = ("NNENERGY_", "MLFLOW_", "KERAS_", "TF_", "CUDA_", "OMP_", "MKL_", "CODECARBON_", "HOME", "TMPDIR")
 _NOT_SETTINGS = (OFF_ENV, ACK_TIMEOUT_ENV, "TF_CPP_MIN_LOG_LEVEL")
 
@@ -65,16 +65,10 @@ def receive(stream) -> dict:
 
 
 def alive() -> bool:
-    """Whether something listens on the socket (a busy server too: only a refused or missing one is none)."""
+    """Whether something listens on the socket (a busy one too: only a refused or missing socket is none)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(2)
-        try:
-            conn.connect(str(socket_path()))
-        except (ConnectionRefusedError, FileNotFoundError):
-            return False
-        except OSError:
-            pass  # a full backlog or a timeout: someone is there
-    return True
+        return conn.connect_ex(str(socket_path())) not in (errno.ECONNREFUSED, errno.ENOENT)
 
 
 def ask(request: dict, ack_timeout: float = ACK_TIMEOUT_S, timeout: float = 900.0) -> dict | None:
