@@ -83,7 +83,17 @@ def canonical(profile: str, data_root: Path | None = None) -> dict | None:
 
 def canonical_of_dataset(dataset: Path) -> dict | None:
     """The canonical reference a dataset's labels are normalised to: its own `canonical.json` (written
-    by its sweep), else its profile's `reference.json` (datasets older than that file)."""
+    by its sweep), else its profile's `reference.json` (datasets older than that file); None for rows
+    measured before the protocol had a reference (the first release's `cpu`: no speed index, so
+    they are on no reference's scale and a prediction from them is never rescaled)."""
+    try:
+        import pandas as pd
+
+        idx = pd.read_parquet(Path(dataset) / "models.parquet", columns=["speed_index"])["speed_index"]
+        if idx.isna().all():
+            return None
+    except (OSError, ValueError, KeyError, ImportError):
+        return None
     for path in (Path(dataset) / "canonical.json", Path(dataset).parent / "reference.json"):
         try:
             return json.loads(path.read_text())

@@ -136,6 +136,9 @@ def _speed(meta: dict, cal, mode: str):
     if profile != current_profile_name():
         return None, (f"not applied: the predictor's profile {profile or '(unknown)'} is not this machine's "
                       "(`nnenergy calibrate` brings this machine up)")
+    if "canonical_reference" in meta and not meta["canonical_reference"]:
+        return None, ("not applied: the predictor's training labels carry no speed index (measured before "
+                      "the protocol had a reference), so they are on no reference's scale")
     c = meta.get("calibrated") or {}
     bringup = {"speed_index": c["speed_index"], "latency_speed_index": c.get("latency_speed_index", c["speed_index"]),
                "read_at": c.get("at")} if c.get("speed_index") and c.get("at") else None
