@@ -82,7 +82,10 @@ def _label_errors(m: pd.DataFrame, blocks: dict, canonical: float) -> pd.Series:
         windows = row.get("window_energies_j")
         if block is None or not isinstance(windows, str):
             continue
-        statistic = _protocol(row.get("protocol")).get("statistic", "round_min_median")
+        proto = _protocol(row.get("protocol"))
+        if proto.get("normalise", "round") != "round":
+            continue  # A-R protocols: each window's own reference reading is not stored in the row
+        statistic = proto.get("statistic", "round_min_median")
         try:
             label = recompute_label(json.loads(windows), block["reference_energy_j"], canonical, statistic)
         except ValueError:
@@ -99,6 +102,8 @@ def _latency_outside(m: pd.DataFrame, blocks: dict, canonical: float) -> int:
         block = blocks.get(row.get("block"))
         if block is None or not np.isfinite(row.get("latency_speed_index", np.nan)):
             continue
+        if _protocol(row.get("protocol")).get("normalise", "round") != "round":
+            continue  # A-R protocols: the index is the row's own reference windows', not the block's minima
         idx = [v / canonical for v in block["reference_latency_s"]]
         outside += not (min(idx) * 0.99 <= row["latency_speed_index"] <= max(idx) * 1.01)
     return outside
