@@ -199,6 +199,14 @@ def probe_agreement(recs, per_pass, label: str) -> list[dict]:
                                 "window_s": round(secs, 1), "rms_pct": 100 * float(np.sqrt(np.mean(d ** 2))),
                                 "max_pct": 100 * float(np.max(abs(d))), "pairs": len(d)})
     out.sort(key=lambda r: r["rms_pct"])
+    # The same reference network read during the pass, in the same minutes as the models (its A-R windows):
+    # what a reading taken together with the work achieves, against a probe taken before it.
+    inpass = np.array([float(np.quantile([w[5] for ws in rec["windows"].values() for w in ws if w[0] == "R"], 0.25))
+                       for rec in recs])
+    d = inpass / np.median(inpass) / many - 1
+    out.insert(0, {"probe": "the reference inside the pass (same minutes as the models; not a probe)",
+                   "window_s": "-", "rms_pct": 100 * float(np.sqrt(np.mean(d ** 2))),
+                   "max_pct": 100 * float(np.max(abs(d))), "pairs": len(d)})
     return out, 100 * float(np.median(scatter) / math.sqrt(len(apps))), many
 
 
