@@ -209,3 +209,17 @@ class Space:
 
 def _py(v):
     return v.item() if isinstance(v, np.generic) else v
+
+
+# The samplers' shared vocabulary (generated architectures and variants).
+CLASSES = [10, 100, 1000]
+
+
+def r8(v: float) -> int:
+    """Round a width to a multiple of 8, at least 8."""
+    return max(8, int(round(v / 8)) * 8)
+
+
+def alpha(sp: Space, choices: list[float], lo: float, hi: float) -> float:
+    """A width multiplier: a published one, or (uniform share) any in [lo, hi]."""
+    return sp.uniform(lo, hi, 2) if sp.chance(sp.uniform_share) else sp.choice(choices)
