@@ -78,7 +78,8 @@ def measure_apps(n: int, seed: int = 0) -> list[dict]:
     from nnenergy.measure.lock import MeasurementLock
     from nnenergy.measure.meter import EnergyMeter
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
-    from nnenergy.measure.sweep import Threads, inference_call, reference_call, set_threads
+    from nnenergy.measure.sweep import inference_call, reference_call, set_threads
+    from nnenergy.measure.sweep_spec import Threads
 
     set_threads(Threads())  # as the sweep and the panel: before TensorFlow runs anything
     rng = random.Random(seed)

@@ -419,6 +419,8 @@ def _vit_ti16(x, classes):
     x, h, w = _patch_tokens(x, 16, dim)
     x = L.Rescaling(1.0, offset=_sincos_2d(h, w, dim), name="pos_embed")(x)
     for i in range(depth):
+        # The pre-norm residual pattern of `_mixer_s16` again, written out on purpose: each builder
+        # reads as its paper's block, and its layer names are the measured tables' `layer_name`s.
         name = f"encoder{i + 1}"
         y = L.LayerNormalization(epsilon=1e-6, name=f"{name}_norm1")(x)
         y = L.MultiHeadAttention(heads, dim // heads, name=f"{name}_attention")(y, y)

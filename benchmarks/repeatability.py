@@ -50,8 +50,10 @@ def measure_once() -> dict:
     from nnenergy import zoo
     from nnenergy.measure.hardware import current_profile
     from nnenergy.measure.meter import EnergyMeter, MeterSettings
+    from nnenergy.measure.progress import canonical_reference
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
-    from nnenergy.measure.sweep import Threads, canonical_reference, inference_call, reference_call, set_threads
+    from nnenergy.measure.sweep import inference_call, reference_call, set_threads
+    from nnenergy.measure.sweep_spec import Threads
 
     # The sweep's own settings are the ones benchmarked.
     base = OmegaConf.to_container(OmegaConf.load(REPO / "conf/sweep/_measurement.yaml"), resolve=False)

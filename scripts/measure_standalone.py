@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sys.path.insert(0, str(REPO / "src"))  # the package runs from the copied tree, not installed
     from nnenergy.measure.lock import MeasurementLock, MeasurementLockError
-    from nnenergy.measure.sweep import Sweep, SweepInputError, SweepSpec
+    from nnenergy.measure.sweep import Sweep
+    from nnenergy.measure.sweep_spec import SweepInputError, SweepSpec
     from nnenergy.paths import cache_dir
 
     try:

@@ -24,8 +24,9 @@ from nnenergy.arch import (
     sample_spec,
     sample_variant_spec,
 )
-from nnenergy.arch.generator import MAX_LAYERS, MAX_MACS, MIN_LAYERS, MIN_MACS, cost_graph
+from nnenergy.arch.cost import cost_graph
 from nnenergy.arch.space import RANGES, Space, fit_prior, load_prior
+from nnenergy.arch.spec import MAX_LAYERS, MAX_MACS, MIN_LAYERS, MIN_MACS
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = range(60)
@@ -112,7 +113,8 @@ def test_seeds_cover_every_kind_block_and_layer_type_within_bounds(specs):
 
 
 def _tokens_after(spec: ArchSpec, i: int) -> int:
-    from nnenergy.arch.blocks import CostGraph, apply_blocks
+    from nnenergy.arch.blocks import apply_blocks
+    from nnenergy.arch.graphs import CostGraph
 
     _, x = apply_blocks(CostGraph(), spec.input_shape, spec.blocks[: i + 1])
     return x[0]

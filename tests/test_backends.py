@@ -13,7 +13,8 @@ import pytest
 
 from nnenergy.measure import backends
 from nnenergy.measure.hardware import current_profile_name
-from nnenergy.measure.sweep import Sweep, SweepInputError, SweepSpec
+from nnenergy.measure.sweep import Sweep
+from nnenergy.measure.sweep_spec import SweepInputError, SweepSpec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -73,7 +73,7 @@ def test_the_standalone_composer_gives_what_hydra_composes(name):
 
 def test_the_isolated_layer_window_of_the_code_is_the_configs():
     from nnenergy.measure.meter import LAYER_MIN_SECONDS, MeterSettings
-    from nnenergy.measure.sweep import SweepSpec
+    from nnenergy.measure.sweep_spec import SweepSpec
 
     cfg = _compose("measure", ["sweep=space"])
     assert cfg.sweep.layer.min_seconds == LAYER_MIN_SECONDS == MeterSettings().min_seconds

@@ -12,7 +12,8 @@ from conftest import compose_cfg, train_overrides
 from nnenergy import dataset as ds
 from nnenergy import registry
 from nnenergy.arch import kernels, spec_from_name
-from nnenergy.arch.blocks import CostGraph, apply_blocks
+from nnenergy.arch.blocks import apply_blocks
+from nnenergy.arch.graphs import CostGraph
 from nnenergy.features.layer_features import layer_features
 from nnenergy.learn.layerwise import LayerwisePredictor, _baseline, _fit_efficiency
 

@@ -186,7 +186,8 @@ def test_killed_sweep_resumes_without_losing_measurements(tmp_path, new_store):
 
 
 def test_a_users_model_file_is_measured_beside_application_names(tmp_path):
-    from nnenergy.measure.sweep import Sweep, SweepInputError, SweepSpec
+    from nnenergy.measure.sweep import Sweep
+    from nnenergy.measure.sweep_spec import SweepInputError, SweepSpec
 
     path = tmp_path / "mine.keras"
     zoo.build("tiny_mlp", 24).model.save(path)

@@ -250,8 +250,9 @@ def test_a_failed_measurement_is_retried_on_resume(tmp_path):
         "protocol": {"rounds": 1, "windows": 1, "min_seconds": 0.01, "warmup": 1},
     })
     sweep = Sweep(spec)
-    sweep.skip_store.append({"config_id": "tiny_mlp|16|1", "architecture": "tiny_mlp", "input_size": 16,
-                             "batch_size": 1, "reason": "MeasurementError: zero", "retryable": True, "attempts": 1})
+    sweep.progress.skip_store.append({"config_id": "tiny_mlp|16|1", "architecture": "tiny_mlp", "input_size": 16,
+                                      "batch_size": 1, "reason": "MeasurementError: zero", "retryable": True,
+                                      "attempts": 1})
     result = sweep.run()
     assert list(result.models["config_id"]) == ["tiny_mlp|16|1"] and not result.skipped
     row = result.models.iloc[0]

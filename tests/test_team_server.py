@@ -44,6 +44,64 @@ def _paths(client: MlflowClient, run_id: str, folder: str) -> set[str]:
     return {a.path for a in client.list_artifacts(run_id, folder)}
 
 
+def _check_measure_runs(client: MlflowClient, jobs: list[Path], measured) -> None:
+    """Each measuring job logged a finished run to the server, its dataset proxied there."""
+    mexp = client.get_experiment_by_name("nnenergy-measure")
+    mruns = client.search_runs([mexp.experiment_id])
+    assert len(mruns) == len(jobs)
+    for mrun in mruns:
+        assert mrun.info.status == "FINISHED"
+        assert mrun.data.metrics["configs_measured"] == 2
+        assert mrun.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied: clients need no file access
+        assert {"dataset/models.parquet", "dataset/layers.parquet"} <= _paths(client, mrun.info.run_id, "dataset")
+    assert (measured.models["inter_op_threads"] == 1).all()  # each job fixed TensorFlow's thread pools
+
+
+def _check_training(client: MlflowClient, url: str, server: Path, dl: Path):
+    """The two training jobs' runs: one parent, a child per predictor (open at the same time), each with
+    its metrics, plots and logged model held by the server; the champion is the best child."""
+    texp = client.get_experiment_by_name("nnenergy-train")
+    runs = client.search_runs([texp.experiment_id])
+    [parent] = [r for r in runs if r.data.tags.get("nnenergy.sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(runs) == 1 + len(PREDICTORS)
+    assert sorted(r.data.tags["predictor"] for r in children) == PREDICTORS
+    assert parent.info.status == "FINISHED"
+    a, b = (r.info for r in children)  # the two jobs' runs were open at the same time
+    assert a.start_time < b.end_time and b.start_time < a.end_time, [(r.start_time, r.end_time) for r in (a, b)]
+    keys = [set(r.data.metrics) for r in children]
+    assert keys[0] == keys[1] and len(keys[0]) > 20  # the same metrics from each job, none lost
+    logged_models = {m.source_run_id: m for m in client.search_logged_models([texp.experiment_id])}
+    for r in children:
+        name, rid, m = r.data.tags["predictor"], r.info.run_id, r.data.metrics
+        assert r.info.status == "FINISHED", name
+        for key in ("family_whole_energy_rmspe", "family_whole_energy_within10", "train_seconds"):
+            assert math.isfinite(m[key]), (name, key)
+        assert m["family_whole_energy_within10"] <= 100 and m["train_seconds"] < 600, name
+        assert parent.data.metrics[f"{name}.family_whole_energy_rmspe"] == pytest.approx(
+            m["family_whole_energy_rmspe"])
+        assert len(client.get_metric_history(rid, "family_whole_energy_rmspe")) == 1  # logged once
+        assert PLOTS <= _paths(client, rid, "plots/incontext"), name
+        assert "config/resolved.yaml" in _paths(client, rid, "config")
+        png = Path(mlflow.artifacts.download_artifacts(
+            run_id=rid, artifact_path="plots/incontext/error_by_kind.png", dst_path=str(dl / name),
+            tracking_uri=url))
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        model = logged_models[rid]  # MLflow 3: the model is a logged model of the run
+        assert {"MLmodel", "python_model.pkl"} <= {a.path for a in client.list_logged_model_artifacts(
+            model.model_id)}
+    assert {"comparison.json", "comparison.png"} <= _paths(client, parent.info.run_id, "")
+    # the server, not the clients, holds the artifacts
+    assert len(list((server / "mlartifacts").rglob("MLmodel"))) == len(PREDICTORS)
+
+    versions = client.search_model_versions("name='nnenergy-layerwise'")
+    assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in children)
+    champ = client.get_model_version_by_alias("nnenergy-layerwise", registry.CHAMPION)
+    best = min(children, key=lambda r: r.data.metrics["family_whole_energy_rmspe"])
+    assert champ.run_id == best.info.run_id
+    return best
+
+
 @pytest.mark.slow
 def test_team_workflow_on_a_tracking_server(tmp_path, new_store):
     # PostgreSQL is the team setup the README documents; the same server over SQLite is the fallback
@@ -82,55 +140,8 @@ def test_team_workflow_on_a_tracking_server(tmp_path, new_store):
         assert not {"mlflow.db", "mlruns", "mlartifacts"} & {p.name for p in client_dir.iterdir()}
 
         measured = ds.load(data)
-        mexp = client.get_experiment_by_name("nnenergy-measure")
-        mruns = client.search_runs([mexp.experiment_id])
-        assert len(mruns) == len(jobs)
-        for mrun in mruns:
-            assert mrun.info.status == "FINISHED"
-            assert mrun.data.metrics["configs_measured"] == 2
-            assert mrun.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied: clients need no file access
-            assert {"dataset/models.parquet", "dataset/layers.parquet"} <= _paths(client, mrun.info.run_id, "dataset")
-        assert (measured.models["inter_op_threads"] == 1).all()  # each job fixed TensorFlow's thread pools
-
-        texp = client.get_experiment_by_name("nnenergy-train")
-        runs = client.search_runs([texp.experiment_id])
-        [parent] = [r for r in runs if r.data.tags.get("nnenergy.sweep") == "parent"]
-        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-        assert len(runs) == 1 + len(PREDICTORS)
-        assert sorted(r.data.tags["predictor"] for r in children) == PREDICTORS
-        assert parent.info.status == "FINISHED"
-        a, b = (r.info for r in children)  # the two jobs' runs were open at the same time
-        assert a.start_time < b.end_time and b.start_time < a.end_time, [(r.start_time, r.end_time) for r in (a, b)]
-        keys = [set(r.data.metrics) for r in children]
-        assert keys[0] == keys[1] and len(keys[0]) > 20  # the same metrics from each job, none lost
-        logged_models = {m.source_run_id: m for m in client.search_logged_models([texp.experiment_id])}
-        for r in children:
-            name, rid, m = r.data.tags["predictor"], r.info.run_id, r.data.metrics
-            assert r.info.status == "FINISHED", name
-            for key in ("family_whole_energy_rmspe", "family_whole_energy_within10", "train_seconds"):
-                assert math.isfinite(m[key]), (name, key)
-            assert m["family_whole_energy_within10"] <= 100 and m["train_seconds"] < 600, name
-            assert parent.data.metrics[f"{name}.family_whole_energy_rmspe"] == pytest.approx(
-                m["family_whole_energy_rmspe"])
-            assert len(client.get_metric_history(rid, "family_whole_energy_rmspe")) == 1  # logged once
-            assert PLOTS <= _paths(client, rid, "plots/incontext"), name
-            assert "config/resolved.yaml" in _paths(client, rid, "config")
-            png = Path(mlflow.artifacts.download_artifacts(
-                run_id=rid, artifact_path="plots/incontext/error_by_kind.png", dst_path=str(tmp_path / "dl" / name),
-                tracking_uri=url))
-            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            model = logged_models[rid]  # MLflow 3: the model is a logged model of the run
-            assert {"MLmodel", "python_model.pkl"} <= {a.path for a in client.list_logged_model_artifacts(
-                model.model_id)}
-        assert {"comparison.json", "comparison.png"} <= _paths(client, parent.info.run_id, "")
-        # the server, not the clients, holds the artifacts
-        assert len(list((tmp_path / "server" / "mlartifacts").rglob("MLmodel"))) == len(PREDICTORS)
-
-        versions = client.search_model_versions("name='nnenergy-layerwise'")
-        assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in children)
-        champ = client.get_model_version_by_alias("nnenergy-layerwise", registry.CHAMPION)
-        best = min(children, key=lambda r: r.data.metrics["family_whole_energy_rmspe"])
-        assert champ.run_id == best.info.run_id
+        _check_measure_runs(client, jobs, measured)
+        best = _check_training(client, url, tmp_path / "server", tmp_path / "dl")
 
         # 4. the champion loads over HTTP and predicts one configuration, layer by layer
         previous = mlflow.get_tracking_uri()

@@ -269,6 +269,155 @@ def _einsum_dense_flops(cfg: dict, in_shape: Shape, out_shape: Shape) -> int:
     return 2 * math.prod(sizes.values()) if sizes else 0
 
 
+@dataclass
+class _Pass:
+    """One layer at one batch size: what every layer kind's count reads."""
+
+    info: LayerInfo
+    batch: int
+
+    def __post_init__(self):
+        cfg, shapes = self.info.config, self.info.input_shapes
+        self.cfg, self.shapes = cfg, shapes
+        self.in_elems = sum(_prod(s) for s in shapes) * self.batch
+        self.out_elems = _prod(self.info.output_shape) * self.batch
+        self.first = first = shapes[0] if shapes else ()
+        c_in = (first[0] if cfg.get("data_format") == "channels_first" else first[-1]) if first else 1
+        self.c_in = max(c_in, 1)
+        self.area = _kernel_area(cfg)
+        self.bytes_moved = 4 * (self.in_elems + self.out_elems + self.info.params)  # a kind may change it
+
+
+def _conv(p: _Pass):
+    return 2 * p.out_elems * p.area * p.c_in // int(p.cfg.get("groups", 1) or 1)
+
+
+def _transposed(p: _Pass):  # every input element scatters into kernel area x filters outputs
+    return 2 * p.in_elems * p.area * int(p.cfg.get("filters", 1))
+
+
+def _depthwise(p: _Pass):
+    return 2 * p.out_elems * p.area
+
+
+def _separable(p: _Pass):
+    mult, filters = int(p.cfg.get("depth_multiplier", 1)), int(p.cfg.get("filters", 1))
+    return 2 * (p.out_elems // max(filters, 1)) * (p.area * p.c_in * mult + p.c_in * mult * filters)
+
+
+def _dense(p: _Pass):
+    out = p.info.output_shape
+    return 2 * p.in_elems * int(p.cfg.get("units", out[-1] if out else 1))
+
+
+def _rnn(p: _Pass):
+    # per time step each gate multiplies [x_t, h_{t-1}] (input + hidden) by a (. x hidden)
+    # matrix; return_sequences changes what is kept, not what is computed
+    units = int(p.cfg.get("units", 1))
+    steps = _prod(p.first[:-1]) if len(p.first) > 1 else 1
+    return 2 * _RNN_GATES[p.info.type] * (p.c_in + units) * units * steps * p.batch
+
+
+def _conv_lstm(p: _Pass):
+    # 4 gates, each a convolution of the input (c_in channels) and of the hidden state (filters)
+    rank = _CONV_LSTM[p.info.type]
+    filters = int(p.cfg.get("filters", 1))
+    steps = max(p.first[0], 1) if p.first else 1
+    positions = _prod(p.info.output_shape[-(rank + 1):-1])
+    return 2 * 4 * steps * p.batch * positions * p.area * (p.c_in + filters) * filters
+
+
+def _bidirectional(p: _Pass):  # a forward and a backward copy of the wrapped layer
+    out = p.info.output_shape
+    if p.cfg.get("merge_mode", "concat") == "concat" and out:
+        out = (*out[:-1], max(out[-1] // 2, 1))
+    inner = _wrapped(p.info, p.cfg.get("layer") or {}, p.shapes, out, p.info.params // 2)
+    return 2 * analytic_cost(inner, p.batch)["flops"]
+
+
+def _time_distributed(p: _Pass):  # the wrapped layer once per step of axis 1
+    steps = max(p.first[0], 1) if p.first else 1
+    inner = _wrapped(p.info, p.cfg.get("layer") or {}, [s[1:] for s in p.shapes], p.info.output_shape[1:],
+                     p.info.params)
+    return steps * analytic_cost(inner, p.batch)["flops"]
+
+
+def _multi_head_attention(p: _Pass):
+    q, v, k = _attention_shapes(p.shapes)
+    heads, key_dim = int(p.cfg.get("num_heads", 1)), int(p.cfg.get("key_dim", 1))
+    value_dim = int(p.cfg.get("value_dim") or key_dim)
+    tq, tk = _prod(q[:-1]), _prod(k[:-1])  # query and key/value positions (all attention axes)
+    d_out = p.info.output_shape[-1] if p.info.output_shape else q[-1]
+    projections = 2 * p.batch * (tq * q[-1] * heads * key_dim          # Q
+                                 + tk * k[-1] * heads * key_dim        # K
+                                 + tk * v[-1] * heads * value_dim      # V
+                                 + tq * heads * value_dim * d_out)     # output
+    scores = p.batch * heads * tq * tk
+    p.bytes_moved += 4 * 2 * scores
+    return projections + 2 * scores * key_dim + 2 * scores * value_dim  # QK^T and AV
+
+
+def _attention(p: _Pass):
+    q, v, k = _attention_shapes(p.shapes)
+    scores = p.batch * _prod(q[:-1]) * _prod(k[:-1])
+    additive = p.info.type == "AdditiveAttention" or p.cfg.get("score_mode") == "concat"
+    per_score = 4 * q[-1] if additive else 2 * q[-1]  # tanh(q + k) . scale, or q . k
+    p.bytes_moved += 4 * 2 * scores
+    return scores * (per_score + 2 * v[-1])  # scores, then the weighted sum of values
+
+
+def _dot(p: _Pass):
+    axes = p.cfg.get("axes", -1)
+    axis = int(axes[0] if isinstance(axes, (list, tuple)) else axes)
+    axis = axis - 1 if axis > 0 else axis  # Keras counts the batch axis
+    return 2 * p.out_elems * (max(p.first[axis], 1) if p.first else 1)
+
+
+def _embedding(p: _Pass):  # a gather: no arithmetic; reads the indices, copies the rows it picks
+    p.bytes_moved = 4 * (p.in_elems + p.out_elems)
+    return 0
+
+
+def _upsampling(p: _Pass):  # nearest repeats; bilinear blends
+    return 0 if p.cfg.get("interpolation", "nearest") == "nearest" else p.out_elems
+
+
+# FLOPs per pass of each layer type; pooling is matched by name below, anything else moves data only
+# (padding, cropping, reshape, concat, dropout at inference, input).
+_FLOPS = {
+    **dict.fromkeys(("Conv1D", "Conv2D", "Conv3D"), _conv),
+    **dict.fromkeys(_TRANSPOSED, _transposed),
+    **dict.fromkeys(("DepthwiseConv2D", "DepthwiseConv1D"), _depthwise),
+    **dict.fromkeys(("SeparableConv2D", "SeparableConv1D"), _separable),
+    "Dense": _dense,
+    "EinsumDense": lambda p: _einsum_dense_flops(p.cfg, p.first, p.info.output_shape) * p.batch,
+    **dict.fromkeys(_RNN_GATES, _rnn),
+    **dict.fromkeys(_CONV_LSTM, _conv_lstm),
+    "Bidirectional": _bidirectional,
+    "TimeDistributed": _time_distributed,
+    "MultiHeadAttention": _multi_head_attention,
+    **dict.fromkeys(("Attention", "AdditiveAttention"), _attention),
+    "Dot": _dot,
+    "Embedding": _embedding,
+    **dict.fromkeys(("UpSampling1D", "UpSampling2D", "UpSampling3D"), _upsampling),
+    **dict.fromkeys(("BatchNormalization", "LayerNormalization", "GroupNormalization", "Normalization",
+                     "UnitNormalization"), lambda p: 4 * p.out_elems),
+    **dict.fromkeys(("Add", "Multiply", "Subtract", "Average", "Maximum", "Minimum"),
+                    lambda p: (len(p.shapes) - 1) * p.out_elems),
+    **dict.fromkeys(("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Rescaling", "LayerScale"),
+                    lambda p: p.out_elems),
+}
+
+
+def _flops(p: _Pass):
+    t = p.info.type
+    if t in _FLOPS:
+        return _FLOPS[t](p)
+    if "Pooling" in t:
+        return p.in_elems if "Global" in t else p.out_elems * p.area
+    return 0
+
+
 def analytic_cost(info: LayerInfo, batch_size: int) -> dict:
     """FLOPs (multiply and add counted separately), elements and bytes moved, per pass.
 
@@ -278,105 +427,14 @@ def analytic_cost(info: LayerInfo, batch_size: int) -> dict:
     layer moves something else (an embedding reads only the rows it gathers; attention also
     writes and reads its score matrix).
     """
-    cfg, t = info.config, info.type
-    shapes = info.input_shapes
-    in_elems = sum(_prod(s) for s in shapes) * batch_size
-    out_elems = _prod(info.output_shape) * batch_size
-    first = shapes[0] if shapes else ()
-    c_in = (first[0] if cfg.get("data_format") == "channels_first" else first[-1]) if first else 1
-    c_in = max(c_in, 1)
-    area = _kernel_area(cfg)
-    bytes_moved = 4 * (in_elems + out_elems + info.params)
-    if t in ("Conv1D", "Conv2D", "Conv3D"):
-        groups = int(cfg.get("groups", 1) or 1)
-        flops = 2 * out_elems * area * c_in // groups
-    elif t in _TRANSPOSED:  # every input element scatters into kernel area x filters outputs
-        flops = 2 * in_elems * area * int(cfg.get("filters", 1))
-    elif t in ("DepthwiseConv2D", "DepthwiseConv1D"):
-        flops = 2 * out_elems * area
-    elif t in ("SeparableConv2D", "SeparableConv1D"):
-        mult = int(cfg.get("depth_multiplier", 1))
-        flops = 2 * (out_elems // max(int(cfg.get("filters", 1)), 1)) * (
-            area * c_in * mult + c_in * mult * int(cfg.get("filters", 1)))
-    elif t == "EinsumDense":
-        flops = _einsum_dense_flops(cfg, first, info.output_shape) * batch_size
-    elif t == "Dense":
-        flops = 2 * in_elems * int(cfg.get("units", info.output_shape[-1] if info.output_shape else 1))
-    elif t in _RNN_GATES:
-        # per time step each gate multiplies [x_t, h_{t-1}] (input + hidden) by a (. x hidden)
-        # matrix; return_sequences changes what is kept, not what is computed
-        units = int(cfg.get("units", 1))
-        steps = _prod(first[:-1]) if len(first) > 1 else 1
-        flops = 2 * _RNN_GATES[t] * (c_in + units) * units * steps * batch_size
-    elif t in _CONV_LSTM:
-        # 4 gates, each a convolution of the input (c_in channels) and of the hidden state (filters)
-        rank = _CONV_LSTM[t]
-        filters = int(cfg.get("filters", 1))
-        steps = max(first[0], 1) if first else 1
-        positions = _prod(info.output_shape[-(rank + 1):-1])
-        flops = 2 * 4 * steps * batch_size * positions * area * (c_in + filters) * filters
-    elif t == "Bidirectional":  # a forward and a backward copy of the wrapped layer
-        out = info.output_shape
-        if cfg.get("merge_mode", "concat") == "concat" and out:
-            out = (*out[:-1], max(out[-1] // 2, 1))
-        inner = _wrapped(info, cfg.get("layer") or {}, shapes, out, info.params // 2)
-        flops = 2 * analytic_cost(inner, batch_size)["flops"]
-    elif t == "TimeDistributed":  # the wrapped layer once per step of axis 1
-        steps = max(first[0], 1) if first else 1
-        inner = _wrapped(info, cfg.get("layer") or {}, [s[1:] for s in shapes], info.output_shape[1:], info.params)
-        flops = steps * analytic_cost(inner, batch_size)["flops"]
-    elif t == "MultiHeadAttention":
-        q, v, k = _attention_shapes(shapes)
-        heads, key_dim = int(cfg.get("num_heads", 1)), int(cfg.get("key_dim", 1))
-        value_dim = int(cfg.get("value_dim") or key_dim)
-        tq, tk = _prod(q[:-1]), _prod(k[:-1])  # query and key/value positions (all attention axes)
-        d_out = info.output_shape[-1] if info.output_shape else q[-1]
-        projections = 2 * batch_size * (tq * q[-1] * heads * key_dim          # Q
-                                        + tk * k[-1] * heads * key_dim        # K
-                                        + tk * v[-1] * heads * value_dim      # V
-                                        + tq * heads * value_dim * d_out)     # output
-        scores = batch_size * heads * tq * tk
-        flops = projections + 2 * scores * key_dim + 2 * scores * value_dim  # QK^T and AV
-        bytes_moved += 4 * 2 * scores
-    elif t in ("Attention", "AdditiveAttention"):
-        q, v, k = _attention_shapes(shapes)
-        tq, tk = _prod(q[:-1]), _prod(k[:-1])
-        scores = batch_size * tq * tk
-        additive = t == "AdditiveAttention" or cfg.get("score_mode") == "concat"
-        per_score = 4 * q[-1] if additive else 2 * q[-1]  # tanh(q + k) . scale, or q . k
-        flops = scores * (per_score + 2 * v[-1])  # scores, then the weighted sum of values
-        bytes_moved += 4 * 2 * scores
-    elif t == "Dot":
-        axes = cfg.get("axes", -1)
-        axis = int(axes[0] if isinstance(axes, (list, tuple)) else axes)
-        axis = axis - 1 if axis > 0 else axis  # Keras counts the batch axis
-        contracted = max(first[axis], 1) if first else 1
-        flops = 2 * out_elems * contracted
-    elif t == "Embedding":  # a gather: no arithmetic; reads the indices, copies the rows it picks
-        flops = 0
-        bytes_moved = 4 * (in_elems + out_elems)
-    elif t in ("UpSampling1D", "UpSampling2D", "UpSampling3D"):
-        interpolation = cfg.get("interpolation", "nearest")
-        flops = 0 if interpolation == "nearest" else out_elems  # nearest repeats; bilinear blends
-    elif t in ("BatchNormalization", "LayerNormalization", "GroupNormalization", "Normalization",
-               "UnitNormalization"):
-        flops = 4 * out_elems
-    elif "Pooling" in t and "Global" in t:
-        flops = in_elems
-    elif "Pooling" in t:
-        flops = out_elems * area
-    elif t in ("Add", "Multiply", "Subtract", "Average", "Maximum", "Minimum"):
-        flops = (len(shapes) - 1) * out_elems
-    elif t in ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Rescaling", "LayerScale"):
-        flops = out_elems
-    else:  # data movement only: padding, cropping, reshape, concat, dropout at inference, input
-        flops = 0
+    p = _Pass(info, batch_size)
+    flops = _flops(p)
     return {
         "flops": float(flops),
         "params": float(info.params),
-        "in_elems": float(in_elems),
-        "out_elems": float(out_elems),
-        "mem_bytes": float(bytes_moved),
+        "in_elems": float(p.in_elems),
+        "out_elems": float(p.out_elems),
+        "mem_bytes": float(p.bytes_moved),
     }
 
 

@@ -15,7 +15,9 @@ from nnenergy import tracking
 from nnenergy.apps import CONF_DIR
 from nnenergy.measure.datasheet import additivity_summary
 from nnenergy.measure.lock import MeasurementLock, MeasurementLockError
-from nnenergy.measure.sweep import Sweep, SweepInputError, SweepResult, SweepSpec
+from nnenergy.measure.progress import SweepResult
+from nnenergy.measure.sweep import Sweep
+from nnenergy.measure.sweep_spec import SweepInputError, SweepSpec
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,10 @@ import math
 
 import numpy as np
 
-from nnenergy.arch.blocks import CostGraph, apply_blocks
-from nnenergy.arch.generator import _KER_NAME, GENERATOR_VERSION, MACS_PER_S, ArchSpec, _check_version, cycled_kind
+from nnenergy.arch.blocks import apply_blocks
+from nnenergy.arch.graphs import CostGraph
+from nnenergy.arch.names import KER_NAME, cycled_kind, kernel_name
+from nnenergy.arch.spec import GENERATOR_VERSION, MACS_PER_S, ArchSpec, check_version
 
 KERNEL_KINDS = ("conv", "conv_add", "grouped", "depthwise", "pool", "concat", "attention", "norm", "dense",
                 "convnext")
@@ -28,13 +30,9 @@ ACTS = ["relu", "relu", "relu6", "silu", "gelu", "sigmoid", "hard_silu"]
 _ATTEMPTS = 200
 
 
-def kernel_name(seed: int) -> str:
-    return f"ker{GENERATOR_VERSION}_s{seed:06d}"
-
-
 def kernel_kind(seed_or_name: int | str) -> str | None:
     """The kernel kind of a seed or a `ker1_s…` name; None for other names."""
-    return cycled_kind(seed_or_name, _KER_NAME, KERNEL_KINDS)
+    return cycled_kind(seed_or_name, KER_NAME, KERNEL_KINDS)
 
 
 class _Draw:
@@ -158,10 +156,10 @@ def sample_kernel_spec(seed: int) -> ArchSpec:
 
 
 def kernel_spec_from_name(name: str) -> ArchSpec:
-    m = _KER_NAME.match(name)
+    m = KER_NAME.match(name)
     if not m:
         raise ValueError(f"{name!r} is not a kernel name (ker<v>_s<seed>)")
-    _check_version(int(m[1]), f"kernel {name!r}")
+    check_version(int(m[1]), f"kernel {name!r}")
     return sample_kernel_spec(int(m[2]))
 
 

@@ -60,29 +60,23 @@ def _hist(items: list[tuple[str, str, object]]) -> dict:
     return {"values": [json.loads(k) for k in keys], "weights": [round(weights[k] / total, 5) for k in keys]}
 
 
-def fit_prior(layers_parquet: str | Path) -> dict:
-    """Fit every histogram of the space from a layers table (one architecture = one input size's layers)."""
-    import pandas as pd
+class _Tally:
+    """Every quantity's values, as (family, architecture, value), read off one layer at a time."""
 
-    cols = ["architecture", "family", "input_size", "batch_size", "layer_index", "layer_name", "layer_type",
-            "layer_config", "input_shapes", "output_shape"]
-    df = pd.read_parquet(layers_parquet, columns=cols)
-    # The table repeats each layer per batch size and input size; configs do not change with them.
-    sizes = df.groupby("architecture")["input_size"].unique()
-    df = df.sort_values(["batch_size", "input_size"]).drop_duplicates(["architecture", "layer_name"])
-    df = df.sort_values(["architecture", "layer_index"])
-    h: dict[str, list] = defaultdict(list)
-    stages: dict[tuple, int] = defaultdict(int)
-    counts: dict[tuple, int] = defaultdict(int)
-    seen_stem: set[tuple] = set()
-    for row in df.itertuples(index=False):
+    def __init__(self):
+        self.h: dict[str, list] = defaultdict(list)
+        self.stages: dict[tuple, int] = defaultdict(int)
+        self.counts: dict[tuple, int] = defaultdict(int)
+        self.seen_stem: set[tuple] = set()
+
+    def layer(self, row) -> None:
         fam, arch, t, name = row.family, row.architecture, row.layer_type, row.layer_name
         cfg, shapes = json.loads(row.layer_config), json.loads(row.input_shapes)
-        key = (fam, arch)
+        key, counts = (fam, arch), self.counts
         shape = shapes[0] if shapes else []
 
-        def add(what, v, fam=fam, arch=arch):
-            h[what].append((fam, arch, v))
+        def add(what, v):
+            self.h[what].append((fam, arch, v))
 
         spatial = len(shape) == 3 and shape[0] > 1
         if t == "Conv2D":
@@ -113,9 +107,9 @@ def fit_prior(layers_parquet: str | Path) -> dict:
             # Stage depth = spatial convolutions per output resolution, after the stem conv; multi-branch
             # families have several such convs per block and are left out.
             if fam not in ("InceptionV3", "InceptionResNetV2", "NASNet", "Xception"):
-                if key in seen_stem:
-                    stages[key + (json.loads(row.output_shape)[0],)] += 1
-                seen_stem.add(key)
+                if key in self.seen_stem:
+                    self.stages[key + (json.loads(row.output_shape)[0],)] += 1
+                self.seen_stem.add(key)
         if t == "Dense":
             add("vector_features", int(np.clip(shape[-1], 64, 4096)))
             if "predictions" not in name and cfg["units"] != 1000:
@@ -130,19 +124,40 @@ def fit_prior(layers_parquet: str | Path) -> dict:
             add("dropout", round(round(cfg["rate"] / 0.05) * 0.05, 2) or 0.05)
         if t in ("MaxPooling2D", "AveragePooling2D") and cfg["pool_size"][0] > 1 and cfg["strides"][0] > 1:
             add("pool", ["max" if t.startswith("Max") else "avg", cfg["pool_size"][0], cfg["strides"][0]])
-    for (fam, arch, _), n in stages.items():
-        h["depth"].append((fam, arch, n))
+
+    def per_architecture(self, fams, sizes) -> dict[str, list]:
+        """The values counted per architecture (stage depths, input sizes, expansion 1, SE share) added."""
+        h, counts = self.h, self.counts
+        for (fam, arch, _), n in self.stages.items():
+            h["depth"].append((fam, arch, n))
+        for arch, fam in fams.items():
+            for s in sizes[arch]:
+                h["input_size"].append((fam, arch, int(s)))
+            n_proj, n_exp = counts[(fam, arch, "project")], counts[(fam, arch, "expand")]
+            # MBConv blocks without an expand conv have ratio 1.
+            h["expand_ratio"] += [(fam, arch, 1.0)] * max(0, n_proj - n_exp)
+            if counts[(fam, arch, "dw")]:
+                h["se_share"].append((fam, arch, int(counts[(fam, arch, "se")] > 0)))
+        h["factorized"] = [i for i in h["factorized"] if i[2] is not None]
+        return h
+
+
+def fit_prior(layers_parquet: str | Path) -> dict:
+    """Fit every histogram of the space from a layers table (one architecture = one input size's layers)."""
+    import pandas as pd
+
+    cols = ["architecture", "family", "input_size", "batch_size", "layer_index", "layer_name", "layer_type",
+            "layer_config", "input_shapes", "output_shape"]
+    df = pd.read_parquet(layers_parquet, columns=cols)
+    # The table repeats each layer per batch size and input size; configs do not change with them.
+    sizes = df.groupby("architecture")["input_size"].unique()
+    df = df.sort_values(["batch_size", "input_size"]).drop_duplicates(["architecture", "layer_name"])
+    df = df.sort_values(["architecture", "layer_index"])
+    tally = _Tally()
+    for row in df.itertuples(index=False):
+        tally.layer(row)
     fams = df.drop_duplicates("architecture").set_index("architecture")["family"]
-    for arch, fam in fams.items():
-        for s in sizes[arch]:
-            h["input_size"].append((fam, arch, int(s)))
-        n_proj, n_exp = counts[(fam, arch, "project")], counts[(fam, arch, "expand")]
-        # MBConv blocks without an expand conv have ratio 1.
-        h["expand_ratio"] += [(fam, arch, 1.0)] * max(0, n_proj - n_exp)
-        if counts[(fam, arch, "dw")]:
-            h["se_share"].append((fam, arch, int(counts[(fam, arch, "se")] > 0)))
-    h["factorized"] = [i for i in h["factorized"] if i[2] is not None]
-    prior = {k: _hist(v) for k, v in sorted(h.items())}
+    prior = {k: _hist(v) for k, v in sorted(tally.per_architecture(fams, sizes).items())}
     for k in ("factorized", "se_share"):  # two Bernoulli shares
         hist = prior.pop(k)
         prior[k] = round(sum(w for v, w in zip(hist["values"], hist["weights"]) if v), 4)
@@ -209,3 +224,17 @@ class Space:
 
 def _py(v):
     return v.item() if isinstance(v, np.generic) else v
+
+
+# The samplers' shared vocabulary (generated architectures and variants).
+CLASSES = [10, 100, 1000]
+
+
+def r8(v: float) -> int:
+    """Round a width to a multiple of 8, at least 8."""
+    return max(8, int(round(v / 8)) * 8)
+
+
+def alpha(sp: Space, choices: list[float], lo: float, hi: float) -> float:
+    """A width multiplier: a published one, or (uniform share) any in [lo, hi]."""
+    return sp.uniform(lo, hi, 2) if sp.chance(sp.uniform_share) else sp.choice(choices)

@@ -18,7 +18,8 @@ def measure_panel(rounds: int = 2) -> tuple[dict, pd.DataFrame]:
     from nnenergy.measure.lock import MeasurementLock
     from nnenergy.measure.meter import EnergyMeter
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
-    from nnenergy.measure.sweep import Threads, inference_call, reference_call, set_threads
+    from nnenergy.measure.sweep import inference_call, reference_call, set_threads
+    from nnenergy.measure.sweep_spec import Threads
 
     # The sweep's thread pools (inter_op=1), fixed before TensorFlow runs anything: the panel is then
     # measured the way the data it calibrates was.

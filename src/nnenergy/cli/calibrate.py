@@ -70,7 +70,7 @@ def _bringup(args) -> int:
     from nnenergy.calibrate.bringup import BringupError, run
     from nnenergy.learn.transfer import TransferError
     from nnenergy.measure.lock import MeasurementLockError
-    from nnenergy.measure.sweep import SweepInputError
+    from nnenergy.measure.sweep_spec import SweepInputError
     from nnenergy.predict.errors import PredictError
 
     methods = None if args.method == "auto" else ("speed", args.method) if args.method != "speed" else ("speed",)

@@ -164,6 +164,14 @@ def evaluate(make: Callable[[], object], data: Dataset, target_source: str, opts
         whole["fold"] = -1
         out["external"].append(whole)
     predictions = {lvl: pd.concat(v, ignore_index=True) for lvl, v in out.items() if v}
+    layers = pd.concat(layer_rows, ignore_index=True) if layer_rows else pd.DataFrame()
+    m = _scores(predictions, layers, family)
+    m["train_seconds"] = time.perf_counter() - t0
+    return Evaluation(target_source, predictions, layers, final, m, m["train_seconds"])
+
+
+def _scores(predictions: dict[str, pd.DataFrame], layers: pd.DataFrame, family: pd.DataFrame) -> dict:
+    """The metrics of every level's whole-model predictions and of the level-1 held-out layers."""
     m = {}
     for lvl, whole in predictions.items():
         m |= metrics.summary(whole["measured_energy_j"], whole["energy_j"], f"{lvl}_whole_energy_")
@@ -175,7 +183,6 @@ def evaluate(make: Callable[[], object], data: Dataset, target_source: str, opts
             m[f"{lvl}_interval_median_width"] = float((whole["energy_hi_j"] / whole["energy_lo_j"]).median())
         if "out_of_range_share" in whole:
             m[f"{lvl}_out_of_range_configs"] = float((whole["out_of_range_share"] > 0).mean() * 100)
-    layers = pd.concat(layer_rows, ignore_index=True) if layer_rows else pd.DataFrame()
     if len(layers):
         for kind, g in layers.groupby("kind"):
             m |= metrics.summary(g["measured_energy_j"], g["energy_j"], f"family_layer_{kind}_energy_")
@@ -183,5 +190,4 @@ def evaluate(make: Callable[[], object], data: Dataset, target_source: str, opts
         if "layer_sum_energy_j" in family:
             m |= metrics.summary(family["measured_energy_j"], family["layer_sum_energy_j"],
                                  "family_whole_uncorrected_energy_")
-    m["train_seconds"] = time.perf_counter() - t0
-    return Evaluation(target_source, predictions, layers, final, m, m["train_seconds"])
+    return m

@@ -53,6 +53,9 @@ class MeterSettings:
 class Measurement:
     """Per-pass figures of one callable: medians over windows."""
 
+    # `protocol.Result` lists the same per-pass fields (power to spread) between its own rather than
+    # inheriting them: its field order is the models table's column order (`Result.as_row`).
+
     energy_j: float
     latency_s: float
     power_w: float

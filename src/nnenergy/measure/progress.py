@@ -1,0 +1,184 @@
+"""A sweep's state on disk, which makes it resumable: `progress/*.jsonl` (rows appended as they are
+measured; a model row marks its configuration complete), the shipped dataset a sweep resumed on
+another day starts from, skips, sessions and blocks, the profile's canonical reference, and the
+dataset written at the end of each session."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from nnenergy import dataset as ds
+from nnenergy.measure import remeasure
+from nnenergy.measure.incontext import restore_untraced
+from nnenergy.measure.store import JsonlStore
+from nnenergy.measure.sweep_spec import REFERENCE, SweepInputError
+from nnenergy.schema import config_id
+
+log = logging.getLogger(__name__)
+
+RETRIES_ON_RESUME = 3  # a measurement that failed is tried again on resume, this many times in all
+
+
+@dataclass
+class SweepResult:
+    output_dir: Path
+    models: pd.DataFrame
+    layers: pd.DataFrame
+    skipped: list[dict]
+    wall_time_s: float  # over all sessions of this sweep, resumed ones included
+    provenance: dict
+    complete: bool = True  # False when `max_minutes` stopped it early
+
+
+def canonical_reference(path: Path, ref_series, profile: str, statistic: str = "round_min_median") -> dict:
+    """The profile's canonical reference (`data/<profile>/reference.json`); the first measurement
+    of a profile fixes it, so every later row of that CPU shares one scale. `statistic` is how the
+    reference's windows were read (`ProtocolSettings.reference_statistic`): a probe reads them so too."""
+    if path.exists():
+        return json.loads(path.read_text())
+    canonical = {"energy_j": ref_series.stat("energy_j", statistic),
+                 "latency_s": ref_series.stat("latency_s", statistic),
+                 "reference": list(REFERENCE), "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "profile": profile, "statistic": statistic}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(canonical, indent=1))
+    return canonical
+
+
+class Progress:
+    """The progress stores of the dataset folder `out` (created, or seeded from a shipped dataset)."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self._check_writable()
+        progress = out / "progress"
+        self.config_store = JsonlStore(progress / "models.jsonl", key="config_id")
+        self.layer_rows = JsonlStore(progress / "layers.jsonl", key="row_id")
+        self.skip_store = JsonlStore(progress / "skipped.jsonl", key="config_id")
+        self.sessions = JsonlStore(progress / "sessions.jsonl", key="session")
+        self.blocks = JsonlStore(progress / "reference.jsonl", key="block")
+        self.remeasured = JsonlStore(progress / "remeasure.jsonl", key="config_id")
+        self._import_shipped()
+
+    def _check_writable(self) -> None:
+        try:
+            (self.out / "progress").mkdir(parents=True, exist_ok=True)
+            probe = self.out / "progress" / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise SweepInputError(f"cannot write to sweep.output_dir {self.out}: {exc.strerror}") from None
+
+    def _import_shipped(self) -> None:
+        """A shipped dataset has Parquet files but no progress (it is not committed): seed the
+        progress stores from it, so a sweep resumed on another day appends instead of overwriting."""
+        if len(self.config_store) or not (self.out / ds.MODELS_FILE).exists():
+            return
+        data = ds.load(self.out)
+        for rec in data.layers.to_dict("records"):
+            self.layer_rows.append(rec, flush=False)
+        for rec in data.models.to_dict("records"):
+            self.config_store.append(rec, flush=False)
+        self.layer_rows.sync()
+        self.config_store.sync()
+        # Skips and past sessions travel with the dataset too (progress/ is not committed).
+        for name, store in (("skipped.json", self.skip_store), ("sessions.json", self.sessions),
+                            ("blocks.json", self.blocks), (remeasure.REMEASURE_FILE, self.remeasured)):
+            if (self.out / name).exists():
+                for rec in json.loads((self.out / name).read_text()):
+                    store.append(rec, flush=False)
+                store.sync()
+        log.info("resuming %s from its %d shipped configurations", self.out, len(data.models))
+
+    def check_profile(self, mine: str) -> None:
+        # Rows older than profiles carry only a hardware id: `<profile>-<hash>`.
+        theirs = {r.get("profile") or str(r.get("hardware_id", "")).rsplit("-", 1)[0]
+                  for r in self.config_store.values()} - {mine}
+        if theirs:
+            raise SweepInputError(
+                f"{self.out} holds measurements of hardware profile {sorted(map(str, theirs))}, but this machine is "
+                f"{mine}; rows of two CPUs never share a dataset: measure into data/{mine}/ instead")
+
+    def done(self) -> set[str]:
+        """The configurations not to measure again: measured, or skipped for good."""
+        retry = {r["config_id"] for r in self.skip_store.values()
+                 if r.get("retryable") and r.get("attempts", 1) < RETRIES_ON_RESUME}
+        # Measured stays done even where an older failure of it is on record.
+        return {r["config_id"] for r in self.config_store.values()} | (
+            {r["config_id"] for r in self.skip_store.values()} - retry)
+
+    def skip(self, name, size, batches, reason, retryable=False) -> None:
+        for b in batches:
+            cid = config_id(name, size or 0, b)
+            attempts = self.skip_store[cid].get("attempts", 0) + 1 if cid in self.skip_store else 1
+            self.skip_store.append({"config_id": cid, "architecture": name, "input_size": size, "batch_size": b,
+                                    "reason": str(reason)[:500], "retryable": retryable, "attempts": attempts})
+
+    def add_config(self, layer_rows: list[dict], model_row: dict) -> None:
+        for r in layer_rows:
+            self.layer_rows.append(r, flush=False)
+        self.layer_rows.sync()
+        # The model row goes last: its presence marks the configuration complete.
+        self.config_store.append(model_row)
+
+    def canonical_file(self, statistic: str) -> Path:
+        """One canonical reference per profile and way of reading the reference (`statistic`): every dataset
+        of this CPU measured by one protocol shares its scale. The profile's first protocol owns
+        `reference.json`; a protocol reading the reference another way (issue 30's) gets
+        `reference-<statistic>.json`."""
+        base = self.out.parent / "reference.json"
+        if base.exists() and json.loads(base.read_text()).get("statistic", "round_min_median") != statistic:
+            return self.out.parent / f"reference-{statistic}.json"
+        return base
+
+    def _keep_backfilled_edges(self, layer_df: pd.DataFrame) -> pd.DataFrame:
+        """Rows measured before `describe` recorded the graph's edges get them from the shipped
+        table when `scripts/backfill_graph.py` added them there (progress/ keeps the old rows)."""
+        path = self.out / ds.LAYERS_FILE
+        if not path.exists():
+            return layer_df
+        import pyarrow.parquet as pq
+
+        if "inbound_layers" not in pq.read_schema(path).names:
+            return layer_df
+        shipped = pd.read_parquet(path, columns=["row_id", "inbound_layers"]).dropna()
+        edges = shipped.set_index("row_id")["inbound_layers"]
+        current = layer_df["inbound_layers"] if "inbound_layers" in layer_df else pd.Series(None, index=layer_df.index)
+        filled = current.where(current.notna(), layer_df["row_id"].map(edges))
+        return layer_df.assign(inbound_layers=filled)
+
+    def finish(self, name: str, prov: dict, statistic: str) -> SweepResult:
+        """Write the dataset (Parquet tables, skips, sessions, blocks, re-measures, the canonical reference
+        its labels are on (`statistic`: see `canonical_file`), DATASHEET.md) from the stores."""
+        models = pd.DataFrame(self.config_store.values())
+        layer_df = pd.DataFrame(self.layer_rows.values())
+        measured = set(models["config_id"]) if len(models) else set()
+        if not models.empty:
+            layer_df = layer_df[layer_df["config_id"].isin(measured)]  # drop half-done configs
+            layer_df = self._keep_backfilled_edges(layer_df)
+            layer_df, models = restore_untraced(layer_df, models)  # grouped convolutions' untraced time
+            models = models.sort_values(["architecture", "input_size", "batch_size"]).reset_index(drop=True)
+            layer_df = layer_df.sort_values(["architecture", "input_size", "batch_size", "layer_index"])
+            ds.save(models, layer_df.reset_index(drop=True), self.out)
+        # Every skip of this dataset (several specs may feed one: space, then adaptive rounds), but not
+        # those measured since (a retried failure that worked).
+        skipped = [r for r in self.skip_store.values() if r["config_id"] not in measured]
+        (self.out / "skipped.json").write_text(json.dumps(skipped, indent=1))
+        (self.out / "sessions.json").write_text(json.dumps(self.sessions.values(), indent=1))
+        (self.out / "blocks.json").write_text(json.dumps(self.blocks.values()))
+        (self.out / remeasure.REMEASURE_FILE).write_text(json.dumps(self.remeasured.values(), indent=1))
+        canonical = self.canonical_file(statistic)
+        if canonical.exists():  # the scale its labels are on, beside them (predictors store it)
+            (self.out / "canonical.json").write_text(canonical.read_text())
+        wall = sum(r["wall_time_s"] for r in self.sessions.values())
+        if not models.empty:
+            from nnenergy.measure.datasheet import write
+
+            write(self.out, name, wall, skipped)
+        return SweepResult(self.out, models, layer_df, skipped, wall, prov)
