@@ -44,10 +44,7 @@ def _imports(top_level_only: bool) -> dict[str, set[str]]:
 
 
 # Cycles another change removes; each entry says which. (None may be added to make a test pass.)
-KNOWN_CYCLES = {
-    # the generated-name scheme moves to its own module when arch/generator.py is split (issue 31, item 3)
-    frozenset({"nnenergy.arch.generator", "nnenergy.arch.kernels"}),
-}
+KNOWN_CYCLES: set = set()  # none left: the generated-name scheme is arch/names.py since the split
 
 
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:

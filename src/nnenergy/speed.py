@@ -164,6 +164,21 @@ def round_min_median(values: list[float], per_round: int = PROBE_ROUND) -> float
     return statistics.median(min(r) for r in rounds)
 
 
+def _window(fn, meter=None) -> tuple[float, float | None]:
+    """One window of at least PROBE_WINDOW_S (and one pass): latency and energy per pass."""
+    if meter is not None:
+        meter.begin()
+    t, n = time.perf_counter(), 0
+    while n < 1 or time.perf_counter() - t < PROBE_WINDOW_S:
+        fn()
+        n += 1
+    el = time.perf_counter() - t
+    if meter is None:
+        return el / n, None
+    r = meter.end()
+    return el / n, r.energy_j * (el / n) / r.duration_s
+
+
 def reader(statistic: str):
     """The probe's windows -> one value, read as the canonical reference was (its `statistic`)."""
     from nnenergy.measure.protocol import Series, Window
@@ -195,18 +210,9 @@ def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WIND
         end = time.perf_counter() + PROBE_WARMUP_S
         while time.perf_counter() < end:
             fn()
-        energy, latency = [], []
-        for _ in range(windows):
-            meter.begin()
-            t, n = time.perf_counter(), 0
-            while n < 1 or time.perf_counter() - t < PROBE_WINDOW_S:
-                fn()
-                n += 1
-            el = time.perf_counter() - t
-            r = meter.end()
-            latency.append(el / n)
-            energy.append(r.energy_j * (el / n) / r.duration_s)
+        latency, energy = zip(*(_window(fn, meter) for _ in range(windows)))
     read = reader(canon.get("statistic", "round_min_median"))
+    energy, latency = list(energy), list(latency)
     e, lat = read(energy), read(latency)
     return {"profile": profile, "speed_index": e / canon["energy_j"], "latency_speed_index": lat / canon["latency_s"],
             "read_at": _now(), "source": "probe", "spread": (max(energy) - min(energy)) / e,
@@ -349,18 +355,7 @@ def probe_windows(seconds: float = 1.5, kernel_seconds: float = 0.0, energy: boo
             fn()
             fn()
     for who in plan:
-        fn = ref if who == "R" else kern
-        if meter is not None:
-            meter.begin()
-        t, n = time.perf_counter(), 0
-        while n < 1 or time.perf_counter() - t < PROBE_WINDOW_S:
-            fn()
-            n += 1
-        el = time.perf_counter() - t
-        e = None
-        if meter is not None:
-            r = meter.end()
-            e = r.energy_j * (el / n) / r.duration_s
-        out["windows"].append([who, n, el / n, e])
+        lat, e = _window(ref if who == "R" else kern, meter)
+        out["windows"].append([who, max(1, round(PROBE_WINDOW_S / lat)), lat, e])
     out["total_s"] = time.perf_counter() - t0
     return out
