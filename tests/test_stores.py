@@ -115,6 +115,7 @@ def test_credentials_never_reach_what_is_logged(new_store, tmp_path):
     cfg = OmegaConf.create({"mlflow": {"tracking_uri": f"postgresql://u:{SECRET}@db.example:5432/mlflow"},
                             "note": f"https://token:{SECRET}@host/x"})
     mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("credentials")  # an earlier test's active experiment belongs to another store
     with mlflow.start_run() as run:
         tracking.log_resolved_config(cfg)
     client = mlflow.MlflowClient(uri)
