@@ -273,9 +273,11 @@ def test_training_hint_when_the_store_has_no_registered_model(registry_store, ca
 
 
 def test_predictor_line_never_says_version_none():
-    assert cli._predictor_details({"uri": "runs:/abc/model", "version": None, "name": "rf",
-                                   "source": "incontext"}) == "rf, incontext targets"
-    assert cli._predictor_details({"version": "3", "name": "rf", "source": "incontext"}) == \
+    from nnenergy.cli.predict_render import _predictor_details
+
+    assert _predictor_details({"uri": "runs:/abc/model", "version": None, "name": "rf",
+                               "source": "incontext"}) == "rf, incontext targets"
+    assert _predictor_details({"version": "3", "name": "rf", "source": "incontext"}) == \
         "version 3, rf, incontext targets"
 
 

@@ -4,46 +4,14 @@ predictor, so training and prediction never see different inputs."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from nnenergy.layer_info import _IGNORED_CONFIG_KEYS, LayerInfo, Shape  # noqa: F401  (described here too)
 from nnenergy.schema import GRAPH_COLUMNS, INPUT_COLUMNS
-
-Shape = tuple[int, ...]
-
-# Keys that name or bookkeep a layer without changing what it computes.
-_IGNORED_CONFIG_KEYS = {"name", "trainable"}
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """A layer as it occurs in one model: its shapes exclude the batch dimension."""
-
-    index: int
-    name: str
-    type: str
-    config: dict
-    input_shapes: list[Shape]
-    output_shape: Shape
-    dtype: str
-    params: int
-    inbound: tuple[str, ...] = ()  # flattened names of the layers whose outputs it reads (the graph's edges)
-
-    @property
-    def config_json(self) -> str:
-        cfg = {k: v for k, v in self.config.items() if k not in _IGNORED_CONFIG_KEYS}
-        return json.dumps(cfg, sort_keys=True, default=str)
-
-    def signature(self, batch_size: int, hardware_id: str) -> str:
-        """Same type + config (name aside) + input shapes + batch + hardware -> same cost."""
-        key = json.dumps(
-            [self.type, self.config_json, [list(s) for s in self.input_shapes], batch_size, hardware_id]
-        )
-        return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
 def _shape(t) -> Shape:

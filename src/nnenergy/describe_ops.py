@@ -21,7 +21,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from nnenergy.describe import LayerInfo
+from nnenergy.layer_info import LayerInfo
 
 BYTES = 4  # per element, as analytic_cost counts them
 

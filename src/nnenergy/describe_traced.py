@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field, replace
 
-from nnenergy.describe import LayerInfo
 from nnenergy.describe_ops import _unique, rows_from_ops
+from nnenergy.layer_info import LayerInfo
 
 # Known to the predictor as types, but each call is a loop of small steps: described op by op.
 RECURRENT_TYPES = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "LSTMCell", "GRUCell", "SimpleRNNCell"}

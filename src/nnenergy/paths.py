@@ -42,3 +42,15 @@ def calibration_file() -> Path:
     return cache_dir() / "calibration.json"
 
 
+def cache_problem() -> str | None:
+    """Why the cache folder (`nnenergy.paths.cache_dir()`) cannot be written, in one line, or None."""
+    import tempfile
+
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        return (f"cannot write the cache folder {folder} ({exc.strerror or exc}); set {CACHE_ENV} to a "
+                "folder you can write")
+    return None

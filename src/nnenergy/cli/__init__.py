@@ -139,22 +139,6 @@ def _compare_link(uri: str, base: str, champion: bool = False) -> str | None:
         return None
 
 
-def cache_problem() -> str | None:
-    """Why the cache folder (`nnenergy.paths.cache_dir()`) cannot be written, in one line, or None."""
-    import tempfile
-
-    from nnenergy.paths import CACHE_ENV, cache_dir
-
-    folder = cache_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as exc:
-        return (f"cannot write the cache folder {folder} ({exc.strerror or exc}); set {CACHE_ENV} to a "
-                "folder you can write")
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -218,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         return predict_main(rest)
     elif cmd == "serve":
         from nnenergy.cli.serve import main as serve_main
+        from nnenergy.paths import cache_problem
 
         why = cache_problem() if not {"-h", "--help"} & set(rest) else None
         if why:  # the server's socket name, log and predictors all live there

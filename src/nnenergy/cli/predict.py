@@ -167,7 +167,7 @@ def _note_speed(preds) -> None:
 def _note_cache(preds) -> None:
     """One line on stderr when the cache folder cannot be written: every call then resolves the
     predictor and describes the model again (seconds each), which otherwise looks like a slow tool."""
-    from nnenergy.cli import cache_problem
+    from nnenergy.paths import cache_problem
 
     why = cache_problem() if preds else None
     if why:
