@@ -28,6 +28,26 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from nnenergy.apps import CONF_DIR  # noqa: E402
 
 
+class FakeMeter:
+    """A meter whose machine runs at a known speed: each call advances `clock` by its cost x `speed`, and
+    a window's energy is 20 W x its time (the protocol's arithmetic, exactly; nothing is measured)."""
+
+    def __init__(self):
+        self.clock, self.speed = 0.0, 1.0
+
+    def begin(self):
+        self.t0 = self.clock
+
+    def sync(self):
+        pass
+
+    def end(self):
+        from nnenergy.measure.meter import WindowReading
+
+        d = self.clock - self.t0
+        return WindowReading(energy_j=20.0 * d, cpu_j=16.0 * d, ram_j=4.0 * d, gpu_j=0.0, duration_s=max(d, 1e-9))
+
+
 def foreign_profile() -> str:
     """A hardware profile that is never this machine's, whatever its CPU (an Intel Xeon, an AMD EPYC, ...):
     this machine's own name with a suffix no CPU, core count or runtime ever produces."""

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import FakeMeter
 
 from nnenergy.measure import contention
 from nnenergy.measure.hardware import parse_cpuinfo
@@ -63,30 +64,11 @@ def test_series_statistics():
         ProtocolSettings(statistic="mean")
 
 
-class _FakeMeter:
-    """A meter whose machine runs at a known speed per call: the protocol's arithmetic, exactly."""
-
-    def __init__(self):
-        self.clock, self.speed = 0.0, 1.0
-
-    def begin(self):
-        self.t0 = self.clock
-
-    def sync(self):
-        pass
-
-    def end(self):
-        from nnenergy.measure.meter import WindowReading
-
-        d = self.clock - self.t0
-        return WindowReading(energy_j=20.0 * d, cpu_j=16.0 * d, ram_j=4.0 * d, gpu_j=0.0, duration_s=max(d, 1e-9))
-
-
 @pytest.mark.parametrize("normalise", ["round", "window", "adjacent"])
 def test_normalisation_removes_a_machine_slowdown(monkeypatch, normalise):
     """Run the same block twice, the second time on a machine 30% slower: raw labels move by 30%,
     normalised ones do not (the reference slowed down alike)."""
-    meter = _FakeMeter()
+    meter = FakeMeter()
     costs = {"a": 0.01, "b": 0.05}
     monkeypatch.setattr("nnenergy.measure.protocol.time.perf_counter", lambda: meter.clock)
     monkeypatch.setattr("nnenergy.measure.protocol.contention.snapshot", lambda: None)
@@ -131,7 +113,7 @@ def statistics_mean(v):
 def test_per_window_normalisation_cancels_a_slowdown_inside_the_block(monkeypatch):
     """The machine slows down 40% half-way through the block: normalising by round (the reference opens
     and closes each round) mixes both speeds; each window over the reference right after it does not."""
-    meter = _FakeMeter()
+    meter = FakeMeter()
     monkeypatch.setattr("nnenergy.measure.protocol.time.perf_counter", lambda: meter.clock)
     monkeypatch.setattr("nnenergy.measure.protocol.contention.snapshot", lambda: None)
     def call(cost):

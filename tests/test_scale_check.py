@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FakeMeter
 
 from nnenergy.measure import scale_check as sc
 from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
@@ -17,32 +18,13 @@ CANONICAL = {"energy_j": 20.0 * 0.02, "latency_s": 0.02, "reference": ["referenc
 COSTS = {"x|64|1": 0.01, "y|64|2": 0.05, "z|96|1": 0.03}
 
 
-class _Clock:
-    """A meter whose machine runs at a set speed: each call costs `cost * speed` seconds at 20 W."""
-
-    def __init__(self):
-        self.now, self.speed = 0.0, 1.0
-
-    def begin(self):
-        self.t0 = self.now
-
-    def sync(self):
-        pass
-
-    def end(self):
-        from nnenergy.measure.meter import WindowReading
-
-        d = self.now - self.t0
-        return WindowReading(energy_j=20.0 * d, cpu_j=16.0 * d, ram_j=4.0 * d, gpu_j=0.0, duration_s=max(d, 1e-9))
-
-
 def _dataset(root, name, clock, speed, when, canonical, jitter=None):
     """One block measured at `speed`, normalised against `canonical`, saved as a sweep saves it."""
     clock.speed = speed
 
     def call(cost):
         def fn():
-            clock.now += cost * clock.speed
+            clock.clock += cost * clock.speed
         return fn
 
     settings = ProtocolSettings(rounds=3, windows=2, min_seconds=0.0, min_passes=1, warmup=0)
@@ -66,8 +48,8 @@ def _dataset(root, name, clock, speed, when, canonical, jitter=None):
 
 @pytest.fixture
 def profile(tmp_path, monkeypatch):
-    clock = _Clock()
-    monkeypatch.setattr("nnenergy.measure.protocol.time.perf_counter", lambda: clock.now)
+    clock = FakeMeter()
+    monkeypatch.setattr("nnenergy.measure.protocol.time.perf_counter", lambda: clock.clock)
     monkeypatch.setattr("nnenergy.measure.protocol.contention.snapshot", lambda: None)
     root = tmp_path / "p"
     root.mkdir()
