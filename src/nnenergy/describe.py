@@ -366,7 +366,7 @@ _FLOPS = {
     "MultiHeadAttention": _multi_head_attention,
     **dict.fromkeys(("Attention", "AdditiveAttention"), _attention),
     "Dot": _dot,
-    "Embedding": _embedding,
+    **dict.fromkeys(("Embedding", "ReversibleEmbedding"), _embedding),  # keras-hub's ties its matrix to the head
     **dict.fromkeys(("UpSampling1D", "UpSampling2D", "UpSampling3D"), _upsampling),
     **dict.fromkeys(("BatchNormalization", "LayerNormalization", "GroupNormalization", "Normalization",
                      "UnitNormalization"), lambda p: 4 * p.out_elems),

@@ -54,7 +54,8 @@ _TYPE_TO_KIND = {
     "MultiHeadAttention": "attention", "Attention": "attention", "AdditiveAttention": "attention",
     "ConvLSTM1D": "conv", "ConvLSTM2D": "conv", "ConvLSTM3D": "conv",
     "Conv1DTranspose": "conv", "Conv3DTranspose": "conv",
-    "Embedding": "padding", "UpSampling1D": "padding", "UpSampling2D": "padding", "UpSampling3D": "padding",
+    "Embedding": "padding", "ReversibleEmbedding": "padding",
+    "UpSampling1D": "padding", "UpSampling2D": "padding", "UpSampling3D": "padding",
     "ZeroPadding3D": "padding", "Cropping1D": "padding", "Cropping3D": "padding",
     "GlobalAveragePooling3D": "global_pooling", "GlobalMaxPooling3D": "global_pooling",
     "UnitNormalization": "normalization",
@@ -71,7 +72,7 @@ _TYPE_TO_KIND = {
 UNMEASURED_TYPES: set[str] = {
     "LSTM", "GRU", "SimpleRNN", "Bidirectional", "MultiHeadAttention", "Attention", "AdditiveAttention", "Dot",
     "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Conv3D",
-    "Embedding", "UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding3D", "Cropping3D",
+    "Embedding", "ReversibleEmbedding", "UpSampling1D", "UpSampling2D", "UpSampling3D", "ZeroPadding3D", "Cropping3D",
     "MaxPooling3D", "AveragePooling3D", "GlobalAveragePooling3D", "GlobalMaxPooling3D", "UnitNormalization",
 }
 LAYER_KINDS = sorted(set(_TYPE_TO_KIND.values()))
