@@ -210,6 +210,28 @@ def probe_agreement(recs, per_pass, label: str) -> list[dict]:
     return out, 100 * float(np.median(scatter) / math.sqrt(len(apps))), many
 
 
+def spread_agreement(per_pass: list[dict], times: list[float], name: str, k: int, cap: int = 20000) -> dict:
+    """Labels averaged (geometric mean) over k passes >= 10 min apart, against k other passes >= 20 min
+    from them: how the noise falls when one configuration's measuring is spread over time."""
+    keys = sorted(set.intersection(*[set(p[name]) for p in per_pass]))
+    logs = np.log(np.array([[p[name][c] for c in keys] for p in per_pass]))
+    spaced = [g for g in combinations(range(len(per_pass)), k)
+              if all(abs(times[a] - times[b]) >= 600 for a, b in combinations(g, 2))]
+    devs = []
+    for g, h in combinations(spaced, 2):
+        if set(g) & set(h) or min(abs(times[a] - times[b]) for a in g for b in h) < MIN_GAP_S:
+            continue
+        d = logs[list(h)].mean(0) - logs[list(g)].mean(0)
+        devs.append(np.exp(d - np.median(d)) - 1)
+        if len(devs) >= cap:
+            break
+    if not devs:
+        return {}
+    d = np.concatenate(devs)
+    return {"rms_pct": 100 * float(np.sqrt(np.mean(d ** 2))), "within3": float(np.mean(abs(d) <= 0.03)),
+            "within5": float(np.mean(abs(d) <= 0.05)), "comparisons": len(devs)}
+
+
 def report(folder: Path) -> None:
     recs = load(folder)
     if len(recs) < 2:
@@ -223,6 +245,16 @@ def report(folder: Path) -> None:
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['protocol']} | {r['rms_pct']:.2f} | {100 * r['within3']:.0f}% | {100 * r['within5']:.0f}% | "
               f"{r['s_per_config']:.1f} | {r['rms_sqrt_s']:.2f} |" for r in rows]
+    lines += ["", "## Spreading one configuration's measuring over time", "",
+              "The label averaged over k passes >= 10 min apart (geometric mean), against k other passes "
+              ">= 20 min from them. Measuring time per configuration grows k-fold.", "",
+              "| label per pass | k passes | RMS % | within ±3% | within ±5% | comparisons |", "|---|---|---|---|---|---|"]
+    for name in ("A-R ratio q25 of 4", "A-R ratio q25 of 10"):
+        for k in (1, 2, 3, 4):
+            a = spread_agreement(per_pass, times, name, k)
+            if a:
+                lines.append(f"| {name} | {k} | {a['rms_pct']:.2f} | {100 * a['within3']:.0f}% | "
+                             f"{100 * a['within5']:.0f}% | {a['comparisons']} |")
     lat_rows, _, _ = study(recs, "latency")
     lines += ["", "Latency labels, the five best:", ""]
     lines += [f"- {r['protocol']}: RMS {r['rms_pct']:.2f}%, within ±5% {100 * r['within5']:.0f}%" for r in lat_rows[:5]]
