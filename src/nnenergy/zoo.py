@@ -174,8 +174,9 @@ def build(name: str, input_size: int | None) -> BuiltModel:
 
 
 def is_generated(name: str) -> bool:
-    """A name of the architecture generator (`gen1_s000123`, `var1_ResNet_s000004`, `ker1_s000005`)."""
-    return bool(re.match(r"^(gen|var|ker)\d+_", name))
+    """A name of the architecture generator (`gen1_s000123`, `var1_ResNet_s000004`, kernels `ker1_s000005`
+    and `seq1_s000005`)."""
+    return bool(re.match(r"^(gen|var|ker|seq)\d+_", name))
 
 
 def check_name(name: str) -> None:

@@ -204,6 +204,34 @@ def attention(g, x, p, n):
     return g.add([x, y], f"{n}_add2")
 
 
+def self_attention(g, x, p, n):
+    """Multi-head self-attention on (tokens, hidden), causal (GPT) or not, optionally with its residual add."""
+    y = g.mha(x, p["heads"], p["key_dim"], f"{n}_mha", causal=p.get("causal", False))
+    return g.add([x, y], f"{n}_add") if p.get("residual") else y
+
+
+def gelu_mlp(g, x, p, n):
+    """A transformer's MLP: Dense to `units` with GELU, inside the Dense (as keras-hub writes it) or as
+    a layer of its own, optionally followed by the Dense back to the input width."""
+    if p["fused"]:
+        y = g.dense(x, p["units"], f"{n}_fc1", activation="gelu")
+    else:
+        y = g.act(g.dense(x, p["units"], f"{n}_fc1"), "gelu", f"{n}_gelu")
+    return g.dense(y, g.shape(x)[-1], f"{n}_fc2") if p.get("down") else y
+
+
+def embedding(g, x, p, n):
+    """Token ids -> vectors. The sweep feeds floats in [0, 1): a Rescaling by `vocab - 1` turns them
+    into ids (the Embedding casts them to int32), with plain built-in layers only (safe mode)."""
+    ids = g.rescale(x, float(p["vocab"] - 1), name=f"{n}_ids")
+    return g.embedding(ids, p["vocab"], p["dim"], f"{n}_embed")
+
+
+def recurrent(g, x, p, n):
+    """One LSTM or GRU layer on (steps, features), returning the last state or every step's."""
+    return g.rnn(x, p["cell"], p["units"], p["return_sequences"], f"{n}_{p['cell']}")
+
+
 def xception_module(g, x, p, n):
     """Xception: (act) SeparableConv-BN repeated, max-pool when strided, residual add (1x1 projection)."""
     s = _shortcut(g, x, p["filters"][-1], p["stride"], n)
@@ -295,7 +323,8 @@ def seg_head(g, x, p, n):
 
 BLOCKS = {f.__name__: f for f in (
     conv, res_basic, res_preact, bottleneck, inception, inception_res, dwsep, dw, sepconv, inverted_residual, se,
-    spatial_gate, unet, mlp, tokens, attention, xception_module, nas_cell, convnext, convnext_down,
+    spatial_gate, unet, mlp, tokens, attention, self_attention, gelu_mlp, embedding, recurrent, xception_module,
+    nas_cell, convnext, convnext_down,
     pool, pad, dropout, gap, flatten, norm, rescale, head, seg_head,
 )}
 

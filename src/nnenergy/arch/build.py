@@ -7,7 +7,8 @@ from nnenergy.arch.blocks import apply_blocks
 from nnenergy.arch.generated import sample_spec
 from nnenergy.arch.graphs import KerasGraph
 from nnenergy.arch.kernels import kernel_spec_from_name
-from nnenergy.arch.names import GEN_NAME, KER_NAME, VAR_NAME
+from nnenergy.arch.names import GEN_NAME, KER_NAME, SEQ_NAME, VAR_NAME
+from nnenergy.arch.seqkernels import seq_kernel_spec_from_name
 from nnenergy.arch.spec import ArchSpec, check_version
 from nnenergy.arch.variants import sample_variant_spec
 
@@ -80,8 +81,10 @@ def spec_from_name(name: str) -> ArchSpec:
         return sample_variant_spec(m[2], int(m[3]))
     if KER_NAME.match(name):
         return kernel_spec_from_name(name)  # checks the version like the two above
-    raise ValueError(f"{name!r} is not a generated architecture name (gen<v>_s<seed>, var<v>_<Family>_s<seed> "
-                     "or ker<v>_s<seed>)")
+    if SEQ_NAME.match(name):
+        return seq_kernel_spec_from_name(name)
+    raise ValueError(f"{name!r} is not a generated architecture name (gen<v>_s<seed>, var<v>_<Family>_s<seed>, "
+                     "ker<v>_s<seed> or seq<v>_s<seed>)")
 
 
 def build_named(name: str):

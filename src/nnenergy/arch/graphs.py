@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 
 Shape = tuple[int, ...]
+RNN_GATES = {"lstm": 4, "gru": 3}  # gate matrices per recurrent cell (describe.py's _RNN_GATES by class)
+RNN_CLASSES = {"lstm": "LSTM", "gru": "GRU"}
 
 
 def _pair(k) -> tuple[int, int]:
@@ -24,7 +26,8 @@ def _out(n: int, k: int, s: int, padding: str) -> int:
 class CostGraph:
     """Shapes, layer names and MACs of the layers a block would create; no Keras involved.
 
-    MACs count convolutions, dense layers and attention matmuls; pooling and elementwise layers count 0.
+    MACs count convolutions, dense layers, attention matmuls and recurrent gates; pooling, gathers and
+    elementwise layers count 0.
     """
 
     def __init__(self):
@@ -70,10 +73,20 @@ class CostGraph:
     def dense(self, x, units, name="", activation=None):
         return self._op(name, (*x[:-1], units), math.prod(x[:-1]) * x[-1] * units, "Dense")
 
-    def mha(self, x, heads, key_dim, name=""):
+    def mha(self, x, heads, key_dim, name="", causal=False):
         t, c = x
-        proj = heads * key_dim  # value_dim defaults to key_dim
+        proj = heads * key_dim  # value_dim defaults to key_dim; a causal mask hides scores, computes them all
         return self._op(name, x, 3 * t * c * proj + 2 * t * t * proj + t * proj * c, "MultiHeadAttention")
+
+    def embedding(self, x, vocab, dim, name=""):
+        return self._op(name, (*x, dim), cls="Embedding")  # a gather: no MACs
+
+    def rnn(self, x, cell, units, return_sequences, name=""):
+        """LSTM (4 gates) or GRU (3): each step multiplies [x_t, h_{t-1}] by a (features + units) x units
+        matrix per gate."""
+        t, f = x
+        macs = RNN_GATES[cell] * t * (f + units) * units
+        return self._op(name, (t, units) if return_sequences else (units,), macs, RNN_CLASSES[cell])
 
     def bn(self, x, name=""):
         return self._op(name, x, cls="BatchNormalization")
@@ -163,8 +176,15 @@ class KerasGraph:
     def dense(self, x, units, name="", activation=None):
         return self.L.Dense(units, activation=activation, name=name)(x)
 
-    def mha(self, x, heads, key_dim, name=""):
-        return self.L.MultiHeadAttention(num_heads=heads, key_dim=key_dim, name=name)(x, x)
+    def mha(self, x, heads, key_dim, name="", causal=False):
+        layer = self.L.MultiHeadAttention(num_heads=heads, key_dim=key_dim, name=name)
+        return layer(x, x, use_causal_mask=True) if causal else layer(x, x)
+
+    def embedding(self, x, vocab, dim, name=""):
+        return self.L.Embedding(vocab, dim, name=name)(x)  # casts float ids to int32 itself
+
+    def rnn(self, x, cell, units, return_sequences, name=""):
+        return getattr(self.L, RNN_CLASSES[cell])(units, return_sequences=return_sequences, name=name)(x)
 
     def bn(self, x, name=""):
         return self.L.BatchNormalization(name=name)(x)

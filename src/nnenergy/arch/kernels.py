@@ -168,9 +168,15 @@ def sample_batches(spec: ArchSpec, rng: np.random.Generator, n: int,
     """`n` distinct batch sizes whose estimated pass lies within [lo, hi] seconds, spread over that range
     (the smallest allowed ones when none qualify: a huge kernel still gets batch 1)."""
     per_sample = _seconds_per_sample(*cost(spec))  # the graph walked once, not once per batch size
-    inside = [b for b in batch_sizes if lo <= b * per_sample <= hi]
+    return spread_batches(lambda b: b * per_sample, rng, n, batch_sizes, lo, hi)
+
+
+def spread_batches(seconds_at, rng: np.random.Generator, n: int, batch_sizes, lo: float, hi: float) -> list[int]:
+    """`n` distinct batch sizes whose pass (`seconds_at(batch)`, increasing) lies within [lo, hi], spread
+    over that range; the nearest end of `batch_sizes` when none does."""
+    inside = [b for b in batch_sizes if lo <= seconds_at(b) <= hi]
     if not inside:  # too small even at the largest batch, or too large at batch 1: the nearest end
-        small = max(batch_sizes) * per_sample < lo
+        small = seconds_at(max(batch_sizes)) < lo
         return [max(batch_sizes) if small else min(batch_sizes)]
     if len(inside) <= n:
         return sorted(inside)

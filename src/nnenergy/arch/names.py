@@ -3,7 +3,10 @@ name alone rebuilds the model (`nnenergy.arch.build.spec_from_name`).
 
 - `gen1_s000123` (`_u10` when the uniform share is not 25%): a generated architecture;
 - `var1_ResNet_s000017`: a variant of a keras.applications family;
-- `ker1_s000005`: a single kernel (`nnenergy.arch.kernels`).
+- `ker1_s000005`: a single kernel (`nnenergy.arch.kernels`);
+- `seq1_s000005`: a single kernel of sequence work (`nnenergy.arch.seqkernels`: attention, LayerNorm,
+  GELU MLP, embedding, LSTM, GRU). A family of its own rather than `ker2_`: the number after the prefix
+  is the generator's version everywhere, and seeds of `ker1_` must keep naming the kernels measured.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from nnenergy.arch.spec import GENERATOR_VERSION
 GEN_NAME = re.compile(r"^gen(\d+)_s(\d+)(?:_u(\d+))?$")
 VAR_NAME = re.compile(r"^var(\d+)_([A-Za-z0-9]+)_s(\d+)$")
 KER_NAME = re.compile(r"^ker(\d+)_s(\d+)$")
+SEQ_NAME = re.compile(r"^seq(\d+)_s(\d+)$")
 
 
 def generated_name(seed: int, uniform_share: float = 0.25) -> str:
@@ -30,10 +34,14 @@ def kernel_name(seed: int) -> str:
     return f"ker{GENERATOR_VERSION}_s{seed:06d}"
 
 
+def seq_kernel_name(seed: int) -> str:
+    return f"seq{GENERATOR_VERSION}_s{seed:06d}"
+
+
 def is_generated_name(name: str) -> bool:
-    """True for names of this scheme (`gen1_s000123`, `var1_ResNet_s000017`, kernels `ker1_s000005`),
-    of any version."""
-    return bool(GEN_NAME.match(name) or VAR_NAME.match(name) or KER_NAME.match(name))
+    """True for names of this scheme (`gen1_s000123`, `var1_ResNet_s000017`, kernels `ker1_s000005` and
+    `seq1_s000005`), of any version."""
+    return bool(GEN_NAME.match(name) or VAR_NAME.match(name) or KER_NAME.match(name) or SEQ_NAME.match(name))
 
 
 def cycled_kind(seed_or_name: int | str, pattern: re.Pattern, kinds: tuple[str, ...]) -> str | None:

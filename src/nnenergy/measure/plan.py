@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from nnenergy import arch
-from nnenergy.arch import kernels
+from nnenergy.arch import kernels, seqkernels
 from nnenergy.measure.sweep_spec import SweepSpec
 from nnenergy.schema import config_id, parse_config_id
 
@@ -67,15 +67,20 @@ def _generated_jobs(spec: SweepSpec) -> list[Job]:
 
 
 def _kernel_jobs(spec: SweepSpec) -> list[Job]:
+    """Single kernels: `ker1_` seeds (`kernels`), then sequence kernels' `seq1_` seeds (`seqkernels`)."""
     g = spec.generated
     out = []
-    for seed in range(*g.kernel_seeds):
-        if g.kernel_focus and kernels.kernel_kind(seed) not in g.kernel_focus:
-            continue
-        name = kernels.kernel_name(seed)
-        rng = np.random.default_rng([spec.seed, zlib.crc32(name.encode())])
-        kernel = kernels.sample_kernel_spec(seed)
-        out.append(Job(name, None, kernels.sample_batches(kernel, rng, g.configs_per_architecture, g.batch_sizes)))
+    for seeds, module, kind, name_of, sample in (
+            (g.kernel_seeds, kernels, kernels.kernel_kind, kernels.kernel_name, kernels.sample_kernel_spec),
+            (g.seq_kernel_seeds, seqkernels, seqkernels.seq_kernel_kind, seqkernels.seq_kernel_name,
+             seqkernels.sample_seq_kernel_spec)):
+        for seed in range(*seeds):
+            if g.kernel_focus and kind(seed) not in g.kernel_focus:
+                continue
+            name = name_of(seed)
+            rng = np.random.default_rng([spec.seed, zlib.crc32(name.encode())])
+            batches = module.sample_batches(sample(seed), rng, g.configs_per_architecture, g.batch_sizes)
+            out.append(Job(name, None, batches))
     return out
 
 

@@ -41,6 +41,8 @@ class Generated:
     # Single kernels (`nnenergy.arch.kernels`): [start, stop) of kernel seeds, and their batch sizes per kernel.
     kernel_seeds: tuple[int, int] = (0, 0)
     kernel_focus: tuple[str, ...] = ()  # only the seeds of these kernel kinds (adaptive rounds)
+    # Sequence kernels (`nnenergy.arch.seqkernels`, `seq1_` names): [start, stop) of their seeds.
+    seq_kernel_seeds: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -135,11 +137,12 @@ class SweepSpec:
                                       f"known: {', '.join(arch.MACRO_KINDS)}")
         if self.generated.kernel_focus:
             from nnenergy.arch.kernels import KERNEL_KINDS
+            from nnenergy.arch.seqkernels import SEQ_KERNEL_KINDS
 
-            bad = sorted(set(self.generated.kernel_focus) - set(KERNEL_KINDS))
+            bad = sorted(set(self.generated.kernel_focus) - set(KERNEL_KINDS) - set(SEQ_KERNEL_KINDS))
             if bad:
                 raise SweepInputError(f"sweep.generated.kernel_focus: unknown kernel kinds {bad}; "
-                                      f"known: {', '.join(KERNEL_KINDS)}")
+                                      f"known: {', '.join(KERNEL_KINDS + SEQ_KERNEL_KINDS)}")
         if self.device not in backends.DEVICES:
             raise SweepInputError(f"sweep.device must be one of {backends.DEVICES}, not {self.device!r}")
         if self.device == "gpu":
@@ -152,5 +155,5 @@ class SweepSpec:
             raise SweepInputError("sweep.isolate_share must be within [0, 1]")
         g = self.generated
         if not (self.architectures or self.model_files or g.seeds[1] > g.seeds[0] or g.variant_families
-                or g.kernel_seeds[1] > g.kernel_seeds[0]):
+                or g.kernel_seeds[1] > g.kernel_seeds[0] or g.seq_kernel_seeds[1] > g.seq_kernel_seeds[0]):
             raise SweepInputError("the sweep has nothing to measure (no architectures, files or generated seeds)")
