@@ -189,9 +189,8 @@ def _registry_aliases(client, run_ids: list[str]) -> dict[str, list[str]]:
                 continue
             if holder.run_id in wanted:
                 out.setdefault(holder.run_id, []).append(f"`@{alias}`")
-                continue
             for v in versions.values():
-                if v.run_id in wanted and SCORE_TAG in v.tags and same(v) == same(holder):
+                if v.run_id in wanted and v is not holder and SCORE_TAG in v.tags and same(v) == same(holder):
                     out.setdefault(v.run_id, []).append(f"= `@{alias}` (version {version}, same score)")
     return out
 
@@ -278,14 +277,18 @@ def summarise_children(parent: str) -> str | None:
     for r in children:
         name = r.data.tags.get("predictor", r.info.run_name)
         head = headline_of(r.data.metrics)
-        rows.append({"predictor": name, "run_id": r.info.run_id, **head})
+        # The score the run logged (from unrounded errors): recomputed from the rounded ones it can differ
+        # in its last digit from what the registry and the runs page say.
+        score = r.data.metrics.get(SCORE_METRIC)
+        rows.append({"predictor": name, "run_id": r.info.run_id, **head, "champion_score": score})
         log_metrics({f"{name}.{HEADLINE_NAMES[k]}": v for k, v in head.items()}, run_id=parent)
     if not rows:
         return None
     from nnenergy.registry import champion_score
 
     table = pd.DataFrame(rows)
-    table["champion_score"] = [champion_score(r) for r in table.to_dict("records")]
+    computed = pd.Series([champion_score(r) for r in rows], index=table.index)  # runs logged before `score`
+    table["champion_score"] = table["champion_score"].astype(float).fillna(computed)
     table = table.sort_values("champion_score")
     client.log_table(parent, table, "comparison.json")
     # The comparison a user looks for first, as the parent run's description (its Overview tab).
