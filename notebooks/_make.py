@@ -16,7 +16,8 @@ from nnenergy.analyze import figures
 DATA = Path(os.environ.get("NNENERGY_DATASET", Path.cwd().parent / "data" / "intel-xeon-avx512-2c" / "cpu"))
 d = ds.load(DATA)
 models, layers = d.models, d.layers
-print(DATA, len(models), "configurations,", len(layers), "layer rows, hardware", d.hardware_id)"""
+print(os.path.relpath(DATA, Path.cwd().parent), len(models), "configurations,", len(layers), "layer rows, hardware",
+      d.hardware_id)"""
 
 BOOKS = {
     "01_dataset.ipynb": [
@@ -39,9 +40,10 @@ BOOKS = {
         ("md", "# FLOPs versus energy\nHow far does the analytic FLOP count alone predict energy?"),
         ("code", SETUP),
         ("code", "fig, corr = figures.flops_vs_energy(models); corr"),
-        ("code", "print('best FLOPs-only fit, RMSPE on held-out families: %.1f%%' % figures.flops_only_heldout_rmspe(models, 3))"),
-        ("md", "A log-linear fit on FLOPs and batch size, evaluated on architecture families it never saw. Compare with "
-               "the layer-wise predictors' held-out RMSPE in the README."),
+        ("code", "print('best FLOPs-only fit, RMSPE on held-out families: %.1f%%' % figures.flops_only_heldout_rmspe(models, 5))"),
+        ("md", "A log-linear fit on FLOPs and batch size, evaluated on architecture families it never saw, in the 5 "
+               "grouped folds of the predictors' level 1 (and of `nnenergy analyze`), so it compares with the "
+               "layer-wise predictors' held-out RMSPE in the README and docs/history.md (3 folds gave 43.7%)."),
         ("code", "dense = Path(os.environ.get('NNENERGY_DENSE_DATASET', DATA.parent / 'dense'))\n"
                  "if (dense / 'models.parquet').exists():\n"
                  "    fig, c = figures.flops_vs_energy(ds.load(dense).models, 'Dense-only models'); print(c)\n"
@@ -61,7 +63,9 @@ BOOKS = {
     "04_predictors.ipynb": [
         ("md", "# Predictor comparison\nHeld-out results of the newest `make run` (the newest multirun parent and "
                "its children) in the MLflow store; every run when there is no multirun."),
-        ("code", "import os, mlflow\n"
+        ("code", "import os, warnings\n"
+                 "warnings.filterwarnings('ignore', message='IProgress not found')  # tqdm without Jupyter widgets\n"
+                 "import mlflow\n"
                  "from IPython.display import Markdown, display\n"
                  "mlflow.set_tracking_uri(os.environ.get('MLFLOW_TRACKING_URI', 'sqlite:///../mlflow.db'))\n"
                  "exp = mlflow.get_experiment_by_name('nnenergy-train')\n"
@@ -70,10 +74,8 @@ BOOKS = {
                  "    parent = runs[runs['tags.nnenergy.sweep'] == 'parent'].sort_values('start_time').iloc[-1]\n"
                  "    runs = runs[runs['tags.mlflow.parentRunId'] == parent['run_id']]\n"
                  "    display(Markdown(parent.get('tags.mlflow.note.content') or ''))  # the comparison, registry aliases marked\n"
-                 "cols = ['tags.predictor', 'tags.profile', 'metrics.family_whole_energy_rmspe',\n"
-                 "        'metrics.family_whole_energy_within10', 'metrics.external_whole_energy_rmspe',\n"
-                 "        'metrics.external_whole_energy_within10', 'metrics.generated_whole_energy_rmspe',\n"
-                 "        'metrics.champion_score']\n"
+                 "cols = ['tags.predictor', 'tags.profile', 'metrics.L1_rmspe', 'metrics.L1_within10', 'metrics.L2_rmspe',\n"
+                 "        'metrics.L2_within10', 'metrics.L3_rmspe', 'metrics.L3_within10', 'metrics.score']\n"
                  "table = runs[[c for c in cols if c in runs]].dropna(subset=['tags.predictor']) if runs is not None and len(runs) else None\n"
                  "table"),
         ("code", "import matplotlib.pyplot as plt\n"
@@ -82,9 +84,9 @@ BOOKS = {
                  "    ax = t.plot.bar(figsize=(8, 3.5), rot=0, ylabel='whole-model energy RMSPE (%)', title='Held-out error by level')\n"
                  "    ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), frameon=False)\n"
                  "    plt.tight_layout(); plt.show()"),
-        ("md", "Level 1 (`family_*`): real architecture families held out together with their generated variants; "
-               "level 2 (`external_*`): published architectures never trained on; level 3 (`generated_*`): generated "
-               "architectures held out by seed. Champion score: mean of levels 1 and 3 (level 2 never selects). "
+        ("md", "Level 1 (`L1_*`): real architecture families held out together with their generated variants; "
+               "level 2 (`L2_*`): published architectures never trained on; level 3 (`L3_*`): generated "
+               "architectures held out by seed. `score`: mean of levels 1 and 3 (level 2 never selects). "
                "The report's best was 12.26% RMSPE (split by model, not family)."),
     ],
 }

@@ -192,6 +192,13 @@ def test_champion_rule_is_the_mean_of_levels_one_and_three_and_level_two_never_s
     assert "@champion" not in md and "No version of these runs holds a registry alias" in md
     assert "`@champion` is version 4" in comparison_markdown(table, {}, "version 4 of nnenergy-layerwise (run abc)")
     # the registry kept poly's version as champion (another split): the table says so, not "rf"
-    md = comparison_markdown(table, {"r-poly": ["champion"], "r-rf": ["champion-x"]})
+    md = comparison_markdown(table, {"r-poly": ["`@champion`"], "r-rf": ["`@champion-x`"]})
     assert md.splitlines()[2].startswith("| poly |") and md.splitlines()[2].endswith("| `@champion` |")
     assert "| **rf** (lowest score) |" in md and "`@champion-x`" in md and "No version" not in md
+    # what `nnenergy main` prints once: the same rows, aligned, best first as given
+    from nnenergy.tracking import comparison_text
+
+    text = comparison_text(table, {"r-poly": ["`@champion`"]}).splitlines()
+    assert text[0].split() == ["predictor", "L1", "families", "L2", "published", "L3", "generated", "score", "registry"]
+    assert text[1].startswith("poly ") and text[1].endswith("@champion") and text[2].endswith(" -")
+    assert text[1].index("22.8%") == text[2].index("25.0%") == text[0].index("L1")  # columns aligned

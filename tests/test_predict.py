@@ -59,6 +59,11 @@ def test_cli_json_for_an_application_name(store, capsys):
     assert sum(x["energy_j"] for x in d["layers"]) + d["correction_energy_j"] == pytest.approx(d["energy_j"])
     assert d["energy_kwh"] == pytest.approx(d["energy_j"] * 1000 / 3.6e6)
     assert d["co2_g"] == pytest.approx(d["energy_kwh"] * d["carbon_intensity_g_per_kwh"])
+    assert d["flops"] == sum(x["flops"] for x in d["layers"]) > 0
+    # docs/predict.md documents every key it emits, the layers' included
+    doc = (REPO / "docs" / "predict.md").read_text()
+    missing = [k for k in [*d, *d["layers"][0]] if f"`{k}`" not in doc]
+    assert not missing, missing
 
 
 def test_cli_human_table(store, tiny_file, capsys):
@@ -67,6 +72,12 @@ def test_cli_human_table(store, tiny_file, capsys):
     assert "conv1" in out and "per forward pass" in out and "g CO2eq" in out and "never saw" in out
     # the BN and ReLU after conv1 run in its kernel: predicted there, and said so
     assert "(fused into conv1)" in next(line for line in out.splitlines() if line.startswith("bn1"))
+
+
+def test_a_correction_near_zero_never_prints_minus_zero():
+    from nnenergy.cli.predict_render import _fmt_j
+
+    assert [_fmt_j(j).strip() for j in (-0.0, -4e-7, -2e-6, 1.5)] == ["0.000 mJ", "0.000 mJ", "-0.002 mJ", "1.500 J"]
 
 
 def test_json_stdout_is_clean_in_a_real_process(store, tiny_file):
@@ -211,6 +222,8 @@ def test_a_described_layer_table_predicts_without_tensorflow(store, tiny_file, t
     direct = nnenergy.predict(str(tiny_file), batch_size=2, tracking_uri=store)
     assert [p["batch_size"] for p in preds] == [2, 2] and preds[0]["input_shape"] == [32, 32, 3]
     assert preds[0]["energy_j"] == pytest.approx(direct.energy_j)
+    assert [p["model_name"] for p in preds] == [direct.model_name, "tiny_cnn"]  # named by model, not "x|32|2"
+    assert preds[0]["flops"] == pytest.approx(direct.flops) and direct.flops > 0
 
 
 @pytest.mark.slow

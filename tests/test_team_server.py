@@ -75,12 +75,11 @@ def _check_training(client: MlflowClient, url: str, server: Path, dl: Path):
     for r in children:
         name, rid, m = r.data.tags["predictor"], r.info.run_id, r.data.metrics
         assert r.info.status == "FINISHED", name
-        for key in ("family_whole_energy_rmspe", "family_whole_energy_within10", "train_seconds"):
+        for key in ("L1_rmspe", "L1_within10", "train_seconds"):
             assert math.isfinite(m[key]), (name, key)
-        assert m["family_whole_energy_within10"] <= 100 and m["train_seconds"] < 600, name
-        assert parent.data.metrics[f"{name}.family_whole_energy_rmspe"] == pytest.approx(
-            m["family_whole_energy_rmspe"])
-        assert len(client.get_metric_history(rid, "family_whole_energy_rmspe")) == 1  # logged once
+        assert m["L1_within10"] <= 100 and m["train_seconds"] < 600, name
+        assert parent.data.metrics[f"{name}.L1_rmspe"] == pytest.approx(m["L1_rmspe"])
+        assert len(client.get_metric_history(rid, "L1_rmspe")) == 1  # logged once
         assert PLOTS <= _paths(client, rid, "plots/incontext"), name
         assert "config/resolved.yaml" in _paths(client, rid, "config")
         png = Path(mlflow.artifacts.download_artifacts(
@@ -88,7 +87,7 @@ def _check_training(client: MlflowClient, url: str, server: Path, dl: Path):
             tracking_uri=url))
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         model = logged_models[rid]  # MLflow 3: the model is a logged model of the run
-        assert {"MLmodel", "python_model.pkl"} <= {a.path for a in client.list_logged_model_artifacts(
+        assert {"MLmodel", "logged_layerwise.py"} <= {a.path for a in client.list_logged_model_artifacts(
             model.model_id)}
     assert {"comparison.json", "comparison.png"} <= _paths(client, parent.info.run_id, "")
     # the server, not the clients, holds the artifacts
@@ -97,7 +96,7 @@ def _check_training(client: MlflowClient, url: str, server: Path, dl: Path):
     versions = client.search_model_versions("name='nnenergy-layerwise'")
     assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in children)
     champ = client.get_model_version_by_alias("nnenergy-layerwise", registry.CHAMPION)
-    best = min(children, key=lambda r: r.data.metrics["family_whole_energy_rmspe"])
+    best = min(children, key=lambda r: r.data.metrics["score"])
     assert champ.run_id == best.info.run_id
     return best
 

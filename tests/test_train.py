@@ -32,6 +32,14 @@ def test_metrics_match_their_definitions():
     assert metrics.window_noise_rmspe([[1.0, 1.0, 1.0]]) == 0.0
 
 
+def test_logged_metrics_read_at_four_significant_digits():
+    assert tracking.rounded(12.3456789) == 12.35 and tracking.rounded(0.000123456) == 0.0001235
+    assert tracking.rounded(123456) == 123456  # a count stays a count
+    assert np.isnan(tracking.rounded(float("nan")))
+    long = {"external_whole_energy_rmspe": 3.0, "family_whole_energy_within10": 50.0}
+    assert tracking.headline_of({tracking.HEADLINE_NAMES[k]: v for k, v in long.items()}) == long
+
+
 def test_interval_is_split_conformal_on_absolute_log_error():
     import pandas as pd
 
@@ -95,9 +103,13 @@ def test_training_run_logs_metrics_plots_model_and_champion(trained_rf, tracking
     # a quadratic mean of the errors is never below their mean, and the share is a percentage
     assert m["incontext.family_whole_energy_rmspe"] >= m["incontext.family_whole_energy_mape"]
     assert m["incontext.family_whole_energy_within10"] <= 100
-    # the headline under one name for every predictor, and as tags
-    assert m["family_whole_energy_rmspe"] == m["incontext.family_whole_energy_rmspe"]
-    assert run.data.tags["headline.family_whole_energy_rmspe"] == f"{m['family_whole_energy_rmspe']:.2f}"
+    # the headline under one short name for every predictor (MLflow's columns show it whole), and as tags
+    assert m["L1_rmspe"] == m["incontext.family_whole_energy_rmspe"]
+    assert run.data.tags["headline.L1_rmspe"] == f"{m['L1_rmspe']:g}"
+    assert m[tracking.SCORE_METRIC] == pytest.approx(registry.champion_score(tracking.headline_of(m)), rel=1e-3)
+    # what is logged reads at 4 significant digits (counts as they are)
+    assert all(v == tracking.rounded(v) for v in m.values() if np.isfinite(v))
+    assert all(len(k) <= 13 for k in ["train_seconds", *tracking.HEADLINE_NAMES.values(), tracking.SCORE_METRIC])
     assert np.isfinite(m["noise_floor_whole_rmspe"])
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "plots/incontext")}
     assert {"plots/incontext/family_pred_vs_measured.png", "plots/incontext/error_by_kind.png"} <= arts
@@ -149,6 +161,22 @@ def test_champion_moves_only_to_a_better_model_on_the_same_split(trained_rf, tra
     theirs = add(score / 4, "another-split", other)
     assert str(registry.promote_champions(client, name, "another-split", other)) == str(better)
     assert str(client.get_model_version_by_alias(name, registry.profile_alias(other)).version) == str(theirs)
+
+
+def test_a_version_that_ties_the_champion_says_so(tmp_path, new_store):
+    """A second `make run` on the same data ties the champion, which keeps its alias: the new run's row
+    names the alias and its holder instead of "–"."""
+    client = MlflowClient(new_store(tmp_path))
+    exp = client.create_experiment("t")
+    runs = [client.create_run(exp).info.run_id for _ in range(3)]
+    client.create_registered_model("nnenergy-layerwise")
+    for rid, score in zip(runs, ("12.5", "12.5", "13.0")):
+        mv = client.create_model_version("nnenergy-layerwise", f"runs:/{rid}/model", run_id=rid)
+        for k, v in {registry.SPLIT_TAG: "s", registry.SCORE_TAG: score, "predictor": "catboost"}.items():
+            client.set_model_version_tag("nnenergy-layerwise", mv.version, k, v)
+    client.set_registered_model_alias("nnenergy-layerwise", registry.CHAMPION, "1")
+    held = tracking._registry_aliases(client, runs)
+    assert held == {runs[0]: ["`@champion`"], runs[1]: ["= `@champion` (version 1, same score)"]}
 
 
 @pytest.mark.parametrize("predictor", ["poly", "xgb", "catboost"])
@@ -298,12 +326,11 @@ def test_main_job_through_mlflow_run(tiny_sweep, tmp_path, new_store):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(runs) == 3 and sorted(r.data.tags["predictor"] for r in children) == ["rf", "xgb"]
     for r in children:
-        assert parent.data.metrics[f"{r.data.tags['predictor']}.family_whole_energy_rmspe"] == pytest.approx(
-            r.data.metrics["family_whole_energy_rmspe"])
+        assert parent.data.metrics[f"{r.data.tags['predictor']}.L1_rmspe"] == r.data.metrics["L1_rmspe"]
     arts = {a.path for a in MlflowClient().list_artifacts(parent.info.run_id)}
     assert {"comparison.json", "comparison.png"} <= arts
     champ = MlflowClient().get_model_version_by_alias("nnenergy-layerwise", registry.CHAMPION)
-    best = min(children, key=lambda r: r.data.metrics["family_whole_energy_rmspe"])
+    best = min(children, key=lambda r: r.data.metrics[tracking.SCORE_METRIC])
     assert champ.run_id == best.info.run_id
     # the parent's description: the table first, "champion" only where the registry put the alias
     note = MlflowClient().get_run(parent.info.run_id).data.tags["mlflow.note.content"]
@@ -314,7 +341,7 @@ def test_main_job_through_mlflow_run(tiny_sweep, tmp_path, new_store):
     view = json.loads(exp.tags[f"mlflow.sharedViewState.{tracking.COMPARE_VIEW}"])
     shown = mlflow.search_runs([exp.experiment_id], filter_string=view["searchFilter"], output_format="list")
     assert sorted(r.info.run_id for r in shown) == sorted(r.info.run_id for r in children)
-    assert "metrics.`champion_score`" in view["selectedColumns"] and view["orderByKey"] == "metrics.`champion_score`"
+    assert "metrics.`score`" in view["selectedColumns"] and view["orderByKey"] == "metrics.`score`"
     # the sweep's own view (a later sweep re-points COMPARE_VIEW, not it) and the champion's
     own = tracking.sweep_view(parent.info.run_id)
     assert exp.tags[tracking.NEWEST_SWEEP_TAG] == own

@@ -68,6 +68,20 @@ def profile_alias(profile: str) -> str:
     return f"{CHAMPION}-{profile}"
 
 
+def new_version(client: MlflowClient, model_uri: str, name: str):
+    """A new version of `name` (created when missing) from a logged model: `mlflow.register_model` without
+    the lines it prints on stderr whatever the log level ("Successfully registered model ...")."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/") else None
+    return client.create_model_version(name, model_uri, model_id=model_id)
+
+
 def register(model_uri: str, name: str, sid: str, metrics: dict, tags: dict) -> str | None:
     """Register a logged model, tag it with its split and champion score, and re-decide the champion:
     `champion` (the newest split's best, what `predict` uses by default) and `champion-<profile>`
@@ -76,7 +90,7 @@ def register(model_uri: str, name: str, sid: str, metrics: dict, tags: dict) -> 
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    mv = mlflow.register_model(model_uri, name)
+    mv = new_version(client, model_uri, name)
     score = {SCORE_TAG: f"{champion_score(metrics):.6f}",
              METRIC_TAG: f"{metrics.get('family_whole_energy_rmspe', math.nan):.2f}"}
     for k, v in {SPLIT_TAG: sid, **score, **tags}.items():
@@ -145,11 +159,10 @@ def register_transferred(model_uri: str, profile: str, source_profile: str,
     `champion-<profile>` unless the profile has a predictor trained on its own data, which a
     transfer never displaces; `champion` (a training run's choice) is never moved. Returns the
     version and the alias it got (None if none)."""
-    import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    mv = mlflow.register_model(model_uri, name)
+    mv = new_version(client, model_uri, name)
     for k, v in {PROFILE_TAG: profile, "calibrated_from": source_profile, "predictor": "transferred"}.items():
         client.set_model_version_tag(name, mv.version, k, v)
     if trained_on(client, name, profile):

@@ -77,6 +77,47 @@ def ints_as_floats(df):
     return df.astype({c: "float64" for c in ints})
 
 
+# -- metric names and precision ---------------------------------------------------------------
+# The headline under names MLflow's run-table columns show whole (about 13 characters fit: the
+# evaluation's `external_whole_energy_rmspe` read "external_whole"). docs/mlflow-hydra.md maps them.
+LEVEL_KEYS = {"family": "L1", "external": "L2", "generated": "L3"}
+HEADLINE_NAMES = {f"{lvl}_whole_energy_{m}": f"{short}_{m}" for lvl, short in LEVEL_KEYS.items()
+                  for m in ("rmspe", "within10")}
+SCORE_METRIC = "score"  # the champion score (`registry.champion_score`)
+SIGNIFICANT_DIGITS = 4
+
+
+def rounded(value: float) -> float:
+    """A metric as logged: counts as they are, other values to 4 significant digits (MLflow's table
+    printed 7 decimals of an RMSPE whose noise is in the first)."""
+    import math
+
+    v = float(value)
+    if not math.isfinite(v) or v.is_integer():
+        return v
+    return float(f"{v:.{SIGNIFICANT_DIGITS}g}")
+
+
+def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None) -> None:
+    """`mlflow.log_metrics`, every value `rounded`; `run_id`: into that run (not the active one)."""
+    import mlflow
+
+    values = {k: rounded(v) for k, v in metrics.items()}
+    if run_id is None:
+        mlflow.log_metrics(values, step=step)
+    else:
+        client = mlflow.MlflowClient()
+        for k, v in values.items():
+            client.log_metric(run_id, k, v, step=step or 0)
+
+
+def headline_of(metrics: dict) -> dict:
+    """A run's logged headline metrics under the evaluation's names (`HEADLINE_NAMES` reversed; a run logged
+    before the short names, under those names already)."""
+    back = {short: long for long, short in HEADLINE_NAMES.items()} | {long: long for long in HEADLINE_NAMES}
+    return {back[k]: v for k, v in metrics.items() if k in back}
+
+
 # -- what every entry point logs -------------------------------------------------------------
 def log_resolved_config(cfg) -> None:
     """The resolved Hydra config as a YAML artifact and as flattened params."""
@@ -95,14 +136,14 @@ def log_dataset(models, path: Path, name: str, context: str, files: tuple[str, .
     import mlflow
 
     table = ints_as_floats(models.drop(columns=[c for c in ("window_energies_j", "arch_spec") if c in models]))
-    source = _local_source(Path(path).resolve())
+    source = local_source(Path(path).resolve())
     mlflow.log_input(mlflow.data.from_pandas(table, source=source, name=name), context=context)
     for f in files:
         if (Path(path) / f).exists():
             mlflow.log_artifact(str(Path(path) / f), f"dataset/{name}")
 
 
-def _local_source(path: Path):
+def local_source(path: Path):
     """The dataset source of a local folder, declared: given as a path, MLflow finds two registered
     sources that can read it (both named LocalArtifactDatasetSource) and warns that it is ambiguous."""
     from mlflow.data.dataset_source_registry import get_registered_sources
@@ -127,21 +168,31 @@ _LEVEL_NAMES = {"family": "level 1: families", "external": "level 2: published",
 
 
 def _registry_aliases(client, run_ids: list[str]) -> dict[str, list[str]]:
-    """Run id -> the registry aliases its registered versions hold now (none when registration was off).
-    Read from the registered models' alias maps: a model version's own `aliases` comes back empty
-    from a SQLite store."""
+    """Run id -> what the registry says of its version now, as markdown labels: the aliases it holds
+    (`@champion`), or, for a version that tied the one holding an alias (same split, same predictor, same
+    score: a second `make run` on the same data), that alias and who holds it, so the best row never reads
+    "–" beside a champion it equals. Read from the registered models' alias maps: a model version's own
+    `aliases` comes back empty from a SQLite store."""
+    from nnenergy.registry import SCORE_TAG, SPLIT_TAG
+
     wanted, out = set(run_ids), {}
     try:
         models = client.search_registered_models("name LIKE 'nnenergy-%'")
     except Exception:  # a store without a registry: no aliases
         return {}
     for rm in models:
-        run_of = {str(v.version): v.run_id for v in client.search_model_versions(f"name='{rm.name}'")}
-        for alias, version in (client.get_registered_model(rm.name).aliases or {}).items():
-            rid = run_of.get(str(version))
-            if rid in wanted:
-                out.setdefault(rid, []).append(alias)
-    return {rid: sorted(a) for rid, a in out.items()}
+        versions = {str(v.version): v for v in client.search_model_versions(f"name='{rm.name}'")}
+        same = lambda v: (v.tags.get(SPLIT_TAG), v.tags.get("predictor"), v.tags.get(SCORE_TAG))
+        for alias, version in sorted((client.get_registered_model(rm.name).aliases or {}).items()):
+            holder = versions.get(str(version))
+            if holder is None:
+                continue
+            if holder.run_id in wanted:
+                out.setdefault(holder.run_id, []).append(f"`@{alias}`")
+            for v in versions.values():
+                if v.run_id in wanted and v is not holder and SCORE_TAG in v.tags and same(v) == same(holder):
+                    out.setdefault(v.run_id, []).append(f"= `@{alias}` (version {version}, same score)")
+    return out
 
 
 def _champion_now(client, name: str = "nnenergy-layerwise") -> str | None:
@@ -175,8 +226,8 @@ def _share_view(client, experiment_id: str, key: str, search_filter: str) -> Non
     """A shared view of the runs page (MLflow's "Share" button stores the same experiment tag): the runs
     `search_filter` selects, one row each, with the three levels' RMSPE and the champion score as
     columns, best first. Without it the page opens on one collapsed parent and no metric columns."""
-    cols = [f"metrics.`{lvl}_whole_energy_rmspe`" for lvl in _LEVEL_NAMES] + ["metrics.`champion_score`"]
-    state = {"searchFilter": search_filter, "orderByKey": "metrics.`champion_score`",
+    cols = [f"metrics.`{short}_rmspe`" for short in LEVEL_KEYS.values()] + [f"metrics.`{SCORE_METRIC}`"]
+    state = {"searchFilter": search_filter, "orderByKey": f"metrics.`{SCORE_METRIC}`",
              "orderByAsc": True, "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
              "modelVersionFilter": "All Runs", "selectedColumns": cols, "runsExpanded": {}, "runsPinned": [],
              "runsHidden": [], "runListHidden": False}
@@ -209,10 +260,11 @@ def _share_champion_view(client, experiment_id: str, name: str = "nnenergy-layer
     _share_view(client, experiment_id, CHAMPION_VIEW, f"attributes.run_id IN ({ids})")
 
 
-def summarise_children(parent: str) -> None:
+def summarise_children(parent: str) -> str | None:
     """The parent run carries its children's headline metrics, a comparison table and a chart,
     so the UI compares predictors at a glance among the 190+ metrics each run logs. Run after the
-    champions are promoted: the table marks the aliases the children's versions actually hold."""
+    champions are promoted: the table marks the aliases the children's versions actually hold.
+    Returns the comparison as plain text (`comparison_text`), or None without children."""
     import mlflow
     import pandas as pd
 
@@ -224,22 +276,29 @@ def summarise_children(parent: str) -> None:
     rows = []
     for r in children:
         name = r.data.tags.get("predictor", r.info.run_name)
-        head = {k: v for k, v in r.data.metrics.items() if k.endswith(("_whole_energy_rmspe", "_whole_energy_within10"))
-                and "." not in k}
-        rows.append({"predictor": name, "run_id": r.info.run_id, **head})
-        for k, v in head.items():
-            client.log_metric(parent, f"{name}.{k}", v)
+        head = headline_of(r.data.metrics)
+        # The score the run logged (from unrounded errors): recomputed from the rounded ones it can differ
+        # in its last digit from what the registry and the runs page say.
+        score = r.data.metrics.get(SCORE_METRIC)
+        rows.append({"predictor": name, "run_id": r.info.run_id, **head, "champion_score": score})
+        log_metrics({f"{name}.{HEADLINE_NAMES[k]}": v for k, v in head.items()}, run_id=parent)
     if not rows:
-        return
+        return None
     from nnenergy.registry import champion_score
 
     table = pd.DataFrame(rows)
-    table["champion_score"] = [champion_score(r) for r in table.to_dict("records")]
+    computed = pd.Series([champion_score(r) for r in rows], index=table.index)  # runs logged before `score`
+    table["champion_score"] = table["champion_score"].astype(float).fillna(computed)
     table = table.sort_values("champion_score")
     client.log_table(parent, table, "comparison.json")
     # The comparison a user looks for first, as the parent run's description (its Overview tab).
-    client.set_tag(parent, "mlflow.note.content",
-                   comparison_markdown(table, _registry_aliases(client, list(table["run_id"])), _champion_now(client)))
+    aliases = _registry_aliases(client, list(table["run_id"]))
+    client.set_tag(parent, "mlflow.note.content", comparison_markdown(table, aliases, _champion_now(client)))
+    _log_comparison_chart(client, parent, table)
+    return comparison_text(table, aliases)
+
+
+def _log_comparison_chart(client, parent: str, table) -> None:
     cols = [c for c in (f"{lvl}_whole_energy_rmspe" for lvl in _LEVEL_NAMES) if c in table]
     if cols:
         import matplotlib
@@ -262,6 +321,24 @@ def summarise_children(parent: str) -> None:
 _LEVEL_SHORT = {"family": "L1 families", "external": "L2 published", "generated": "L3 generated"}
 
 
+def comparison_text(table, aliases: dict[str, list[str]] | None = None) -> str:
+    """The comparison as an aligned plain-text table, best first (what `nnenergy main` prints once)."""
+    aliases = aliases or {}
+    levels = [lvl for lvl in _LEVEL_NAMES if f"{lvl}_whole_energy_rmspe" in table]
+    rows = [["predictor", *(_LEVEL_SHORT[lvl] for lvl in levels), "score", "registry"]]
+    for _, r in table.iterrows():
+        rows.append([str(r["predictor"]), *(_level_cell(r, lvl) for lvl in levels), f"{r['champion_score']:.2f}",
+                     ", ".join(a.replace("`", "") for a in aliases.get(r.get("run_id"), [])) or "-"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    note = "held-out whole-model energy: RMSPE · share within ±10%; score: mean of L1 and L3 RMSPE"
+    return "\n".join([*lines, note])
+
+
+def _level_cell(r, lvl: str) -> str:
+    return f"{r[f'{lvl}_whole_energy_rmspe']:.1f}% · {r.get(f'{lvl}_whole_energy_within10', float('nan')):.0f}%"
+
+
 def comparison_markdown(table, aliases: dict[str, list[str]] | None = None, champion: str | None = None) -> str:
     """A markdown table of the predictors on the three levels: the lowest champion score in bold, and
     beside each run the registry aliases its version holds (`aliases`: run id -> aliases). "champion"
@@ -274,10 +351,9 @@ def comparison_markdown(table, aliases: dict[str, list[str]] | None = None, cham
              "|---" * (len(levels) + 3) + "|"]
     best = table["champion_score"].idxmin() if table["champion_score"].notna().any() else None
     for i, r in table.iterrows():
-        cells = [f"{r[f'{lvl}_whole_energy_rmspe']:.1f}% · {r.get(f'{lvl}_whole_energy_within10', float('nan')):.0f}%"
-                 for lvl in levels]
+        cells = [_level_cell(r, lvl) for lvl in levels]
         name = f"**{r['predictor']}** (lowest score)" if i == best else r["predictor"]
-        held = ", ".join(f"`@{a}`" for a in aliases.get(r.get("run_id"), [])) or "–"
+        held = ", ".join(aliases.get(r.get("run_id"), [])) or "–"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['champion_score']:.2f} | {held} |")
     note = "" if aliases else ("\n\nNo version of these runs holds a registry alias: registration was off, or "
                                "an earlier version kept it (a lower or equal score on the same split, or "

@@ -1,6 +1,10 @@
 """Hydra entry points (one per MLproject entry point) and where their configs live."""
 
 from nnenergy.paths import conf_dir
+from nnenergy.quiet import quiet_environment
+
+# `python -m nnenergy.apps.<app>` (MLproject's entry points) starts here, before TensorFlow loads.
+quiet_environment()
 
 CONF_DIR = str(conf_dir())  # a string: `hydra.main(config_path=...)` reads it when each app is defined
 

@@ -48,7 +48,7 @@ def run(cfg: DictConfig) -> dict:
             plt.close(fig)
             results |= {f"{name}.{k}": float(v) for k, v in mets.items()}
         results["flops_only_heldout_rmspe"] = figures.flops_only_heldout_rmspe(m, cfg.n_folds)
-        mlflow.log_metrics(results)
+        tracking.log_metrics(results)
         table = pd.DataFrame(sorted(results.items()), columns=["metric", "value"])
         mlflow.log_table(table, "metrics_table.json")
     return results

@@ -36,7 +36,9 @@ class MlflowParentRun(Callback):
 
             reconcile_champions(MlflowClient())
         if parent:  # after the promotion: the comparison shows the aliases the registry holds
-            tracking.summarise_children(parent)
+            summary = tracking.summarise_children(parent)
+            if summary:  # the sweep's one summary (its jobs print none of their own)
+                print(f"\n{summary}", flush=True)
         if parent and self.created:
             MlflowClient().set_terminated(parent)
 

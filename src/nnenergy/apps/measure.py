@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 
 import hydra
@@ -47,7 +46,7 @@ def log_sweep(cfg: DictConfig, result: SweepResult) -> None:
     }
     if len(models):
         metrics |= additivity_summary(models)
-    mlflow.log_metrics(metrics)
+    tracking.log_metrics(metrics)
     out = result.output_dir
     for name in ("models.parquet", "layers.parquet", "skipped.json", "DATASHEET.md"):
         if (out / name).exists():
@@ -55,7 +54,7 @@ def log_sweep(cfg: DictConfig, result: SweepResult) -> None:
     if len(models):
         data = mlflow.data.from_pandas(
             tracking.ints_as_floats(models.drop(columns=["window_energies_j"])),
-            source=str(out.resolve() / "models.parquet"), name=f"{cfg.sweep.name}-models"
+            source=tracking.local_source(out.resolve() / "models.parquet"), name=f"{cfg.sweep.name}-models"
         )
         mlflow.log_input(data, context="measurement")
     log.info("sweep %s: %s", cfg.sweep.name, json.dumps(metrics))
@@ -63,7 +62,9 @@ def log_sweep(cfg: DictConfig, result: SweepResult) -> None:
 
 @hydra.main(config_path=CONF_DIR, config_name="measure", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from nnenergy.quiet import import_tensorflow
+
+    import_tensorflow()  # its start-up lines would interleave with the sweep's progress bar
     try:
         result = run(cfg)
     except (SweepInputError, MeasurementLockError) as exc:  # one line, no traceback, nothing measured

@@ -76,7 +76,7 @@ def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
 
 def _log_evaluation(ev: Evaluation, cfg: DictConfig) -> None:
     name, src = cfg.predictor.name, ev.target_source
-    mlflow.log_metrics({f"{src}.{k}": v for k, v in ev.metrics.items()})
+    tracking.log_metrics({f"{src}.{k}": v for k, v in ev.metrics.items()})
     for lvl, whole in ev.predictions.items():
         tracking.log_figure(plots.predicted_vs_measured(whole, f"{name}, {src}: level {lvl} (held out)"),
                             f"plots/{src}/{lvl}_pred_vs_measured.png")
@@ -84,7 +84,7 @@ def _log_evaluation(ev: Evaluation, cfg: DictConfig) -> None:
             whole.to_csv(Path(tmp) / f"{lvl}_predictions.csv", index=False)
             mlflow.log_artifact(str(Path(tmp) / f"{lvl}_predictions.csv"), f"predictions/{src}")
     for h in getattr(ev.predictor, "history_", []):  # model-wise nets: the final fit's curves
-        mlflow.log_metrics({"train_loss": h["train_loss"], "val_loss": h["val_loss"]}, step=h["epoch"])
+        tracking.log_metrics({"train_loss": h["train_loss"], "val_loss": h["val_loss"]}, step=h["epoch"])
     if len(ev.layers):
         worst = (ev.predictions["family"].assign(err=lambda d: (d["energy_j"] / d["measured_energy_j"] - 1).abs())
                  .groupby("family")["err"].mean().idxmax())
@@ -139,26 +139,26 @@ def run(cfg: DictConfig) -> dict:
             tracking.log_dataset(kernels.models, kernels.path, "kernels", "training", (ds.DATASHEET_FILE,))
         if external is not None:
             tracking.log_dataset(external.models, external.path, "external", "evaluation", (ds.DATASHEET_FILE,))
-        mlflow.log_metric("noise_floor_whole_rmspe",
-                          mx.window_noise_rmspe(data.models["window_energies_j"].map(json.loads)))
+        tracking.log_metrics({"noise_floor_whole_rmspe":
+                              mx.window_noise_rmspe(data.models["window_energies_j"].map(json.loads))})
         # The dataset's own measure-twice figure (its datasheet): accuracy is read beside it.
         noise = label_noise(data.path)
         if noise["n"]:
-            mlflow.log_metrics({"label_noise_rms_pct": noise["rms_pct"], "label_noise_pairs": noise["n"],
-                                "label_noise_within5_pct": noise["within5_pct"]})
+            tracking.log_metrics({"label_noise_rms_pct": noise["rms_pct"], "label_noise_pairs": noise["n"],
+                                  "label_noise_within5_pct": noise["within5_pct"]})
         results = {}
         for src in sources:
             ev = evaluate(make_predictor(cfg, src), data, src, opts, external, extra=kernels)
             _log_evaluation(ev, cfg)
             results[src] = ev
         chosen = results.get(cfg.register.source) or next(iter(results.values()))
-        # The headline, under one name for every predictor: compare runs in the UI at a glance.
-        headline = {k: chosen.metrics[k] for k in HEADLINE if k in chosen.metrics}
-        mlflow.log_metrics(headline | {"train_seconds": sum(r.train_seconds for r in results.values())})
-        mlflow.set_tags({f"headline.{k}": f"{v:.2f}" for k, v in headline.items()})
+        # The headline, under one short name for every predictor: compare runs in the UI at a glance.
+        headline = {tracking.HEADLINE_NAMES[k]: chosen.metrics[k] for k in HEADLINE if k in chosen.metrics}
+        tracking.log_metrics(headline | {"train_seconds": sum(r.train_seconds for r in results.values())})
+        mlflow.set_tags({f"headline.{k}": f"{tracking.rounded(v):g}" for k, v in headline.items()})  # as the metric
         info = log_predictor(chosen, data, cfg)
         if "family_whole_energy_rmspe" in chosen.metrics:
-            mlflow.log_metric("champion_score", registry.champion_score(chosen.metrics))  # registered or not
+            tracking.log_metrics({tracking.SCORE_METRIC: registry.champion_score(chosen.metrics)})  # registered or not
             if cfg.register.enabled:
                 registry.register(info.model_uri, cfg.predictor.registered_name, registry.split_id(data, opts),
                                   chosen.metrics,
@@ -174,8 +174,9 @@ def main(cfg: DictConfig) -> float:
     except TrainInputError as exc:
         print(f"nnenergy train: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(f"[{cfg.predictor.name}] "
-          + json.dumps({s: {k: round(v, 2) for k, v in m.items()} for s, m in summary.items()}))
+    if not os.environ.get(PARENT_ENV):  # a sweep's jobs: the sweep prints one table for them all (callbacks)
+        print(f"[{cfg.predictor.name}] "
+              + json.dumps({s: {k: round(v, 2) for k, v in m.items()} for s, m in summary.items()}))
     # The objective for `hydra/sweeper=optuna`: the champion score (mean of level-1 and level-3 RMSPE).
     first = summary.get(cfg.register.source) or next(iter(summary.values()))
     return float(registry.champion_score(first))

@@ -297,11 +297,11 @@ def log_and_register(out: Bringup, best: Candidate, data, folder: Path, params: 
         mlflow.set_tags({"profile": profile, "source_profile": source_profile, "entry_point": "calibrate",
                          "method": tr.method, "fallback": str(tr.fallback), "base": out.base})
         mlflow.log_params(params | {"source_model": info["uri"], "candidates": ",".join(out.candidates)})
-        mlflow.log_metrics({f"cv_{k}_rmspe": v for k, v in tr.cv.items()}
-                           | {f"candidate_{k}_cv_rmspe": v for k, v in out.candidates.items()}
-                           | {"bringup_configs": out.configs, "new_configs": out.new_configs,
-                              "speed_index": out.speed_index,
-                              "whole_ratio_energy": tr.whole_ratio[0], "whole_ratio_latency": tr.whole_ratio[1]})
+        tracking.log_metrics({f"cv_{k}_rmspe": v for k, v in tr.cv.items()}
+                             | {f"candidate_{k}_cv_rmspe": v for k, v in out.candidates.items()}
+                             | {"bringup_configs": out.configs, "new_configs": out.new_configs,
+                                "speed_index": out.speed_index,
+                                "whole_ratio_energy": tr.whole_ratio[0], "whole_ratio_latency": tr.whole_ratio[1]})
         tracking.log_dataset(data.models, folder, f"{profile}-bringup", "calibration", ("DATASHEET.md",))
         if len(heldout):
             from nnenergy.evaluate import plots

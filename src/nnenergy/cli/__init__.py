@@ -3,7 +3,6 @@ calibrate, merge. Every command-line entry point lives in this package; the libr
 
 from __future__ import annotations
 
-import os
 import sys
 
 USAGE = """usage: nnenergy <command> [args]
@@ -141,7 +140,9 @@ def _compare_link(uri: str, base: str, champion: bool = False) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from nnenergy.quiet import quiet_environment
+
+    quiet_environment()  # before anything imports TensorFlow or MLflow
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

@@ -59,6 +59,9 @@ def main(argv: list[str]) -> int:
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         p.exit(2, f"nnenergy calibrate: not a KEY=VALUE override: {' '.join(bad)}\n")
+    from nnenergy.quiet import import_tensorflow
+
+    import_tensorflow()  # its start-up lines (CUDA drivers, oneDNN) would interleave with the bring-up's output
     if args.record:
         return _record()
     if args.method == "size":

@@ -10,6 +10,8 @@ predictors return only the `total` rows.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import joblib
 import mlflow.pyfunc
 import pandas as pd
@@ -39,6 +41,12 @@ class LayerwisePyfunc(_PredictorPyfunc):
 
 class ModelwisePyfunc(_PredictorPyfunc):
     predict_fn = staticmethod(predict_totals)
+
+
+# The model is logged from code (MLflow's "models from code"): MLflow stores this small file, which
+# builds the pyfunc, instead of a CloudPickle of the object (which it warns against). Versions logged
+# before were pickled LayerwisePyfunc/ModelwisePyfunc objects: these classes keep them loadable.
+MODEL_CODE = {kind: Path(__file__).with_name(f"logged_{kind}.py") for kind in ("layerwise", "modelwise")}
 
 
 # What a logged model needs at load time: the forest does not need torch, the nets do.
@@ -77,7 +85,6 @@ def log_pyfunc(pred, layers: pd.DataFrame, predictor_kind: str = "layerwise", na
     becomes the model's. Returns MLflow's ModelInfo."""
     import json
     import tempfile
-    from pathlib import Path
 
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types.schema import ColSpec, Schema
@@ -103,7 +110,7 @@ def log_pyfunc(pred, layers: pd.DataFrame, predictor_kind: str = "layerwise", na
         joblib.dump(pred, path, compress=3)  # forests compress ~5x: a lean registry
         return mlflow.pyfunc.log_model(
             name="model",
-            python_model=pyfunc_model,
+            python_model=MODEL_CODE[predictor_kind],
             artifacts={"predictor": str(path)},
             code_paths=[str(Path(__file__).resolve().parents[1])],
             signature=signature,

@@ -56,6 +56,7 @@ class LayerPrediction:
     out_of_range: bool = False  # its size lies outside what its kind was trained on
     fused_into: str = ""  # the layer whose kernel runs it (its cost is predicted there), when fused
     out_of_range_reason: str = ""  # which feature lies outside which trained range, when out of range
+    flops: float = 0.0  # its analytic FLOPs for the whole batch (`describe.analytic_cost`)
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Prediction:
     # on them unless --allow-unknown; the interval is widened for them (`unknown.widen`).
     unknown_layers: list[str] = field(default_factory=list)
     inputs: dict = field(default_factory=dict)  # name -> {"shape", "dtype"} of each input it was described on
+    flops: float = 0.0  # the model's analytic FLOPs for one pass of the batch (the layers' sum)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,7 +102,7 @@ class Prediction:
 
         df = pd.DataFrame([asdict(layer) for layer in self.layers],
                           columns=["name", "type", "kind", "energy_j", "latency_s", "known", "out_of_range",
-                                   "fused_into", "out_of_range_reason"])
+                                   "fused_into", "out_of_range_reason", "flops"])
         df["share"] = df["energy_j"] / self.energy_j if self.energy_j > 0 else float("nan")
         return df
 
@@ -209,6 +211,16 @@ def _store_table(key: str | None, name: str, layers, shape: list[int], inputs: d
         pass
 
 
+def _model_of(config: str) -> str:
+    """The model a layer table's configuration (`schema.config_id`: model|size|batch) was described from."""
+    from nnenergy.schema import parse_config_id
+
+    try:
+        return parse_config_id(config)[0]
+    except ValueError:  # a table written by other means: its own name
+        return config
+
+
 def _describe(model, batch_size: int, input_shape, config_id_prefix: str = "", inputs=None,
               seq_len: int | None = None) -> list[tuple]:
     """(name, layer table, input shape, batch size, inputs) of each configuration `model` stands for: one for
@@ -216,8 +228,8 @@ def _describe(model, batch_size: int, input_shape, config_id_prefix: str = "", i
     A name or file described before (same shapes, batch and code) comes from the table cache
     (`<cache>/tables/`) without TensorFlow: a repeated prediction answers in about a second.
     `inputs`/`seq_len`: the shapes and dtypes of a model's inputs by name (`predict.feeds`)."""
-    if _is_table(model):
-        return [(name, layers.assign(config_id=f"{config_id_prefix}{name}"), shape, batch, {})
+    if _is_table(model):  # named by its model ("ResNet50", not its configuration "ResNet50|224|32")
+        return [(_model_of(name), layers.assign(config_id=f"{config_id_prefix}{name}"), shape, batch, {})
                 for name, layers, shape, batch in read_layer_table(Path(model))]
     from nnenergy.predict.feeds import normalize
 
@@ -292,6 +304,7 @@ def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed
     lo, hi = total["energy_lo_j"], total["energy_hi_j"]
     interval = [float(lo), float(hi)] if pd.notna(lo) and pd.notna(hi) else None
     interval = widen(interval, float(total["energy_j"]), per_layer, layers, meta.get("layer_types"))
+    flops = dict(zip(layers["layer_index"], layers["flops"].astype(float)))
     return Prediction(
         model_name=name,
         batch_size=batch_size,
@@ -304,7 +317,7 @@ def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed
         correction_latency_s=corr_t,
         layers=[LayerPrediction(r.layer_name, r.layer_type, r.kind, float(r.energy_j), float(r.latency_s),
                                 bool(r.known), bool(r.out_of_range), _fused_into(r, names),
-                                str(getattr(r, "out_of_range_reason", "") or ""))
+                                str(getattr(r, "out_of_range_reason", "") or ""), flops.get(r.layer_index, 0.0))
                 for r in per_layer.itertuples()],
         unknown_layer_types=sorted(set(per_layer.loc[~per_layer["known"].astype(bool), "layer_type"])),
         predictor={**info, "name": meta.get("predictor"), "source": meta.get("source"),
@@ -319,6 +332,7 @@ def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed
         ram_bytes=ram_bytes(),
         unknown_layers=unknown_layers(per_layer, meta.get("layer_types")),
         inputs=fed or {},
+        flops=float(sum(flops.values())),
     )
 
 

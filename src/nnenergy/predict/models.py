@@ -11,38 +11,9 @@ from pathlib import Path
 from nnenergy import zoo
 from nnenergy.predict.errors import PredictError, first_line
 from nnenergy.predict.inputs import _looks_like_path, check_model_file
+from nnenergy.quiet import import_tensorflow as import_tensorflow_quietly  # noqa: F401  (its home before)
 
 BUILTIN_DEFAULT_SIZE = 32  # the built-in test models (tiny_cnn, ...) when no --input-shape is given
-
-
-def import_tensorflow_quietly() -> None:
-    """TensorFlow writes its C++ start-up lines ("oneDNN custom operations are on", "Could not find
-    cuda drivers") to file descriptor 2 while it loads, before any log level applies. Where the
-    caller asked for quiet (`TF_CPP_MIN_LOG_LEVEL=3`, as `nnenergy predict` sets without
-    `--verbose`), load it with that descriptor on /dev/null. A failing import is left to the real
-    one, which reports it."""
-    import contextlib
-    import sys
-
-    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        return
-    # A Python-API caller who set nothing gets the CLI's quiet (TensorFlow reads this once, as it loads);
-    # any level they set, `TF_CPP_MIN_LOG_LEVEL=0` included, is theirs.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3":
-        return
-    try:
-        saved = os.dup(2)
-    except OSError:
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            with contextlib.suppress(Exception):
-                import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def canonical_name(name: str) -> str:
