@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from nnenergy.cli import serve_client as client
-from nnenergy.cli.predict import _Parser, describe_main
+from nnenergy.cli.predict import Parser, describe_main
 from nnenergy.cli.predict import main as predict_main
 
 
@@ -124,7 +124,8 @@ def _warm_up() -> None:
                              env={**os.environ, client.OFF_ENV: "off"}, stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    from nnenergy.predict.models import import_tensorflow_quietly, resolve_model
+    from nnenergy.predict.describing import resolve_model
+    from nnenergy.predict.models import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     with contextlib.suppress(Exception), contextlib.redirect_stdout(io.StringIO()), \
@@ -193,7 +194,7 @@ def _detach(idle_minutes: float, wait_s: float = 180.0) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="nnenergy serve", epilog="exit status: 0 done, 2 bad usage, 1 the server could not start.",
+    p = Parser(prog="nnenergy serve", epilog="exit status: 0 done, 2 bad usage, 1 the server could not start.",
                 description="Keep TensorFlow and Keras imported so that `nnenergy predict` and `describe`, run from "
                             "this folder, answer in about a second (they run by themselves when no server answers; "
                             "NNENERGY_SERVER=off never uses one).")
