@@ -94,7 +94,7 @@ def run_once(tracking_uri: str | None) -> dict:
             stated[mode] = speed.Speed(profile, r["speed_index"], r["latency_speed_index"], r["read_at"], mode,
                                        canon.get("measured_at"), 0.0)
     preds = {mode: [predict_many([a], batch_size=b, input_shape=(s, s, 3), model_uri=uri, tracking_uri=tracking_uri,
-                                 speed=how, _loaded=loaded)[0].energy_j for a, s, b in args]
+                                 speed=how, predictor=loaded)[0].energy_j for a, s, b in args]
              for mode, how in stated.items()}
     truth = [m["measured"][n]["energy_j"] for n in names]
     out = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "profile": profile, "predictor": uri,

@@ -248,7 +248,8 @@ def report(folder: Path) -> None:
     lines += ["", "## Spreading one configuration's measuring over time", "",
               "The label averaged over k passes >= 10 min apart (geometric mean), against k other passes "
               ">= 20 min from them. Measuring time per configuration grows k-fold.", "",
-              "| label per pass | k passes | RMS % | within ±3% | within ±5% | comparisons |", "|---|---|---|---|---|---|"]
+              "| label per pass | k passes | RMS % | within ±3% | within ±5% | comparisons |",
+              "|---|---|---|---|---|---|"]
     for name in ("A-R ratio q25 of 4", "A-R ratio q25 of 10"):
         for k in (1, 2, 3, 4):
             a = spread_agreement(per_pass, times, name, k)

@@ -38,7 +38,8 @@ def bench_prediction(results: dict) -> None:
     import mlflow
 
     from nnenergy.describe import describe_layers as describe_model
-    from nnenergy.predict.api import load_predictor, resolve_model
+    from nnenergy.predict.describing import resolve_model
+    from nnenergy.predict.loading import load_predictor
 
     pyfunc, info = load_predictor()
     km, _ = resolve_model("ResNet50", None)

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sys.path.insert(0, str(REPO / "src"))
     from nnenergy.measure.hardware import current_profile_name
-    from nnenergy.predict.api import load_predictor
+    from nnenergy.predict.loading import load_predictor
 
     profile = current_profile_name()
     pyfunc, info = load_predictor()

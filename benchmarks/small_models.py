@@ -80,7 +80,8 @@ def report(dataset: Path, models_dir: Path) -> dict:
     models = pd.read_parquet(dataset / "models.parquet")
     out = []
     for _, row in models.iterrows():
-        p = predict(str(models_dir / f"{row['architecture']}.keras"), batch_size=int(row["batch_size"]), speed="canonical")
+        path = str(models_dir / f"{row['architecture']}.keras")
+        p = predict(path, batch_size=int(row["batch_size"]), speed="canonical")
         flagged = sum(1 for layer in p.layers if layer.out_of_range)
         out.append({"config": row["config_id"], "layers": len(p.layers), "flagged": flagged,
                     "measured_j": float(row["energy_j"]), "predicted_j": p.energy_j,

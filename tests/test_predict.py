@@ -162,13 +162,13 @@ def test_many_models_in_one_call_match_one_at_a_time(store, tiny_file, capsys):
 def test_predictor_is_cached_locally_until_the_store_changes(store, tiny_file):
     from mlflow import MlflowClient
 
-    from nnenergy.predict.api import CachedPredictor, load_predictor
+    from nnenergy.predict.loading import CachedPredictor, load_predictor
 
     first, info = load_predictor(tracking_uri=store)
     cached, cached_info = load_predictor(tracking_uri=store)
     assert isinstance(cached, CachedPredictor) and cached_info == info
-    a = nnenergy.predict(str(tiny_file), batch_size=2, tracking_uri=store, _loaded=(first, info))
-    b = nnenergy.predict(str(tiny_file), batch_size=2, tracking_uri=store, _loaded=(cached, cached_info))
+    a = nnenergy.predict(str(tiny_file), batch_size=2, tracking_uri=store, predictor=(first, info))
+    b = nnenergy.predict(str(tiny_file), batch_size=2, tracking_uri=store, predictor=(cached, cached_info))
     assert a.energy_j == pytest.approx(b.energy_j) and a.heldout_error == b.heldout_error
     import mlflow
 

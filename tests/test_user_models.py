@@ -20,7 +20,7 @@ from nnenergy import describe as desc
 from nnenergy import zoo
 from nnenergy.cli import predict as cli
 from nnenergy.features.layer_features import LAYER_KINDS, UNMEASURED_TYPES, kind_of
-from nnenergy.predict import api
+from nnenergy.predict import describing, loading, models
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -214,7 +214,7 @@ def test_corrupt_config_inside_a_valid_archive(tmp_path):
         z.writestr("config.json", "{not json")
         z.writestr("metadata.json", "{}")
     with pytest.raises(nnenergy.PredictError, match="is corrupt or not a Keras model"):
-        api.resolve_model(str(path), None)
+        describing.resolve_model(str(path), None)
 
 
 def test_bad_arguments_are_checked_before_heavy_imports(tmp_path):
@@ -228,10 +228,10 @@ def test_bad_arguments_are_checked_before_heavy_imports(tmp_path):
 
 
 def test_close_names_never_suggest_the_name_itself():
-    assert api.canonical_name("mobilenetv2") == "MobileNetV2"  # differs only by case: resolves
-    assert api.canonical_name("TINY_CNN") == "tiny_cnn"
+    assert models.canonical_name("mobilenetv2") == "MobileNetV2"  # differs only by case: resolves
+    assert models.canonical_name("TINY_CNN") == "tiny_cnn"
     with pytest.raises(nnenergy.PredictError) as exc:
-        api.canonical_name("ResNet5O")
+        models.canonical_name("ResNet5O")
     assert "ResNet50" in str(exc.value) and "ResNet5O," not in str(exc.value) and "ResNet5O?" not in str(exc.value)
     with pytest.raises(zoo.ArchitectureError) as exc:
         zoo.application("tiny_cnn", None, build=False)  # a built-in, not an application
@@ -247,9 +247,9 @@ def registry_store(tmp_path_factory, new_store):
     uri = new_store(tmp_path_factory.mktemp("registry"))
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     empty = new_store(tmp_path_factory.mktemp("registry_empty"))
-    client.create_registered_model(api.DEFAULT_MODEL_NAME)
-    client.create_model_version(api.DEFAULT_MODEL_NAME, source=str(tmp_path_factory.mktemp("gone")))
-    client.set_registered_model_alias(api.DEFAULT_MODEL_NAME, "champion", "1")
+    client.create_registered_model(loading.DEFAULT_MODEL_NAME)
+    client.create_model_version(loading.DEFAULT_MODEL_NAME, source=str(tmp_path_factory.mktemp("gone")))
+    client.set_registered_model_alias(loading.DEFAULT_MODEL_NAME, "champion", "1")
     return uri, empty
 
 
@@ -342,10 +342,10 @@ def test_explicit_version_uri_prints_its_version(store, tmp_path, capsys):
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=store, registry_uri=store)
-    version = client.get_model_version_by_alias(api.DEFAULT_MODEL_NAME, "champion").version
+    version = client.get_model_version_by_alias(loading.DEFAULT_MODEL_NAME, "champion").version
     path = tmp_path / "tiny.keras"
     zoo.build("tiny_cnn", 32).model.save(path)
-    uri = f"models:/{api.DEFAULT_MODEL_NAME}/{version}"
+    uri = f"models:/{loading.DEFAULT_MODEL_NAME}/{version}"
     assert cli.main([str(path), "--model-uri", uri, "--tracking-uri", store]) == 0
     out = capsys.readouterr().out
     assert f"predictor: {uri} (version {version}," in out and "version None" not in out

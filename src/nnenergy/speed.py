@@ -11,7 +11,8 @@ profile's first sweep), and a prediction is moved to the speed now by
 1.0 = as fast as when the profile's data were measured; 1.4 = 40% more energy per pass today.
 Sweeps read the same ratio round by round (`measure.protocol`); this module reads it between
 sweeps: `probe` (about 2.5 s), `record`/`history` (per profile, `<cache>/speed/<profile>.jsonl`),
-`resolve` (which reading a prediction uses: `auto`, `now`, `last`, `canonical`) and `apply`.
+`resolve` (which reading a prediction uses: `auto`, `now`, `last`, `canonical`), `for_predictor` (which
+applies to a given predictor, and why not) and `apply`.
 """
 
 from __future__ import annotations
@@ -317,6 +318,50 @@ def apply(out, speed: Speed | None):
         out["energy_lo_j"] = e / np.exp(np.sqrt(lo ** 2 + w ** 2))
         out["energy_hi_j"] = e * np.exp(np.sqrt(hi ** 2 + w ** 2))
     return out
+
+
+def chosen_mode(mode) -> str | Speed:
+    """The speed a prediction asks for: a `Speed` reading as it is, a mode checked, None: the default."""
+    if isinstance(mode, Speed):
+        return mode
+    return check_mode(mode) if mode is not None else default_mode()
+
+
+def for_predictor(meta: dict, mode: str | Speed, panel: bool = False) -> tuple[Speed | None, dict]:
+    """The speed a prediction by the predictor of metadata `meta` is stated at (None: left unscaled),
+    and what the prediction records of it (`Speed.as_dict()` and a `note`: why none, or why another
+    reading). A predictor of this machine's profile is moved to the speed now; another profile's, or one
+    adapted by a panel calibration file (`panel`: it states the machine's speed when its panel was
+    measured), is not."""
+    s, note = _for_predictor(meta, mode, panel)
+    stated = s.as_dict() if s is not None else {"speed_index": None, "latency_speed_index": None, "read_at": None,
+                                                "source": "none", "canonical_at": None, "variability": 0.0}
+    return s, stated | {"note": note}
+
+
+def _for_predictor(meta: dict, mode: str | Speed, panel: bool) -> tuple[Speed | None, str]:
+    from nnenergy.measure.hardware import current_profile_name
+
+    profile = (meta.get("hardware") or {}).get("profile", "")
+    if isinstance(mode, Speed):  # a reading given by the caller (benchmarks/drift.py)
+        if mode.profile != profile:
+            raise SpeedError(f"speed: a reading of {mode.profile} cannot state a predictor of {profile}")
+        return mode, ""
+    if panel:
+        return None, "not applied: the calibration file states this machine's speed when its panel was measured"
+    if profile != current_profile_name():
+        return None, (f"not applied: the predictor's profile {profile or '(unknown)'} is not this machine's "
+                      "(`nnenergy calibrate` brings this machine up)")
+    if "canonical_reference" in meta and not meta["canonical_reference"]:
+        return None, ("not applied: the predictor's training labels carry no speed index (measured before "
+                      "the protocol had a reference), so they are on no reference's scale")
+    c = meta.get("calibrated") or {}
+    bringup = {"speed_index": c["speed_index"], "latency_speed_index": c.get("latency_speed_index", c["speed_index"]),
+               "read_at": c.get("at")} if c.get("speed_index") and c.get("at") else None
+    s = resolve(profile, mode, fallback=bringup, canon=meta.get("canonical_reference"))
+    if s is None:
+        return None, f"not applied: {profile} has no canonical reference (`nnenergy calibrate` measures one)"
+    return s, s.note
 
 
 def probe_windows(seconds: float = 1.5, kernel_seconds: float = 0.0, energy: bool = True) -> dict:

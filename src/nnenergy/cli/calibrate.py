@@ -19,9 +19,9 @@ e.g. sweep.output_dir=/tmp/bringup 'sweep.generated.seeds=[0,20]'."""
 
 
 def _parser(default_file: Path) -> argparse.ArgumentParser:
-    from nnenergy.cli.predict import _Parser  # a usage error is one line, not the usage dump
+    from nnenergy.cli.predict import Parser  # a usage error is one line, not the usage dump
 
-    p = _Parser(prog="nnenergy calibrate", description=__doc__.split("\n\n")[0].replace("\n", " "),
+    p = Parser(prog="nnenergy calibrate", description=__doc__.split("\n\n")[0].replace("\n", " "),
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=10.0,
                    help="bring-up budget in minutes (default 10; 1 = a quick check; <= 0.5 re-reads only the "

@@ -38,14 +38,14 @@ def _shape(text: str) -> tuple[int, ...]:
     return dims
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line and exit 2, like argparse, without the usage dump
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="nnenergy predict", description="Predict the energy of one forward pass before running it.")
+    p = Parser(prog="nnenergy predict", description="Predict the energy of one forward pass before running it.")
     p.add_argument("model", nargs="*", help="a .keras/.h5 file or a keras.applications name (built with "
                    "weights=None); several are predicted in one call (with --json, one JSON object per line)")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="batch size (default 1; a layer table "
@@ -232,7 +232,7 @@ def _list_hardware(args) -> int:
     return 0
 
 
-def _predict_models(args, batch: int, failed: dict):
+def _predict_models(args, sources: dict, failed: dict):
     """Predict every model not already failed (one predictor load for several); a failure that ends the
     command returns its exit status, else (predictions, carbon intensity, its source)."""
     from nnenergy.predict.api import predict_many
@@ -243,17 +243,17 @@ def _predict_models(args, batch: int, failed: dict):
     with _quiet_python(args.verbose):
         try:
             intensity, src = carbon_intensity(args.country)
-            from nnenergy.predict.loading import load_predictor, machine_model_uri
+            from nnenergy.predict.loading import load_predictor
 
             loaded = None
             if len(args.model) > 1:  # the predictor loads once for every model
-                loaded = load_predictor(args.model_uri or machine_model_uri(args.tracking_uri), args.tracking_uri)
+                loaded = load_predictor(args.model_uri, args.tracking_uri, this_machine=True)
             for model in [m for m in args.model if m not in failed]:
                 try:
-                    one = predict_many([model], batch_size=batch, input_shape=args.input_shape,
+                    one = predict_many([sources[model]], batch_size=args.batch_size or 1, input_shape=args.input_shape,
                                        model_uri=args.model_uri, tracking_uri=args.tracking_uri,
-                                       calibration=args.calibration, speed=args.speed, _loaded=loaded,
-                                       inputs=args.inputs, seq_len=args.seq_len)
+                                       calibration=args.calibration, speed=args.speed, inputs=args.inputs,
+                                       seq_len=args.seq_len, predictor=loaded)
                 except PredictError as exc:
                     if len(args.model) == 1:
                         raise
@@ -295,25 +295,24 @@ def main(argv: list[str] | None = None) -> int:
         args.model_uri = hardware_model_uri(args.hardware)
     _quiet_before_tensorflow(args.verbose)
     # Light imports only (TensorFlow, Keras, MLflow, CodeCarbon and pandas load inside functions).
+    from nnenergy.predict.describing import check_arguments, classify
     from nnenergy.predict.errors import PredictError
-    from nnenergy.predict.inputs import _is_table, check_arguments
 
-    tables = [m for m in args.model if _is_table(m)]
+    tables = [m for m in args.model if classify(m).kind == "table"]
     if tables and args.batch_size is not None:
         return _error(f"{tables[0]} is a layer table: it keeps the batch size it was described with "
                       "(describe it again with `nnenergy describe --batch-size`)")
-    batch = args.batch_size or 1
-    failed = {}
+    sources, failed = {}, {}
     for model in args.model:  # the model file, batch size and shape: milliseconds, before anything heavy loads
         try:
-            check_arguments(model, batch, args.input_shape)
+            sources[model] = check_arguments(model, args.batch_size or 1, args.input_shape)
             if args.input_shape is not None and (args.inputs or args.seq_len):
                 raise PredictError("give --input-shape, or --input/--seq-len, not both")
         except PredictError as exc:
             failed[model] = exc
     if len(args.model) == 1 and failed:
         return _error(failed[args.model[0]])
-    outcome = _predict_models(args, batch, failed)
+    outcome = _predict_models(args, sources, failed)
     if isinstance(outcome, int):
         return outcome
     preds, intensity, src = outcome
@@ -347,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
 def describe_main(argv: list[str] | None = None) -> int:
     """`nnenergy describe MODEL... -o FILE`: the layer tables `predict` feeds its predictor, written once
     (Parquet or CSV) so that later predictions, on any hardware profile, need no TensorFlow."""
-    p = _Parser(prog="nnenergy describe", description=describe_main.__doc__.split("\n")[0])
+    p = Parser(prog="nnenergy describe", description=describe_main.__doc__.split("\n")[0])
     p.add_argument("model", nargs="+", help="a .keras/.h5 file or a keras.applications name")
     p.add_argument("--batch-size", type=_positive_int, default=1)
     p.add_argument("--input-shape", type=_shape, default=None, help="H,W,C (overrides or supplies the input shape)")
@@ -365,14 +364,12 @@ def describe_main(argv: list[str] | None = None) -> int:
     if Path(args.output).is_dir():
         return _error(f"cannot write {args.output}: it is a folder; name a file to write", p.prog)
     _quiet_before_tensorflow(args.verbose)
-    from nnenergy.predict.api import _describe
+    from nnenergy.predict.describing import check_arguments, describe
     from nnenergy.predict.errors import PredictError
     from nnenergy.predict.feeds import check as check_inputs
-    from nnenergy.predict.inputs import check_arguments
 
     try:
-        for model in args.model:
-            check_arguments(model, args.batch_size, args.input_shape)
+        sources = [check_arguments(model, args.batch_size, args.input_shape) for model in args.model]
         check_inputs(args.inputs, args.seq_len)
         with _quiet_python(args.verbose):
             import pandas as pd
@@ -380,9 +377,9 @@ def describe_main(argv: list[str] | None = None) -> int:
             from nnenergy.schema import config_id
 
             tables = []
-            for model in args.model:
-                for name, layers, shape, batch, _ in _describe(model, args.batch_size, args.input_shape,
-                                                               inputs=args.inputs, seq_len=args.seq_len):
+            for source in sources:
+                for name, layers, shape, batch, _ in describe(source, args.batch_size, args.input_shape,
+                                                              inputs=args.inputs, seq_len=args.seq_len):
                     tables.append(layers.assign(config_id=config_id(name, shape[0] if shape else 0, batch)))
     except PredictError as exc:
         return _error(exc, p.prog)

@@ -1,17 +1,19 @@
-"""The client side of `nnenergy serve` (the server: `serve.py`); it imports nothing heavy, since every
-command runs it. `predict` and `describe` hand their arguments to a warm server, which answers only a
-client in the context it was started in (`context()`), so its answer is the command's own; otherwise,
-or when no server takes the request within NNENERGY_SERVER_TIMEOUT seconds, the command runs by itself."""
+"""The client of `nnenergy serve` (the server: `serve.py`); it imports nothing heavy, since every command
+runs it. `predict` and `describe` hand their arguments to a warm server, which answers only a client in
+the context it was started in (`context()`), so its answer is the command's own; otherwise, or when no
+server takes the request within NNENERGY_SERVER_TIMEOUT seconds, the command runs by itself. The wire: one
+JSON object per line each way (b"" when closed: a ValueError); a server acknowledges a request it takes."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import socket
 import sys
 from pathlib import Path
+
+from nnenergy.paths import cache_dir
 
 SERVED = ("predict", "describe")
 OFF_ENV = "NNENERGY_SERVER"  # "off" (or 0/no/false): never use a server
@@ -28,61 +30,34 @@ def disabled() -> bool:
 
 def socket_path() -> Path:
     """The socket of this cache folder's server (short: a Unix socket's path has ~100 bytes)."""
-    from nnenergy.paths import cache_dir
-
     ident = hashlib.sha1(str(cache_dir().resolve()).encode()).hexdigest()[:12]
     return Path(os.environ.get("TMPDIR", "/tmp")) / f"nnenergy-{os.getuid()}-{ident}.sock"
 
 
-def code_identity() -> str:
-    """The nnenergy code on disk (each module's path, size and mtime) and the environment (`sys.prefix`)."""
+def context() -> dict:
+    """What an answer depends on besides the arguments: the code on disk (each module's path, size and
+    mtime) and its environment (`sys.prefix`), the working folder (relative paths, `mlflow.db`, `data/`),
+    the settings and the CPU set (part of the hardware profile)."""
     root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha1(str(Path(sys.prefix).resolve()).encode())
+    code = hashlib.sha1(str(Path(sys.prefix).resolve()).encode())
     for path in sorted(root.rglob("*.py")):
         st = path.stat()
-        h.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()[:16]
-
-
-def context() -> dict:
-    """What an answer depends on besides the arguments: the code, the working folder (relative paths,
-    `mlflow.db`, `data/`), the settings and the CPU set (part of the hardware profile)."""
+        code.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
     env = {k: v for k, v in os.environ.items() if k.startswith(_SETTINGS) and k not in _NOT_SETTINGS}
-    return {"code": code_identity(), "cwd": os.getcwd(), "env": env, "cpus": sorted(os.sched_getaffinity(0))}
-
-
-def send(stream, obj: dict) -> None:
-    """The wire: one JSON object per line each way; a server acknowledges a request when it takes it."""
-    stream.write(json.dumps(obj).encode() + b"\n")
-    stream.flush()
-
-
-def receive(stream) -> dict:
-    line = stream.readline()
-    if not line:
-        raise ConnectionError("the other side closed the connection")
-    return json.loads(line)
-
-
-def alive() -> bool:
-    """Whether something listens on the socket (a busy one too: only a refused or missing socket is none)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(2)
-        return conn.connect_ex(str(socket_path())) not in (errno.ECONNREFUSED, errno.ENOENT)
+    return {"code": code.hexdigest()[:16], "cwd": os.getcwd(), "env": env, "cpus": sorted(os.sched_getaffinity(0))}
 
 
 def ask(request: dict, ack_timeout: float = ACK_TIMEOUT_S, timeout: float = 900.0) -> dict | None:
     """Send one request to this folder's server: its answer, or None when none answers in time."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn, conn.makefile("rb") as stream:
             conn.settimeout(ack_timeout)
             conn.connect(str(socket_path()))
-            stream = conn.makefile("rwb")
-            send(stream, request)
-            if not receive(stream).get("ack"):
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            if not json.loads(stream.readline()).get("ack"):
                 return None
             conn.settimeout(timeout)
-            return receive(stream)
+            return json.loads(stream.readline())
     except (OSError, ValueError):  # no server, a dead one's socket, a timeout, a closed connection
         return None
 
@@ -100,7 +75,5 @@ def forward(cmd: str, argv: list[str]) -> int | None:
     if not answer or answer.get("declined"):
         return None
     for stream, text in answer["output"]:
-        out = sys.stdout if stream == "stdout" else sys.stderr
-        out.write(text)
-        out.flush()
+        print(text, end="", file=sys.stdout if stream == "stdout" else sys.stderr, flush=True)
     return int(answer["rc"])

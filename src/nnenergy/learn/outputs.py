@@ -1,5 +1,5 @@
 """A predictor's output table, built from a layers table: what the MLflow pyfunc returns and what
-the local predictor cache (`nnenergy.predict.cache.CachedPredictor`) returns, without importing MLflow.
+the local predictor cache (`nnenergy.predict.loading.CachedPredictor`) returns, without importing MLflow.
 
 Output: one row per layer (`row="layer"`), then per model a `correction` row and a `total` row
 whose energy is the layer sum plus the correction, with a 90% interval on the total. Model-wise

@@ -9,7 +9,8 @@ import functools
 import sys
 import types
 
-from nnenergy.predict.api import PredictError, Prediction, predict, predict_many  # noqa: F401
+from nnenergy.predict.api import Prediction, predict, predict_many  # noqa: F401
+from nnenergy.predict.errors import PredictError  # noqa: F401
 
 
 class _CallablePackage(types.ModuleType):

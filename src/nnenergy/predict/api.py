@@ -1,45 +1,20 @@
 """`nnenergy.predict(...)`: energy, latency and power of one forward pass, before running it.
 
-The jobs around it have their own modules: `inputs` (argument checks, layer-table files), `models`
-(a name or file -> a Keras model at the requested input shape), `loading` (the registered predictor
-from MLflow and its errors), `cache` (the local predictor cache), `hardware` (the hardware list),
-`calibration` (a saved calibration, applied), `errors`. Their public names stay importable from here.
+`predict_many` runs the path in order: the arguments checked and each model classified
+(`describing.check_arguments`), the predictor loaded (`loading`), each model described into layer
+tables (`describing.describe`), the predictor run on them, a panel calibration applied (`calibration`),
+the figures moved to the machine's speed (`nnenergy.speed`), and each model's rows assembled into a
+`Prediction` here.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nnenergy.paths import cache_dir
-from nnenergy.predict.cache import CachedPredictor  # noqa: F401
+from nnenergy.predict.describing import check_arguments, describe
 from nnenergy.predict.errors import PredictError
-from nnenergy.predict.hardware import hardware_model_uri, hardware_profiles  # noqa: F401
-from nnenergy.predict.inputs import (  # noqa: F401
-    MODEL_SUFFIXES,
-    TABLE_SUFFIXES,
-    _is_table,
-    _looks_like_path,
-    check_arguments,
-    check_model_file,
-    read_layer_table,
-)
-from nnenergy.predict.loading import (  # noqa: F401
-    DEFAULT_MODEL_NAME,
-    DEFAULT_MODEL_URI,
-    TRAIN_HINT,
-    load_predictor,
-    machine_model_uri,
-)
-from nnenergy.predict.models import (  # noqa: F401
-    BUILTIN_DEFAULT_SIZE,
-    canonical_name,
-    import_tensorflow_quietly,
-    resolve_model,
-)
+from nnenergy.predict.loading import load_predictor
 
 # Nothing heavy at import time: the CLI checks its arguments before TensorFlow, Keras, MLflow
 # or pandas load (each function imports what it needs).
@@ -119,142 +94,6 @@ def _calibration(calibration):
         return calibration if isinstance(calibration, Calibration) else Calibration.load(Path(calibration))
     except (OSError, ValueError, TypeError) as exc:
         raise PredictError(f"cannot read calibration {calibration}: {exc}") from None
-
-
-def _speed(meta: dict, cal, mode: str):
-    """The speed this prediction is stated at (`nnenergy.speed`), and why when there is none: a
-    predictor of this machine's profile is moved to the speed now; another profile's, or one adapted by
-    a panel calibration file (which states the machine's speed when its panel was measured), is not."""
-    from nnenergy import speed
-    from nnenergy.measure.hardware import current_profile_name
-
-    profile = (meta.get("hardware") or {}).get("profile", "")
-    if isinstance(mode, speed.Speed):  # a reading given by the caller (benchmarks/drift.py)
-        if mode.profile != profile:
-            raise PredictError(f"speed: a reading of {mode.profile} cannot state a predictor of {profile}")
-        return mode, ""
-    if cal is not None:
-        return None, "not applied: the calibration file states this machine's speed when its panel was measured"
-    if profile != current_profile_name():
-        return None, (f"not applied: the predictor's profile {profile or '(unknown)'} is not this machine's "
-                      "(`nnenergy calibrate` brings this machine up)")
-    if "canonical_reference" in meta and not meta["canonical_reference"]:
-        return None, ("not applied: the predictor's training labels carry no speed index (measured before "
-                      "the protocol had a reference), so they are on no reference's scale")
-    c = meta.get("calibrated") or {}
-    bringup = {"speed_index": c["speed_index"], "latency_speed_index": c.get("latency_speed_index", c["speed_index"]),
-               "read_at": c.get("at")} if c.get("speed_index") and c.get("at") else None
-    s = speed.resolve(profile, mode, fallback=bringup, canon=meta.get("canonical_reference"))
-    if s is None:
-        return None, f"not applied: {profile} has no canonical reference (`nnenergy calibrate` measures one)"
-    return s, s.note
-
-
-@functools.lru_cache(maxsize=1)
-def _describing_code() -> str:
-    """The identity of the code that describes a model (its modules' bytes and Keras's version):
-    read once per process, not once per candidate of a search."""
-    import hashlib
-    import importlib.util
-    from importlib.metadata import version
-
-    code = b"".join(Path(importlib.util.find_spec(m).origin).read_bytes()
-                    for m in ("nnenergy.describe", "nnenergy.describe_ops", "nnenergy.describe_traced", "nnenergy.zoo",
-                              "nnenergy.predict.models", "nnenergy.predict.feeds"))
-    return f"{hashlib.sha1(code).hexdigest()}|{version('keras')}"
-
-
-def _table_key(model, batch_size: int, input_shape, structure=None) -> str | None:
-    """The cache key of a model's described layer table: a pure function of the model (its name, or
-    its file's bytes), the input shape, the batch size and the describing code (with Keras's
-    version). None for a keras.Model object (no stable identity)."""
-    import hashlib
-
-    if not isinstance(model, (str, os.PathLike)):
-        return None
-    if _looks_like_path(model):
-        path = Path(model)
-        if not path.is_file():
-            return None
-        ident = "file:" + hashlib.sha1(path.read_bytes()).hexdigest()
-    else:
-        ident = "name:" + str(model)
-    shape = None if input_shape is None else [int(d) for d in input_shape]
-    key = f"{ident}|{shape}|{batch_size}|{_describing_code()}" + (f"|{structure}" if structure else "")
-    return hashlib.sha1(key.encode()).hexdigest()[:20]
-
-
-def _cached_table(key: str | None):
-    if key is None:
-        return None
-    folder = cache_dir() / "tables"
-    try:
-        import pandas as pd
-
-        info = json.loads((folder / f"{key}.json").read_text())
-        return info["name"], pd.read_parquet(folder / f"{key}.parquet"), info["shape"], info.get("inputs") or {}
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _store_table(key: str | None, name: str, layers, shape: list[int], inputs: dict) -> None:
-    if key is None:
-        return
-    folder = cache_dir() / "tables"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"{key}.{os.getpid()}.tmp"
-        layers.to_parquet(tmp, index=False)
-        tmp.replace(folder / f"{key}.parquet")
-        (folder / f"{key}.json").write_text(json.dumps({"name": name, "shape": shape, "inputs": inputs}))  # last
-    except OSError:  # the cache is an optimisation: never fail a prediction over it
-        pass
-
-
-def _model_of(config: str) -> str:
-    """The model a layer table's configuration (`schema.config_id`: model|size|batch) was described from."""
-    from nnenergy.schema import parse_config_id
-
-    try:
-        return parse_config_id(config)[0]
-    except ValueError:  # a table written by other means: its own name
-        return config
-
-
-def _describe(model, batch_size: int, input_shape, config_id_prefix: str = "", inputs=None,
-              seq_len: int | None = None) -> list[tuple]:
-    """(name, layer table, input shape, batch size, inputs) of each configuration `model` stands for: one for
-    a Keras model, file or name; one per configuration of a layer table file (read without TensorFlow).
-    A name or file described before (same shapes, batch and code) comes from the table cache
-    (`<cache>/tables/`) without TensorFlow: a repeated prediction answers in about a second.
-    `inputs`/`seq_len`: the shapes and dtypes of a model's inputs by name (`predict.feeds`)."""
-    if _is_table(model):  # named by its model ("ResNet50", not its configuration "ResNet50|224|32")
-        return [(_model_of(name), layers.assign(config_id=f"{config_id_prefix}{name}"), shape, batch, {})
-                for name, layers, shape, batch in read_layer_table(Path(model))]
-    from nnenergy.predict.feeds import normalize
-
-    structure = json.dumps([sorted(normalize(inputs).items()), seq_len]) if inputs or seq_len else None
-    key = _table_key(model, batch_size, input_shape, structure)
-    hit = _cached_table(key)
-    if hit is not None:
-        name, layers, shape, fed = hit
-        return [(name, layers.assign(config_id=f"{config_id_prefix}{name}"), shape, batch_size, fed)]
-    import_tensorflow_quietly()
-    from nnenergy.describe import describe_layers
-    from nnenergy.predict.feeds import describe_inputs, feed, input_names
-
-    if isinstance(model, str) and not _looks_like_path(model):
-        model = canonical_name(model)  # an unknown name fails before MLflow loads
-    km, name = resolve_model(model, input_shape, structured=bool(inputs) or seq_len is not None)
-    feeds = feed(km, inputs, seq_len) if inputs or seq_len is not None or len(km.inputs) > 1 else None
-    try:
-        layers = describe_layers(km, batch_size, config_id=f"{config_id_prefix}{name}", inputs=feeds)
-    except ValueError as exc:  # a nested model without a layer graph
-        raise PredictError(str(exc).splitlines()[0]) from None
-    fed = describe_inputs(feeds or km.inputs, input_names(km))
-    shape = next(iter(fed.values()))["shape"]
-    _store_table(key, name, layers, shape, fed)
-    return [(name, layers, shape, batch_size, fed)]
 
 
 def _unmeasured(layers, per_layer, meta: dict, static: set) -> list[str]:
@@ -356,8 +195,8 @@ def ram_bytes() -> float:
 
 
 def predict(model, batch_size: int = 1, input_shape=None, model_uri: str | None = None,
-            tracking_uri: str | None = None, calibration=None, speed: str | None = None, _loaded=None, *,
-            inputs=None, seq_len: int | None = None) -> Prediction:
+            tracking_uri: str | None = None, calibration=None, speed: str | None = None, *,
+            inputs=None, seq_len: int | None = None, predictor=None) -> Prediction:
     """Predict one forward pass of `model` (a keras.Model, `.keras`/`.h5` path or application name).
 
     `input_shape` (no batch dimension) overrides the model's input shape, or supplies it where
@@ -369,15 +208,16 @@ def predict(model, batch_size: int = 1, input_shape=None, model_uri: str | None 
     `nnenergy.speed.Speed` reading of the predictor's profile; None: `$NNENERGY_SPEED` or `auto`.
     `inputs` (name -> shape, or (shape, dtype)) and `seq_len` give the inputs of a dict- or multi-input
     model, or the unknown dimensions of its own input specs (`predict.feeds`). Layers nothing was
-    learned for are listed in `unknown_layers` and widen the interval (`predict.unknown`).
+    learned for are listed in `unknown_layers` and widen the interval (`predict.unknown`). `predictor`:
+    what `loading.load_predictor` returned, to reuse (`model_uri` and `tracking_uri` are then unused).
     """
-    return predict_many([model], batch_size, input_shape, model_uri, tracking_uri, calibration, speed, _loaded,
-                        inputs=inputs, seq_len=seq_len)[0]
+    return predict_many([model], batch_size, input_shape, model_uri, tracking_uri, calibration, speed,
+                        inputs=inputs, seq_len=seq_len, predictor=predictor)[0]
 
 
 def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str | None = None,
-                 tracking_uri: str | None = None, calibration=None, speed: str | None = None,
-                 _loaded=None, *, inputs=None, seq_len: int | None = None) -> list[Prediction]:
+                 tracking_uri: str | None = None, calibration=None, speed: str | None = None, *,
+                 inputs=None, seq_len: int | None = None, predictor=None) -> list[Prediction]:
     """Predict many candidates at once (architecture search, a CI check): the predictor loads once
     and all layer tables go through it in one call. Candidates are Keras models, files, names, or
     layer-table files (`nnenergy describe`; these keep their own batch size and need no TensorFlow)."""
@@ -386,31 +226,25 @@ def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str |
     from nnenergy import speed as speeds
     from nnenergy.predict import feeds
 
-    models = list(models)
     try:
-        if not isinstance(speed, speeds.Speed):
-            speed = speeds.check_mode(speed) if speed is not None else speeds.default_mode()
+        speed = speeds.chosen_mode(speed)
     except speeds.SpeedError as exc:
         raise PredictError(str(exc)) from None
-    for m in models:
-        check_arguments(m, batch_size, input_shape)  # before anything heavy loads
+    sources = [check_arguments(m, batch_size, input_shape) for m in models]  # before anything heavy loads
     feeds.check(inputs, seq_len)
     cal = _calibration(calibration)
-    pyfunc, info = _loaded or load_predictor(model_uri or machine_model_uri(tracking_uri), tracking_uri)
-    described = [d for i, m in enumerate(models)
-                 for d in _describe(m, batch_size, input_shape, f"{i}:", inputs, seq_len)]
-    out = pyfunc.predict(pd.concat([d[1] for d in described], ignore_index=True))
+    pyfunc, info = predictor or load_predictor(model_uri, tracking_uri, this_machine=True)
+    described = [d for i, source in enumerate(sources)
+                 for d in describe(source, batch_size, input_shape, f"{i}:", inputs, seq_len)]
+    out = pyfunc.predict(pd.concat([d.layers for d in described], ignore_index=True))
     if cal is not None:
         out = cal.apply(out)
     meta = pyfunc.metadata.metadata or {}
     try:
-        s, note = _speed(meta, cal, speed)
+        s, stated = speeds.for_predictor(meta, speed, panel=cal is not None)
     except speeds.SpeedError as exc:
         raise PredictError(str(exc)) from None
     out = speeds.apply(out, s)
-    stated = s.as_dict() if s is not None else {"speed_index": None, "latency_speed_index": None, "read_at": None,
-                                                "source": "none", "canonical_at": None, "variability": 0.0}
-    stated["note"] = note
     by_id = dict(tuple(out.groupby("config_id", sort=False)))
     return [_assemble(name, shape, batch, layers, by_id[layers["config_id"].iloc[0]], meta, info, cal, stated, fed)
             for name, layers, shape, batch, fed in described]

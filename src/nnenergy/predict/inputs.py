@@ -1,5 +1,5 @@
-"""Argument checks that need no TensorFlow, Keras or MLflow (milliseconds, before anything heavy
-loads), and layer-table files (`nnenergy describe`), which predict without TensorFlow."""
+"""Model and layer-table files, checked and read without TensorFlow, Keras or MLflow (milliseconds,
+before anything heavy loads): what `describing` classifies and checks a model argument with."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ TABLE_SUFFIXES = (".parquet", ".csv")
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def _looks_like_path(model) -> bool:
+def looks_like_path(model) -> bool:
+    """A model argument that names a file (a model or a layer table), not a model by name."""
     if isinstance(model, os.PathLike):
         return True
     text = str(model)
@@ -24,7 +25,8 @@ def _looks_like_path(model) -> bool:
             or Path(text).exists())
 
 
-def _is_table(model) -> bool:
+def is_table(model) -> bool:
+    """A layer-table file (`nnenergy describe`): predicted as it is, without TensorFlow."""
     return isinstance(model, (str, os.PathLike)) and str(model).endswith(TABLE_SUFFIXES)
 
 
@@ -77,20 +79,3 @@ def check_model_file(path: Path) -> None:
         if isinstance(exc, PermissionError):
             raise PredictError(f"cannot read {path}: permission denied") from None
         raise PredictError(f"{path} is corrupt or not a Keras model ({type(exc).__name__})") from None
-
-
-def check_arguments(model, batch_size, input_shape) -> None:
-    """Everything that can be checked without TensorFlow, Keras or MLflow, in a few milliseconds."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise PredictError(f"batch size must be a positive integer, got {batch_size!r}")
-    if input_shape is not None:
-        try:
-            dims = [int(d) for d in input_shape]
-        except (TypeError, ValueError):
-            raise PredictError(f"input shape must be positive integers, got {input_shape!r}") from None
-        if not dims or any(d <= 0 for d in dims):
-            raise PredictError(f"input shape must be positive integers, got {input_shape!r}")
-    if isinstance(model, (str, os.PathLike)) and _looks_like_path(model):
-        check_model_file(Path(model))
-    elif isinstance(model, str) and not model.strip():
-        raise PredictError("no model given: pass a .keras/.h5 file or a keras.applications name")

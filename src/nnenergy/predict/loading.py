@@ -1,4 +1,8 @@
-"""Loading a registered predictor from MLflow (through the local cache), and why it failed, in one line."""
+"""Loading a registered predictor: which one (the default URI, filled in here only), the local predictor
+cache, MLflow behind it, and why it failed, in one line.
+
+A predictor resolved from a local SQLite store is copied under `<cache>/predictors/` and reused, without
+MLflow, until the store changes; remote stores are always resolved through the registry."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from nnenergy.predict.cache import CachedPredictor, _cache_dir, _write_cache
+from nnenergy.paths import cache_dir
 from nnenergy.predict.errors import PredictorUnavailable, first_line
 from nnenergy.stores import missing_store_hint, redact
 from nnenergy.tracking import store_uri
@@ -130,18 +134,20 @@ def machine_model_uri(tracking_uri: str | None = None) -> str:
     return DEFAULT_MODEL_URI
 
 
-def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None, cache: bool = True):
+def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None, cache: bool = True, *,
+                   this_machine: bool = False):
     """Load a registered predictor; returns (model with `predict(layers)`, resolved info dict).
 
-    `info["version"]` is the registered version the URI resolved to (the alias's version, the
-    explicit version of `models:/NAME/3`), or None when the URI names no registered version.
-    With a local SQLite store the resolved predictor is cached under `<cache>/predictors/`
-    (`nnenergy.paths.cache_dir()`) and reused, without MLflow, until the store changes (`cache=False`
-    always resolves)."""
+    `model_uri` None: the global `champion` (DEFAULT_MODEL_URI), or with `this_machine` (what `predict`
+    uses) this machine's own (`machine_model_uri`). `info["version"]` is the registered version the URI
+    resolved to (the alias's version, the explicit version of `models:/NAME/3`), or None when the URI
+    names no registered version. With a local SQLite store the resolved predictor is cached under
+    `<cache>/predictors/` (`nnenergy.paths.cache_dir()`) and reused, without MLflow, until the store
+    changes (`cache=False` always resolves)."""
     import joblib
 
-    uri = model_uri or DEFAULT_MODEL_URI
-    where = _cache_dir(uri, store_uri(tracking_uri)) if cache else None
+    uri = model_uri or (machine_model_uri(tracking_uri) if this_machine else DEFAULT_MODEL_URI)
+    where = _cache_entry(uri, store_uri(tracking_uri)) if cache else None
     if where is not None and (where / "info.json").exists():
         try:
             saved = json.loads((where / "info.json").read_text())
@@ -149,22 +155,68 @@ def load_predictor(model_uri: str | None = None, tracking_uri: str | None = None
             return CachedPredictor(joblib.load(where / "predictor.joblib"), saved["metadata"], kind), saved["info"]
         except Exception:  # a broken cache entry: resolve through the registry below
             pass
-    model, info = _load_registered(model_uri, tracking_uri)
+    model, info = _load_registered(uri, tracking_uri)
     if where is not None:
         _write_cache(where, model, info)
     return model, info
 
 
-def _load_registered(model_uri: str | None = None, tracking_uri: str | None = None):
-    """Load a registered pyfunc predictor; returns (pyfunc model, resolved info dict).
+class CachedPredictor:
+    """A predictor loaded from the local cache: the same `predict(layers)` and `.metadata.metadata`
+    as the MLflow pyfunc it was copied from, without importing MLflow."""
 
-    `info["version"]` is the registered version the URI resolved to (the alias's version, the
-    explicit version of `models:/NAME/3`), or None when the URI names no registered version."""
+    def __init__(self, predictor, metadata: dict, predictor_kind: str):
+        from types import SimpleNamespace
+
+        self.predictor, self.predictor_kind = predictor, predictor_kind  # layerwise | modelwise
+        self.metadata = SimpleNamespace(metadata=metadata)
+
+    def predict(self, layers):
+        from nnenergy.learn import outputs
+
+        fn = outputs.predict_frame if self.predictor_kind == "layerwise" else outputs.predict_totals
+        return fn(self.predictor, layers)
+
+
+def _cache_entry(model_uri: str, store: str) -> Path | None:
+    """Where a resolved predictor is cached: keyed by the SQLite store's path, size and mtime and
+    the model URI, so any write to the store (a new version, a moved alias) misses the cache.
+    Remote stores are always resolved through the registry (None)."""
+    import hashlib
+
+    if not store.startswith("sqlite:///"):
+        return None
+    try:
+        st = Path(store[len("sqlite:///"):]).stat()
+    except OSError:
+        return None
+    ident = f"{store}|{st.st_size}|{st.st_mtime_ns}|{model_uri}"
+    return cache_dir() / "predictors" / hashlib.sha1(ident.encode()).hexdigest()[:16]
+
+
+def _write_cache(where: Path, model, info: dict) -> None:
+    import shutil
+
+    try:
+        impl = model.unwrap_python_model()
+        predictor_kind = "layerwise" if type(impl).__name__ == "LayerwisePyfunc" else "modelwise"
+        src = Path(model._model_impl.context.artifacts["predictor"])
+        tmp = where.with_name(f"{where.name}.{os.getpid()}.tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, tmp / "predictor.joblib")
+        (tmp / "info.json").write_text(json.dumps({"info": info, "predictor_kind": predictor_kind,
+                                                   "metadata": model.metadata.metadata or {}}, default=str))
+        tmp.replace(where)  # atomic: a parallel reader sees all of it or nothing
+    except Exception:  # caching is an optimisation: never fail a prediction over it
+        shutil.rmtree(where.with_name(f"{where.name}.{os.getpid()}.tmp"), ignore_errors=True)
+
+
+def _load_registered(uri: str, tracking_uri: str | None):
+    """Load a registered pyfunc predictor from MLflow; returns (pyfunc model, resolved info dict)."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    uri = model_uri or DEFAULT_MODEL_URI
     store = store_uri(tracking_uri)
     if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).exists() and uri.startswith("models:/"):
         raise PredictorUnavailable(missing_sqlite(store, tracking_uri))

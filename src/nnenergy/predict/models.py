@@ -1,16 +1,15 @@
-"""A model to predict, as Keras sees it: a name, file or keras.Model -> a keras.Model at the requested
-input shape (the input-shape surgery: building an unbuilt Sequential, cloning onto a new input)."""
+"""A model to predict, as Keras sees it: a name or file -> a keras.Model, and a keras.Model at the
+requested input shape (the input-shape surgery: building an unbuilt Sequential, cloning onto a new
+input). Which of them a model argument is, `describing` decides."""
 
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from pathlib import Path
 
 from nnenergy import zoo
 from nnenergy.predict.errors import PredictError, first_line
-from nnenergy.predict.inputs import _looks_like_path, check_model_file
 from nnenergy.quiet import import_tensorflow as import_tensorflow_quietly  # noqa: F401  (its home before)
 
 BUILTIN_DEFAULT_SIZE = 32  # the built-in test models (tiny_cnn, ...) when no --input-shape is given
@@ -41,43 +40,36 @@ def canonical_name(name: str) -> str:
     return name  # unreachable: an unknown name raised above
 
 
-def resolve_model(model, input_shape: tuple[int, ...] | None, structured: bool = False):
-    """A keras.Model, a `.keras`/`.h5` path or an application name -> (keras.Model, name).
+def load_file(path: Path):
+    """A `.keras`/`.h5` file -> its keras.Model; a file Keras cannot read says why in one line."""
+    try:
+        return zoo.load_model_file(path)
+    except zoo.ArchitectureError as exc:
+        cause = exc.__cause__  # unreadable bytes (h5py raises OSError), a broken archive or config
+        if isinstance(cause, (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError)):
+            raise PredictError(f"{path} is corrupt or not a Keras model: "
+                               f"{first_line(cause, 200, type(cause).__name__)}") from None
+        raise PredictError(str(exc)) from None
 
-    `structured`: its inputs are fed by `feeds` (given by name, or its own specs), so its input
-    shape is left as it is; a model with several inputs always is."""
-    import keras
 
-    if isinstance(model, keras.Model):
-        km, name = model, model.name
-    elif isinstance(model, (str, os.PathLike)) and _looks_like_path(model):
-        path = Path(model)
-        check_model_file(path)
-        try:
-            km = zoo.load_model_file(path)
-        except zoo.ArchitectureError as exc:
-            cause = exc.__cause__  # unreadable bytes (h5py raises OSError), a broken archive or config
-            if isinstance(cause, (OSError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError)):
-                raise PredictError(f"{path} is corrupt or not a Keras model: "
-                                   f"{first_line(cause, 200, type(cause).__name__)}") from None
-            raise PredictError(str(exc)) from None
-        name = path.stem
-    elif isinstance(model, str):
-        name = canonical_name(model)
-        try:
-            if name.startswith("hub_"):  # sized by one number: the image side or the sequence length
-                from nnenergy.hub import default_size
+def build_named(name: str, input_shape) -> tuple[object, bool]:
+    """A canonical name -> (keras.Model, whether it is already at the input shape): keras-hub backbones
+    and keras.applications are built at it; built-in and generated models at its first dimension."""
+    try:
+        if name.startswith("hub_"):  # sized by one number: the image side or the sequence length
+            from nnenergy.hub import default_size
 
-                return zoo.build(name, int(input_shape[0]) if input_shape else default_size(name)).model, name
-            if name in zoo.BUILTIN or zoo.is_generated(name):
-                size = int(input_shape[0]) if input_shape else BUILTIN_DEFAULT_SIZE
-                km = zoo.build(name, size).model
-            else:
-                return zoo.application(name, input_shape), name
-        except zoo.ArchitectureError as exc:
-            raise PredictError(str(exc)) from None
-    else:
-        raise PredictError(f"expected a keras.Model, a model file or an application name, got {type(model).__name__}")
+            return zoo.build(name, int(input_shape[0]) if input_shape else default_size(name)).model, True
+        if name in zoo.BUILTIN or zoo.is_generated(name):
+            return zoo.build(name, int(input_shape[0]) if input_shape else BUILTIN_DEFAULT_SIZE).model, False
+        return zoo.application(name, input_shape), True
+    except zoo.ArchitectureError as exc:
+        raise PredictError(str(exc)) from None
+
+
+def fit_inputs(km, input_shape, structured: bool = False):
+    """`km` at the requested input shape. `structured`: its inputs are fed by `feeds` (given by name, or
+    its own specs), so its input shape is left as it is; a model with several inputs always is."""
     if structured or _several_inputs(km):
         if input_shape is not None:
             from nnenergy.predict.feeds import input_names
@@ -85,8 +77,8 @@ def resolve_model(model, input_shape: tuple[int, ...] | None, structured: bool =
             raise PredictError(f"the model takes {len(km.inputs)} inputs ({', '.join(input_names(km))}): give their "
                                "shapes with --input NAME=SHAPE[:DTYPE] (inputs={...}), not --input-shape")
         _check_graph(km)
-        return km, name
-    return _with_input_shape(km, input_shape), name
+        return km
+    return _with_input_shape(km, input_shape)
 
 
 def _several_inputs(km) -> bool:
