@@ -18,6 +18,7 @@ import statistics
 from datetime import datetime
 
 REMEASURE_FILE = "remeasure.json"
+MIN_PAIRS = 3  # fewer pairs than this give no noise figure (after the common factor one pair is always 0%)
 
 
 def selected(config_id: str, share: float, seed: int = 0) -> bool:
@@ -47,8 +48,8 @@ def agreement(pairs: list[dict]) -> dict:
     """RMS (%) of second/first label after the common factor, shares within +-3% and +-5%."""
     ratios = [p["second_energy_j"] / p["first_energy_j"] for p in pairs
               if p.get("first_energy_j", 0) > 0 and p.get("second_energy_j", 0) > 0]
-    if not ratios:
-        return {"n": 0}
+    if len(ratios) < MIN_PAIRS:  # the pairs' common factor absorbs one or two pairs: no figure yet
+        return {"n": 0, "pairs": len(ratios)}
     common = statistics.median(ratios)
     dev = [r / common - 1 for r in ratios]
     return {"n": len(dev), "common_factor": common,
@@ -63,8 +64,10 @@ def datasheet_lines(pairs: list[dict], share: float) -> list[str]:
     a = agreement(pairs)
     head = ["## Measure-twice check (label noise)", ""]
     if not a["n"]:
-        return head + [f"No configuration re-measured yet (share {share:.0%}; each is re-measured later in the "
-                       "session that first measured it)."]
+        done = f"{a['pairs']} configurations re-measured so far, fewer than the {MIN_PAIRS} a figure needs" \
+            if a.get("pairs") else "No configuration re-measured yet"
+        return head + [f"{done} (share {share:.0%}; each is re-measured later in the session that first "
+                       "measured it)."]
     return head + [
         f"{a['n']} configurations ({share:.0%} of the sweep, chosen by a stable hash) measured again a median "
         f"{a['minutes_apart_median']:.0f} min after the first time, in the same session and protocol. After the "
