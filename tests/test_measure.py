@@ -156,35 +156,6 @@ def test_tiny_sweep_end_to_end_logs_to_mlflow(tiny_sweep, tracking_uri):
     assert run.inputs.dataset_inputs, "mlflow.log_input was not called"
 
 
-@pytest.mark.slow
-def test_killed_sweep_resumes_without_losing_measurements(tmp_path, new_store):
-    out, cache = tmp_path / "data", tmp_path / "cache"
-    cmd = [sys.executable, "-m", "nnenergy.apps.measure", "sweep=tiny", f"sweep.output_dir={out}",
-           f"sweep.cache_dir={cache}", f"mlflow.tracking_uri={new_store(tmp_path)}",
-           "sweep.protocol.min_seconds=0.1", "sweep.block_architectures=1"]  # slow enough to be killed half-way
-    progress = out / "progress" / "models.jsonl"
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (progress.exists() and progress.read_text().count("\n") >= 1):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    first = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
-    assert 1 <= len(first) < 4, "the sweep was not interrupted half-way"
-    sigs_before = (next(cache.iterdir()) / "signatures.jsonl").read_text().splitlines()
-    subprocess.run(cmd[:-1], cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    models = pd.read_parquet(out / "models.parquet")
-    assert len(models) == 4
-    # a measuring command fixes TensorFlow's thread pools before anything runs: parallel branches in turn
-    assert (models["inter_op_threads"] == 1).all()
-    kept = models.set_index("config_id").loc[[r["config_id"] for r in first]]
-    assert list(kept["measured_at"]) == [r["measured_at"] for r in first]  # not re-measured
-    sig_lines = (next(cache.iterdir()) / "signatures.jsonl").read_text().splitlines()
-    assert sig_lines[:len(sigs_before)] == sigs_before  # measured before the kill: kept, not redone
-    assert len(sig_lines) == len({json.loads(s)["signature"] for s in sig_lines})  # each measured once
-
-
 def test_a_users_model_file_is_measured_beside_application_names(tmp_path):
     from nnenergy.measure.sweep import Sweep
     from nnenergy.measure.sweep_spec import SweepInputError, SweepSpec
@@ -244,26 +215,40 @@ def test_untraced_time_of_grouped_convolutions_goes_back_to_them():
     assert torch_rows.loc[torch_rows["config_id"] == "g", "ctx_untraced_s"].sum() == 0.0
 
 
-def test_measure_twice_pairs_reach_the_datasheet_and_survive_a_kill(tmp_path, new_store):
+def test_a_killed_sweep_resumes_keeping_its_measurements_and_measure_twice_pairs(tmp_path, new_store):
+    """A real `nnenergy measure` process killed mid-sweep (right after its first block's first measure-twice
+    pair was stored), then rerun: nothing measured before the kill is lost or measured again (configurations,
+    isolated-layer signatures, pairs), and the pairs reach the datasheet."""
     out, cache = tmp_path / "data", tmp_path / "cache"
     cmd = [sys.executable, "-m", "nnenergy.apps.measure", "sweep=tiny", f"sweep.output_dir={out}",
            f"sweep.cache_dir={cache}", f"mlflow.tracking_uri={new_store(tmp_path)}", "sweep.block_architectures=1",
            "sweep.remeasure_share=1.0", "sweep.remeasure_after_min=0"]
-    pairs_file = out / "progress" / "remeasure.jsonl"
+    progress, pairs_file = out / "progress" / "models.jsonl", out / "progress" / "remeasure.jsonl"
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not (pairs_file.exists() and pairs_file.read_text().count("\n") >= 1):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # right after the first re-measured pair was stored
     proc.wait()
+    first = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
+    assert 1 <= len(first) < 4, "the sweep was not interrupted half-way"
     before = [line for line in pairs_file.read_text().splitlines() if line.strip()]
     assert 1 <= len(before) < 4, "the sweep was not interrupted during its re-measures"
+    sigs_before = (next(cache.iterdir()) / "signatures.jsonl").read_text().splitlines()
     subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    models = pd.read_parquet(out / "models.parquet")
+    assert len(models) == 4
+    # a measuring command fixes TensorFlow's thread pools before anything runs: parallel branches in turn
+    assert (models["inter_op_threads"] == 1).all()
+    kept = models.set_index("config_id").loc[[r["config_id"] for r in first]]
+    assert list(kept["measured_at"]) == [r["measured_at"] for r in first]  # not re-measured
+    sig_lines = (next(cache.iterdir()) / "signatures.jsonl").read_text().splitlines()
+    assert sig_lines[:len(sigs_before)] == sigs_before  # measured before the kill: kept, not redone
+    assert len(sig_lines) == len({json.loads(s)["signature"] for s in sig_lines})  # each measured once
     after = pairs_file.read_text().splitlines()
     assert after[:len(before)] == before  # kept as they were
     pairs = json.loads((out / "remeasure.json").read_text())
-    models = pd.read_parquet(out / "models.parquet")
     assert {p["config_id"] for p in pairs} <= set(models["config_id"]) and len(pairs) >= 2
     assert all(p["second_energy_j"] > 0 and p["minutes_apart"] >= 0 for p in pairs)
     sheet = (out / "DATASHEET.md").read_text()

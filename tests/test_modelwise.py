@@ -27,14 +27,27 @@ def test_training_is_seeded(tiny_sweep):
     assert np.allclose(a["energy_j"], b["energy_j"])
 
 
-@pytest.mark.parametrize("predictor", ["mlp", "rnn", "embedded_rnn"])
-def test_modelwise_variant_trains_logs_and_loads(predictor, tiny_sweep, tracking_uri):
+@pytest.fixture(scope="module")
+def train_modelwise(tiny_sweep, tracking_uri):
+    """`train_modelwise(predictor)` -> its training summary; each predictor trained (and registered) once."""
     from nnenergy.apps import train
 
     _, result = tiny_sweep
-    overrides = train_overrides(predictor, result.output_dir, tracking_uri) + [
-        "predictor.model.epochs=4", "predictor.model.patience=2"]
-    summary = train.run(compose_cfg("train", overrides))
+    summaries = {}
+
+    def run(predictor: str) -> dict:
+        if predictor not in summaries:
+            overrides = train_overrides(predictor, result.output_dir, tracking_uri) + [
+                "predictor.model.epochs=4", "predictor.model.patience=2"]
+            summaries[predictor] = train.run(compose_cfg("train", overrides))
+        return summaries[predictor]
+    return run
+
+
+@pytest.mark.parametrize("predictor", ["mlp", "rnn", "embedded_rnn"])
+def test_modelwise_variant_trains_logs_and_loads(predictor, train_modelwise, tiny_sweep, tracking_uri):
+    _, result = tiny_sweep
+    summary = train_modelwise(predictor)
     assert np.isfinite(summary["modelwise"]["family_whole_energy_rmspe"])
     mlflow.set_tracking_uri(tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/nnenergy-{predictor}@champion")
@@ -45,12 +58,12 @@ def test_modelwise_variant_trains_logs_and_loads(predictor, tiny_sweep, tracking
     assert "val_loss" in run.data.metrics
 
 
-def test_predict_cli_with_a_modelwise_predictor(tiny_sweep, tracking_uri, capsys):
+def test_predict_cli_with_a_modelwise_predictor(train_modelwise, tracking_uri, capsys):
     import json
 
     from nnenergy.cli import predict as cli
 
-    test_modelwise_variant_trains_logs_and_loads("mlp", tiny_sweep, tracking_uri)
+    train_modelwise("mlp")  # registered as nnenergy-mlp@champion (trained once for the module)
     rc = cli.main(["MobileNetV3Small", "--input-shape", "32,32,3", "--json", "--tracking-uri", tracking_uri,
                    "--model-uri", "models:/nnenergy-mlp@champion"])
     d = json.loads(capsys.readouterr().out)

@@ -139,18 +139,22 @@ def test_redact_and_record_never_keep_credentials(tmp_path, monkeypatch):
 def test_predict_from_any_folder_finds_the_recorded_store_and_caches_outside_it(store, tmp_path):
     """`make run` records its store; `predict` in an unrelated folder, without MLFLOW_TRACKING_URI or
     NNENERGY_CACHE, uses it and caches in the user's cache folder, leaving the folder empty."""
+    from nnenergy.cli.predict import describe_main
+
+    table = tmp_path / "tiny.parquet"  # a described model: these processes need no TensorFlow
+    assert describe_main(["tiny_cnn", "-o", str(table)]) == 0
     config = tmp_path / "config" / "store.json"
     env = {stores.CONFIG_ENV: str(config), "XDG_CACHE_HOME": str(tmp_path / "xdg-cache")}
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    res, _ = _nnenergy("predict", "tiny_cnn", "--json", cwd=elsewhere, env=env | {"NNENERGY_CACHE": ""})
+    res, _ = _nnenergy("predict", str(table), "--json", cwd=elsewhere, env=env | {"NNENERGY_CACHE": ""})
     err = res.stderr.strip()
     assert res.returncode == 1 and "\n" not in err, err[-2000:]
     assert f"{elsewhere / 'mlflow.db'}" in err and str(config) in err and "--tracking-uri" in err
 
     config.parent.mkdir()
     config.write_text(json.dumps({"tracking_uri": store}))
-    res, _ = _nnenergy("predict", "tiny_cnn", "--json", cwd=elsewhere, env=env | {"NNENERGY_CACHE": ""})
+    res, _ = _nnenergy("predict", str(table), "--json", cwd=elsewhere, env=env | {"NNENERGY_CACHE": ""})
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout)["energy_j"] > 0
     assert list(elsewhere.iterdir()) == []

@@ -87,7 +87,11 @@ def _composed(argv: list[str], config_name: str):
         return None, None
 
 
-def _hydra(module, argv: list[str], name: str) -> None:
+def _hydra(app: str, argv: list[str], name: str) -> None:
+    """Run the Hydra app `nnenergy.apps.<app>`; bad input is refused before it is imported (MLflow,
+    scikit-learn: seconds)."""
+    import importlib
+
     why = unknown_choice(argv)
     cfg = None
     if not why:
@@ -97,7 +101,7 @@ def _hydra(module, argv: list[str], name: str) -> None:
         raise SystemExit(2)
     _probe_store(cfg, name)
     sys.argv = [f"nnenergy-{name}", *argv]
-    module.main()
+    importlib.import_module(f"nnenergy.apps.{app}").main()
 
 
 def _probe_store(cfg, name: str) -> None:
@@ -152,23 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     rc = forward(cmd, rest)  # predict/describe: a warm server (`nnenergy serve`) answers in about a second
     if rc is not None:
         return rc
-    if cmd == "measure":
-        from nnenergy.apps import measure
-
-        _hydra(measure, rest, cmd)
-    elif cmd == "train":
-        from nnenergy.apps import train
-
-        _hydra(train, rest, cmd)
-    elif cmd == "analyze":
-        from nnenergy.apps import analyze
-
-        _hydra(analyze, rest, cmd)
+    if cmd in ("measure", "train", "analyze"):
+        _hydra(cmd, rest, cmd)
     elif cmd == "main":
+        _hydra("train", ["-m", f"predictor={LAYERWISE}", *rest], "train")
         from nnenergy import tracking
-        from nnenergy.apps import train
 
-        _hydra(train, ["-m", f"predictor={LAYERWISE}", *rest], "train")
         uri = tracking.store_uri()
         from nnenergy.stores import record_store, redact
 
