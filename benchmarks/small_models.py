@@ -3,22 +3,19 @@
 
 Eight models a user writes in a tutorial, 2 to 12 Keras layers (MLPs on 784 features, small CNNs on
 32-96 px), built with random weights and saved as `.keras` files. Measure them with the project's
-sweep, then compare the predictor's error on them with its error on deeper models
-(`--report`, which predicts them with the machine's champion at the canonical speed):
+sweep, then compare the predictor's error on them (`benchmarks/heldout.py`, which also counts the
+layers flagged out of range) with its error on deeper models:
 
     .venv/bin/python benchmarks/small_models.py --write /tmp/small
     .venv/bin/nnenergy measure sweep=external sweep.name=small sweep.output_dir=data/<profile>/small \\
         "sweep.model_files=[$(ls /tmp/small/*.keras | paste -sd,)]"
-    .venv/bin/python benchmarks/small_models.py --report data/<profile>/small --models /tmp/small
+    .venv/bin/python benchmarks/heldout.py data/<profile>/small --models /tmp/small
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -71,38 +68,7 @@ def write(folder: Path) -> None:
         print(f"{name}: {len(model.layers) - 1} layers -> {folder / (name + '.keras')}")
 
 
-def report(dataset: Path, models_dir: Path) -> dict:
-    """The champion's whole-model error on the small models, per model, with their depth and flags."""
-    import pandas as pd
-
-    from nnenergy.predict.api import predict
-
-    models = pd.read_parquet(dataset / "models.parquet")
-    out = []
-    for _, row in models.iterrows():
-        path = str(models_dir / f"{row['architecture']}.keras")
-        p = predict(path, batch_size=int(row["batch_size"]), speed="canonical")
-        flagged = sum(1 for layer in p.layers if layer.out_of_range)
-        out.append({"config": row["config_id"], "layers": len(p.layers), "flagged": flagged,
-                    "measured_j": float(row["energy_j"]), "predicted_j": p.energy_j,
-                    "error_pct": 100 * (p.energy_j / float(row["energy_j"]) - 1)})
-    errs = [r["error_pct"] for r in out]
-    summary = {"n": len(out), "rmspe": statistics.fmean(e * e for e in errs) ** 0.5,
-               "within10": sum(abs(e) <= 10 for e in errs) / len(errs), "rows": out}
-    print(json.dumps(summary, indent=1))
-    return summary
-
-
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--write", metavar="DIR")
-    ap.add_argument("--report", metavar="DATASET")
-    ap.add_argument("--models", metavar="DIR", default="/tmp/small", help="the --write folder (for --report)")
-    a = ap.parse_args()
-    if not (a.write or a.report):
-        ap.error("give --write DIR or --report DATASET")
-    if a.write:
-        write(Path(a.write))
-    if a.report:
-        report(Path(a.report), Path(a.models))
-    sys.exit(0)
+    ap.add_argument("--write", metavar="DIR", required=True)
+    write(Path(ap.parse_args().write))

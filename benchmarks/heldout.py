@@ -1,0 +1,72 @@
+"""A measured held-out dataset against `nnenergy predict`: RMSPE and the shares within +-10% / +-35%.
+
+Every configuration of the dataset (keras.applications, keras-hub `hub_` names, generated names, or
+`.keras` files found in `--models DIR`) is rebuilt at its input size, predicted at its batch size with
+this machine's default predictor, once per speed mode, and compared with its measured energy. Each run
+appends one line to `benchmarks/heldout_log.jsonl`.
+
+    .venv/bin/python benchmarks/heldout.py data/<profile>/external_hub
+    .venv/bin/python benchmarks/heldout.py data/<profile>/small --models /tmp/small --speed canonical now
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+LOG = Path(__file__).resolve().parent / "heldout_log.jsonl"
+
+
+def score(errors: list[float]) -> dict:
+    """RMSPE (%) and the shares within +-10% and +-35% of relative errors (fractions)."""
+    n = len(errors)
+    return {"n": n, "rmspe": 100 * math.sqrt(sum(e * e for e in errors) / n),
+            "within10": sum(abs(e) <= 0.10 for e in errors) / n, "within35": sum(abs(e) <= 0.35 for e in errors) / n}
+
+
+def run(dataset: Path, models_dir: Path | None, modes: list[str]) -> dict:
+    import pandas as pd
+
+    from nnenergy import zoo
+    from nnenergy.predict.api import predict
+    from nnenergy.predict.loading import load_predictor
+
+    loaded = load_predictor(this_machine=True)  # once: the predictor `nnenergy predict` uses here
+    rows = pd.read_parquet(dataset / "models.parquet")
+    out = {m: [] for m in modes}
+    per_row = []
+    for _, r in rows.iterrows():
+        name = str(r["architecture"])
+        path = models_dir / f"{name}.keras" if models_dir else None
+        model = zoo.build(str(path) if path and path.exists() else name, int(r["input_size"])).model
+        rec = {"config": r["config_id"], "measured_j": float(r["energy_j"])}
+        for m in modes:
+            p = predict(model, batch_size=int(r["batch_size"]), speed=m, predictor=loaded)
+            rec[m] = p.energy_j
+            out[m].append(p.energy_j / float(r["energy_j"]) - 1)
+        rec["out_of_range_layers"] = p.out_of_range_layers
+        per_row.append(rec)
+    result = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "dataset": str(dataset),
+              "predictor": loaded[1].get("model_uri"), "speed": p.speed,
+              "metrics": {m: score(e) for m, e in out.items()}, "rows": per_row}
+    with open(LOG, "a") as fh:
+        fh.write(json.dumps(result) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dataset")
+    ap.add_argument("--models", default=None, help="folder of the dataset's .keras files (file models)")
+    ap.add_argument("--speed", nargs="+", default=["canonical", "now"])
+    a = ap.parse_args()
+    res = run(Path(a.dataset), Path(a.models) if a.models else None, a.speed)
+    print(json.dumps(res["metrics"], indent=1))
+    for row in res["rows"]:
+        errs = (f"{m} {row[m] / row['measured_j'] - 1:+.0%}" for m in a.speed)
+        print(row["config"], f"{row['measured_j']:.4g} J", *errs)
