@@ -107,9 +107,9 @@ def run_once(tracking_uri: str | None) -> dict:
 
 
 def _metrics(truth, pred) -> dict:
-    rel = [(p - t) / t for t, p in zip(truth, pred)]
-    return {"rmspe": 100 * (sum(r * r for r in rel) / len(rel)) ** 0.5,
-            "within10": 100 * sum(abs(r) <= 0.10 for r in rel) / len(rel), "n": len(rel)}
+    from nnenergy.evaluate import metrics
+
+    return {"rmspe": metrics.rmspe(truth, pred), "within10": metrics.within(truth, pred, 0.10), "n": len(truth)}
 
 
 def report() -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,11 +24,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 LOG = Path(__file__).resolve().parent / "heldout_log.jsonl"
 
 
-def score(errors: list[float]) -> dict:
-    """RMSPE (%) and the shares within +-10% and +-35% of relative errors (fractions)."""
-    n = len(errors)
-    return {"n": n, "rmspe": 100 * math.sqrt(sum(e * e for e in errors) / n),
-            "within10": sum(abs(e) <= 0.10 for e in errors) / n, "within35": sum(abs(e) <= 0.35 for e in errors) / n}
+def score(truth: list[float], pred: list[float]) -> dict:
+    """RMSPE and the shares within +-10% and +-35%, all in % (`nnenergy.evaluate.metrics`)."""
+    from nnenergy.evaluate import metrics
+
+    return {"n": len(truth), "rmspe": metrics.rmspe(truth, pred), "within10": metrics.within(truth, pred, 0.10),
+            "within35": metrics.within(truth, pred, 0.35)}
 
 
 def run(dataset: Path, models_dir: Path | None, modes: list[str]) -> dict:
@@ -42,6 +42,7 @@ def run(dataset: Path, models_dir: Path | None, modes: list[str]) -> dict:
     loaded = load_predictor(this_machine=True)  # once: the predictor `nnenergy predict` uses here
     rows = pd.read_parquet(dataset / "models.parquet")
     out = {m: [] for m in modes}
+    truth = []
     per_row = []
     for _, r in rows.iterrows():
         name = str(r["architecture"])
@@ -51,12 +52,13 @@ def run(dataset: Path, models_dir: Path | None, modes: list[str]) -> dict:
         for m in modes:
             p = predict(model, batch_size=int(r["batch_size"]), speed=m, predictor=loaded)
             rec[m] = p.energy_j
-            out[m].append(p.energy_j / float(r["energy_j"]) - 1)
+            out[m].append(p.energy_j)
+        truth.append(float(r["energy_j"]))
         rec["out_of_range_layers"] = p.out_of_range_layers
         per_row.append(rec)
     result = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "dataset": str(dataset),
               "predictor": loaded[1].get("model_uri"), "speed": p.speed,
-              "metrics": {m: score(e) for m, e in out.items()}, "rows": per_row}
+              "metrics": {m: score(truth, pred) for m, pred in out.items()}, "rows": per_row}
     with open(LOG, "a") as fh:
         fh.write(json.dumps(result) + "\n")
     return result

@@ -25,7 +25,7 @@ def mape(y_true, y_pred) -> float:
 def within(y_true, y_pred, tol: float = 0.10) -> float:
     r = _ratios(y_true, y_pred)
     # tol + 1e-12: 1.1 against 1.0 is within 10% despite floating point
-    return float(np.mean(np.abs(r) <= tol + 1e-12) * 100) if r.size else float("nan") if r.size else float("nan")
+    return float(np.mean(np.abs(r) <= tol + 1e-12) * 100) if r.size else float("nan")
 
 
 def summary(y_true, y_pred, prefix: str = "") -> dict:
