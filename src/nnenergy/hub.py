@@ -6,6 +6,8 @@ sequence length for text backbones. Text backbones read token ids, segment ids a
 here a `TokenFeed` layer makes them from one float input in [0, 1) (what the sweep's random batch
 holds), so they are measured and described like any single-input model. Needs keras-hub
 (`pip install 'nnenergy[hub]'`). Never trained on: `conf/sweep/external_hub.yaml` measures them.
+The set also holds plain-Keras recurrent text classifiers (`RECURRENT`: Embedding -> LSTM/GRU -> Dense),
+the other kind of sequence model people deploy, sized by their sequence length like the text backbones.
 """
 
 from __future__ import annotations
@@ -73,6 +75,28 @@ def _text(kind: str, layers: int, hidden: int, heads: int, intermediate: int):
     return build
 
 
+def _recurrent(cell: str, units: int, layers: int = 1, bidirectional: bool = False, embed: int = 128):
+    """A sentiment-style classifier: token ids -> Embedding -> `layers` LSTM/GRU -> Dense(2)."""
+    def build(seq_len: int):
+        import keras
+
+        vocabulary = 20000
+        inp = keras.Input((seq_len,), name="tokens_uniform")
+        ids = token_feed()(vocabulary, ("token_ids",), name="token_feed")(inp)["token_ids"]
+        x = keras.layers.Embedding(vocabulary, embed)(ids)
+        for i in range(layers):
+            rnn = getattr(keras.layers, cell)(units, return_sequences=i < layers - 1)
+            x = keras.layers.Bidirectional(rnn)(x) if bidirectional else rnn(x)
+        out = keras.layers.Dense(2, activation="softmax")(x)
+        return keras.Model(inp, out, name=f"{cell.lower()}_text")
+    return build
+
+
+RECURRENT = {
+    "hub_LSTM2x256": _recurrent("LSTM", 256, layers=2),
+    "hub_GRU256": _recurrent("GRU", 256),
+    "hub_BiLSTM128": _recurrent("LSTM", 128, bidirectional=True),
+}
 BACKBONES = {
     "hub_ViTTi16": _vit(192, 3, 12, 768),  # ViT-Ti/16
     "hub_DeiTS16x6": _vit(384, 6, 6, 1536),  # DeiT-S/16's width, 6 of its 12 blocks
@@ -82,8 +106,9 @@ BACKBONES = {
     "hub_BertMini": _text("bert", 4, 256, 4, 1024),  # BERT-mini: 4 layers, hidden 256
     "hub_BertSmall": _text("bert", 4, 512, 8, 2048),  # BERT-small
     "hub_GPT2Mini": _text("gpt2", 4, 256, 4, 1024),
+    **RECURRENT,
 }
-TEXT = {"hub_BertMini", "hub_BertSmall", "hub_GPT2Mini"}
+TEXT = {"hub_BertMini", "hub_BertSmall", "hub_GPT2Mini", *RECURRENT}
 
 
 def is_hub(name: str) -> bool:
@@ -99,10 +124,11 @@ def build(name: str, size: int):
     """The backbone `name` at `size` (image side, or sequence length for text), random weights."""
     if name not in BACKBONES:
         raise ValueError(f"unknown keras-hub backbone {name!r}: one of {', '.join(BACKBONES)}")
-    try:
-        import keras_hub  # noqa: F401
-    except ImportError as exc:
-        raise ValueError("keras-hub backbones need keras-hub: pip install 'nnenergy[hub]'") from exc
+    if name not in RECURRENT:
+        try:
+            import keras_hub  # noqa: F401
+        except ImportError as exc:
+            raise ValueError("keras-hub backbones need keras-hub: pip install 'nnenergy[hub]'") from exc
     return BACKBONES[name](int(size))
 
 
