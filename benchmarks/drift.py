@@ -97,8 +97,11 @@ def run_once(tracking_uri: str | None) -> dict:
                                  speed=how, predictor=loaded)[0].energy_j for a, s, b in args]
              for mode, how in stated.items()}
     truth = [m["measured"][n]["energy_j"] for n in names]
+    # Trained on this profile's own data, or transferred here by `nnenergy calibrate` (same alias either way).
+    origin = "transferred" if "transferred" in str(meta.get("predictor", "")) else "trained here"
     out = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "profile": profile, "predictor": uri,
-           "probe": m["probe"], "last": m["last"], "configs": names, "measured": truth, "predicted": preds}
+           "origin": origin, "probe": m["probe"], "last": m["last"], "configs": names, "measured": truth,
+           "predicted": preds}
     ratios = [t / p for t, p in zip(truth, preds["canonical"])]
     out["many_model_ratio"] = statistics.median(ratios)
     out["probe_agreement"] = m["probe"]["speed_index"] / out["many_model_ratio"] - 1
@@ -114,12 +117,12 @@ def _metrics(truth, pred) -> dict:
 
 def report() -> str:
     runs = [json.loads(line) for line in LOG.read_text().splitlines() if line.strip()]
-    lines = ["| run (UTC) | profile | speed now (probe) | many-model ratio | probe / many - 1 | canonical: RMSPE, "
-             "±10% | last (>= 1 h old): RMSPE, ±10% | now: RMSPE, ±10% |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run (UTC) | profile | predictor | speed now (probe) | many-model ratio | probe / many - 1 | "
+             "canonical: RMSPE, ±10% | last (>= 1 h old): RMSPE, ±10% | now: RMSPE, ±10% |", "|---" * 9 + "|"]
     for r in runs:
         cell = lambda k: (f"{r['metrics'][k]['rmspe']:.1f}%, {r['metrics'][k]['within10']:.0f}%"  # noqa: E731
                           if k in r["metrics"] else "n/a (no reading >= 1 h old)")
-        lines.append(f"| {r['at'][:16]} | {r['profile']} | {r['probe']['speed_index']:.3f} | "
+        lines.append(f"| {r['at'][:16]} | {r['profile']} | {r.get('origin', '?')} | {r['probe']['speed_index']:.3f} | "
                      f"{r['many_model_ratio']:.3f} | {100 * r['probe_agreement']:+.1f}% | {cell('canonical')} | "
                      f"{cell('last')} | {cell('now')} |")
     text = "\n".join(lines) + "\n"
