@@ -32,6 +32,19 @@ def score(truth: list[float], pred: list[float]) -> dict:
             "within35": metrics.within(truth, pred, 0.35)}
 
 
+def by_group(rows: list[dict], mode: str = "canonical") -> dict[str, dict]:
+    """The score of each architecture, and of each kind of work (`nnenergy.hub.KINDS`) where known."""
+    from nnenergy.hub import KINDS
+
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        arch = r["config"].split("|")[0]
+        groups.setdefault(arch, []).append(r)
+        if arch in KINDS:
+            groups.setdefault(f"[{KINDS[arch]}]", []).append(r)
+    return {g: score([r["measured_j"] for r in rs], [r[mode] for r in rs]) for g, rs in sorted(groups.items())}
+
+
 def run(dataset: Path, models_dir: Path | None, modes: list[str]) -> dict:
     import pandas as pd
 
@@ -58,7 +71,8 @@ def run(dataset: Path, models_dir: Path | None, modes: list[str]) -> dict:
         per_row.append(rec)
     result = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "dataset": str(dataset),
               "predictor": loaded[1].get("model_uri"), "speed": p.speed,
-              "metrics": {m: score(truth, pred) for m, pred in out.items()}, "rows": per_row}
+              "metrics": {m: score(truth, pred) for m, pred in out.items()},
+              "groups": by_group(per_row, modes[0]), "rows": per_row}
     with open(LOG, "a") as fh:
         fh.write(json.dumps(result) + "\n")
     return result
@@ -73,6 +87,9 @@ if __name__ == "__main__":
     a = ap.parse_args()
     res = run(Path(a.dataset), Path(a.models) if a.models else None, a.speed)
     print(json.dumps(res["metrics"], indent=1))
+    print(f"{'group':24s} {'n':>3s} {'RMSPE':>7s} {'±10%':>5s} {'±35%':>5s}")
+    for g, s in res["groups"].items():
+        print(f"{g:24s} {s['n']:3d} {s['rmspe']:6.1f}% {s['within10']:4.0f}% {s['within35']:4.0f}%")
     for row in res["rows"]:
         errs = (f"{m} {row[m] / row['measured_j'] - 1:+.0%}" for m in a.speed)
         print(row["config"], f"{row['measured_j']:.4g} J", *errs)
