@@ -41,8 +41,11 @@ def _run(cmd: str, args: list[str], tmp_path: Path, cache: str | None = None):
     (tmp_path / "a-file").write_text("")
     (tmp_path / "folder.parquet").mkdir(exist_ok=True)
     args = [a.format(tmp=tmp_path) for a in args]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
-           "NNENERGY_CACHE": (cache or str(tmp_path)).format(tmp=tmp_path)}
+    # No TF_CPP_MIN_LOG_LEVEL (conftest sets it): a command that loads TensorFlow before its error keeps
+    # TensorFlow's start-up lines off stderr by itself.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env |= {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+            "NNENERGY_CACHE": (cache or str(tmp_path)).format(tmp=tmp_path)}
     return subprocess.run([sys.executable, "-m", "nnenergy.cli", cmd, *args], capture_output=True, text=True,
                           cwd=tmp_path, env=env, timeout=300)
 
@@ -66,6 +69,15 @@ def test_more_bad_input_is_one_line_and_status_two(cmd, args, cache, tmp_path):
     res = _run(cmd, args, tmp_path, cache)
     _assert_one_line(res, cmd)
     assert "nnenergy predict" not in res.stderr or cmd == "predict"
+
+
+def test_calibrate_loads_tensorflow_quietly_and_fails_in_one_line_without_a_predictor(tmp_path):
+    """`nnenergy calibrate` loads TensorFlow before anything else (its CUDA and oneDNN lines went to stderr):
+    with no predictor to transfer it stops before measuring, one line, status 1, no TensorFlow line."""
+    res = _run("calibrate", [], tmp_path)
+    err = res.stderr.strip()
+    assert res.returncode == 1 and res.stdout == "", err[-2000:]
+    assert err.startswith("nnenergy calibrate: ") and "\n" not in err and "make run" in err, err[-2000:]
 
 
 def test_the_help_examples_name_data_that_exists():

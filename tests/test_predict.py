@@ -72,12 +72,18 @@ def test_cli_human_table(store, tiny_file, capsys):
     assert "conv1" in out and "per forward pass" in out and "g CO2eq" in out and "never saw" in out
     # the BN and ReLU after conv1 run in its kernel: predicted there, and said so
     assert "(fused into conv1)" in next(line for line in out.splitlines() if line.startswith("bn1"))
+    # the correction's figures stand in the layers' columns, and never read "-0.000"
+    lines = out.splitlines()
+    conv1, correction = (next(ln for ln in lines if ln.startswith(p)) for p in ("conv1", "(model-level"))
+    assert correction.index(" ms") == conv1.index(" ms"), (conv1, correction)
+    assert "-0.000" not in out
 
 
 def test_a_correction_near_zero_never_prints_minus_zero():
-    from nnenergy.cli.predict_render import _fmt_j
+    from nnenergy.cli.predict_render import _fmt_j, _fmt_ms
 
     assert [_fmt_j(j).strip() for j in (-0.0, -4e-7, -2e-6, 1.5)] == ["0.000 mJ", "0.000 mJ", "-0.002 mJ", "1.500 J"]
+    assert [_fmt_ms(s).strip() for s in (-0.0, -4e-7, -2e-6)] == ["0.000 ms", "0.000 ms", "-0.002 ms"]
 
 
 def test_json_stdout_is_clean_in_a_real_process(store, tiny_file):
@@ -202,6 +208,13 @@ def test_hardware_profiles_are_listed_and_selected(store, tiny_file, capsys):
     assert cli.main([str(tiny_file), "--hardware", "no-such-cpu", "--tracking-uri", store]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "champion-no-such-cpu" in err
+
+
+def test_the_hardware_list_from_any_folder_reads_the_checkouts_data(store, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    assert cli.main(["--hardware", "list", "--json", "--tracking-uri", store]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert any(r["datasets"] and str(r["device"]).startswith("CPU ") for r in rows), rows
 
 
 def test_a_described_layer_table_predicts_without_tensorflow(store, tiny_file, tmp_path, capsys):

@@ -168,3 +168,32 @@ def test_predict_says_once_when_nothing_can_be_cached(store, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert len(res.stdout.strip().splitlines()) == 2
     assert res.stderr.count("nothing is cached") == 1 and "NNENERGY_CACHE" in res.stderr
+
+
+def test_a_password_in_an_override_reaches_the_store_not_hydra(tmp_path, monkeypatch):
+    """`nnenergy train mlflow.tracking_uri=<URI with a password>`: the URI moves to MLFLOW_TRACKING_URI (which
+    the config reads), so Hydra's launcher log and saved overrides never hold it; other overrides stay."""
+    from hydra import compose, initialize_config_dir
+
+    from nnenergy.apps import CONF_DIR
+    from nnenergy.cli import credentials_to_environment
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"postgresql+psycopg2://u:{SECRET}@db.example:5432/mlflow"
+    argv = ["-m", "predictor=rf,xgb", f"mlflow.tracking_uri={uri}", "evaluation.n_folds=3"]
+    kept = credentials_to_environment(argv)
+    assert kept == ["-m", "predictor=rf,xgb", "evaluation.n_folds=3"] and os.environ["MLFLOW_TRACKING_URI"] == uri
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        assert compose(config_name="train", overrides=["predictor=rf"]).mlflow.tracking_uri == uri
+    plain = ["mlflow.tracking_uri=sqlite:///x.db"]
+    assert credentials_to_environment(plain) == plain  # nothing to hide: Hydra keeps its record
+
+
+def test_main_says_where_to_browse_without_the_password():
+    from nnenergy.cli import done_message
+
+    uri = f"postgresql+psycopg2://u:{SECRET}@db.example:5432/mlflow"
+    text = done_message(uri, f"http://u:{SECRET}@h:5000/#/experiments/1/runs?viewStateShareKey=k", None, None)
+    assert SECRET not in text and "postgresql+psycopg2://***@db.example:5432/mlflow" in text
+    assert "http://***@h:5000/#/experiments/1" in text and "in place of ***" in text
+    assert "in place of" not in done_message("sqlite:////tmp/mlflow.db", None, None, None)

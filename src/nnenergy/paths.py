@@ -1,7 +1,8 @@
 """Where nnenergy finds and keeps its files, each folder defined here once.
 
 - The configs: `conf/` at the repository root, or `$NNENERGY_CONF`.
-- The measured data: `data/<profile>/<dataset>/`, relative to the working folder (`DATA_ROOT`).
+- The measured data: `data/<profile>/<dataset>/`, relative to the working folder (`DATA_ROOT`); what only
+  reads it falls back to the checkout's `data/` (`data_root`).
 - What it can rebuild: one cache folder, `$NNENERGY_CACHE` or the user's cache folder (platformdirs:
   `~/.cache/nnenergy` on Linux), whatever the working folder. Everything cached lives under it: layer
   features (`features/`), resolved predictors (`predictors/`), the calibration `nnenergy calibrate`
@@ -24,6 +25,14 @@ def conf_dir() -> Path:
     """The Hydra config folder: `$NNENERGY_CONF` when set, else `conf/` at the root of the checkout this
     code runs from (src/nnenergy/paths.py -> ../../conf: the user's layout)."""
     return Path(os.environ.get(CONF_ENV, Path(__file__).resolve().parents[2] / "conf"))
+
+
+def data_root() -> Path:
+    """The measured data a command that only reads it uses: `data/` in the working folder when there is
+    one, else the checkout's own `data/` (`nnenergy predict --hardware list` from any folder)."""
+    if DATA_ROOT.is_dir():
+        return DATA_ROOT
+    return Path(__file__).resolve().parents[2] / "data"
 
 
 def cache_dir() -> Path:

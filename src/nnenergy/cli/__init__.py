@@ -3,6 +3,7 @@ calibrate, merge. Every command-line entry point lives in this package; the libr
 
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = """usage: nnenergy <command> [args]
@@ -92,6 +93,7 @@ def _hydra(app: str, argv: list[str], name: str) -> None:
     scikit-learn: seconds)."""
     import importlib
 
+    argv = credentials_to_environment(argv)
     why = unknown_choice(argv)
     cfg = None
     if not why:
@@ -102,6 +104,22 @@ def _hydra(app: str, argv: list[str], name: str) -> None:
     _probe_store(cfg, name)
     sys.argv = [f"nnenergy-{name}", *argv]
     importlib.import_module(f"nnenergy.apps.{app}").main()
+
+
+def credentials_to_environment(argv: list[str]) -> list[str]:
+    """`argv` without a `mlflow.tracking_uri=URI` override whose URI carries credentials: that URI goes to
+    `$MLFLOW_TRACKING_URI` instead, which conf/mlflow/local.yaml reads, so the store is the same but its
+    password never reaches Hydra's launcher log, `multirun.yaml` or `.hydra/overrides.yaml`."""
+    from nnenergy.stores import redact
+
+    kept = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and key.lstrip("+") == "mlflow.tracking_uri" and redact(value) != value and "," not in value:
+            os.environ["MLFLOW_TRACKING_URI"] = value.strip("'\"")
+        else:
+            kept.append(arg)
+    return kept
 
 
 def _probe_store(cfg, name: str) -> None:
@@ -130,6 +148,7 @@ def _compare_link(uri: str, base: str, champion: bool = False) -> str | None:
         from mlflow import MlflowClient
 
         from nnenergy import tracking
+        from nnenergy.stores import redact
 
         exp = MlflowClient(uri).get_experiment_by_name("nnenergy-train")
         if exp is None:
@@ -137,9 +156,29 @@ def _compare_link(uri: str, base: str, champion: bool = False) -> str | None:
         key = tracking.CHAMPION_VIEW if champion else exp.tags.get(tracking.NEWEST_SWEEP_TAG, tracking.COMPARE_VIEW)
         if f"mlflow.sharedViewState.{key}" not in exp.tags:
             return None
-        return f"{(base or uri).rstrip('/')}/{tracking.compare_view_path(exp.experiment_id, key)}"
+        return f"{redact(base or uri).rstrip('/')}/{tracking.compare_view_path(exp.experiment_id, key)}"
     except Exception:  # a link is a convenience: never fail the job over it
         return None
+
+
+def done_message(uri: str, compare: str | None, champion: str | None, recorded) -> str:
+    """What `nnenergy main` prints when it is done: where to browse the runs, the two shared views, how
+    to predict. A store's credentials are never printed: the user puts their own back in place of `***`."""
+    from nnenergy.stores import redact
+
+    browse = (f"  open {redact(uri)}" if uri.startswith(("http://", "https://"))
+              else f"  .venv/bin/mlflow ui --backend-store-uri {redact(uri)} --host 127.0.0.1")
+    if redact(uri) != uri:
+        browse += "   (your credentials in place of ***)"
+    return ("\nDone. Browse runs, plots and the registry with:\n"
+            f"{browse}\n"
+            + (f"The predictors side by side (this sweep's runs, best first):\n  {redact(compare)}\n"
+               if compare else "")
+            + (f"The registered champion and the versions it was chosen among:\n  {redact(champion)}\n"
+               if champion else "")
+            + "Predict with the champion"
+            + (f" (from any folder: this store is recorded in {recorded})" if recorded else "")
+            + ":\n  .venv/bin/nnenergy predict MobileNetV2 --batch-size 8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,21 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         from nnenergy import tracking
 
         uri = tracking.store_uri()
-        from nnenergy.stores import record_store, redact
+        from nnenergy.stores import record_store
 
         recorded = record_store(uri)  # `nnenergy predict` from any folder finds this store
-        remote = uri.startswith(("http://", "https://"))
-        browse = (f"  open {redact(uri)}" if remote
-                  else f"  .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
-        compare = _compare_link(uri, "" if remote else "http://127.0.0.1:5000/")
-        champion = _compare_link(uri, "" if remote else "http://127.0.0.1:5000/", champion=True)
-        print("\nDone. Browse runs, plots and the registry with:\n"
-              f"{browse}\n"
-              + (f"The predictors side by side (this sweep's runs, best first):\n  {compare}\n" if compare else "")
-              + (f"The registered champion and the versions it was chosen among:\n  {champion}\n" if champion else "")
-              + "Predict with the champion"
-              + (f" (from any folder: this store is recorded in {recorded})" if recorded else "")
-              + ":\n  .venv/bin/nnenergy predict MobileNetV2 --batch-size 8")
+        base = "" if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000/"
+        print(done_message(uri, _compare_link(uri, base), _compare_link(uri, base, champion=True), recorded))
     elif cmd == "calibrate":
         from nnenergy.cli.calibrate import main as calibrate_main
 

@@ -29,6 +29,11 @@ def _fmt_j(j: float) -> str:
     return f"{j * 1e3:9.3f} mJ" if j < 1 else f"{j:9.3f} J "
 
 
+def _fmt_ms(seconds: float) -> str:
+    ms = 0.0 if abs(seconds) < 5e-7 else seconds * 1e3  # never "-0.000 ms"
+    return f"{ms:8.3f} ms"
+
+
 def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
     lines = []
     df = pred.layers_frame()
@@ -47,11 +52,12 @@ def render(pred, intensity: float, intensity_src: str, inferences: int) -> str:
             reasons[feature] = reasons.get(feature, 0) + 1
         name = r.name if len(r.name) <= width else "…" + r.name[-(width - 1):]  # nested: keep the leaf
         lines.append(f"{name:<{width}} {r.type[:24]:<24} {_fmt_j(r.energy_j):>12} "
-                     f"{r.latency_s * 1e3:8.3f} ms {r.share * 100:5.1f}%{mark}")
+                     f"{_fmt_ms(r.latency_s)} {r.share * 100:5.1f}%{mark}")
     if not len(df):
         lines.append("(a model-wise predictor: no per-layer breakdown)")
-    lines.append(f"{'(model-level correction)':<{width}} {'':<24} {_fmt_j(pred.correction_energy_j):>12} "
-                 f"{pred.correction_latency_s * 1e3:8.3f} ms")
+    # the label spans the layer and type columns, so its figures stand under the layers' own
+    lines.append(f"{'(model-level correction)':<{width + 25}} {_fmt_j(pred.correction_energy_j):>12} "
+                 f"{_fmt_ms(pred.correction_latency_s)}")
     kwh = pred.energy_kwh(inferences)
     err = pred.heldout_error
     interval = (f"  (90% interval {_fmt_j(pred.energy_interval_j[0]).strip()} – "

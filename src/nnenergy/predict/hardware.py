@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnenergy.paths import DATA_ROOT
+from nnenergy.paths import data_root as default_data_root
 from nnenergy.predict.loading import DEFAULT_MODEL_NAME
 from nnenergy.registry import profile_alias
 from nnenergy.tracking import store_uri
@@ -16,7 +16,7 @@ def hardware_model_uri(profile: str) -> str:
     return f"models:/{DEFAULT_MODEL_NAME}@{profile_alias(profile)}"
 
 
-def hardware_profiles(tracking_uri: str | None = None, data_root: str | Path = DATA_ROOT) -> list[dict]:
+def hardware_profiles(tracking_uri: str | None = None, data_root: str | Path | None = None) -> list[dict]:
     """Every hardware profile with measured data or a registered predictor: name, device, backend,
     measured configurations per dataset, and its champion's version (None when not trained).
     Reads Parquet footers and the registry; no TensorFlow."""
@@ -25,7 +25,7 @@ def hardware_profiles(tracking_uri: str | None = None, data_root: str | Path = D
     from nnenergy.measure.hardware import current_profile_name
 
     rows: dict[str, dict] = {}
-    for folder in sorted(Path(data_root).glob("*/*/models.parquet")):
+    for folder in sorted(Path(data_root or default_data_root()).glob("*/*/models.parquet")):
         profile, dataset = folder.parent.parent.name, folder.parent.name
         r = rows.setdefault(profile, {"profile": profile, "device": None, "backend": "tensorflow", "datasets": {},
                                       "predictor_version": None})
