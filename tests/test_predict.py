@@ -357,6 +357,9 @@ def test_every_flag_gives_its_reason_and_the_footer_counts_the_marks(store, caps
     assert flagged and all(lay["out_of_range_reason"] for lay in flagged)
     assert not any(lay["out_of_range_reason"] for lay in d["layers"] if not lay["out_of_range"])
     assert d["memory_bytes"] > 4 * 100000 * 32 * 32 * 3 and d["ram_bytes"] > 0
+    # a batch whose input alone outgrows any RAM here (~120 GB) is still predicted, and said not to fit
+    assert cli.main(["tiny_cnn", "--batch-size", "10000000", "--tracking-uri", store]) == 0
+    assert "GB of RAM: it does not fit" in capsys.readouterr().out
 
 
 def test_the_python_api_prints_no_tensorflow_start_up_lines(store, tiny_file):
