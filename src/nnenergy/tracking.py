@@ -234,7 +234,8 @@ def _share_view(client, experiment_id: str, key: str, search_filter: str) -> Non
     """A shared view of the runs page (MLflow's "Share" button stores the same experiment tag): the runs
     `search_filter` selects, one row each, with the three levels' RMSPE and the champion score as
     columns, best first. Without it the page opens on one collapsed parent and no metric columns."""
-    cols = [f"metrics.`{short}_rmspe`" for short in LEVEL_KEYS.values()] + [f"metrics.`{SCORE_METRIC}`"]
+    cols = [f"metrics.`{LEVEL_KEYS[lvl]}_rmspe`" for lvl in ("family", "external", "generated")]
+    cols += [f"metrics.`{SCORE_METRIC}`"]  # (L2h, where measured, is one click away: not an empty column elsewhere)
     state = {"searchFilter": search_filter, "orderByKey": f"metrics.`{SCORE_METRIC}`",
              "orderByAsc": True, "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
              "modelVersionFilter": "All Runs", "selectedColumns": cols, "runsExpanded": {}, "runsPinned": [],
