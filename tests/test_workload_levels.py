@@ -56,7 +56,11 @@ def _models():
 
 def test_workload_is_read_from_the_described_layer_table():
     from nnenergy.describe import describe_layers
+    from nnenergy.describe_traced import RECURRENT_TYPES
+    from nnenergy.features import workload
     from nnenergy.features.workload import workload_of
+
+    assert RECURRENT_TYPES <= workload.RECURRENT_TYPES  # every loop describe traces is a recurrent row
 
     models = _models()
     table = pd.concat([describe_layers(m, 1, config_id=name) for name, (m, _) in models.items()], ignore_index=True)

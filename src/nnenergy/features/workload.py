@@ -20,12 +20,14 @@ import re
 import numpy as np
 import pandas as pd
 
-from nnenergy.describe_traced import RECURRENT_TYPES as _TRACED_LOOPS
 from nnenergy.features.layer_features import kind_of
 
 TRANSFORMER, RECURRENT, OTHER = "transformer", "recurrent", "other"
 WORKLOADS = (TRANSFORMER, RECURRENT, OTHER)
-RECURRENT_TYPES = _TRACED_LOOPS | {"ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"}
+# describe_traced.RECURRENT_TYPES and the convolutional recurrences (not imported: describe_traced reads
+# `features`, and the packages import in one direction only)
+RECURRENT_TYPES = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "LSTMCell", "GRUCell", "SimpleRNNCell",
+                   "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"}
 _ACTIVATION_PRODUCT = re.compile(r'"op":\s*"(MatMul|BatchMatMul|BatchMatMulV2|BatchMatMulV3|Einsum)"')
 _RECURRENT_NAME = re.compile(r"(?:^|[/_])(?:lstm|gru|simple_rnn|bidirectional|conv_lstm[123]d)(?:_\d+)?(?:/|$)",
                              re.IGNORECASE)
