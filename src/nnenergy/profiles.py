@@ -42,10 +42,19 @@ def default_dataset(root: Path = DATA_ROOT) -> str:
     return str(Path(root) / LEGACY[0] / LEGACY[1])
 
 
-def external_dataset(dataset: str) -> str | None:
-    """The external test set measured on the same profile as `dataset`, if there is one."""
-    path = Path(dataset).parent / "external"
-    return str(path) if (path / ds.MODELS_FILE).exists() and Path(dataset).name != "external" else None
+def external_dataset(dataset: str, name: str = "external") -> str | None:
+    """The external test set (`name`) measured on the same profile as `dataset`, if there is one."""
+    path = Path(dataset).parent / name
+    return str(path) if (path / ds.MODELS_FILE).exists() and Path(dataset).name != name else None
+
+
+EXTERNAL_HUB = "external_hub"  # a profile's keras-hub test set (`nnenergy measure sweep=external_hub`)
+
+
+def external_hub_dataset(dataset: str) -> str | None:
+    """The keras-hub test set measured on the same profile as `dataset` (its sibling `external_hub`), if any:
+    training scores it as a second level-2 set."""
+    return external_dataset(dataset, EXTERNAL_HUB)
 
 
 KERNELS = "kernels"  # the kernel sweep's dataset of a profile (`nnenergy measure sweep=kernels`)

@@ -80,9 +80,16 @@ def ints_as_floats(df):
 # -- metric names and precision ---------------------------------------------------------------
 # The headline under names MLflow's run-table columns show whole (about 13 characters fit: the
 # evaluation's `external_whole_energy_rmspe` read "external_whole"). docs/mlflow-hydra.md maps them.
-LEVEL_KEYS = {"family": "L1", "external": "L2", "generated": "L3"}
+# `external_hub` (L2h) is a second level-2 set, reported beside `external` (L2), whose figures keep their meaning.
+LEVEL_KEYS = {"family": "L1", "external": "L2", "external_hub": "L2h", "generated": "L3"}
+# Each level's transformer and recurrent configurations alone (`features.workload`), with their counts:
+# `L3_trf_rmspe`, `L3_trf_w10`, `L3_trf_n` for the evaluation's `generated_transformer_whole_energy_*`.
+WORKLOAD_KEYS = {"transformer": "trf", "recurrent": "rnn"}
+_SUBSET_METRICS = {"rmspe": "rmspe", "within10": "w10", "n": "n"}
 HEADLINE_NAMES = {f"{lvl}_whole_energy_{m}": f"{short}_{m}" for lvl, short in LEVEL_KEYS.items()
-                  for m in ("rmspe", "within10")}
+                  for m in ("rmspe", "within10")} | {
+    f"{lvl}_{work}_whole_energy_{m}": f"{short}_{tag}_{s}" for lvl, short in LEVEL_KEYS.items()
+    for work, tag in WORKLOAD_KEYS.items() for m, s in _SUBSET_METRICS.items()}
 SCORE_METRIC = "score"  # the champion score (`registry.champion_score`)
 SIGNIFICANT_DIGITS = 4
 
@@ -164,7 +171,8 @@ def log_figure(fig, path: str) -> None:
         plt.close(fig)
 
 
-_LEVEL_NAMES = {"family": "level 1: families", "external": "level 2: published", "generated": "level 3: generated"}
+_LEVEL_NAMES = {"family": "level 1: families", "external": "level 2: published", "external_hub": "level 2: keras-hub",
+                "generated": "level 3: generated"}
 
 
 def _registry_aliases(client, run_ids: list[str]) -> dict[str, list[str]]:
@@ -226,7 +234,8 @@ def _share_view(client, experiment_id: str, key: str, search_filter: str) -> Non
     """A shared view of the runs page (MLflow's "Share" button stores the same experiment tag): the runs
     `search_filter` selects, one row each, with the three levels' RMSPE and the champion score as
     columns, best first. Without it the page opens on one collapsed parent and no metric columns."""
-    cols = [f"metrics.`{short}_rmspe`" for short in LEVEL_KEYS.values()] + [f"metrics.`{SCORE_METRIC}`"]
+    cols = [f"metrics.`{LEVEL_KEYS[lvl]}_rmspe`" for lvl in ("family", "external", "generated")]
+    cols += [f"metrics.`{SCORE_METRIC}`"]  # (L2h, where measured, is one click away: not an empty column elsewhere)
     state = {"searchFilter": search_filter, "orderByKey": f"metrics.`{SCORE_METRIC}`",
              "orderByAsc": True, "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
              "modelVersionFilter": "All Runs", "selectedColumns": cols, "runsExpanded": {}, "runsPinned": [],
@@ -307,7 +316,7 @@ def _log_comparison_chart(client, parent: str, table) -> None:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(8, 3.8))
-        plot = table.set_index("predictor")[cols].rename(columns=lambda c: _LEVEL_NAMES[c.split("_")[0]])
+        plot = table.set_index("predictor")[cols].rename(columns=lambda c: _LEVEL_NAMES[c.split("_whole_")[0]])
         plot.plot.bar(ax=ax, rot=0)
         ax.set(ylabel="whole-model energy RMSPE (%)", xlabel="",
                title="Held-out error by level (lower is better)")
@@ -318,20 +327,42 @@ def _log_comparison_chart(client, parent: str, table) -> None:
         plt.close(fig)
 
 
-_LEVEL_SHORT = {"family": "L1 families", "external": "L2 published", "generated": "L3 generated"}
+_LEVEL_SHORT = {"family": "L1 families", "external": "L2 published", "external_hub": "L2h keras-hub",
+                "generated": "L3 generated"}
+_WORKLOAD_HEADER = {"transformer": "transformer rows", "recurrent": "recurrent rows"}
+
+
+def _workloads(table) -> list[str]:
+    """The workloads (`WORKLOAD_KEYS`) some level of the table reports on its own."""
+    return [w for w in WORKLOAD_KEYS if any(f"{lvl}_{w}_whole_energy_rmspe" in table for lvl in _LEVEL_NAMES)]
+
+
+def _workload_cell(r, work: str) -> str:
+    """One workload's RMSPE on every level that has its configurations, with their count:
+    `L2h 14.9% (n 18), L3 20.1% (n 12)`."""
+    cells = []
+    for lvl, short in LEVEL_KEYS.items():
+        v, n = r.get(f"{lvl}_{work}_whole_energy_rmspe"), r.get(f"{lvl}_{work}_whole_energy_n")
+        if v is not None and v == v:
+            cells.append(f"{short} {v:.1f}% (n {n:.0f})")
+    return ", ".join(cells) or "-"
 
 
 def comparison_text(table, aliases: dict[str, list[str]] | None = None) -> str:
     """The comparison as an aligned plain-text table, best first (what `nnenergy main` prints once)."""
     aliases = aliases or {}
     levels = [lvl for lvl in _LEVEL_NAMES if f"{lvl}_whole_energy_rmspe" in table]
-    rows = [["predictor", *(_LEVEL_SHORT[lvl] for lvl in levels), "score", "registry"]]
+    works = _workloads(table)
+    rows = [["predictor", *(_LEVEL_SHORT[lvl] for lvl in levels), "score", "registry",
+             *(_WORKLOAD_HEADER[w] for w in works)]]
     for _, r in table.iterrows():
         rows.append([str(r["predictor"]), *(_level_cell(r, lvl) for lvl in levels), f"{r['champion_score']:.2f}",
-                     ", ".join(a.replace("`", "") for a in aliases.get(r.get("run_id"), [])) or "-"])
+                     ", ".join(a.replace("`", "") for a in aliases.get(r.get("run_id"), [])) or "-",
+                     *(_workload_cell(r, w) for w in works)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    note = "held-out whole-model energy: RMSPE · share within ±10%; score: mean of L1 and L3 RMSPE"
+    note = ("held-out whole-model energy: RMSPE · share within ±10%; score: mean of L1 and L3 RMSPE"
+            + ("; transformer/recurrent rows: each level's RMSPE on those configurations alone" if works else ""))
     return "\n".join([*lines, note])
 
 
@@ -347,19 +378,24 @@ def comparison_markdown(table, aliases: dict[str, list[str]] | None = None, cham
     are short: MLflow shows a description folded to its first lines."""
     aliases = aliases or {}
     levels = [lvl for lvl in _LEVEL_NAMES if f"{lvl}_whole_energy_rmspe" in table]
-    lines = ["| predictor | " + " | ".join(_LEVEL_SHORT[lvl] for lvl in levels) + " | score | registry |",
-             "|---" * (len(levels) + 3) + "|"]
+    works = _workloads(table)
+    lines = ["| predictor | " + " | ".join(_LEVEL_SHORT[lvl] for lvl in levels) + " | score | registry |"
+             + "".join(f" {_WORKLOAD_HEADER[w]} |" for w in works),
+             "|---" * (len(levels) + 3 + len(works)) + "|"]
     best = table["champion_score"].idxmin() if table["champion_score"].notna().any() else None
     for i, r in table.iterrows():
         cells = [_level_cell(r, lvl) for lvl in levels]
         name = f"**{r['predictor']}** (lowest score)" if i == best else r["predictor"]
         held = ", ".join(aliases.get(r.get("run_id"), [])) or "–"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['champion_score']:.2f} | {held} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['champion_score']:.2f} | {held} |"
+                     + "".join(f" {_workload_cell(r, w)} |" for w in works))
     note = "" if aliases else ("\n\nNo version of these runs holds a registry alias: registration was off, or "
                                "an earlier version kept it (a lower or equal score on the same split, or "
                                "another dataset's split)." + (f" `@champion` is {champion}." if champion else ""))
     return ("\n".join(lines) + "\n\nHeld-out whole-model energy error: RMSPE · share within ±10%, on level 1 "
-            "(keras.applications families), level 2 (published models written outside the project) and level 3 "
-            "(generated architectures). Score: mean of the level-1 and level-3 RMSPE (level 2 never selects); "
-            "the registry's `champion` alias goes to the lowest score among versions trained on the same split."
+            "(keras.applications families), level 2 (published models written outside the project; L2h: keras-hub "
+            "backbones and recurrent text models, where measured) and level 3 (generated architectures); transformer "
+            "and recurrent rows: each level's error on those configurations alone (n: how many). Score: mean of the "
+            "level-1 and level-3 RMSPE (level 2 never selects); the registry's `champion` alias goes to the lowest "
+            "score among versions trained on the same split."
             + note)

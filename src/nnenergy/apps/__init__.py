@@ -12,8 +12,9 @@ CONF_DIR = str(conf_dir())  # a string: `hydra.main(config_path=...)` reads it w
 def _register_resolvers() -> None:
     """`${nnenergy_profile:[device]}` (this machine's hardware profile for the CPU or the GPU under the
     Keras backend in force), `${nnenergy_dataset:}` (the dataset
-    the main job trains), `${nnenergy_external:<dataset>}` (its external test set) and
-    `${nnenergy_kernels:<dataset>}` (its profile's kernel sweep) in configs."""
+    the main job trains), `${nnenergy_external:<dataset>}` (its external test set),
+    `${nnenergy_external_hub:<dataset>}` (its keras-hub test set) and `${nnenergy_kernels:<dataset>}` (its
+    profile's kernel sweep) in configs."""
     from omegaconf import OmegaConf
 
     from nnenergy import profiles
@@ -22,6 +23,7 @@ def _register_resolvers() -> None:
     for name, fn in (("nnenergy_profile", lambda device="cpu": profile_name(device)),
                      ("nnenergy_dataset", profiles.default_dataset),
                      ("nnenergy_external", profiles.external_dataset),
+                     ("nnenergy_external_hub", profiles.external_hub_dataset),
                      ("nnenergy_kernels", profiles.kernel_dataset)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -23,11 +23,13 @@ from nnenergy.apps import CONF_DIR
 from nnenergy.apps.callbacks import PARENT_ENV
 from nnenergy.evaluate import metrics as mx
 from nnenergy.evaluate import plots
-from nnenergy.evaluate.levels import LEVELS, Evaluation, evaluate
+from nnenergy.evaluate.levels import EXTERNAL_HUB, LEVELS, Evaluation, evaluate
 from nnenergy.measure.datasheet import label_noise
 
 log = logging.getLogger(__name__)
-HEADLINE = [f"{lvl}_whole_energy_{m}" for lvl in LEVELS for m in ("rmspe", "within10")]
+# Every level's RMSPE and share within 10%, external_hub's too, and each level's transformer and recurrent
+# configurations alone (with their count) where it has any: the short names of `tracking.HEADLINE_NAMES`.
+HEADLINE = list(tracking.HEADLINE_NAMES)
 
 
 class TrainInputError(ValueError):
@@ -111,12 +113,31 @@ def _kernels(cfg: DictConfig, data: ds.Dataset) -> ds.Dataset | None:
     return kernels
 
 
+_SAID: set = set()
+
+
+def _external_hub(cfg: DictConfig) -> ds.Dataset | None:
+    """The second level-2 set (`external_hub_dataset`), or None with one info line (once per process: a
+    multirun's jobs share it) when there is none."""
+    if not cfg.get("external_hub_dataset"):
+        if str(cfg.dataset) not in _SAID:
+            _SAID.add(str(cfg.dataset))
+            log.info("no %s dataset beside %s: level 2 on keras-hub models (L2h) skipped", EXTERNAL_HUB,
+                     cfg.dataset)
+        return None
+    try:
+        return ds.load(cfg.external_hub_dataset)
+    except ds.DatasetError as exc:
+        raise TrainInputError(str(exc)) from None
+
+
 def run(cfg: DictConfig) -> dict:
     try:
         data = ds.load(cfg.dataset)
     except ds.DatasetError as exc:
         raise TrainInputError(str(exc)) from None
     external = ds.load(cfg.external_dataset) if cfg.get("external_dataset") else None
+    hub = _external_hub(cfg)
     # Single kernels are layer rows to learn from; a model-wise predictor would take each for a network.
     kernels = _kernels(cfg, data) if cfg.predictor.family == "layerwise" else None
     from nnenergy.evaluate.levels import real_mask
@@ -139,6 +160,8 @@ def run(cfg: DictConfig) -> dict:
             tracking.log_dataset(kernels.models, kernels.path, "kernels", "training", (ds.DATASHEET_FILE,))
         if external is not None:
             tracking.log_dataset(external.models, external.path, "external", "evaluation", (ds.DATASHEET_FILE,))
+        if hub is not None:
+            tracking.log_dataset(hub.models, hub.path, EXTERNAL_HUB, "evaluation", (ds.DATASHEET_FILE,))
         tracking.log_metrics({"noise_floor_whole_rmspe":
                               mx.window_noise_rmspe(data.models["window_energies_j"].map(json.loads))})
         # The dataset's own measure-twice figure (its datasheet): accuracy is read beside it.
@@ -148,7 +171,7 @@ def run(cfg: DictConfig) -> dict:
                                   "label_noise_within5_pct": noise["within5_pct"]})
         results = {}
         for src in sources:
-            ev = evaluate(make_predictor(cfg, src), data, src, opts, external, extra=kernels)
+            ev = evaluate(make_predictor(cfg, src), data, src, opts, external, extra=kernels, external_hub=hub)
             _log_evaluation(ev, cfg)
             results[src] = ev
         chosen = results.get(cfg.register.source) or next(iter(results.values()))

@@ -4,8 +4,13 @@
    non-generated architecture when there are none); each fold trains on everything but the
    held-out families *and their generated variants*, and is scored on the held-out real models.
 2. `external`: published architectures absent from training (a separate dataset), predicted by
-   the final model; never used for training, tuning or model selection.
+   the final model; never used for training, tuning or model selection. `external_hub` (the keras-hub
+   backbones and recurrent text models of the profile's `external_hub` dataset) is a second level-2 set,
+   scored the same way and reported on its own, so `external`'s figures keep their meaning.
 3. `generated`: generated architectures held out by generator seed (K folds over them).
+
+Every level is also scored on its transformer and its recurrent configurations alone, where it has any
+(`features.workload`): `<level>_transformer_whole_energy_rmspe`, `<level>_recurrent_...`.
 
 The final predictor trains on all rows of the dataset. Its interval comes from the level-1
 held-out errors only.
@@ -26,9 +31,12 @@ from nnenergy.evaluate.splits import grouped_folds
 from nnenergy.features.cache import features_of
 from nnenergy.features.layer_features import layer_features
 from nnenergy.features.units import per_unit
+from nnenergy.features.workload import OTHER, RECURRENT, TRANSFORMER, workload_of
 from nnenergy.schema import INTERVAL_KEY, SOURCES, TARGETS
 
-LEVELS = ("family", "external", "generated")
+LEVELS = ("family", "external", "generated")  # the headline levels (level 2: `external`)
+EXTERNAL_HUB = "external_hub"  # the second level-2 set, reported beside `external`, never in its figures
+REPORTED_LEVELS = ("family", "external", EXTERNAL_HUB, "generated")
 _MEASURED_COLS = ("architecture", "family", "source", "batch_size", "input_size", "flops", "n_layers")
 
 
@@ -95,9 +103,11 @@ def interval_from(heldout: pd.DataFrame, coverage: float = 0.9) -> tuple[float, 
 
 
 def evaluate(make: Callable[[], object], data: Dataset, target_source: str, opts: dict,
-             external: Dataset | None = None, extra: Dataset | None = None) -> Evaluation:
+             external: Dataset | None = None, extra: Dataset | None = None,
+             external_hub: Dataset | None = None) -> Evaluation:
     """Evaluate `make()` predictors on the three levels, then train the final one on everything.
-    `extra` (the kernel sweep) joins the training rows of every fold and is never held out or scored."""
+    `extra` (the kernel sweep) joins the training rows of every fold and is never held out or scored;
+    `external_hub`, like `external`, is only predicted by the final one (level `external_hub`)."""
     t0 = time.perf_counter()
     feats = features_of(data)
     y = _targets(data, target_source)
@@ -126,7 +136,7 @@ def evaluate(make: Callable[[], object], data: Dataset, target_source: str, opts
 
     all_ids = set(models["config_id"])
     real = models[real_mask(models)]
-    out: dict[str, list[pd.DataFrame]] = {lvl: [] for lvl in LEVELS}
+    out: dict[str, list[pd.DataFrame]] = {lvl: [] for lvl in REPORTED_LEVELS}
     layer_rows = []
     # Level 1: held-out real families; their variants (same family tag) leave training too.
     for k, (_, test_fam) in enumerate(grouped_folds(real, opts["n_folds"], opts["seed"])):
@@ -157,17 +167,26 @@ def evaluate(make: Callable[[], object], data: Dataset, target_source: str, opts
     final = fit(all_ids)
     if interval is not None:
         final.metadata[INTERVAL_KEY] = interval
-    # Level 2: the external set, which nothing above has seen.
-    if external is not None and len(external.models):
-        ext_feats = layer_features(external.layers)
-        whole = _with_measured(final.predict_whole(ext_feats), external.models)
-        whole["fold"] = -1
-        out["external"].append(whole)
-    predictions = {lvl: pd.concat(v, ignore_index=True) for lvl, v in out.items() if v}
+    # Level 2: the external sets, which nothing above has seen.
+    for lvl, ext in (("external", external), (EXTERNAL_HUB, external_hub)):
+        out[lvl] += _external(final, ext)
+    work = workload_of(pd.concat([t.layers for t in (data, external, external_hub) if t is not None],
+                                 ignore_index=True))
+    predictions = {lvl: pd.concat(v, ignore_index=True).assign(workload=lambda d: d["config_id"].map(work)
+                                                               .fillna(OTHER))
+                   for lvl, v in out.items() if v}
     layers = pd.concat(layer_rows, ignore_index=True) if layer_rows else pd.DataFrame()
     m = _scores(predictions, layers, family)
     m["train_seconds"] = time.perf_counter() - t0
     return Evaluation(target_source, predictions, layers, final, m, m["train_seconds"])
+
+
+def _external(final, ext: Dataset | None) -> list[pd.DataFrame]:
+    """The final predictor's whole-model predictions of a level-2 set (none when there is no set)."""
+    if ext is None or not len(ext.models):
+        return []
+    whole = _with_measured(final.predict_whole(layer_features(ext.layers)), ext.models)
+    return [whole.assign(fold=-1)]
 
 
 def _scores(predictions: dict[str, pd.DataFrame], layers: pd.DataFrame, family: pd.DataFrame) -> dict:
@@ -175,6 +194,10 @@ def _scores(predictions: dict[str, pd.DataFrame], layers: pd.DataFrame, family: 
     m = {}
     for lvl, whole in predictions.items():
         m |= metrics.summary(whole["measured_energy_j"], whole["energy_j"], f"{lvl}_whole_energy_")
+        for sub in (TRANSFORMER, RECURRENT):  # the level's transformer / recurrent configurations alone
+            part = whole[whole["workload"] == sub]
+            if len(part):
+                m |= metrics.summary(part["measured_energy_j"], part["energy_j"], f"{lvl}_{sub}_whole_energy_")
         m[f"{lvl}_whole_latency_rmspe"] = metrics.rmspe(whole["measured_latency_s"], whole["latency_s"])
         if "energy_hi_j" in whole and whole["energy_hi_j"].notna().any():  # levels 2 and 3 (level 1 made it)
             inside = ((whole["energy_lo_j"] <= whole["measured_energy_j"])
