@@ -33,15 +33,11 @@ def score(truth: list[float], pred: list[float]) -> dict:
 
 
 def by_group(rows: list[dict], mode: str = "canonical") -> dict[str, dict]:
-    """The score of each architecture, and of each kind of work (`nnenergy.hub.KINDS`) where known."""
-    from nnenergy.hub import KINDS
-
+    """The score of each architecture, and of each kind of work (`workload`: transformer, recurrent, other)."""
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        arch = r["config"].split("|")[0]
-        groups.setdefault(arch, []).append(r)
-        if arch in KINDS:
-            groups.setdefault(f"[{KINDS[arch]}]", []).append(r)
+        groups.setdefault(r["config"].split("|")[0], []).append(r)
+        groups.setdefault(f"[{r.get('workload', 'other')}]", []).append(r)
     return {g: score([r["measured_j"] for r in rs], [r[mode] for r in rs]) for g, rs in sorted(groups.items())}
 
 
@@ -49,11 +45,13 @@ def run(dataset: Path, models_dir: Path | None, modes: list[str]) -> dict:
     import pandas as pd
 
     from nnenergy import zoo
+    from nnenergy.features.workload import workload_of
     from nnenergy.predict.api import predict
     from nnenergy.predict.loading import load_predictor
 
     loaded = load_predictor(this_machine=True)  # once: the predictor `nnenergy predict` uses here
     rows = pd.read_parquet(dataset / "models.parquet")
+    work = workload_of(pd.read_parquet(dataset / "layers.parquet"))  # transformer / recurrent / other
     out = {m: [] for m in modes}
     truth = []
     per_row = []
@@ -61,7 +59,7 @@ def run(dataset: Path, models_dir: Path | None, modes: list[str]) -> dict:
         name = str(r["architecture"])
         path = models_dir / f"{name}.keras" if models_dir else None
         model = zoo.build(str(path) if path and path.exists() else name, int(r["input_size"])).model
-        rec = {"config": r["config_id"], "measured_j": float(r["energy_j"])}
+        rec = {"config": r["config_id"], "measured_j": float(r["energy_j"]), "workload": work.get(r["config_id"])}
         for m in modes:
             p = predict(model, batch_size=int(r["batch_size"]), speed=m, predictor=loaded)
             rec[m] = p.energy_j

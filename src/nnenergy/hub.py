@@ -109,11 +109,6 @@ BACKBONES = {
     **RECURRENT,
 }
 TEXT = {"hub_BertMini", "hub_BertSmall", "hub_GPT2Mini", *RECURRENT}
-# What dominates each one's work, for reports by kind (benchmarks/heldout.py).
-KINDS = {"hub_ViTTi16": "transformer", "hub_DeiTS16x6": "transformer", "hub_MiTB0": "transformer",
-         "hub_BertMini": "transformer", "hub_BertSmall": "transformer", "hub_GPT2Mini": "transformer",
-         "hub_ResNet50": "convolutional", "hub_EfficientNetB0": "convolutional",
-         **dict.fromkeys(RECURRENT, "recurrent")}
 
 
 def is_hub(name: str) -> bool:
