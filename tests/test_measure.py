@@ -260,8 +260,16 @@ def test_a_killed_sweep_resumes_keeping_its_measurements_and_measure_twice_pairs
 
 
 def test_a_negative_remeasure_share_or_zero_windows_is_refused_before_measuring(tmp_path):
+    """In process: the command's side of a refusal (status 2, one line) is tests/test_protocol.py's."""
+    from conftest import compose_cfg
+
+    from nnenergy.apps import measure
+    from nnenergy.measure.sweep import SweepInputError
+
     for bad, says in (("sweep.remeasure_share=-0.1", "remeasure_share"), ("sweep.protocol.windows=0", "windows")):
-        res = subprocess.run([sys.executable, "-m", "nnenergy.cli", "measure", "sweep=tiny", bad,
-                              f"sweep.output_dir={tmp_path / 'data'}"], cwd=REPO, capture_output=True, text=True)
-        assert res.returncode == 2 and says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        cfg = compose_cfg("measure", ["sweep=tiny", bad, f"sweep.output_dir={tmp_path / 'data'}",
+                                      f"sweep.cache_dir={tmp_path / 'cache'}"])
+        with pytest.raises(SweepInputError, match=says) as exc:
+            measure.run(cfg)
+        assert "\n" not in str(exc.value)
         assert not (tmp_path / "data").exists()

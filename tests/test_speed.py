@@ -100,7 +100,7 @@ def test_bad_input_is_one_error_and_nothing_recorded_is_lost(cache):
         speed.record("p", {**_reading(0.9, 1), "profile": "q"})
 
 
-def test_the_cli_refuses_a_bad_speed_and_a_corrupt_history_in_one_line(store, tmp_path):
+def test_the_cli_refuses_a_bad_speed_and_a_corrupt_history_in_one_line(store, tmp_path, monkeypatch, capsys):
     from nnenergy.cli.predict import describe_main
 
     # A described layer table: the speed applies to it as to a model, and its processes import no TensorFlow.
@@ -118,9 +118,18 @@ def test_the_cli_refuses_a_bad_speed_and_a_corrupt_history_in_one_line(store, tm
     assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "line 1 is not a speed reading" in res.stderr
     assert hist.read_text() == "garbage\n"
     hist.write_text(json.dumps(_reading(1.25, 1, lat=1.5)) + "\n")  # the predictor's profile is this machine's
-    scaled = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True, env=env, cwd=tmp_path).stdout)
-    plain = json.loads(subprocess.run([*cmd, "--json", "--speed", "canonical"], capture_output=True, text=True,
-                                      env=env, cwd=tmp_path).stdout)
+    from nnenergy.cli.predict import main  # the errors' processes above; the scaling needs none
+
+    for key in ("NNENERGY_CACHE", "NNENERGY_SPEED"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+
+    def predicted(*more):
+        assert main([str(table), "--tracking-uri", store, "--json", *more]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    scaled, plain = predicted(), predicted("--speed", "canonical")
     assert scaled["speed"]["speed_index"] == 1.25 and scaled["speed"]["canonical_at"]
     assert plain["speed"]["source"] == "canonical" and plain["speed"]["speed_index"] == 1.0
     assert scaled["energy_j"] == pytest.approx(1.25 * plain["energy_j"])

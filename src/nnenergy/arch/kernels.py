@@ -17,8 +17,8 @@ import numpy as np
 
 from nnenergy.arch.blocks import apply_blocks
 from nnenergy.arch.graphs import CostGraph
-from nnenergy.arch.names import KER_NAME, cycled_kind, kernel_name
-from nnenergy.arch.spec import GENERATOR_VERSION, MACS_PER_S, ArchSpec, check_version
+from nnenergy.arch.names import KER_NAME, cycled_kind, kernel_name, seeded_spec_from_name
+from nnenergy.arch.spec import GENERATOR_VERSION, MACS_PER_S, ArchSpec
 
 KERNEL_KINDS = ("conv", "conv_add", "grouped", "depthwise", "pool", "concat", "attention", "norm", "dense",
                 "convnext")
@@ -156,11 +156,7 @@ def sample_kernel_spec(seed: int) -> ArchSpec:
 
 
 def kernel_spec_from_name(name: str) -> ArchSpec:
-    m = KER_NAME.match(name)
-    if not m:
-        raise ValueError(f"{name!r} is not a kernel name (ker<v>_s<seed>)")
-    check_version(int(m[1]), f"kernel {name!r}")
-    return sample_kernel_spec(int(m[2]))
+    return seeded_spec_from_name(name, KER_NAME, "kernel", sample_kernel_spec)
 
 
 def sample_batches(spec: ArchSpec, rng: np.random.Generator, n: int,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from nnenergy.arch.spec import GENERATOR_VERSION
+from nnenergy.arch.spec import GENERATOR_VERSION, check_version
 
 GEN_NAME = re.compile(r"^gen(\d+)_s(\d+)(?:_u(\d+))?$")
 VAR_NAME = re.compile(r"^var(\d+)_([A-Za-z0-9]+)_s(\d+)$")
@@ -54,3 +54,16 @@ def cycled_kind(seed_or_name: int | str, pattern: re.Pattern, kinds: tuple[str, 
             return None
         seed_or_name = int(m.group(2))
     return kinds[seed_or_name % len(kinds)]
+
+
+def seeded_spec_from_name(name: str, pattern: re.Pattern, what: str, sample):
+    """`sample(seed)` for a name `pattern` matches (group 1 the generator version, group 2 the seed), once
+    its version is checked to be this generator's; a one-line ValueError naming `what` for another name.
+    The kernel families' parser (`ker1_s000005`, `seq1_s000005`)."""
+    m = pattern.match(name)
+    if not m:
+        form = pattern.pattern.strip("^$").replace(r"(\d+)", "<v>", 1).replace(r"(\d+)", "<seed>", 1)
+        example = form.replace("<v>", str(GENERATOR_VERSION)).replace("<seed>", "000005")
+        raise ValueError(f"{name!r} is not a {what} name ({form}, e.g. {example})")
+    check_version(int(m[1]), f"{what} {name!r}")
+    return sample(int(m[2]))

@@ -19,8 +19,8 @@ import numpy as np
 
 from nnenergy.arch.graphs import RNN_GATES
 from nnenergy.arch.kernels import BYTES_PER_S, MAX_MACS, _Draw, cost, spread_batches
-from nnenergy.arch.names import SEQ_NAME, cycled_kind, seq_kernel_name
-from nnenergy.arch.spec import GENERATOR_VERSION, MACS_PER_S, ArchSpec, check_version
+from nnenergy.arch.names import SEQ_NAME, cycled_kind, seeded_spec_from_name, seq_kernel_name
+from nnenergy.arch.spec import GENERATOR_VERSION, MACS_PER_S, ArchSpec
 
 SEQ_KERNEL_KINDS = ("self_attention", "layernorm", "gelu_mlp", "embedding", "lstm", "gru")
 STEP_S = 30e-6  # per step of a recurrent layer's loop (a few small ops each), batch-independent
@@ -119,11 +119,7 @@ def sample_seq_kernel_spec(seed: int) -> ArchSpec:
 
 
 def seq_kernel_spec_from_name(name: str) -> ArchSpec:
-    m = SEQ_NAME.match(name)
-    if not m:
-        raise ValueError(f"{name!r} is not a sequence kernel name (seq<v>_s<seed>, e.g. {seq_kernel_name(5)})")
-    check_version(int(m[1]), f"sequence kernel {name!r}")
-    return sample_seq_kernel_spec(int(m[2]))
+    return seeded_spec_from_name(name, SEQ_NAME, "sequence kernel", sample_seq_kernel_spec)
 
 
 def sample_batches(spec: ArchSpec, rng: np.random.Generator, n: int,
