@@ -79,6 +79,8 @@ def summary_table(reports: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+# The three table builders below share a shape (header, separator, a row per record) and nothing else:
+# each row formats different columns, so one generic builder would only move the formatting into lambdas.
 def checks_table(checks: pd.DataFrame) -> str:
     lines = ["| profile / dataset | rows | measured (UTC) | sessions | speed-index NaN rows | statistic | "
              "canonical used ÷ reference.json | labels recomputed / off (max error) | latency index outside block |",

@@ -109,6 +109,8 @@ def sample_seq_kernel_spec(seed: int) -> ArchSpec:
         raise ValueError(f"a sequence kernel's seed is an integer >= 0, got {seed!r}")
     kind = seq_kernel_kind(int(seed))
     rng = np.random.default_rng([GENERATOR_VERSION, int(seed), 0x736571])  # "seq": not ker1's stream
+    # The draw-until-bounded loop of `kernels.sample_kernel_spec`, with this family's own bounds (an
+    # embedding's size, a recurrence's time estimate): the loops share their shape, not their checks.
     for _ in range(_ATTEMPTS):
         shape, blocks = _sample(kind, _Draw(rng))
         spec = ArchSpec(GENERATOR_VERSION, int(seed), kind, "kernel", shape, blocks, seq_kernel_name(int(seed)))
