@@ -147,7 +147,7 @@ def test_the_sweep_plans_sequence_kernels_beside_ker1_and_focuses_by_kind():
         return SweepSpec.from_config(OmegaConf.to_container(cfg.sweep, resolve=True))
 
     s = spec("sweep.generated.seq_kernel_seeds=[0,12]")
-    assert s.name == "kernels" and s.output_dir == "unused"  # rows join the profile's `kernels` dataset
+    assert s.name == "kernels_seq" and s.output_dir == "unused"  # their own dataset, never joined by default
     jobs = plan_jobs(s)
     assert [j.arch for j in jobs] == [arch.seq_kernel_name(i) for i in range(12)]
     assert all(1 <= len(j.batches) <= 2 and j.size is None for j in jobs)
