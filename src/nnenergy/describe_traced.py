@@ -17,10 +17,7 @@ import contextlib
 from dataclasses import dataclass, field, replace
 
 from nnenergy.describe_ops import _unique, rows_from_ops
-from nnenergy.layer_info import LayerInfo
-
-# Known to the predictor as types, but each call is a loop of small steps: described op by op.
-RECURRENT_TYPES = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "LSTMCell", "GRUCell", "SimpleRNNCell"}
+from nnenergy.layer_info import RECURRENT_TYPES, LayerInfo  # recurrent: known as types, described op by op
 
 
 def is_builtin(layer) -> bool:

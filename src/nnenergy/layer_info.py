@@ -9,6 +9,11 @@ from dataclasses import dataclass
 
 Shape = tuple[int, ...]
 
+# Layer types that run a loop of small steps: `describe_traced` traces them op by op, and
+# `features.workload` calls a configuration holding one "recurrent".
+RECURRENT_TYPES = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "LSTMCell", "GRUCell",
+                             "SimpleRNNCell"})
+
 # Keys that name or bookkeep a layer without changing what it computes.
 _IGNORED_CONFIG_KEYS = {"name", "trainable"}
 

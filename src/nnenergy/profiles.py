@@ -8,6 +8,7 @@ from pathlib import Path
 from nnenergy import dataset as ds
 from nnenergy.measure.hardware import current_profile_name
 from nnenergy.paths import DATA_ROOT
+from nnenergy.schema import EXTERNAL_HUB
 
 log = logging.getLogger(__name__)
 MAIN_DATASET = "space"  # generated architectures + keras.applications, per profile
@@ -46,9 +47,6 @@ def external_dataset(dataset: str, name: str = "external") -> str | None:
     """The external test set (`name`) measured on the same profile as `dataset`, if there is one."""
     path = Path(dataset).parent / name
     return str(path) if (path / ds.MODELS_FILE).exists() and Path(dataset).name != name else None
-
-
-EXTERNAL_HUB = "external_hub"  # a profile's keras-hub test set (`nnenergy measure sweep=external_hub`)
 
 
 def external_hub_dataset(dataset: str) -> str | None:

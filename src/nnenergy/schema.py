@@ -25,6 +25,8 @@ OUTPUT_COLUMNS = ["config_id", "row", "layer_index", "layer_name", "layer_type",
 # Predictor metadata: the 90% interval of log(measured / predicted), (-q, q) with q the split-conformal
 # quantile of |log ratio| over level-1 held-out predictions (`evaluate.levels.interval_from`).
 INTERVAL_KEY = "energy_log_ratio_interval"
+# A profile's keras-hub test set (`nnenergy measure sweep=external_hub`): training's second level-2 set.
+EXTERNAL_HUB = "external_hub"
 
 
 def config_id(architecture: str, input_size: int, batch_size: int) -> str:

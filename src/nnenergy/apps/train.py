@@ -23,8 +23,9 @@ from nnenergy.apps import CONF_DIR
 from nnenergy.apps.callbacks import PARENT_ENV
 from nnenergy.evaluate import metrics as mx
 from nnenergy.evaluate import plots
-from nnenergy.evaluate.levels import EXTERNAL_HUB, LEVELS, Evaluation, evaluate
+from nnenergy.evaluate.levels import LEVELS, Evaluation, evaluate
 from nnenergy.measure.datasheet import label_noise
+from nnenergy.schema import EXTERNAL_HUB
 
 log = logging.getLogger(__name__)
 # Every level's RMSPE and share within 10%, external_hub's too, and each level's transformer and recurrent

@@ -32,10 +32,10 @@ from nnenergy.features.cache import features_of
 from nnenergy.features.layer_features import layer_features
 from nnenergy.features.units import per_unit
 from nnenergy.features.workload import OTHER, RECURRENT, TRANSFORMER, workload_of
-from nnenergy.schema import INTERVAL_KEY, SOURCES, TARGETS
+from nnenergy.schema import EXTERNAL_HUB, INTERVAL_KEY, SOURCES, TARGETS
 
 LEVELS = ("family", "external", "generated")  # the headline levels (level 2: `external`)
-EXTERNAL_HUB = "external_hub"  # the second level-2 set, reported beside `external`, never in its figures
+# the second level-2 set is reported beside `external`, never in its figures
 REPORTED_LEVELS = ("family", "external", EXTERNAL_HUB, "generated")
 _MEASURED_COLS = ("architecture", "family", "source", "batch_size", "input_size", "flops", "n_layers")
 

@@ -21,13 +21,12 @@ import numpy as np
 import pandas as pd
 
 from nnenergy.features.layer_features import kind_of
+from nnenergy.layer_info import RECURRENT_TYPES as _LOOPS
 
 TRANSFORMER, RECURRENT, OTHER = "transformer", "recurrent", "other"
 WORKLOADS = (TRANSFORMER, RECURRENT, OTHER)
-# describe_traced.RECURRENT_TYPES and the convolutional recurrences (not imported: describe_traced reads
-# `features`, and the packages import in one direction only)
-RECURRENT_TYPES = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "LSTMCell", "GRUCell", "SimpleRNNCell",
-                   "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"}
+# The loops `describe_traced` traces, and the convolutional recurrences (described as single rows).
+RECURRENT_TYPES = _LOOPS | {"ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"}
 _ACTIVATION_PRODUCT = re.compile(r'"op":\s*"(MatMul|BatchMatMul|BatchMatMulV2|BatchMatMulV3|Einsum)"')
 _RECURRENT_NAME = re.compile(r"(?:^|[/_])(?:lstm|gru|simple_rnn|bidirectional|conv_lstm[123]d)(?:_\d+)?(?:/|$)",
                              re.IGNORECASE)
