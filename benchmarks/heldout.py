@@ -52,8 +52,6 @@ def run(dataset: Path, models_dir: Path | None, modes: list[str]) -> dict:
     loaded = load_predictor(this_machine=True)  # once: the predictor `nnenergy predict` uses here
     rows = pd.read_parquet(dataset / "models.parquet")
     work = workload_of(pd.read_parquet(dataset / "layers.parquet"))  # transformer / recurrent / other
-    out = {m: [] for m in modes}
-    truth = []
     per_row = []
     for _, r in rows.iterrows():
         name = str(r["architecture"])
@@ -63,13 +61,11 @@ def run(dataset: Path, models_dir: Path | None, modes: list[str]) -> dict:
         for m in modes:
             p = predict(model, batch_size=int(r["batch_size"]), speed=m, predictor=loaded)
             rec[m] = p.energy_j
-            out[m].append(p.energy_j)
-        truth.append(float(r["energy_j"]))
         rec["out_of_range_layers"] = p.out_of_range_layers
         per_row.append(rec)
     result = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "dataset": str(dataset),
               "predictor": loaded[1].get("model_uri"), "speed": p.speed,
-              "metrics": {m: score(truth, pred) for m, pred in out.items()},
+              "metrics": {m: score([r["measured_j"] for r in per_row], [r[m] for r in per_row]) for m in modes},
               "groups": by_group(per_row, modes[0]), "rows": per_row}
     with open(LOG, "a") as fh:
         fh.write(json.dumps(result) + "\n")
