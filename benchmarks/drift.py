@@ -65,9 +65,14 @@ def measure_now(profile: str) -> dict:
     # The sweeps' own protocol: the raw labels are read as the training labels were.
     protocol = OmegaConf.to_container(OmegaConf.load(REPO / "conf/sweep/_measurement.yaml"))["protocol"]
     with MeasurementLock(wait_s=900):
+        # Probe candidates for the study of issue 29 item 2, read right after the probe: 2 s of the
+        # reference and 1 s of a memory-bound kernel, raw windows (scored offline against the many-model ratio).
+        candidates = speed.probe_windows(seconds=2.0, kernel_seconds=1.0)
         res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(**protocol), reference_call()).run(
             {k: v[3] for k, v in calls.items()})
-    return {"probe": reading, "last": last,
+    return {"probe": reading, "last": last, "probe_candidates": candidates,
+            # the reference read inside the pass, round by round (each configuration's speed index)
+            "inpass_speed_index": statistics.median(r.speed_index for r in res.values()),
             "measured": {k: {"energy_j": r.energy_raw_j, "latency_s": r.latency_raw_s} for k, r in res.items()}}
 
 
@@ -100,7 +105,8 @@ def run_once(tracking_uri: str | None) -> dict:
     # Trained on this profile's own data, or transferred here by `nnenergy calibrate` (same alias either way).
     origin = "transferred" if "transferred" in str(meta.get("predictor", "")) else "trained here"
     out = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "profile": profile, "predictor": uri,
-           "origin": origin, "probe": m["probe"], "last": m["last"], "configs": names, "measured": truth,
+           "origin": origin, "probe": m["probe"], "last": m["last"], "probe_candidates": m["probe_candidates"],
+           "inpass_speed_index": m["inpass_speed_index"], "configs": names, "measured": truth,
            "predicted": preds}
     ratios = [t / p for t, p in zip(truth, preds["canonical"])]
     out["many_model_ratio"] = statistics.median(ratios)
