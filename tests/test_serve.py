@@ -31,9 +31,32 @@ def _nnenergy(env: dict, *args: str) -> subprocess.CompletedProcess:
                           env=env, cwd=REPO, timeout=300)
 
 
-def test_a_warm_server_answers_as_the_command_would(store, table, tmp_path):
+@pytest.fixture
+def alone(monkeypatch, capsys):
+    """`alone(env, *args)` -> (status, stdout, stderr) of `nnenergy ARGS` without a server, run in this process
+    (TensorFlow is loaded here already; a process of its own would spend ~10 s loading it). A fresh Keras
+    session first: auto-named layers are numbered as a fresh process numbers them."""
+    import keras
+
+    from nnenergy import cli
+
+    def run(env: dict, *args: str) -> tuple[int, str, str]:
+        with monkeypatch.context() as m:
+            for key in ("MLFLOW_TRACKING_URI", "NNENERGY_CACHE"):
+                m.setenv(key, env[key])
+            m.setenv("NNENERGY_SERVER", "off")
+            m.chdir(REPO)
+            keras.backend.clear_session()
+            capsys.readouterr()
+            rc = cli.main(list(args))
+            return (rc, *capsys.readouterr())
+    return run
+
+
+def test_a_warm_server_answers_as_the_command_would(store, table, tmp_path, alone):
     """Each command that runs by itself and loads TensorFlow costs ~10 s on a slow CPU: those that only
-    need to run by itself, not to load TensorFlow, predict the described `table`."""
+    need to run by itself, not to load TensorFlow, predict the described `table`, and what the command
+    prints without a server is read in this process (`alone`)."""
     model = tmp_path / "tiny.keras"
     zoo.build("tiny_cnn", 40).model.save(model)
     env = {k: v for k, v in os.environ.items() if k != "NNENERGY_SERVER"}
@@ -44,9 +67,9 @@ def test_a_warm_server_answers_as_the_command_would(store, table, tmp_path):
     assert started.returncode == 0, started.stderr[-2000:]
     try:
         served = _nnenergy(env, "predict", str(model), "--batch-size", "2", "--json")
-        alone = _nnenergy(off, "predict", str(model), "--batch-size", "2", "--json")
-        assert served.returncode == alone.returncode == 0, served.stderr + alone.stderr
-        assert json.loads(served.stdout) == json.loads(alone.stdout)
+        rc, out, err = alone(off, "predict", str(model), "--batch-size", "2", "--json")
+        assert served.returncode == rc == 0, served.stderr + err
+        assert json.loads(served.stdout) == json.loads(out)
         status = _nnenergy(env, "serve", "--status")
         assert status.returncode == 0 and "1 request(s) served" in status.stdout
         # a model with auto-named layers (`activation_1`, ...) built a second time by the server is named as
@@ -54,7 +77,7 @@ def test_a_warm_server_answers_as_the_command_would(store, table, tmp_path):
         args = ("predict", "MobileNetV3Small", "--input-shape", "64,64,3", "--json")
         first_build = json.loads(_nnenergy(env, *args, "--batch-size", "5").stdout)
         by_server = json.loads(_nnenergy(env, *args, "--batch-size", "3").stdout)
-        assert json.loads(_nnenergy(off, *args, "--batch-size", "3").stdout) == by_server
+        assert json.loads(alone(off, *args, "--batch-size", "3")[1]) == by_server
         assert [x["name"] for x in first_build["layers"]] == [x["name"] for x in by_server["layers"]]
         # errors keep their one line and exit status through the server
         bad = _nnenergy(env, "predict", "NoSuchNet")
@@ -64,10 +87,10 @@ def test_a_warm_server_answers_as_the_command_would(store, table, tmp_path):
         assert described.returncode == 0 and table.exists()  # written in the client's folder terms
         # stdout and stderr keep their order (merged, as a terminal shows them)
         args = ("predict", str(model), "NoSuchNet", "--json")
-        merged = [subprocess.run([sys.executable, "-m", "nnenergy.cli", *args], stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True, env=e, cwd=REPO, timeout=300).stdout
-                  for e in (env, off)]
-        assert merged[0] == merged[1] and merged[0].index('"energy_j"') < merged[0].index("NoSuchNet")
+        merged = subprocess.run([sys.executable, "-m", "nnenergy.cli", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO, timeout=300).stdout
+        _, out, err = alone(off, *args)  # the command by itself writes its JSON, then the error
+        assert merged == out + err and merged.index('"energy_j"') < merged.index("NoSuchNet")
         count = _served(env)
         # another store: the server never loads MLflow, so the command runs by itself, on that store
         other = _nnenergy(env | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/other.db"}, "predict", "MobileNetV2")
@@ -108,8 +131,10 @@ def test_a_server_that_does_not_answer_never_stops_a_prediction(listening, store
     NNENERGY_SERVER_TIMEOUT, then runs by itself. A socket file nobody listens on (a killed server):
     connect is refused and the command runs by itself at once."""
     from nnenergy.cli import serve_client
+    from nnenergy.predict.loading import load_predictor
 
     monkeypatch.setenv("NNENERGY_CACHE", str(tmp_path / "cache"))
+    load_predictor(tracking_uri=store, this_machine=True)  # cached here: the command's process skips MLflow (~5 s)
     path = serve_client.socket_path()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.bind(str(path))
@@ -152,10 +177,27 @@ def test_a_first_prediction_at_a_terminal_mentions_the_server_once(store, tmp_pa
         os.close(leader)
         return out.decode()
 
+    def here_at_terminal(batch: str) -> str:
+        """The same at a terminal in this process (it has loaded TensorFlow): no process of its own."""
+        leader, follower = pty.openpty()
+        with os.fdopen(follower, "w") as terminal, monkeypatch.context() as m:
+            m.setattr(sys, "stderr", terminal)
+            assert sys.stderr.isatty() and "tensorflow" in sys.modules
+            assert main(["tiny_cnn", "--batch-size", batch, "--json", "--tracking-uri", store]) == 0
+        os.set_blocking(leader, False)
+        try:
+            return os.read(leader, 65536).decode()
+        except OSError:  # nothing was written to the terminal
+            return ""
+        finally:
+            os.close(leader)
+
     # piped (here, in this process: it has loaded TensorFlow too), in the cache the terminal then uses
     monkeypatch.delenv("NNENERGY_SERVER")
     monkeypatch.setenv("NNENERGY_CACHE", env["NNENERGY_CACHE"])
     assert main(["tiny_cnn", "--json", "--tracking-uri", store]) == 0
     assert "nnenergy serve" not in capsys.readouterr().err
     assert "nnenergy serve --detach" in at_terminal("2")  # the piped call did not use up the one mention
-    assert "nnenergy serve" not in at_terminal("3")  # once per cache folder
+    assert "nnenergy serve" not in here_at_terminal("3")  # once per cache folder
+    (tmp_path / "cache" / "serve-tip-shown").unlink()  # the mark it leaves is what kept it quiet
+    assert "nnenergy serve --detach" in here_at_terminal("3")
