@@ -319,8 +319,8 @@ def test_a_layer_table_refuses_a_batch_size_and_describe_checks_its_output(store
 @pytest.mark.slow
 def test_a_repeated_prediction_needs_no_tensorflow(store, tiny_file, tmp_path, monkeypatch, capsys):
     """The second prediction of the same file (same shape, batch) reads its described layer table from
-    the cache: no TensorFlow, the same figures; a changed file is described again. (The first runs in
-    this process: it only fills the cache.)"""
+    the cache: no TensorFlow, the same figures; another file is described again. (The first and the last
+    run in this process: they only fill the cache and read what it holds.)"""
     code = ("import sys, json; from nnenergy.cli.predict import main; rc = main(sys.argv[1:]); "
             "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'rc': rc}), file=sys.stderr)")
     env = {**os.environ, "NNENERGY_CACHE": str(tmp_path / "cache")}
@@ -337,10 +337,12 @@ def test_a_repeated_prediction_needs_no_tensorflow(store, tiny_file, tmp_path, m
     second, b = run(tiny_file)
     assert second == {"tf": False, "rc": 0}
     assert b["energy_j"] == pytest.approx(a["energy_j"]) and len(b["layers"]) == len(a["layers"])
+    cached = sorted((tmp_path / "cache" / "tables").glob("*.parquet"))
     other = tmp_path / "other.keras"
     zoo.build("tiny_cnn", 40).model.save(other)
-    third, _ = run(other)
-    assert third["tf"] is True
+    assert cli.main([str(other), *args]) == 0
+    assert json.loads(capsys.readouterr().out)["input_shape"] == [40, 40, 3]  # not the first file's table
+    assert len(sorted((tmp_path / "cache" / "tables").glob("*.parquet"))) == len(cached) + 1  # described, and cached
 
 
 def test_every_flag_gives_its_reason_and_the_footer_counts_the_marks(store, capsys):

@@ -102,11 +102,14 @@ def test_bad_input_is_one_error_and_nothing_recorded_is_lost(cache):
 
 def test_the_cli_refuses_a_bad_speed_and_a_corrupt_history_in_one_line(store, tmp_path, monkeypatch, capsys):
     from nnenergy.cli.predict import describe_main
+    from nnenergy.predict.loading import load_predictor
 
     # A described layer table: the speed applies to it as to a model, and its processes import no TensorFlow.
     table = tmp_path / "tiny.parquet"
     assert describe_main(["tiny_cnn", "--input-shape", "32,32,3", "-o", str(table)]) == 0
     env = {**os.environ, "NNENERGY_CACHE": str(tmp_path / "cache"), "NNENERGY_SPEED": "auto"}
+    monkeypatch.setenv("NNENERGY_CACHE", env["NNENERGY_CACHE"])
+    load_predictor(tracking_uri=store, this_machine=True)  # cached: the processes below skip MLflow (~5 s each)
     cmd = [sys.executable, "-m", "nnenergy.cli", "predict", str(table), "--tracking-uri", store]
     res = subprocess.run([*cmd, "--speed", "fast"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert res.returncode == 2 and res.stdout == "" and len(res.stderr.strip().splitlines()) == 1
