@@ -79,13 +79,16 @@ def test_bring_up_of_a_one_core_machine_registers_its_champion_and_predict_uses_
     held = pred["heldout_error"]  # the transfer's own held-out error here, not the base's at home
     assert held["generated_whole_energy_rmspe"] == pytest.approx(done["cv"][done["method"]], rel=1e-6)
 
-    # The speed now: a re-read appends a probe to the history, and the next prediction is stated at it.
+    # The speed now: a re-read appends a probe to the history, and the next prediction is stated at it
+    # (of the same model described: that process needs no TensorFlow).
     res = _run(["calibrate", "--minutes", "0.5", "--tracking-uri", uri, "--json", *sweep], tmp_path, env)
     assert res.returncode == 0, res.stderr[-2000:]
     speed = json.loads(history.read_text().splitlines()[-1])
     assert speed["source"] == "probe" and speed["speed_index"] == pytest.approx(
         json.loads(res.stdout.strip().splitlines()[-1])["speed_index"])
-    res = _run(["predict", "tiny_cnn", "--input-shape", "32,32,3", "--tracking-uri", uri, "--json"], tmp_path, env)
+    table = tmp_path / "tiny_cnn.parquet"
+    assert cli.main(["describe", "tiny_cnn", "--input-shape", "32,32,3", "-o", str(table)]) == 0
+    res = _run(["predict", str(table), "--tracking-uri", uri, "--json"], tmp_path, env)
     again = json.loads(res.stdout)
     assert again["speed"]["speed_index"] == pytest.approx(speed["speed_index"])
     assert again["energy_j"] == pytest.approx(pred["energy_j"] * speed["speed_index"] / pred["speed"]["speed_index"],
