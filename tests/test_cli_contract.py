@@ -1,5 +1,6 @@
 """The command-line contract, in real processes, once per command: bad input is one line on stderr
-naming the command, nothing on stdout, exit status 2 — never a traceback."""
+naming the command, nothing on stdout, exit status 2 — never a traceback. (A training sweep that writes
+nothing to stderr, in a fresh process: tests/test_train.py, through `mlflow run`.)"""
 
 from __future__ import annotations
 
@@ -87,22 +88,3 @@ def test_the_help_examples_name_data_that_exists():
 
     for path in re.findall(r"dataset=(\S+)", USAGE):
         assert (REPO / path / "models.parquet").exists(), path
-
-
-@pytest.mark.slow
-def test_a_training_sweep_writes_nothing_to_stderr(tiny_sweep, tmp_path, new_store):
-    """`nnenergy main`'s path (a Hydra multirun of layer-wise predictors: each logged with its dataset and
-    model, registered, then compared) on tiny data, in a fresh process with no log level set: no MLflow
-    warning, no TensorFlow line, no progress bar, nothing on stderr; one summary table on stdout."""
-    _, result = tiny_sweep
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    env |= {"MLFLOW_TRACKING_URI": new_store(tmp_path), "NNENERGY_CACHE": str(tmp_path / "cache")}
-    res = subprocess.run([sys.executable, "-m", "nnenergy.cli", "train", "-m", "predictor=rf,xgb",
-                          f"dataset={result.output_dir}", "evaluation.n_folds=3", "predictor.model.min_rows_per_kind=2",
-                          "predictor.regressor.n_estimators=10", f"hydra.sweep.dir={tmp_path / 'multirun'}"],
-                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert res.stderr == "", res.stderr[-3000:]
-    header = [line for line in res.stdout.splitlines() if line.startswith("predictor ")]
-    assert len(header) == 1 and "score" in header[0] and "registry" in header[0], res.stdout
-    assert not [line for line in res.stdout.splitlines() if line.startswith(("[rf]", "[xgb]"))]  # no per-job lines

@@ -300,8 +300,11 @@ def test_main_job_through_mlflow_run(tiny_sweep, tmp_path, new_store):
     """The README's main job on tiny data, through its MLflow-project path (`mlflow run . -e main`,
     without conda): the Hydra multirun becomes one parent run in `nnenergy-train` (not in MLflow's
     Default experiment) carrying its children's headline metrics and comparison, and the registry
-    gets a champion, the better child."""
+    gets a champion, the better child. In a fresh process with no log level set, the job writes nothing
+    to stderr (no MLflow warning, no TensorFlow line, no progress bar: only `mlflow run`'s own lines) and
+    one summary table to stdout."""
     import os
+    import re
     import shutil
     import subprocess
     import sys
@@ -315,11 +318,17 @@ def test_main_job_through_mlflow_run(tiny_sweep, tmp_path, new_store):
     proc = subprocess.run([mlflow_cli, "run", ".", "-e", "main", "-P", "predictor=rf,xgb", "-P",
                            f"overrides={overrides}", "--env-manager", "local"],
                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
-                          env={**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+                          env={**{k: v for k, v in os.environ.items()
+                                  if not k.startswith("MLFLOW_") and k != "TF_CPP_MIN_LOG_LEVEL"},
                                "MLFLOW_TRACKING_URI": uri,  # a fresh shell: no experiment of this process
                                # with the venv activated, as the README says (MLproject calls `python`)
                                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
     assert proc.returncode == 0, proc.stderr[-1500:]
+    mlflow_own = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d INFO mlflow\.projects[\w.]*: ")
+    assert [line for line in proc.stderr.splitlines() if not mlflow_own.match(line)] == [], proc.stderr[-3000:]
+    header = [line for line in proc.stdout.splitlines() if line.startswith("predictor ")]
+    assert len(header) == 1 and "score" in header[0] and "registry" in header[0], proc.stdout
+    assert not [line for line in proc.stdout.splitlines() if line.startswith(("[rf]", "[xgb]"))]  # no per-job lines
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["nnenergy-train"], output_format="list")
     [parent] = [r for r in runs if r.data.tags.get("nnenergy.sweep") == "parent"]
