@@ -86,12 +86,14 @@ def test_a_correction_near_zero_never_prints_minus_zero():
     assert [_fmt_ms(s).strip() for s in (-0.0, -4e-7, -2e-6)] == ["0.000 ms", "0.000 ms", "-0.002 ms"]
 
 
-def test_json_stdout_is_clean_in_a_real_process(store, tiny_file):
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+def test_json_stdout_is_clean_in_a_real_process(store, tiny_file, tmp_path):
+    # A fresh cache: the process describes the model itself, so TensorFlow loads and could print.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store, "NNENERGY_CACHE": str(tmp_path / "cache")}
     res = subprocess.run([sys.executable, "-m", "nnenergy.cli", "predict", str(tiny_file), "--json"],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout)["energy_j"] > 0
+    assert list((tmp_path / "cache" / "tables").iterdir())  # it did describe (TensorFlow loaded)
 
 
 def _lambda_file(tmp_path) -> Path:
@@ -368,12 +370,15 @@ def test_every_flag_gives_its_reason_and_the_footer_counts_the_marks(store, caps
     assert "GB of RAM: it does not fit" in capsys.readouterr().out
 
 
-def test_the_python_api_prints_no_tensorflow_start_up_lines(store, tiny_file):
-    """`nnenergy.predict` in a fresh process that set no log level: stderr stays as quiet as the CLI's."""
+def test_the_python_api_prints_no_tensorflow_start_up_lines(store, tiny_file, tmp_path):
+    """`nnenergy.predict` in a fresh process that set no log level: stderr stays as quiet as the CLI's.
+    A fresh cache makes the process describe the model, so TensorFlow really loads there."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["NNENERGY_CACHE"] = str(tmp_path / "cache")
     code = ("import sys, nnenergy; p = nnenergy.predict(sys.argv[1], tracking_uri=sys.argv[2]); "
             "print(p.energy_j > 0)")
     res = subprocess.run([sys.executable, "-c", code, str(tiny_file), store], capture_output=True, text=True,
                          cwd=REPO, env=env, timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "True", res.stderr[-2000:]
     assert not any(w in res.stderr for w in ("oneDNN", "cuda", "cuInit", "TensorFlow binary", "absl")), res.stderr
+    assert list((tmp_path / "cache" / "tables").iterdir())  # it did describe (TensorFlow loaded)
