@@ -68,7 +68,8 @@ def measure_now(profile: str) -> dict:
         # Probe candidates for the study of issue 29 item 2, read right after the probe: 2 s of the
         # reference and 1 s of a memory-bound kernel, raw windows (scored offline against the many-model ratio).
         candidates = speed.probe_windows(seconds=2.0, kernel_seconds=1.0)
-        res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(**protocol), reference_call()).run(
+        res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(**protocol), reference_call(),
+                                     canonical=speed.canonical(profile)).run(
             {k: v[3] for k, v in calls.items()})
     return {"probe": reading, "last": last, "probe_candidates": candidates,
             # the reference read inside the pass, round by round (each configuration's speed index)
