@@ -14,7 +14,8 @@ from nnenergy.features.layer_features import layer_features
 from nnenergy.features.loops import loop_features
 from nnenergy.schema import TARGETS
 
-STEP_J, STEP_S = 2e-3, 1e-4  # the per-step cost the fake "sequence kernels" below carry beyond the rows
+# What each op of a loop's body costs a step in the "sequence kernels" below, beyond the rows' own price.
+STEP_J, STEP_S = 1e-4, 5e-6
 
 
 def _seq(*blocks, steps: int = 12, width: int = 8):
@@ -45,8 +46,9 @@ def test_loops_are_found_with_their_steps_and_weights():
     ], ignore_index=True)
     lf = loop_features(layer_features(tables))
     assert lf.loc["stacked", "loops"] == 2 and lf.loc["stacked", "loop_steps"] == 24
+    assert lf.loc["stacked", "loop_op_steps"] > 10 * 24  # a dozen element-wise ops and products a step
     # per step, the gate products read 4 x units x (inputs + units) weights
-    assert lf.loc["stacked", "loop_weight_steps"] == 12 * (4 * 16 * (8 + 16) + 4 * 8 * (16 + 8))
+    assert lf.loc["stacked", "loop_weight_steps"] == pytest.approx(12 * (4 * 16 * (8 + 16) + 4 * 8 * (16 + 8)))
     assert lf.loc["long_b4", "loop_steps"] == 30  # steps, not batch x steps
     assert lf.loc["encoder", "loops"] == 2 and lf.loc["encoder", "loop_steps"] == 24
     assert (lf.loc["dense"] == 0).all()
@@ -55,7 +57,7 @@ def test_loops_are_found_with_their_steps_and_weights():
 @pytest.fixture(scope="module")
 def fitted():
     """A layer-wise predictor trained on tiny described networks (targets from their FLOPs and bytes), and
-    sequence kernels measured at its own totals plus `STEP_J`/`STEP_S` a step."""
+    sequence kernels measured at its own totals plus `STEP_J`/`STEP_S` an op a step."""
     from keras import layers as L
 
     from nnenergy import zoo
@@ -75,10 +77,10 @@ def fitted():
     plain = make().fit(feats, y)
     kernels = pd.concat([_table(_seq(cell(u), steps=s), b, f"{cell.__name__}{u}|{s}|{b}")
                          for cell, u, s in ((L.LSTM, 16, 8), (L.LSTM, 32, 20), (L.GRU, 16, 40))
-                         for b in (1, 4, 16)], ignore_index=True)
+                         for b in (1, 2, 4, 16)], ignore_index=True)
     kfeats = layer_features(kernels)
     whole = plain.predict_whole(kfeats).set_index("config_id")
-    steps = loop_features(kfeats)["loop_steps"].reindex(whole.index).to_numpy()
+    steps = loop_features(kfeats)["loop_op_steps"].reindex(whole.index).to_numpy()
     models = pd.DataFrame({"config_id": whole.index, "energy_j": whole["energy_j"].to_numpy() + STEP_J * steps,
                            "latency_s": whole["latency_s"].to_numpy() + STEP_S * steps})
     return plain, make().fit(feats, y, loops=(kfeats, models))
@@ -89,7 +91,7 @@ def test_the_loop_term_prices_each_step_and_nothing_else(fitted, tmp_path):
 
     plain, looped = fitted
     assert plain.loop_term_ is None and "loop_term" not in plain.metadata
-    assert looped.metadata["loop_term"]["n_configs"] == 9
+    assert looped.metadata["loop_term"]["n_configs"] == 12
     new = pd.concat([_table(_seq(L.LSTM(24), L.Dense(2), steps=100), 2, "lstm100"),
                      _table(_seq(L.Dense(16), L.Dense(2)), 2, "dense")], ignore_index=True)
     feats = layer_features(new)
@@ -98,10 +100,11 @@ def test_the_loop_term_prices_each_step_and_nothing_else(fitted, tmp_path):
     with_term = joblib.load(path).predict_whole(feats).set_index("config_id")
     without = plain.predict_whole(feats).set_index("config_id")
     extra = (with_term - without)[list(TARGETS)]
-    np.testing.assert_allclose(extra.loc["lstm100"], [100 * STEP_J, 100 * STEP_S], rtol=0.02)
+    op_steps = loop_features(feats).loc["lstm100", "loop_op_steps"]
+    np.testing.assert_allclose(extra.loc["lstm100"], [op_steps * STEP_J, op_steps * STEP_S], rtol=0.02)
     np.testing.assert_allclose(extra.loc["dense"], [0.0, 0.0], atol=1e-12)  # no loop, no term
     # the model-level row carries it: the per-layer rows are what they were
-    np.testing.assert_allclose(with_term.loc["lstm100", "correction_energy_j"], 100 * STEP_J, rtol=0.02)
+    np.testing.assert_allclose(with_term.loc["lstm100", "correction_energy_j"], op_steps * STEP_J, rtol=0.02)
     np.testing.assert_allclose(with_term["layer_sum_energy_j"], without["layer_sum_energy_j"])
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-LOOP_COLUMNS = ("loops", "loop_steps", "loop_weight_steps", "loop_flop_steps")
+LOOP_COLUMNS = ("loops", "loop_steps", "loop_op_steps", "loop_weight_steps", "loop_flop_steps")
 
 
 def _split(name: str) -> tuple[str, str, str]:
@@ -29,9 +29,10 @@ def _split(name: str) -> tuple[str, str, str]:
 
 def loop_rows(feats: pd.DataFrame) -> pd.DataFrame:
     """One row per recurrent loop of every configuration in `feats` (`layer_features` of a layer table):
-    `config_id`, `loop` (its layer's name), `steps`, and per step `weights` (parameters its products read)
-    and `flops` (of its products, at the configuration's batch size). Empty when there is none."""
-    cols = ["config_id", "loop", "steps", "weights", "flops"]
+    `config_id`, `loop` (its layer's name), `steps`, and per step `ops` (its rows outside the cell: each
+    runs once a step), `weights` (parameters its products read) and `flops` (of its products, at the
+    configuration's batch size). Empty when there is none."""
+    cols = ["config_id", "loop", "steps", "ops", "weights", "flops"]
     products = feats[(feats["layer_type"].to_numpy(dtype=object) == "Dense")
                      & (feats["log_params"].to_numpy(float) > 0)
                      & feats["layer_name"].astype(str).str.contains("/", regex=False).to_numpy()]
@@ -50,6 +51,11 @@ def loop_rows(feats: pd.DataFrame) -> pd.DataFrame:
     both["steps"] = np.rint(both["out_body"] / np.maximum(both["out_cell"], 1.0))
     per_loop = both.groupby(["config_id", "loop"], sort=False).agg(
         steps=("steps", "max"), weights=("params_cell", "sum"), flops=("flops_cell", "sum")).reset_index()
+    every = [_split(n) for n in feats["layer_name"].astype(str)]
+    ops = pd.DataFrame({"config_id": feats["config_id"].to_numpy(dtype=object), "loop": [p[0] for p in every],
+                        "cell": [p[1] for p in every]})
+    ops = ops[ops["cell"] == ""].groupby(["config_id", "loop"]).size().rename("ops").reset_index()
+    per_loop = per_loop.merge(ops, on=["config_id", "loop"], how="left")
     return per_loop.loc[per_loop["steps"] >= 1, cols].reset_index(drop=True)
 
 
@@ -61,6 +67,7 @@ def loop_features(feats: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "loops": rows.groupby("config_id").size(),
         "loop_steps": rows.groupby("config_id")["steps"].sum(),
+        "loop_op_steps": (rows["steps"] * rows["ops"]).groupby(rows["config_id"]).sum(),
         "loop_weight_steps": (rows["steps"] * rows["weights"]).groupby(rows["config_id"]).sum(),
         "loop_flop_steps": (rows["steps"] * rows["flops"]).groupby(rows["config_id"]).sum(),
     }) if len(rows) else pd.DataFrame(columns=list(LOOP_COLUMNS), dtype=float)

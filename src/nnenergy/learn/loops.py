@@ -9,7 +9,7 @@ LSTM/GRU models by 2-7x.
 
 The term, per configuration, is linear in its loops' steps (`features.loops`):
 
-    steps x (c_step + c_batch x batch + c_weight x weight MB read a step + c_flop x MFLOPs a step)
+    steps x (c_op x its ops + c_batch x batch + c_weight x weight MB read a step + c_flop x MFLOPs a step)
 
 with non-negative coefficients per target (energy, latency), fitted at training time on the sequence
 kernels' recurrent configurations (`kernel_dataset`'s sibling `kernels_seq`: single LSTM/GRU layers,
@@ -28,7 +28,7 @@ import pandas as pd
 from nnenergy.features.loops import loop_features
 from nnenergy.schema import TARGETS
 
-DESIGN = ("steps", "steps_x_batch", "weight_mb_steps", "mflop_steps")
+DESIGN = ("op_steps", "steps_x_batch", "weight_mb_steps", "mflop_steps")
 MIN_CONFIGS = 10  # recurrent kernel configurations needed to fit the term
 
 
@@ -36,9 +36,9 @@ def design(feats: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(config ids in order of first appearance, their `DESIGN` matrix); rows of zeros without a loop."""
     lf = loop_features(feats)
     batch = feats.groupby("config_id", sort=False)["batch_size"].first().reindex(lf.index).to_numpy(float)
-    steps = lf["loop_steps"].to_numpy(float)
-    x = np.column_stack([steps, steps * batch, lf["loop_weight_steps"].to_numpy(float) * 4 / 1e6,
-                         lf["loop_flop_steps"].to_numpy(float) / 1e6])
+    col = {c: lf[c].to_numpy(float) for c in lf.columns}
+    x = np.column_stack([col["loop_op_steps"], col["loop_steps"] * batch, col["loop_weight_steps"] * 4 / 1e6,
+                         col["loop_flop_steps"] / 1e6])
     return lf.index.to_numpy(dtype=object), x
 
 
