@@ -4,6 +4,8 @@ totals, unchanged without them."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import joblib
 import numpy as np
 import pandas as pd
@@ -71,7 +73,7 @@ def fitted():
                          4e-11 * nets["flops"] + 4e-11 * nets["mem_bytes"] + 4e-7])
 
     def make():
-        return LayerwisePredictor(make_regressor=lambda: catboost(iterations=20, thread_count=1),
+        return LayerwisePredictor(make_regressor=partial(catboost, iterations=20, thread_count=1),
                                   min_rows_per_kind=2, correction="none")
 
     plain = make().fit(feats, y)
