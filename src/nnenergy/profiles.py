@@ -56,6 +56,7 @@ def external_hub_dataset(dataset: str) -> str | None:
 
 
 KERNELS = "kernels"  # the kernel sweep's dataset of a profile (`nnenergy measure sweep=kernels`)
+SEQ_KERNELS = "kernels_seq"  # its sequence kernels (`nnenergy measure sweep=kernels_seq`)
 
 
 def kernel_dataset(dataset: str) -> str | None:
@@ -63,3 +64,10 @@ def kernel_dataset(dataset: str) -> str | None:
     training adds them to every fold by default."""
     path = Path(dataset).parent / KERNELS
     return str(path) if (path / ds.MODELS_FILE).exists() and Path(dataset).name != KERNELS else None
+
+
+def loop_kernel_dataset(dataset: str) -> str | None:
+    """The sequence kernels measured on the same profile as `dataset` (its sibling `kernels_seq`), if any:
+    training fits the layer-wise predictors' loop term (`learn.loops`) on their LSTM/GRU configurations."""
+    path = Path(dataset).parent / SEQ_KERNELS
+    return str(path) if (path / ds.MODELS_FILE).exists() and Path(dataset).name != SEQ_KERNELS else None

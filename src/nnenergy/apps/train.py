@@ -114,6 +114,22 @@ def _kernels(cfg: DictConfig, data: ds.Dataset) -> ds.Dataset | None:
     return kernels
 
 
+def _loop_kernels(cfg: DictConfig, data: ds.Dataset) -> ds.Dataset | None:
+    """The sequence kernels that fit the loop term (`loop_kernel_dataset`), refused unless measured on the
+    dataset's profile; None when there are none (no loop term: predictions as before)."""
+    if not cfg.get("loop_kernel_dataset"):
+        return None
+    try:
+        loops = ds.load(cfg.loop_kernel_dataset)
+    except ds.DatasetError as exc:
+        raise TrainInputError(str(exc)) from None
+    mine, theirs = data.hardware().get("profile"), loops.hardware().get("profile")
+    if mine != theirs:
+        raise TrainInputError(f"loop_kernel_dataset {cfg.loop_kernel_dataset} was measured on {theirs}, the dataset "
+                              f"on {mine}: rows of two CPUs never train one predictor")
+    return loops
+
+
 _SAID: set = set()
 
 
@@ -141,6 +157,7 @@ def run(cfg: DictConfig) -> dict:
     hub = _external_hub(cfg)
     # Single kernels are layer rows to learn from; a model-wise predictor would take each for a network.
     kernels = _kernels(cfg, data) if cfg.predictor.family == "layerwise" else None
+    loops = _loop_kernels(cfg, data) if cfg.predictor.family == "layerwise" else None
     from nnenergy.evaluate.levels import real_mask
 
     families = data.models.loc[real_mask(data.models), "family"].nunique()
@@ -159,6 +176,8 @@ def run(cfg: DictConfig) -> dict:
                              (ds.MODELS_FILE, ds.DATASHEET_FILE))
         if kernels is not None:
             tracking.log_dataset(kernels.models, kernels.path, "kernels", "training", (ds.DATASHEET_FILE,))
+        if loops is not None:
+            tracking.log_dataset(loops.models, loops.path, "loop_kernels", "training", (ds.DATASHEET_FILE,))
         if external is not None:
             tracking.log_dataset(external.models, external.path, "external", "evaluation", (ds.DATASHEET_FILE,))
         if hub is not None:
@@ -172,7 +191,8 @@ def run(cfg: DictConfig) -> dict:
                                   "label_noise_within5_pct": noise["within5_pct"]})
         results = {}
         for src in sources:
-            ev = evaluate(make_predictor(cfg, src), data, src, opts, external, extra=kernels, external_hub=hub)
+            ev = evaluate(make_predictor(cfg, src), data, src, opts, external, extra=kernels, external_hub=hub,
+                          loops=loops)
             _log_evaluation(ev, cfg)
             results[src] = ev
         chosen = results.get(cfg.register.source) or next(iter(results.values()))

@@ -104,10 +104,11 @@ def interval_from(heldout: pd.DataFrame, coverage: float = 0.9) -> tuple[float, 
 
 def evaluate(make: Callable[[], object], data: Dataset, target_source: str, opts: dict,
              external: Dataset | None = None, extra: Dataset | None = None,
-             external_hub: Dataset | None = None) -> Evaluation:
+             external_hub: Dataset | None = None, loops: Dataset | None = None) -> Evaluation:
     """Evaluate `make()` predictors on the three levels, then train the final one on everything.
     `extra` (the kernel sweep) joins the training rows of every fold and is never held out or scored;
-    `external_hub`, like `external`, is only predicted by the final one (level `external_hub`)."""
+    `external_hub`, like `external`, is only predicted by the final one (level `external_hub`); `loops` (the
+    sequence kernels) fits every fold's loop term (`learn.loops`, layer-wise predictors), never scored."""
     t0 = time.perf_counter()
     feats = features_of(data)
     y = _targets(data, target_source)
@@ -124,9 +125,11 @@ def evaluate(make: Callable[[], object], data: Dataset, target_source: str, opts
     def rows_of(ids: set) -> np.ndarray:
         return cid.isin(ids).to_numpy()  # hashed: np.isin on 300k strings took ~80 s per job
 
+    loop_kw = {"loops": (features_of(loops), loops.models)} if loops is not None and len(loops.models) else {}
+
     def fit(train_ids: set):
         keep = rows_of(train_ids)
-        return make().fit(feats[keep], y[keep], models[models["config_id"].isin(train_ids)])
+        return make().fit(feats[keep], y[keep], models[models["config_id"].isin(train_ids)], **loop_kw)
 
     def predict(pred, test_ids: set, fold: int):
         keep = rows_of(test_ids)

@@ -214,12 +214,14 @@ class LayerwisePredictor:
     correction_: LinearRegression | None = None
     kind_features_: dict = field(default_factory=dict)  # kind -> feature columns it was trained on
     kernel_context_: dict = field(default_factory=dict)  # kind -> (J, s) ratio alone / in context
+    loop_term_: object = None  # recurrent loops' cost beyond their rows (`learn.loops`), fitted on sequence kernels
     metadata: dict = field(default_factory=dict)
 
     # -- fitting --------------------------------------------------------------------
     def fit(self, feats: pd.DataFrame, layer_targets: np.ndarray,
-            models: pd.DataFrame | None = None) -> "LayerwisePredictor":
-        """`layer_targets`: (n, 2) joules and seconds per pass; `models`: whole-model rows for the correction."""
+            models: pd.DataFrame | None = None, loops: tuple | None = None) -> "LayerwisePredictor":
+        """`layer_targets`: (n, 2) joules and seconds per pass; `models`: whole-model rows for the correction;
+        `loops`: (features, models) of sequence kernels, whose recurrent configurations fit the loop term."""
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}, not {self.baseline!r}")
         if self.kernel_rows not in KERNEL_ROWS:
@@ -260,6 +262,13 @@ class LayerwisePredictor:
             networks = models[~models["config_id"].isin(incomplete | kernel_ids)]
             keep = ~from_kernels
             self._fit_correction(feats[keep], y[keep], networks)
+        self.loop_term_ = None
+        if loops is not None:
+            from nnenergy.learn.loops import fit_loop_term
+
+            self.loop_term_ = fit_loop_term(self, *loops)
+            if self.loop_term_ is not None:
+                self.metadata["loop_term"] = self.loop_term_.summary()
         return self
 
     def _fit_kinds(self, feats: pd.DataFrame, logy: np.ndarray) -> tuple[dict, dict, dict]:
@@ -455,6 +464,8 @@ class LayerwisePredictor:
         if self.correction_ is not None:
             x = self._correction_x(np.maximum(sums, 1e-12), n_layers, batch)
             totals = np.exp(x @ self.correction_.coef_.T + self.correction_.intercept_)
+        if getattr(self, "loop_term_", None) is not None:  # pickled before the loop term: none
+            totals = totals + self.loop_term_.costs(feats, ids)
         if "out_of_range" in per_layer:
             oor_e = np.bincount(codes, weights=np.where(per_layer["out_of_range"].to_numpy(bool), y[:, 0], 0.0),
                                 minlength=k)

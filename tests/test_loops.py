@@ -1,0 +1,120 @@
+"""The loop term: recurrent loops found in real described LSTM/GRU models (their steps, the weights a step
+reads), and a layer-wise predictor that fits their per-step cost on sequence kernels and adds it to its
+totals, unchanged without them."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import compose_cfg
+
+from nnenergy.features.layer_features import layer_features
+from nnenergy.features.loops import loop_features
+from nnenergy.schema import TARGETS
+
+# What each op of a loop's body costs a step in the "sequence kernels" below, beyond the rows' own price.
+STEP_J, STEP_S = 1e-4, 5e-6
+
+
+def _seq(*blocks, steps: int = 12, width: int = 8):
+    import keras
+
+    inp = keras.Input((steps, width))
+    x = inp
+    for b in blocks:
+        x = b(x)
+    return keras.Model(inp, x)
+
+
+def _table(model, batch: int, config_id: str) -> pd.DataFrame:
+    from nnenergy.describe import describe_layers
+
+    return describe_layers(model, batch_size=batch, config_id=config_id)
+
+
+def test_loops_are_found_with_their_steps_and_weights():
+    from keras import layers as L
+
+    tables = pd.concat([
+        _table(_seq(L.LSTM(16, return_sequences=True), L.LSTM(8), L.Dense(2)), 1, "stacked"),
+        _table(_seq(L.LSTM(16), steps=30), 4, "long_b4"),
+        # renamed: found by its structure, not its name
+        _table(_seq(L.Bidirectional(L.GRU(8), name="encoder"), L.Dense(2)), 2, "encoder"),
+        _table(_seq(L.Dense(16), L.Dense(2)), 1, "dense"),
+    ], ignore_index=True)
+    lf = loop_features(layer_features(tables))
+    assert lf.loc["stacked", "loops"] == 2 and lf.loc["stacked", "loop_steps"] == 24
+    assert lf.loc["stacked", "loop_op_steps"] > 10 * 24  # a dozen element-wise ops and products a step
+    # per step, the gate products read 4 x units x (inputs + units) weights
+    assert lf.loc["stacked", "loop_weight_steps"] == pytest.approx(12 * (4 * 16 * (8 + 16) + 4 * 8 * (16 + 8)))
+    assert lf.loc["long_b4", "loop_steps"] == 30  # steps, not batch x steps
+    assert lf.loc["encoder", "loops"] == 2 and lf.loc["encoder", "loop_steps"] == 24
+    assert (lf.loc["dense"] == 0).all()
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A layer-wise predictor trained on tiny described networks (targets from their FLOPs and bytes), and
+    sequence kernels measured at its own totals plus `STEP_J`/`STEP_S` an op a step."""
+    from keras import layers as L
+
+    from nnenergy import zoo
+    from nnenergy.learn.layerwise import LayerwisePredictor
+    from nnenergy.learn.regressors import catboost
+
+    nets = pd.concat([_table(zoo.build(name, 32).model, b, f"{name}|{b}") for name in ("tiny_cnn", "tiny_mlp")
+                      for b in (1, 2, 4, 8)], ignore_index=True)
+    feats = layer_features(nets)
+    y = np.column_stack([1e-9 * nets["flops"] + 1e-9 * nets["mem_bytes"] + 1e-5,
+                         4e-11 * nets["flops"] + 4e-11 * nets["mem_bytes"] + 4e-7])
+
+    def make():
+        return LayerwisePredictor(make_regressor=partial(catboost, iterations=20, thread_count=1),
+                                  min_rows_per_kind=2, correction="none")
+
+    plain = make().fit(feats, y)
+    kernels = pd.concat([_table(_seq(cell(u), steps=s), b, f"{cell.__name__}{u}|{s}|{b}")
+                         for cell, u, s in ((L.LSTM, 16, 8), (L.LSTM, 32, 20), (L.GRU, 16, 40))
+                         for b in (1, 2, 4, 16)], ignore_index=True)
+    kfeats = layer_features(kernels)
+    whole = plain.predict_whole(kfeats).set_index("config_id")
+    steps = loop_features(kfeats)["loop_op_steps"].reindex(whole.index).to_numpy()
+    models = pd.DataFrame({"config_id": whole.index, "energy_j": whole["energy_j"].to_numpy() + STEP_J * steps,
+                           "latency_s": whole["latency_s"].to_numpy() + STEP_S * steps})
+    return plain, make().fit(feats, y, loops=(kfeats, models))
+
+
+def test_the_loop_term_prices_each_step_and_nothing_else(fitted, tmp_path):
+    from keras import layers as L
+
+    plain, looped = fitted
+    assert plain.loop_term_ is None and "loop_term" not in plain.metadata
+    assert looped.metadata["loop_term"]["n_configs"] == 12
+    new = pd.concat([_table(_seq(L.LSTM(24), L.Dense(2), steps=100), 2, "lstm100"),
+                     _table(_seq(L.Dense(16), L.Dense(2)), 2, "dense")], ignore_index=True)
+    feats = layer_features(new)
+    path = tmp_path / "p.joblib"
+    joblib.dump(looped, path)  # the term travels inside the logged predictor
+    with_term = joblib.load(path).predict_whole(feats).set_index("config_id")
+    without = plain.predict_whole(feats).set_index("config_id")
+    extra = (with_term - without)[list(TARGETS)]
+    op_steps = loop_features(feats).loc["lstm100", "loop_op_steps"]
+    np.testing.assert_allclose(extra.loc["lstm100"], [op_steps * STEP_J, op_steps * STEP_S], rtol=0.02)
+    np.testing.assert_allclose(extra.loc["dense"], [0.0, 0.0], atol=1e-12)  # no loop, no term
+    # the model-level row carries it: the per-layer rows are what they were
+    np.testing.assert_allclose(with_term.loc["lstm100", "correction_energy_j"], op_steps * STEP_J, rtol=0.02)
+    np.testing.assert_allclose(with_term["layer_sum_energy_j"], without["layer_sum_energy_j"])
+
+
+def test_training_finds_the_sequence_kernels_beside_the_dataset(tmp_path):
+    for name in ("space", "kernels_seq"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "models.parquet").write_bytes(b"")
+    cfg = compose_cfg("train", [f"dataset={tmp_path / 'space'}"])
+    assert cfg.loop_kernel_dataset == str(tmp_path / "kernels_seq")
+    (tmp_path / "kernels_seq" / "models.parquet").unlink()
+    assert compose_cfg("train", [f"dataset={tmp_path / 'space'}"]).loop_kernel_dataset is None
