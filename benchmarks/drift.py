@@ -125,13 +125,21 @@ def _metrics(truth, pred) -> dict:
 def report() -> str:
     runs = [json.loads(line) for line in LOG.read_text().splitlines() if line.strip()]
     lines = ["| run (UTC) | profile | predictor | speed now (probe) | many-model ratio | probe / many - 1 | "
-             "canonical: RMSPE, ±10% | last (>= 1 h old): RMSPE, ±10% | now: RMSPE, ±10% |", "|---" * 9 + "|"]
+             "in-pass reference / many - 1 | canonical: RMSPE, ±10% | last (>= 1 h old): RMSPE, ±10% | "
+             "now: RMSPE, ±10% |", "|---" * 10 + "|"]
     for r in runs:
         cell = lambda k: (f"{r['metrics'][k]['rmspe']:.1f}%, {r['metrics'][k]['within10']:.0f}%"  # noqa: E731
                           if k in r["metrics"] else "n/a (no reading >= 1 h old)")
+        inpass = r.get("inpass_speed_index")
+        inpass = f"{100 * (inpass / r['many_model_ratio'] - 1):+.1f}%" if inpass else "n/a"
         lines.append(f"| {r['at'][:16]} | {r['profile']} | {r.get('origin', '?')} | {r['probe']['speed_index']:.3f} | "
-                     f"{r['many_model_ratio']:.3f} | {100 * r['probe_agreement']:+.1f}% | {cell('canonical')} | "
-                     f"{cell('last')} | {cell('now')} |")
+                     f"{r['many_model_ratio']:.3f} | {100 * r['probe_agreement']:+.1f}% | {inpass} | "
+                     f"{cell('canonical')} | {cell('last')} | {cell('now')} |")
+    home = [r["probe_agreement"] for r in runs if r.get("origin") == "trained here"]
+    if home:  # a transferred predictor's pairs measure its bias, not the probe
+        rms = 100 * statistics.fmean(a * a for a in home) ** 0.5
+        lines.append(f"\nProbe agreement over the {len(home)} runs with a predictor trained here: RMS {rms:.1f}% "
+                     "(target <= 3% over >= 10 pairs).")
     text = "\n".join(lines) + "\n"
     (REPO / "benchmarks" / "drift.md").write_text(text)
     return text
