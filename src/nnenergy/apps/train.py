@@ -96,38 +96,41 @@ def _log_evaluation(ev: Evaluation, cfg: DictConfig) -> None:
         tracking.log_figure(plots.error_by_kind(ev.metrics, src, name), f"plots/{src}/error_by_kind.png")
 
 
-def _kernels(cfg: DictConfig, data: ds.Dataset) -> ds.Dataset | None:
-    """The kernel sweep's rows (`kernel_dataset`), refused unless measured on the dataset's profile."""
-    if not cfg.get("kernel_dataset"):
+def _sibling(cfg: DictConfig, key: str, data: ds.Dataset, refuse=None) -> ds.Dataset | None:
+    """The dataset named by `cfg[key]` (None when unset), refused by `refuse(dataset)` (a reason, or None)
+    or unless measured on `data`'s profile."""
+    if not cfg.get(key):
         return None
     try:
-        kernels = ds.load(cfg.kernel_dataset)
+        other = ds.load(cfg[key])
     except ds.DatasetError as exc:
         raise TrainInputError(str(exc)) from None
-    if "source" not in kernels.models or not (kernels.models["source"] == "kernel").all():
-        raise TrainInputError(f"kernel_dataset {cfg.kernel_dataset} is not a kernel sweep (`nnenergy measure "
-                              "sweep=kernels`): only single-kernel rows may join training unscored")
-    mine, theirs = data.hardware().get("profile"), kernels.hardware().get("profile")
+    reason = refuse(other) if refuse else None
+    if reason:
+        raise TrainInputError(f"{key} {cfg[key]} {reason}")
+    mine, theirs = data.hardware().get("profile"), other.hardware().get("profile")
     if mine != theirs:
-        raise TrainInputError(f"kernel_dataset {cfg.kernel_dataset} was measured on {theirs}, the dataset on {mine}: "
+        raise TrainInputError(f"{key} {cfg[key]} was measured on {theirs}, the dataset on {mine}: "
                               "rows of two CPUs never train one predictor")
-    return kernels
+    return other
+
+
+def _not_a_kernel_sweep(kernels: ds.Dataset) -> str | None:
+    if "source" not in kernels.models or not (kernels.models["source"] == "kernel").all():
+        return ("is not a kernel sweep (`nnenergy measure sweep=kernels`): only single-kernel rows may join "
+                "training unscored")
+    return None
+
+
+def _kernels(cfg: DictConfig, data: ds.Dataset) -> ds.Dataset | None:
+    """The kernel sweep's rows (`kernel_dataset`), refused unless a kernel sweep of the dataset's profile."""
+    return _sibling(cfg, "kernel_dataset", data, _not_a_kernel_sweep)
 
 
 def _loop_kernels(cfg: DictConfig, data: ds.Dataset) -> ds.Dataset | None:
     """The sequence kernels that fit the loop term (`loop_kernel_dataset`), refused unless measured on the
     dataset's profile; None when there are none (no loop term: predictions as before)."""
-    if not cfg.get("loop_kernel_dataset"):
-        return None
-    try:
-        loops = ds.load(cfg.loop_kernel_dataset)
-    except ds.DatasetError as exc:
-        raise TrainInputError(str(exc)) from None
-    mine, theirs = data.hardware().get("profile"), loops.hardware().get("profile")
-    if mine != theirs:
-        raise TrainInputError(f"loop_kernel_dataset {cfg.loop_kernel_dataset} was measured on {theirs}, the dataset "
-                              f"on {mine}: rows of two CPUs never train one predictor")
-    return loops
+    return _sibling(cfg, "loop_kernel_dataset", data)
 
 
 _SAID: set = set()
