@@ -43,16 +43,21 @@ def default_dataset(root: Path = DATA_ROOT) -> str:
     return str(Path(root) / LEGACY[0] / LEGACY[1])
 
 
-def external_dataset(dataset: str, name: str = "external") -> str | None:
-    """The external test set (`name`) measured on the same profile as `dataset`, if there is one."""
+def sibling_dataset(dataset: str, name: str) -> str | None:
+    """The dataset `name` measured on the same profile as `dataset` (a sibling folder), if there is one."""
     path = Path(dataset).parent / name
     return str(path) if (path / ds.MODELS_FILE).exists() and Path(dataset).name != name else None
+
+
+def external_dataset(dataset: str) -> str | None:
+    """The external test set measured on the same profile as `dataset` (its sibling `external`), if any."""
+    return sibling_dataset(dataset, "external")
 
 
 def external_hub_dataset(dataset: str) -> str | None:
     """The keras-hub test set measured on the same profile as `dataset` (its sibling `external_hub`), if any:
     training scores it as a second level-2 set."""
-    return external_dataset(dataset, EXTERNAL_HUB)
+    return sibling_dataset(dataset, EXTERNAL_HUB)
 
 
 KERNELS = "kernels"  # the kernel sweep's dataset of a profile (`nnenergy measure sweep=kernels`)
@@ -62,12 +67,10 @@ SEQ_KERNELS = "kernels_seq"  # its sequence kernels (`nnenergy measure sweep=ker
 def kernel_dataset(dataset: str) -> str | None:
     """The kernel sweep's rows measured on the same profile as `dataset` (its sibling `kernels`), if any:
     training adds them to every fold by default."""
-    path = Path(dataset).parent / KERNELS
-    return str(path) if (path / ds.MODELS_FILE).exists() and Path(dataset).name != KERNELS else None
+    return sibling_dataset(dataset, KERNELS)
 
 
 def loop_kernel_dataset(dataset: str) -> str | None:
     """The sequence kernels measured on the same profile as `dataset` (its sibling `kernels_seq`), if any:
     training fits the layer-wise predictors' loop term (`learn.loops`) on their LSTM/GRU configurations."""
-    path = Path(dataset).parent / SEQ_KERNELS
-    return str(path) if (path / ds.MODELS_FILE).exists() and Path(dataset).name != SEQ_KERNELS else None
+    return sibling_dataset(dataset, SEQ_KERNELS)
