@@ -150,6 +150,34 @@ def test_rescaled_kernel_rows_are_put_on_the_in_context_scale(tiny_sweep):
     assert totals["raw"] > 1.4 * totals["alone"]
 
 
+def test_kernel_rows_that_read_zero_in_context_neither_train_nor_set_the_rescaling(tiny_sweep):
+    """A traced RNN's loop charges its kernel's rows nothing in context: those zero rows, here twice as many
+    as the real kernel rows, must not become the kind's median ratio (which multiplied every real dense
+    kernel row by hundreds) nor be learned as "this costs nothing"."""
+    from functools import partial
+
+    from sklearn.ensemble import RandomForestRegressor
+
+    _, result = tiny_sweep
+    data = ds.load(result.output_dir)
+    feats = layer_features(data.layers)
+    y = data.layers[["ctx_energy_j", "ctx_latency_s"]].to_numpy(float)
+    prefixes = ("k|", "z1|", "z2|")  # real kernels 3x dearer alone; two copies that read 0 everywhere
+    all_feats = pd.concat([feats] + [feats.assign(config_id=p + feats["config_id"]) for p in prefixes],
+                          ignore_index=True)
+    all_y = np.vstack([y, 3 * y, 0 * y, 0 * y])
+    all_models = pd.concat([data.models] + [data.models.assign(config_id=p + data.models["config_id"],
+                                                               source="kernel") for p in prefixes],
+                           ignore_index=True)
+    make = partial(RandomForestRegressor, n_estimators=10, random_state=0)
+    alone = LayerwisePredictor(make, min_rows_per_kind=2).fit(feats, y, data.models)
+    joined = LayerwisePredictor(make, min_rows_per_kind=2, min_kernels_per_kind=2).fit(all_feats, all_y, all_models)
+    for kind in ("conv", "dense", "pooling"):
+        assert joined.kernel_context_[kind][0] == pytest.approx(3.0, rel=0.25)
+    total = {name: p.predict_whole(feats)["energy_j"].sum() for name, p in (("alone", alone), ("joined", joined))}
+    assert total["joined"] == pytest.approx(total["alone"], rel=0.2)
+
+
 def test_efficiency_baselines_extrapolate_as_constant_efficiency():
     """Trained on layers up to 1e8 FLOPs of one efficiency, a 1e10-FLOP layer costs 100x the largest seen
     under the efficiency baselines; with no baseline a tree predicts the largest seen cost."""
