@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -32,19 +33,17 @@ def _nnenergy(env: dict, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def alone(monkeypatch, capsys):
-    """`alone(env, *args)` -> (status, stdout, stderr) of `nnenergy ARGS` without a server, run in this process
-    (TensorFlow is loaded here already; a process of its own would spend ~10 s loading it). A fresh Keras
-    session first: auto-named layers are numbered as a fresh process numbers them."""
+def here(monkeypatch, capsys):
+    """`here(env, *args)` -> (status, stdout, stderr) of `nnenergy ARGS` run in this process as a process started
+    with `env` would run it (TensorFlow is loaded here already; a process of its own would spend ~10 s loading
+    it). With NNENERGY_SERVER=off it is the command without a server; else it is a client like any other. A
+    fresh Keras session first: auto-named layers are numbered as a fresh process numbers them."""
     import keras
 
     from nnenergy import cli
 
     def run(env: dict, *args: str) -> tuple[int, str, str]:
-        with monkeypatch.context() as m:
-            for key in ("MLFLOW_TRACKING_URI", "NNENERGY_CACHE"):
-                m.setenv(key, env[key])
-            m.setenv("NNENERGY_SERVER", "off")
+        with environment(env), monkeypatch.context() as m:
             m.chdir(REPO)
             keras.backend.clear_session()
             capsys.readouterr()
@@ -53,10 +52,36 @@ def alone(monkeypatch, capsys):
     return run
 
 
-def test_a_warm_server_answers_as_the_command_would(store, table, tmp_path, alone):
+@contextlib.contextmanager
+def environment(env: dict):
+    """`os.environ` is `env` inside, whatever earlier calls in this process added (the settings a server
+    compares); restored on the way out."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def one_cpu():
+    """This thread on one CPU of its set (what `serve_client.context()` reads), as `taskset` would start it."""
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+def test_a_warm_server_answers_as_the_command_would(store, table, tmp_path, here):
     """Each command that runs by itself and loads TensorFlow costs ~10 s on a slow CPU: those that only
-    need to run by itself, not to load TensorFlow, predict the described `table`, and what the command
-    prints without a server is read in this process (`alone`)."""
+    need to run by itself, not to load TensorFlow, predict the described `table`; what the command prints
+    without a server, and the clients the server declines (they run by themselves), run in this process
+    (`here`)."""
     model = tmp_path / "tiny.keras"
     zoo.build("tiny_cnn", 40).model.save(model)
     env = {k: v for k, v in os.environ.items() if k != "NNENERGY_SERVER"}
@@ -67,7 +92,7 @@ def test_a_warm_server_answers_as_the_command_would(store, table, tmp_path, alon
     assert started.returncode == 0, started.stderr[-2000:]
     try:
         served = _nnenergy(env, "predict", str(model), "--batch-size", "2", "--json")
-        rc, out, err = alone(off, "predict", str(model), "--batch-size", "2", "--json")
+        rc, out, err = here(off, "predict", str(model), "--batch-size", "2", "--json")
         assert served.returncode == rc == 0, served.stderr + err
         assert json.loads(served.stdout) == json.loads(out)
         status = _nnenergy(env, "serve", "--status")
@@ -77,7 +102,7 @@ def test_a_warm_server_answers_as_the_command_would(store, table, tmp_path, alon
         args = ("predict", "MobileNetV3Small", "--input-shape", "64,64,3", "--json")
         first_build = json.loads(_nnenergy(env, *args, "--batch-size", "5").stdout)
         by_server = json.loads(_nnenergy(env, *args, "--batch-size", "3").stdout)
-        assert json.loads(alone(off, *args, "--batch-size", "3")[1]) == by_server
+        assert json.loads(here(off, *args, "--batch-size", "3")[1]) == by_server
         assert [x["name"] for x in first_build["layers"]] == [x["name"] for x in by_server["layers"]]
         # errors keep their one line and exit status through the server
         bad = _nnenergy(env, "predict", "NoSuchNet")
@@ -89,21 +114,24 @@ def test_a_warm_server_answers_as_the_command_would(store, table, tmp_path, alon
         args = ("predict", str(model), "NoSuchNet", "--json")
         merged = subprocess.run([sys.executable, "-m", "nnenergy.cli", *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO, timeout=300).stdout
-        _, out, err = alone(off, *args)  # the command by itself writes its JSON, then the error
+        _, out, err = here(off, *args)  # the command by itself writes its JSON, then the error
         assert merged == out + err and merged.index('"energy_j"') < merged.index("NoSuchNet")
         count = _served(env)
         # another store: the server never loads MLflow, so the command runs by itself, on that store
-        other = _nnenergy(env | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/other.db"}, "predict", "MobileNetV2")
-        assert other.returncode == 1 and "other.db" in other.stderr and _served(env) == count
-        # another CPU set (another hardware profile): runs by itself
-        if len(os.sched_getaffinity(0)) > 1:
-            one_cpu = subprocess.run([sys.executable, "-m", "nnenergy.cli", "predict", str(table), "--json"],
-                                     capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
-                                     preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
-            assert one_cpu.returncode == 0 and _served(env) == count
-        # a client running other code is declined (and runs by itself)
+        rc, _, err = here(env | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/other.db"}, "predict", "MobileNetV2")
+        assert rc == 1 and "other.db" in err and _served(env) == count
+        # another CPU set (another hardware profile): declined for that alone, and runs by itself
         from nnenergy.cli import serve_client
 
+        if len(os.sched_getaffinity(0)) > 1:
+            with one_cpu(), environment(env), pytest.MonkeyPatch.context() as m:
+                m.chdir(REPO)
+                request = {"op": "run", "cmd": "predict", "argv": [str(table), "--json"], **serve_client.context()}
+                declined = serve_client.ask(request, timeout=60)
+                rc, _, err = here(env, "predict", str(table), "--json")
+            assert declined and declined.get("declined", "").endswith("(cpus)"), declined
+            assert rc == 0 and _served(env) == count, err[-2000:]
+        # a client running other code is declined (and runs by itself)
         os.environ["NNENERGY_CACHE"], saved = env["NNENERGY_CACHE"], os.environ.get("NNENERGY_CACHE")
         try:
             answer = serve_client.ask({"op": "run", "cmd": "predict", "argv": ["tiny_cnn"],
@@ -116,8 +144,8 @@ def test_a_warm_server_answers_as_the_command_would(store, table, tmp_path, alon
     finally:
         stop = _nnenergy(env, "serve", "--stop")
     assert "no server" in stop.stdout or "stopped" in stop.stdout
-    after = _nnenergy(env, "predict", str(table), "--json")  # no server: runs by itself
-    assert after.returncode == 0 and json.loads(after.stdout) == json.loads(table_served.stdout)
+    rc, out, _ = here(env, "predict", str(table), "--json")  # no server: runs by itself
+    assert rc == 0 and json.loads(out) == json.loads(table_served.stdout)
 
 
 def _served(env: dict) -> int:
