@@ -135,15 +135,20 @@ def report() -> str:
         lines.append(f"| {r['at'][:16]} | {r['profile']} | {r.get('origin', '?')} | {r['probe']['speed_index']:.3f} | "
                      f"{r['many_model_ratio']:.3f} | {100 * r['probe_agreement']:+.1f}% | {inpass} | "
                      f"{cell('canonical')} | {cell('last')} | {cell('now')} |")
-    home = [r["probe_agreement"] for r in runs if r.get("origin") == "trained here"]
+    home = [r for r in runs if r.get("origin") == "trained here"]
     if home:  # a transferred predictor's pairs measure its bias, not the probe
-        rms = 100 * statistics.fmean(a * a for a in home) ** 0.5
+        rms = _rms([r["probe_agreement"] for r in home])
         lines.append(f"\nProbe agreement over the {len(home)} runs with a predictor trained here: RMS {rms:.1f}% "
                      "(target <= 3% over >= 10 pairs).")
-    lines += _estimators([r for r in runs if r.get("origin") == "trained here"])
+    lines += _estimators(home)
     text = "\n".join(lines) + "\n"
     (REPO / "benchmarks" / "drift.md").write_text(text)
     return text
+
+
+def _rms(deviations: list[float]) -> float:
+    """RMS of relative deviations, in %."""
+    return 100 * statistics.fmean(a * a for a in deviations) ** 0.5
 
 
 def _estimators(runs: list[dict]) -> list[str]:
@@ -151,18 +156,22 @@ def _estimators(runs: list[dict]) -> list[str]:
     probe (RMS of estimate / many-model ratio - 1): what a <= 3 s reading, the host's history or the
     reference read inside the pass (the ideal: it shares the pass's time) can do."""
     from nnenergy import speed
+    from nnenergy.evaluate import metrics
 
+    profiles = {r["profile"] for r in runs}
+    readings = {p: [(datetime.fromisoformat(h["read_at"]), h["speed_index"]) for h in speed.history(p)]
+                for p in profiles}
+    canonical = {p: speed.canonical(p) for p in profiles}
     cands: dict[str, list[float]] = {}
     for r in runs:
         m, p = r["many_model_ratio"], r["probe"]["speed_index"]
         at = datetime.fromisoformat(r["probe"]["read_at"])
-        past = [h["speed_index"] for h in speed.history(r["profile"])
-                if 0 < (at - datetime.fromisoformat(h["read_at"])).total_seconds() <= 24 * 3600]
+        past = [v for t, v in readings[r["profile"]] if 0 < (at - t).total_seconds() <= 24 * 3600]
         est = {"probe (0.8 s of windows, as `predict` reads it)": p}
         if past:
             est["geometric mean of the probe and the median of the host's readings of the last 24 h"] = (
                 p * statistics.median(past)) ** 0.5
-        canon = speed.canonical(r["profile"])
+        canon = canonical[r["profile"]]
         windows = (r.get("probe_candidates") or {}).get("windows")
         if windows and canon:
             est["2 s of reference windows right after the probe (median)"] = statistics.median(
@@ -172,11 +181,10 @@ def _estimators(runs: list[dict]) -> list[str]:
         for name, v in est.items():
             cands.setdefault(name, []).append(v / m - 1)
     out = ["", "| estimator of the pass's speed | pairs | RMS of estimate / many-model ratio - 1 |", "|---|---|---|"]
-    out += [f"| {name} | {len(v)} | {100 * statistics.fmean(a * a for a in v) ** 0.5:.1f}% |"
-            for name, v in cands.items()]
+    out += [f"| {name} | {len(v)} | {_rms(v):.1f}% |" for name, v in cands.items()]
     # The floor a perfect probe would leave: each run's predictions at its own many-model ratio.
-    oracle = sorted(100 * statistics.fmean((p * r["many_model_ratio"] / t - 1) ** 2 for p, t in
-                                           zip(r["predicted"]["canonical"], r["measured"])) ** 0.5 for r in runs)
+    oracle = sorted(metrics.rmspe(r["measured"], [p * r["many_model_ratio"] for p in r["predicted"]["canonical"]])
+                    for r in runs)
     if oracle:
         out.append(f"\nStated at each run's own many-model ratio (a perfect probe), the {len(oracle)} runs would "
                    f"score {oracle[0]:.1f}-{oracle[-1]:.1f}% RMSPE (median {statistics.median(oracle):.1f}%): "
