@@ -64,11 +64,12 @@ def loop_features(feats: pd.DataFrame) -> pd.DataFrame:
     and the steps times each step's weights and FLOPs (`LOOP_COLUMNS`); zeros where it has no loop."""
     ids = pd.unique(feats["config_id"].to_numpy(dtype=object))
     rows = loop_rows(feats)
-    out = pd.DataFrame({
-        "loops": rows.groupby("config_id").size(),
-        "loop_steps": rows.groupby("config_id")["steps"].sum(),
-        "loop_op_steps": (rows["steps"] * rows["ops"]).groupby(rows["config_id"]).sum(),
-        "loop_weight_steps": (rows["steps"] * rows["weights"]).groupby(rows["config_id"]).sum(),
-        "loop_flop_steps": (rows["steps"] * rows["flops"]).groupby(rows["config_id"]).sum(),
-    }) if len(rows) else pd.DataFrame(columns=list(LOOP_COLUMNS), dtype=float)
+    if len(rows):
+        per_step = rows.assign(op_steps=rows["steps"] * rows["ops"], weight_steps=rows["steps"] * rows["weights"],
+                               flop_steps=rows["steps"] * rows["flops"])
+        out = per_step.groupby("config_id").agg(
+            loops=("steps", "size"), loop_steps=("steps", "sum"), loop_op_steps=("op_steps", "sum"),
+            loop_weight_steps=("weight_steps", "sum"), loop_flop_steps=("flop_steps", "sum"))
+    else:
+        out = pd.DataFrame(columns=list(LOOP_COLUMNS), dtype=float)
     return out.reindex(ids).fillna(0.0).astype(float)

@@ -248,7 +248,7 @@ class LayerwisePredictor:
         # A kernel measured alone cannot cost nothing: its units that read 0 in context (a traced RNN's loop,
         # whose ops carry no layer scope) are gaps of the profile, and as a kind's median they poisoned its
         # rescaling (dense x670 on the Zen 1, docs/unseen.md). "drop" leaves out every kernel row.
-        gap = from_kernels & (~(y > 0).any(axis=1) if self.kernel_rows != "drop" else True)
+        gap = from_kernels & ((self.kernel_rows == "drop") | ~(y > 0).any(axis=1))
         if gap.any():
             feats, y, from_kernels = feats[~gap], y[~gap], from_kernels[~gap]
         # Fused ops give exact zeros in context; a small floor keeps the log finite.

@@ -72,10 +72,9 @@ def fit_loop_term(predictor, feats: pd.DataFrame, models: pd.DataFrame) -> LoopT
     ok = measured.notna().all(axis=1).to_numpy() & (measured.to_numpy(float) > 0).all(axis=1)
     if ok.sum() < MIN_CONFIGS:
         return None
-    keep = set(ids[has_loop][ok])
-    rows = feats["config_id"].isin(keep).to_numpy()
-    whole = predictor.predict_whole(feats[rows]).set_index("config_id")
     use = ids[has_loop][ok]
+    rows = feats["config_id"].isin(set(use)).to_numpy()
+    whole = predictor.predict_whole(feats[rows]).set_index("config_id")
     y = measured.to_numpy(float)[ok]
     pred = whole.loc[use, list(TARGETS)].to_numpy(float)
     xa = x[has_loop][ok]
