@@ -53,13 +53,24 @@ def test_loops_are_found_with_their_steps_and_weights():
     assert lf.loc["stacked", "loop_weight_steps"] == pytest.approx(12 * (4 * 16 * (8 + 16) + 4 * 8 * (16 + 8)))
     assert lf.loc["long_b4", "loop_steps"] == 30  # steps, not batch x steps
     assert lf.loc["encoder", "loops"] == 2 and lf.loc["encoder", "loop_steps"] == 24
+    # its second direction is also counted apart (it may run beside the first); a stacked layer's is not
+    assert lf.loc["encoder", "paired_loops"] == 1 and lf.loc["encoder", "paired_loop_steps"] == 12
+    assert lf.loc["stacked", "paired_loops"] == 0 and lf.loc["long_b4", "paired_loop_op_steps"] == 0
     assert (lf.loc["dense"] == 0).all()
+
+
+PAIRED_SAVES = 0.5  # of a step's price, in a Bidirectional's second direction
+
+
+def _priced_steps(lf: pd.DataFrame) -> np.ndarray:
+    return (lf["loop_op_steps"] - PAIRED_SAVES * lf["paired_loop_op_steps"]).to_numpy()
 
 
 @pytest.fixture(scope="module")
 def fitted():
     """A layer-wise predictor trained on tiny described networks (targets from their FLOPs and bytes), and
-    sequence kernels measured at its own totals plus `STEP_J`/`STEP_S` an op a step."""
+    sequence kernels measured at its own totals plus `STEP_J`/`STEP_S` an op a step, half that in the
+    second direction of a Bidirectional layer (`PAIRED_SAVES`)."""
     from keras import layers as L
 
     from nnenergy import zoo
@@ -79,10 +90,13 @@ def fitted():
     plain = make().fit(feats, y)
     kernels = pd.concat([_table(_seq(cell(u), steps=s), b, f"{cell.__name__}{u}|{s}|{b}")
                          for cell, u, s in ((L.LSTM, 16, 8), (L.LSTM, 32, 20), (L.GRU, 16, 40))
-                         for b in (1, 2, 4, 16)], ignore_index=True)
+                         for b in (1, 2, 4, 16)]
+                        + [_table(_seq(L.Bidirectional(cell(u)), steps=s), b, f"bi{cell.__name__}{u}|{s}|{b}")
+                           for cell, u, s in ((L.LSTM, 16, 10), (L.GRU, 24, 30)) for b in (1, 4, 16)],
+                        ignore_index=True)
     kfeats = layer_features(kernels)
     whole = plain.predict_whole(kfeats).set_index("config_id")
-    steps = loop_features(kfeats)["loop_op_steps"].reindex(whole.index).to_numpy()
+    steps = _priced_steps(loop_features(kfeats).reindex(whole.index))
     models = pd.DataFrame({"config_id": whole.index, "energy_j": whole["energy_j"].to_numpy() + STEP_J * steps,
                            "latency_s": whole["latency_s"].to_numpy() + STEP_S * steps})
     return plain, make().fit(feats, y, loops=(kfeats, models))
@@ -93,8 +107,9 @@ def test_the_loop_term_prices_each_step_and_nothing_else(fitted, tmp_path):
 
     plain, looped = fitted
     assert plain.loop_term_ is None and "loop_term" not in plain.metadata
-    assert looped.metadata["loop_term"]["n_configs"] == 12
+    assert looped.metadata["loop_term"]["n_configs"] == 18
     new = pd.concat([_table(_seq(L.LSTM(24), L.Dense(2), steps=100), 2, "lstm100"),
+                     _table(_seq(L.Bidirectional(L.LSTM(20)), L.Dense(2), steps=50), 8, "bilstm50"),
                      _table(_seq(L.Dense(16), L.Dense(2)), 2, "dense")], ignore_index=True)
     feats = layer_features(new)
     path = tmp_path / "p.joblib"
@@ -102,8 +117,10 @@ def test_the_loop_term_prices_each_step_and_nothing_else(fitted, tmp_path):
     with_term = joblib.load(path).predict_whole(feats).set_index("config_id")
     without = plain.predict_whole(feats).set_index("config_id")
     extra = (with_term - without)[list(TARGETS)]
-    op_steps = loop_features(feats).loc["lstm100", "loop_op_steps"]
-    np.testing.assert_allclose(extra.loc["lstm100"], [op_steps * STEP_J, op_steps * STEP_S], rtol=0.02)
+    priced = dict(zip(loop_features(feats).index, _priced_steps(loop_features(feats))))
+    for name in ("lstm100", "bilstm50"):  # the second direction's saving is learned too
+        np.testing.assert_allclose(extra.loc[name], [priced[name] * STEP_J, priced[name] * STEP_S], rtol=0.02)
+    op_steps = priced["lstm100"]
     np.testing.assert_allclose(extra.loc["dense"], [0.0, 0.0], atol=1e-12)  # no loop, no term
     # the model-level row carries it: the per-layer rows are what they were
     np.testing.assert_allclose(with_term.loc["lstm100", "correction_energy_j"], op_steps * STEP_J, rtol=0.02)

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import compose_cfg
 
@@ -14,7 +15,8 @@ from nnenergy import arch, zoo
 from nnenergy.arch import kernels, seqkernels, spec_from_name
 from nnenergy.arch.seqkernels import SEQ_KERNEL_KINDS, sample_seq_kernel_spec, seq_kernel_kind
 from nnenergy.describe import describe, layer_row
-from nnenergy.features.layer_features import kind_of
+from nnenergy.features.layer_features import kind_of, layer_features
+from nnenergy.features.loops import loop_features
 
 # ker1 kernels as main sampled them before sequence kernels existed (kind, sha256 of the spec's JSON,
 # batch sizes with rng(seed)): measured datasets name these kernels, so they must never be reshuffled.
@@ -94,6 +96,21 @@ def test_sizes_reach_realistic_lengths_within_the_batch_1_bound():
     assert all(s.input_shape[0] * seqkernels.recurrent_weights(s) * 4 <= 8e9 for s in rnn)
 
 
+def test_recurrent_kernels_from_seed_600_also_stack_and_run_both_ways():
+    rnn = ("lstm", "gru")
+    before = [sample_seq_kernel_spec(s) for s in range(0, 240) if seq_kernel_kind(s) in rnn]
+    assert all("layers" not in s.blocks[0] and "bidirectional" not in s.blocks[0] for s in before)  # as measured
+    after = [sample_seq_kernel_spec(s) for s in range(seqkernels.RNN_VARIANTS_FROM, 840) if seq_kernel_kind(s) in rnn]
+    assert {s.blocks[0]["layers"] for s in after} == {1, 2}
+    assert {s.blocks[0]["bidirectional"] for s in after} == {True, False}
+    for s in after:  # the same bounds, with every loop's steps and weights counted
+        assert kernels.cost(s)[0] <= kernels.MAX_MACS and seqkernels.estimated_seconds(s, 1) <= 1.0
+        loops = s.blocks[0]["layers"] * (2 if s.blocks[0]["bidirectional"] else 1)
+        single = dataclasses.replace(s, blocks=[{**s.blocks[0], "layers": 1, "bidirectional": False}])
+        if loops > 1:  # a second layer or direction re-reads weights of its own every step
+            assert seqkernels.recurrent_weights(s) > seqkernels.recurrent_weights(single)
+
+
 # Each kind at a tiny size, with its options both ways: (input shape, block parameters).
 TINY = {
     "self_attention": ([8, 32], [dict(heads=2, key_dim=16, causal=True, residual=True),
@@ -101,8 +118,11 @@ TINY = {
     "layernorm": ([8, 32], [{}]),
     "gelu_mlp": ([8, 32], [dict(units=64, fused=True, down=True), dict(units=64, fused=False, down=False)]),
     "embedding": ([8], [dict(vocab=100, dim=16)]),
-    "lstm": ([6, 12], [dict(units=16, return_sequences=True), dict(units=16, return_sequences=False)]),
-    "gru": ([6, 12], [dict(units=16, return_sequences=True), dict(units=16, return_sequences=False)]),
+    "lstm": ([6, 12], [dict(units=16, return_sequences=True), dict(units=16, return_sequences=False),
+                       dict(units=16, return_sequences=False, layers=2, bidirectional=True)]),
+    "gru": ([6, 12], [dict(units=16, return_sequences=True), dict(units=16, return_sequences=False),
+                      dict(units=16, return_sequences=True, layers=2, bidirectional=False),
+                      dict(units=16, return_sequences=False, layers=1, bidirectional=True)]),
 }
 
 
@@ -131,6 +151,10 @@ def test_each_kind_builds_runs_in_the_sweep_and_describes_with_known_kinds(spec)
         return
     flops = sum(r["flops"] for r in work)
     assert flops > 0 and all(r["flops"] >= 0 for r in rows)
+    if spec.kind in ("lstm", "gru"):  # every layer and direction is a loop the loop term prices
+        p = spec.blocks[0]
+        lf = loop_features(layer_features(pd.DataFrame(rows)))
+        assert lf.loc["c", "loops"] == p.get("layers", 1) * (2 if p.get("bidirectional") else 1)
     # The analytic MACs of the sampler and describe's FLOPs count the same products (describe adds
     # biases, norms and gate nonlinearities, traced op by op for a recurrent loop).
     assert 2 * macs <= flops <= 2 * macs * 1.6 + 20 * np.prod(spec.input_shape) * 8

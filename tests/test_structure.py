@@ -162,3 +162,21 @@ def test_prediction_builds_models_from_the_zoo_not_from_measure():
         if _package(mod) == "predict":
             assert {d for d in deps if _package(d) == "measure"} <= {"nnenergy.measure", "nnenergy.measure.hardware"}, \
                 f"{mod} imports {sorted(d for d in deps if _package(d) == 'measure')}"
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 500, 80  # issue 31: a module or a function one can read in one pass
+
+
+def test_modules_and_functions_stay_readable_in_one_pass():
+    """No module over 500 lines, no function over 80 (argument parsers, a flat list of options, aside)."""
+    too_long = []
+    for path in sorted(SRC.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > MAX_MODULE_LINES:
+            too_long.append(f"{path.relative_to(SRC)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "parser" not in node.name
+                    and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES):
+                too_long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name}: "
+                                f"{node.end_lineno - node.lineno + 1} lines")
+    assert not too_long, too_long

@@ -228,8 +228,14 @@ def embedding(g, x, p, n):
 
 
 def recurrent(g, x, p, n):
-    """One LSTM or GRU layer on (steps, features), returning the last state or every step's."""
-    return g.rnn(x, p["cell"], p["units"], p["return_sequences"], f"{n}_{p['cell']}")
+    """`layers` LSTM or GRU layers on (steps, features), stacked (each but the last returns every step),
+    each optionally Bidirectional; the last returns its last state or every step's."""
+    layers = p.get("layers", 1)
+    for i in range(layers):
+        name = f"{n}_{p['cell']}" if layers == 1 else f"{n}_{p['cell']}{i}"
+        x = g.rnn(x, p["cell"], p["units"], p["return_sequences"] or i < layers - 1, name,
+                  bidirectional=p.get("bidirectional", False))
+    return x
 
 
 def xception_module(g, x, p, n):

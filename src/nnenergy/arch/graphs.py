@@ -81,12 +81,15 @@ class CostGraph:
     def embedding(self, x, vocab, dim, name=""):
         return self._op(name, (*x, dim), cls="Embedding")  # a gather: no MACs
 
-    def rnn(self, x, cell, units, return_sequences, name=""):
+    def rnn(self, x, cell, units, return_sequences, name="", bidirectional=False):
         """LSTM (4 gates) or GRU (3): each step multiplies [x_t, h_{t-1}] by a (features + units) x units
-        matrix per gate."""
+        matrix per gate; a Bidirectional layer runs two such loops and concatenates their outputs."""
         t, f = x
-        macs = RNN_GATES[cell] * t * (f + units) * units
-        return self._op(name, (t, units) if return_sequences else (units,), macs, RNN_CLASSES[cell])
+        dirs = 2 if bidirectional else 1
+        macs = dirs * RNN_GATES[cell] * t * (f + units) * units
+        out = dirs * units
+        return self._op(name, (t, out) if return_sequences else (out,), macs,
+                        "Bidirectional" if bidirectional else RNN_CLASSES[cell])
 
     def bn(self, x, name=""):
         return self._op(name, x, cls="BatchNormalization")
@@ -183,8 +186,12 @@ class KerasGraph:
     def embedding(self, x, vocab, dim, name=""):
         return self.L.Embedding(vocab, dim, name=name)(x)  # casts float ids to int32 itself
 
-    def rnn(self, x, cell, units, return_sequences, name=""):
-        return getattr(self.L, RNN_CLASSES[cell])(units, return_sequences=return_sequences, name=name)(x)
+    def rnn(self, x, cell, units, return_sequences, name="", bidirectional=False):
+        if not bidirectional:
+            return getattr(self.L, RNN_CLASSES[cell])(units, return_sequences=return_sequences, name=name)(x)
+        # The wrapped layer's own name is not the wrapper's: Keras names the two directions forward_/backward_ it.
+        inner = getattr(self.L, RNN_CLASSES[cell])(units, return_sequences=return_sequences, name=f"{name}_rnn")
+        return self.L.Bidirectional(inner, name=name)(x)
 
     def bn(self, x, name=""):
         return self.L.BatchNormalization(name=name)(x)

@@ -5,7 +5,9 @@ Kinds (cycling with the seed): multi-head self-attention (causal or not, with or
 add), LayerNormalization, the transformer MLP's Dense with GELU (hidden -> 2-4x hidden, optionally back
 down), Embedding (vocabulary 1k-50k), LSTM and GRU (last state or every step's). Sequences run 16-1024
 tokens (recurrent layers 8-512 steps), widths 64-1024 (recurrent units 32-1024); 30% of draws take the
-settings real models use (BERT/GPT-2/ViT lengths and widths, their vocabularies). An embedding reads
+settings real models use (BERT/GPT-2/ViT lengths and widths, their vocabularies). Recurrent kernels from
+seed 600 on (`RNN_VARIANTS_FROM`) also draw 1 or 2 stacked layers, each Bidirectional or not: the loops
+real models chain or run side by side (the seeds before keep their single-layer draws). An embedding reads
 float inputs in [0, 1) like every other model of the sweep, made into token ids by a Rescaling.
 
 A kernel is redrawn until it has <= 4e9 MACs and its estimated pass at batch 1 takes <= 1 s on 2 cores.
@@ -29,6 +31,7 @@ COMMON_TOKENS = [16, 32, 64, 128, 197, 256, 512, 577, 1024]
 COMMON_WIDTHS = [64, 128, 192, 256, 384, 512, 768, 1024]
 COMMON_VOCABS = [1000, 8192, 30522, 32000, 50257]
 _ATTEMPTS = 200
+RNN_VARIANTS_FROM = 600  # seeds measured before (2026-12-05) drew single layers only
 
 
 def seq_kernel_kind(seed_or_name: int | str) -> str | None:
@@ -48,8 +51,9 @@ def _width(d: _Draw, lo: int = 64, hi: int = 1024, step: int = 64) -> int:
     return min(hi, d.log_int(lo, hi, step))
 
 
-def _sample(kind: str, d: _Draw) -> tuple[list[int], list[dict]]:
-    """(input shape, blocks) of one kernel of `kind`."""
+def _sample(kind: str, d: _Draw, rnn_variants: bool = False) -> tuple[list[int], list[dict]]:
+    """(input shape, blocks) of one kernel of `kind`; with `rnn_variants`, recurrent kernels also draw
+    their number of layers and whether each is Bidirectional."""
     if kind == "self_attention":  # key_dim = hidden / heads, as transformers split their width
         hidden = _width(d)
         heads = d.pick([h for h in (1, 2, 4, 8, 12, 16) if hidden % h == 0 and hidden // h >= 16])
@@ -67,24 +71,37 @@ def _sample(kind: str, d: _Draw) -> tuple[list[int], list[dict]]:
     if kind in ("lstm", "gru"):
         steps = d.pick([8, 16, 32, 64, 128, 256, 512]) if d.common else d.log_int(8, 512, 1)
         units = d.pick([32, 64, 128, 256, 512, 1024]) if d.common else d.log_int(32, 1024, 8)
-        return [steps, d.channels(8, 1024)], [dict(type="recurrent", cell=kind, units=units,
-                                                   return_sequences=bool(d.rng.random() < 0.5))]
+        block = dict(type="recurrent", cell=kind, units=units, return_sequences=bool(d.rng.random() < 0.5))
+        if rnn_variants:
+            block |= dict(layers=d.pick([1, 2]), bidirectional=bool(d.rng.random() < 0.5))
+        return [steps, d.channels(8, 1024)], [block]
     raise ValueError(f"unknown sequence kernel kind {kind!r}")
 
 
-def recurrent_weights(spec: ArchSpec) -> int:
-    """Weights a recurrent kernel reads at every step (0 for other kinds)."""
+def _loops(spec: ArchSpec) -> int:
+    """Recurrent loops of a kernel: one per layer and direction (0 for other kinds)."""
     p = spec.blocks[0]
     if p["type"] != "recurrent":
         return 0
-    return RNN_GATES[p["cell"]] * (spec.input_shape[-1] + p["units"] + 2) * p["units"]
+    return p.get("layers", 1) * (2 if p.get("bidirectional") else 1)
+
+
+def recurrent_weights(spec: ArchSpec) -> int:
+    """Weights a recurrent kernel reads at every step, over its loops (0 for other kinds)."""
+    p = spec.blocks[0]
+    if p["type"] != "recurrent":
+        return 0
+    dirs, units = 2 if p.get("bidirectional") else 1, p["units"]
+    total, features = 0, spec.input_shape[-1]
+    for _ in range(p.get("layers", 1)):
+        total += dirs * RNN_GATES[p["cell"]] * (features + units + 2) * units
+        features = dirs * units
+    return total
 
 
 def _fixed_seconds(spec: ArchSpec) -> float:
     """The part of a pass the batch does not scale: a recurrent loop's steps, each re-reading its weights."""
-    if spec.blocks[0]["type"] != "recurrent":
-        return 0.0
-    return spec.input_shape[0] * (STEP_S + 4 * recurrent_weights(spec) / BYTES_PER_S)
+    return spec.input_shape[0] * (_loops(spec) * STEP_S + 4 * recurrent_weights(spec) / BYTES_PER_S)
 
 
 def _seconds_per_sample(spec: ArchSpec) -> float:
@@ -112,7 +129,7 @@ def sample_seq_kernel_spec(seed: int) -> ArchSpec:
     # The draw-until-bounded loop of `kernels.sample_kernel_spec`, with this family's own bounds (an
     # embedding's size, a recurrence's time estimate): the loops share their shape, not their checks.
     for _ in range(_ATTEMPTS):
-        shape, blocks = _sample(kind, _Draw(rng))
+        shape, blocks = _sample(kind, _Draw(rng), rnn_variants=int(seed) >= RNN_VARIANTS_FROM)
         spec = ArchSpec(GENERATOR_VERSION, int(seed), kind, "kernel", shape, blocks, seq_kernel_name(int(seed)))
         macs, _ = cost(spec)
         if macs <= MAX_MACS and _params(spec) <= MAX_EMBEDDING_PARAMS and estimated_seconds(spec, 1) <= 1.0:

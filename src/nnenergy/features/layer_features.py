@@ -37,6 +37,7 @@ _TYPE_TO_KIND = {
     "LeakyReLU": "activation", "ELU": "activation", "PReLU": "activation",
     "Rescaling": "rescaling",
     "Reshape": "reshape", "Flatten": "reshape", "Permute": "reshape",
+    "tf.ReverseV2": "reshape",  # a Bidirectional's backward direction reverses its sequence: a copy, as Permute
     "Dropout": "dropout", "SpatialDropout2D": "dropout", "GaussianDropout": "dropout",
     "Add": "add", "Subtract": "add", "Average": "add", "Maximum": "add", "Minimum": "add",
     "Multiply": "multiply",

@@ -8,6 +8,10 @@ named `<layer>/<cell>/<op>` (`lstm/lstm_cell/MatMul`) at one step's size, and th
 weight product both inside a `*_cell` and directly under it, and its steps are the ratio of the two rows'
 output elements. This reads the tables stored before it existed the same way, and it reads no layer's
 name: a recurrent layer renamed `encoder` is found too (its cell keeps Keras' `lstm_cell` name).
+
+The second direction of a Bidirectional layer (`<wrapper>/backward_<layer>` beside `<wrapper>/forward_<layer>`)
+is also counted apart (`PAIRED_COLUMNS`): nothing orders its loop after the first's, so TensorFlow's executor
+may run the two side by side, and the loop term can price what that saves.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 LOOP_COLUMNS = ("loops", "loop_steps", "loop_op_steps", "loop_weight_steps", "loop_flop_steps")
+PAIRED_COLUMNS = tuple(f"paired_{c}" for c in LOOP_COLUMNS)  # the same, over second directions only
 
 
 def _split(name: str) -> tuple[str, str, str]:
@@ -31,13 +36,15 @@ def loop_rows(feats: pd.DataFrame) -> pd.DataFrame:
     """One row per recurrent loop of every configuration in `feats` (`layer_features` of a layer table):
     `config_id`, `loop` (its layer's name), `steps`, and per step `ops` (its rows outside the cell: each
     runs once a step), `weights` (parameters its products read) and `flops` (of its products, at the
-    configuration's batch size). Empty when there is none."""
+    configuration's batch size), and whether it is a Bidirectional's second direction (`paired`). Empty when
+    there is none."""
     cols = ["config_id", "loop", "steps", "ops", "weights", "flops"]
+    none = pd.DataFrame(columns=[*cols, "paired"])
     products = feats[(feats["layer_type"].to_numpy(dtype=object) == "Dense")
                      & (feats["log_params"].to_numpy(float) > 0)
                      & feats["layer_name"].astype(str).str.contains("/", regex=False).to_numpy()]
     if not len(products):
-        return pd.DataFrame(columns=cols)
+        return none
     parts = [_split(n) for n in products["layer_name"].astype(str)]
     df = pd.DataFrame({"config_id": products["config_id"].to_numpy(dtype=object),
                        "loop": [p[0] for p in parts], "cell": [p[1] for p in parts], "op": [p[2] for p in parts],
@@ -47,7 +54,7 @@ def loop_rows(feats: pd.DataFrame) -> pd.DataFrame:
     cell, body = df[df["cell"] != ""], df[df["cell"] == ""]
     both = cell.merge(body, on=["config_id", "loop", "op"], suffixes=("_cell", "_body"))
     if not len(both):
-        return pd.DataFrame(columns=cols)
+        return none
     both["steps"] = np.rint(both["out_body"] / np.maximum(both["out_cell"], 1.0))
     per_loop = both.groupby(["config_id", "loop"], sort=False).agg(
         steps=("steps", "max"), weights=("params_cell", "sum"), flops=("flops_cell", "sum")).reset_index()
@@ -56,20 +63,35 @@ def loop_rows(feats: pd.DataFrame) -> pd.DataFrame:
                         "cell": [p[1] for p in every]})
     ops = ops[ops["cell"] == ""].groupby(["config_id", "loop"]).size().rename("ops").reset_index()
     per_loop = per_loop.merge(ops, on=["config_id", "loop"], how="left")
-    return per_loop.loc[per_loop["steps"] >= 1, cols].reset_index(drop=True)
+    per_loop = per_loop.loc[per_loop["steps"] >= 1, cols].reset_index(drop=True)
+    return per_loop.assign(paired=_second_directions(per_loop))
+
+
+def _second_directions(loops: pd.DataFrame) -> np.ndarray:
+    """Whether each loop is a Bidirectional's `backward_` direction with its `forward_` one beside it."""
+    keys = [(cid, *str(name).rpartition("/")[::2]) for cid, name in zip(loops["config_id"], loops["loop"])]
+    known = set(keys)
+    return np.array([last.startswith("backward_") and (cid, parent, "forward_" + last[len("backward_"):]) in known
+                     for cid, parent, last in keys], dtype=bool)
+
+
+def _summed(rows: pd.DataFrame) -> pd.DataFrame:
+    """`LOOP_COLUMNS` per configuration of `loop_rows`."""
+    if not len(rows):
+        return pd.DataFrame(columns=list(LOOP_COLUMNS), dtype=float)
+    per_step = rows.assign(op_steps=rows["steps"] * rows["ops"], weight_steps=rows["steps"] * rows["weights"],
+                           flop_steps=rows["steps"] * rows["flops"])
+    return per_step.groupby("config_id").agg(
+        loops=("steps", "size"), loop_steps=("steps", "sum"), loop_op_steps=("op_steps", "sum"),
+        loop_weight_steps=("weight_steps", "sum"), loop_flop_steps=("flop_steps", "sum"))
 
 
 def loop_features(feats: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (index `config_id`, every one of `feats`): its number of loops, their steps summed,
-    and the steps times each step's weights and FLOPs (`LOOP_COLUMNS`); zeros where it has no loop."""
+    and the steps times each step's weights and FLOPs (`LOOP_COLUMNS`, over all its loops), then the same over
+    its Bidirectional layers' second directions (`PAIRED_COLUMNS`); zeros where it has none."""
     ids = pd.unique(feats["config_id"].to_numpy(dtype=object))
     rows = loop_rows(feats)
-    if len(rows):
-        per_step = rows.assign(op_steps=rows["steps"] * rows["ops"], weight_steps=rows["steps"] * rows["weights"],
-                               flop_steps=rows["steps"] * rows["flops"])
-        out = per_step.groupby("config_id").agg(
-            loops=("steps", "size"), loop_steps=("steps", "sum"), loop_op_steps=("op_steps", "sum"),
-            loop_weight_steps=("weight_steps", "sum"), loop_flop_steps=("flop_steps", "sum"))
-    else:
-        out = pd.DataFrame(columns=list(LOOP_COLUMNS), dtype=float)
-    return out.reindex(ids).fillna(0.0).astype(float)
+    paired = _summed(rows[rows["paired"].astype(bool)]).add_prefix("paired_")
+    out = _summed(rows).join(paired, how="left")
+    return out.reindex(ids, columns=[*LOOP_COLUMNS, *PAIRED_COLUMNS]).fillna(0.0).astype(float)

@@ -11,10 +11,12 @@ The term, per configuration, is linear in its loops' steps (`features.loops`):
 
     steps x (c_op x its ops + c_batch x batch + c_weight x weight MB read a step + c_flop x MFLOPs a step)
 
-with non-negative coefficients per target (energy, latency), fitted at training time on the sequence
-kernels' recurrent configurations (`kernel_dataset`'s sibling `kernels_seq`: single LSTM/GRU layers,
-whole model measured): measured whole model minus the predictor's own total, least squares relative to the
-measured value (the evaluation's RMSPE). It is added to the total after the model-level correction. A
+minus the same four terms over the second directions of Bidirectional layers, each with its own
+coefficient (what running beside the first direction saves; 0 when it saves nothing). The coefficients
+are non-negative, per target (energy, latency), fitted at training time on the sequence kernels'
+recurrent configurations (`kernel_dataset`'s sibling `kernels_seq`: LSTM/GRU layers, single, stacked or
+Bidirectional, whole model measured): measured whole model minus the predictor's own total, least squares
+relative to the measured value (the evaluation's RMSPE). It is added to the total after the model-level correction. A
 predictor trained without such kernels has no term: its predictions are unchanged.
 """
 
@@ -28,17 +30,22 @@ import pandas as pd
 from nnenergy.features.loops import loop_features
 from nnenergy.schema import TARGETS
 
-DESIGN = ("op_steps", "steps_x_batch", "weight_mb_steps", "mflop_steps")
+DESIGN = ("op_steps", "steps_x_batch", "weight_mb_steps", "mflop_steps",
+          "paired_op_steps", "paired_steps_x_batch", "paired_weight_mb_steps", "paired_mflop_steps")
 MIN_CONFIGS = 10  # recurrent kernel configurations needed to fit the term
 
 
 def design(feats: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(config ids in order of first appearance, their `DESIGN` matrix); rows of zeros without a loop."""
+    """(config ids in order of first appearance, their `DESIGN` matrix); rows of zeros without a loop. The
+    paired columns are negative: a non-negative coefficient on them is a saving."""
     lf = loop_features(feats)
     batch = feats.groupby("config_id", sort=False)["batch_size"].first().reindex(lf.index).to_numpy(float)
-    col = {c: lf[c].to_numpy(float) for c in lf.columns}
-    x = np.column_stack([col["loop_op_steps"], col["loop_steps"] * batch, col["loop_weight_steps"] * 4 / 1e6,
-                         col["loop_flop_steps"] / 1e6])
+
+    def terms(prefix: str) -> list[np.ndarray]:
+        col = {c.removeprefix(prefix): lf[c].to_numpy(float) for c in lf.columns if c.startswith(prefix)}
+        return [col["loop_op_steps"], col["loop_steps"] * batch, col["loop_weight_steps"] * 4 / 1e6,
+                col["loop_flop_steps"] / 1e6]
+    x = np.column_stack([*terms(""), *(-t for t in terms("paired_"))])
     return lf.index.to_numpy(dtype=object), x
 
 
@@ -52,13 +59,14 @@ class LoopTerm:
     def costs(self, feats: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
         """(len(ids), 2) joules and seconds of the loops of configurations `ids` (0 without a loop)."""
         own_ids, x = design(feats)
-        per = pd.DataFrame(x @ self.coefs, index=own_ids)
+        # A term fitted before the paired columns existed has 4 rows: it prices every loop alike, as it did.
+        per = pd.DataFrame(np.maximum(x[:, :len(self.coefs)] @ self.coefs, 0.0), index=own_ids)
         return per.reindex(ids).fillna(0.0).to_numpy(float)
 
     def summary(self) -> dict:
         """The fitted costs by name, for the logged predictor's metadata."""
         return {"n_configs": self.n_configs} | {
-            f"{t}_{d}": float(self.coefs[i, j]) for j, t in enumerate(TARGETS) for i, d in enumerate(DESIGN)}
+            f"{t}_{d}": float(row[j]) for j, t in enumerate(TARGETS) for d, row in zip(DESIGN, self.coefs)}
 
 
 def fit_loop_term(predictor, feats: pd.DataFrame, models: pd.DataFrame) -> LoopTerm | None:
