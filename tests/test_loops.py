@@ -135,3 +135,35 @@ def test_training_finds_the_sequence_kernels_beside_the_dataset(tmp_path):
     assert cfg.loop_kernel_dataset == str(tmp_path / "kernels_seq")
     (tmp_path / "kernels_seq" / "models.parquet").unlink()
     assert compose_cfg("train", [f"dataset={tmp_path / 'space'}"]).loop_kernel_dataset is None
+
+
+def test_a_batch_1_loop_streaming_its_weights_is_priced_at_its_own_rate(fitted):
+    """At batch 1 a loop whose weights outgrow the cache streams them from memory every step: kernels that
+    cost `STREAM_J` a weight-MB a step more there (and nowhere else) make training choose the split design,
+    and a new model is priced by it."""
+    from keras import layers as L
+
+    from nnenergy.learn.loops import design, fit_loop_term
+
+    plain, _ = fitted
+    stream_j = 2e-3
+    kernels = pd.concat([_table(_seq(cell(u), steps=8), b, f"{cell.__name__}{u}|{b}")
+                         for cell, u in ((L.LSTM, 16), (L.LSTM, 256), (L.GRU, 16), (L.GRU, 320))
+                         for b in (1, 2, 4, 16)], ignore_index=True)
+
+    def cost(feats: pd.DataFrame) -> pd.Series:
+        d = design(feats, cache_mb=1.0)  # the kernels' truth: a cache of 1 MB (LSTM(256): 1.09 MB a step)
+        return STEP_J * d["op_steps"] + stream_j * d["weight_mb_steps_b1_streamed"]
+
+    kfeats = layer_features(kernels)
+    whole = plain.predict_whole(kfeats).set_index("config_id")
+    models = pd.DataFrame({"config_id": whole.index, "energy_j": whole["energy_j"] + cost(kfeats)[whole.index],
+                           "latency_s": whole["latency_s"] + cost(kfeats)[whole.index] * STEP_S / STEP_J})
+    term = fit_loop_term(plain, kfeats, models)
+    assert term.cache_mb in (0.5, 1.0) and "weight_mb_steps_b1_streamed" in term.columns  # both split these loops
+    new = layer_features(pd.concat([_table(_seq(L.LSTM(288), steps=10), b, f"lstm288|{b}") for b in (1, 8)],
+                                   ignore_index=True))
+    expected = cost(new)
+    assert expected["lstm288|1"] > 2 * STEP_J * design(new)["op_steps"]["lstm288|1"]  # streaming dominates
+    np.testing.assert_allclose(term.costs(new, np.array(["lstm288|1", "lstm288|8"]))[:, 0],
+                               expected[["lstm288|1", "lstm288|8"]], rtol=0.02)

@@ -11,13 +11,18 @@ The term, per configuration, is linear in its loops' steps (`features.loops`):
 
     steps x (c_op x its ops + c_batch x batch + c_weight x weight MB read a step + c_flop x MFLOPs a step)
 
-minus the same four terms over the second directions of Bidirectional layers, each with its own
-coefficient (what running beside the first direction saves; 0 when it saves nothing). The coefficients
-are non-negative, per target (energy, latency), fitted at training time on the sequence kernels'
-recurrent configurations (`kernel_dataset`'s sibling `kernels_seq`: LSTM/GRU layers, single, stacked or
-Bidirectional, whole model measured): measured whole model minus the predictor's own total, least squares
-relative to the measured value (the evaluation's RMSPE). It is added to the total after the model-level correction. A
-predictor trained without such kernels has no term: its predictions are unchanged.
+where c_weight may depend on the batch and on the loop's weights: at batch 1 each step is a matrix-vector
+product bound by where its weights live (weights that fit the CPU's cache are read from there every step,
+larger ones stream from memory), above batch 1 a matrix product. Training chooses, by cross-validation on
+the kernels, one c_weight or four (batch 1 or more x weights under or over a cache size from `CACHE_MB`).
+Measured on the Zen 1 (2026-12-06), one rate left the batch-1 kernels' median error between -27% and +17%
+by the size of their weights. The same four terms over the second directions of Bidirectional layers are
+subtracted, each with its own coefficient (what running beside the first direction saves; 0 when nothing).
+Coefficients are non-negative, per target (energy, latency), fitted at training time on the sequence
+kernels' recurrent configurations (`kernel_dataset`'s sibling `kernels_seq`: LSTM/GRU layers, single,
+stacked or Bidirectional, whole model measured): measured whole model minus the predictor's own total,
+least squares relative to the measured value (the evaluation's RMSPE). It is added to the total after the
+model-level correction. A predictor trained without such kernels has no term: its predictions are unchanged.
 """
 
 from __future__ import annotations
@@ -27,64 +32,109 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nnenergy.features.loops import loop_features
+from nnenergy.features.loops import loop_rows
 from nnenergy.schema import TARGETS
 
-DESIGN = ("op_steps", "steps_x_batch", "weight_mb_steps", "mflop_steps",
-          "paired_op_steps", "paired_steps_x_batch", "paired_weight_mb_steps", "paired_mflop_steps")
+BASE = ("op_steps", "steps_x_batch", "weight_mb_steps", "mflop_steps")  # every loop alike (the first design)
+WEIGHT_SPLIT = ("weight_mb_steps_b1_cached", "weight_mb_steps_b1_streamed", "weight_mb_steps_batched_cached",
+                "weight_mb_steps_batched_streamed")
+PAIRED = tuple(f"paired_{c}" for c in BASE)
+CACHE_MB = (0.5, 1.0, 2.0, 4.0, 8.0)  # candidate sizes of the cache a loop's weights may stay in
 MIN_CONFIGS = 10  # recurrent kernel configurations needed to fit the term
+FOLDS = 5
 
 
-def design(feats: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(config ids in order of first appearance, their `DESIGN` matrix); rows of zeros without a loop. The
-    paired columns are negative: a non-negative coefficient on them is a saving."""
-    lf = loop_features(feats)
-    batch = feats.groupby("config_id", sort=False)["batch_size"].first().reindex(lf.index).to_numpy(float)
+def columns(cache_mb: float | None) -> tuple[str, ...]:
+    """The design's columns: with a cache size, the weight term split four ways."""
+    if cache_mb is None:
+        return BASE + PAIRED
+    return ("op_steps", "steps_x_batch", *WEIGHT_SPLIT, "mflop_steps", *PAIRED)
 
-    def terms(prefix: str) -> list[np.ndarray]:
-        col = {c.removeprefix(prefix): lf[c].to_numpy(float) for c in lf.columns if c.startswith(prefix)}
-        return [col["loop_op_steps"], col["loop_steps"] * batch, col["loop_weight_steps"] * 4 / 1e6,
-                col["loop_flop_steps"] / 1e6]
-    x = np.column_stack([*terms(""), *(-t for t in terms("paired_"))])
-    return lf.index.to_numpy(dtype=object), x
+
+def design(feats: pd.DataFrame, cache_mb: float | None = None) -> pd.DataFrame:
+    """Per configuration of `feats` (index `config_id`, order of first appearance; zeros without a loop) its
+    `columns(cache_mb)`. The paired columns (a Bidirectional's second direction) are negative: a non-negative
+    coefficient on them is a saving."""
+    ids = pd.unique(feats["config_id"].to_numpy(dtype=object))
+    loops = loop_rows(feats)
+    if not len(loops):
+        return pd.DataFrame(0.0, index=ids, columns=list(columns(cache_mb)))
+    batch = feats.groupby("config_id", sort=False)["batch_size"].first()
+    b = batch.reindex(loops["config_id"]).to_numpy(float)
+    steps, weight_mb = loops["steps"].to_numpy(float), loops["weights"].to_numpy(float) * 4 / 1e6
+    terms = {"op_steps": steps * loops["ops"].to_numpy(float), "steps_x_batch": steps * b,
+             "weight_mb_steps": steps * weight_mb, "mflop_steps": steps * loops["flops"].to_numpy(float) / 1e6}
+    paired = loops["paired"].to_numpy(bool)
+    per_loop = {f"paired_{k}": -v * paired for k, v in terms.items()}
+    if cache_mb is not None:
+        one, cached = b == 1, weight_mb <= cache_mb
+        w = terms["weight_mb_steps"]
+        for name, mask in zip(WEIGHT_SPLIT, (one & cached, one & ~cached, ~one & cached, ~one & ~cached)):
+            per_loop[name] = w * mask
+    per_loop |= terms
+    table = pd.DataFrame(per_loop).assign(config_id=loops["config_id"].to_numpy(dtype=object))
+    return table.groupby("config_id").sum().reindex(ids, columns=list(columns(cache_mb))).fillna(0.0)
 
 
 @dataclass
 class LoopTerm:
-    """Fitted costs per `DESIGN` column (rows) and target (columns: joules, seconds)."""
+    """Fitted costs per design column (rows, `columns`) and target (columns: joules, seconds)."""
 
     coefs: np.ndarray
     n_configs: int
+    columns: tuple = BASE  # a term pickled before the other columns existed: every loop priced alike
+    cache_mb: float | None = None
+    cv_rmspe: float | None = None  # on the kernels, of the chosen design
 
     def costs(self, feats: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
         """(len(ids), 2) joules and seconds of the loops of configurations `ids` (0 without a loop)."""
-        own_ids, x = design(feats)
-        # A term fitted before the paired columns existed has 4 rows: it prices every loop alike, as it did.
-        per = pd.DataFrame(np.maximum(x[:, :len(self.coefs)] @ self.coefs, 0.0), index=own_ids)
+        x = design(feats, self.cache_mb)[list(self.columns)]
+        per = pd.DataFrame(np.maximum(x.to_numpy(float) @ self.coefs, 0.0), index=x.index)
         return per.reindex(ids).fillna(0.0).to_numpy(float)
 
     def summary(self) -> dict:
         """The fitted costs by name, for the logged predictor's metadata."""
-        return {"n_configs": self.n_configs} | {
-            f"{t}_{d}": float(row[j]) for j, t in enumerate(TARGETS) for d, row in zip(DESIGN, self.coefs)}
+        return {"n_configs": self.n_configs, "cache_mb": self.cache_mb, "cv_rmspe": self.cv_rmspe} | {
+            f"{t}_{d}": float(row[j]) for j, t in enumerate(TARGETS) for d, row in zip(self.columns, self.coefs)}
+
+
+def _fit(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Non-negative coefficients per target, least squares relative to the measured value."""
+    from scipy.optimize import nnls
+
+    return np.column_stack([nnls(x / y[:, [t]], (y[:, t] - pred[:, t]) / y[:, t])[0] for t in range(y.shape[1])])
+
+
+def _cv_rmspe(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> float:
+    """Cross-validated RMSPE (%, both targets) of the term on the kernels, seeded folds."""
+    fold = np.random.default_rng(0).integers(0, FOLDS, len(y))
+    err = np.zeros_like(y)
+    for k in range(FOLDS):
+        test = fold == k
+        if test.any() and (~test).sum() >= MIN_CONFIGS:
+            err[test] = (pred[test] + np.maximum(x[test] @ _fit(x[~test], y[~test], pred[~test]), 0)) / y[test] - 1
+    return float(100 * np.sqrt(np.mean(err ** 2)))
 
 
 def fit_loop_term(predictor, feats: pd.DataFrame, models: pd.DataFrame) -> LoopTerm | None:
     """Fit the term on `feats`/`models` (a sequence-kernel dataset: only its configurations with a loop
-    count) as residuals of `predictor`'s own totals; None with fewer than `MIN_CONFIGS` such configurations."""
-    from scipy.optimize import nnls
-
-    ids, x = design(feats)
-    has_loop = x[:, 0] > 0
-    measured = models.drop_duplicates("config_id").set_index("config_id").reindex(ids[has_loop])[list(TARGETS)]
+    count) as residuals of `predictor`'s own totals, with the cache size (or none) whose design
+    cross-validates best; None with fewer than `MIN_CONFIGS` such configurations."""
+    base = design(feats)
+    has_loop = base["op_steps"].to_numpy() > 0
+    measured = models.drop_duplicates("config_id").set_index("config_id").reindex(base.index[has_loop])[list(TARGETS)]
     ok = measured.notna().all(axis=1).to_numpy() & (measured.to_numpy(float) > 0).all(axis=1)
     if ok.sum() < MIN_CONFIGS:
         return None
-    use = ids[has_loop][ok]
+    use = base.index[has_loop][ok]
     rows = feats["config_id"].isin(set(use)).to_numpy()
     whole = predictor.predict_whole(feats[rows]).set_index("config_id")
-    y = measured.to_numpy(float)[ok]
-    pred = whole.loc[use, list(TARGETS)].to_numpy(float)
-    xa = x[has_loop][ok]
-    coefs = np.column_stack([nnls(xa / y[:, [t]], (y[:, t] - pred[:, t]) / y[:, t])[0] for t in range(len(TARGETS))])
-    return LoopTerm(coefs=coefs, n_configs=int(len(use)))
+    y, pred = measured.to_numpy(float)[ok], whole.loc[use, list(TARGETS)].to_numpy(float)
+    candidates = {}
+    for cache_mb in (None, *CACHE_MB):
+        x = design(feats[rows], cache_mb).loc[use].to_numpy(float)
+        candidates[cache_mb] = (_cv_rmspe(x, y, pred), x)
+    cache_mb = min(candidates, key=lambda c: candidates[c][0])
+    cv, x = candidates[cache_mb]
+    return LoopTerm(coefs=_fit(x, y, pred), n_configs=int(len(use)), columns=columns(cache_mb), cache_mb=cache_mb,
+                    cv_rmspe=round(cv, 2))
