@@ -105,9 +105,11 @@ def _fit(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.column_stack([nnls(x / y[:, [t]], (y[:, t] - pred[:, t]) / y[:, t])[0] for t in range(y.shape[1])])
 
 
-def _cv_rmspe(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> float:
-    """Cross-validated RMSPE (%, both targets) of the term on the kernels, seeded folds."""
-    fold = np.random.default_rng(0).integers(0, FOLDS, len(y))
+def _cv_rmspe(x: np.ndarray, y: np.ndarray, pred: np.ndarray, kernels: np.ndarray) -> float:
+    """Cross-validated RMSPE (%, both targets) of the term on the kernels: seeded folds of whole kernels (a
+    kernel's batch sizes are never split between training and test)."""
+    names, kernel = np.unique(kernels, return_inverse=True)
+    fold = np.random.default_rng(0).integers(0, FOLDS, len(names))[kernel]
     err = np.zeros_like(y)
     for k in range(FOLDS):
         test = fold == k
@@ -130,10 +132,11 @@ def fit_loop_term(predictor, feats: pd.DataFrame, models: pd.DataFrame) -> LoopT
     rows = feats["config_id"].isin(set(use)).to_numpy()
     whole = predictor.predict_whole(feats[rows]).set_index("config_id")
     y, pred = measured.to_numpy(float)[ok], whole.loc[use, list(TARGETS)].to_numpy(float)
+    kernels = np.array([str(c).split("|")[0] for c in use])  # config ids are `architecture|size|batch`
     candidates = {}
     for cache_mb in (None, *CACHE_MB):
         x = design(feats[rows], cache_mb).loc[use].to_numpy(float)
-        candidates[cache_mb] = (_cv_rmspe(x, y, pred), x)
+        candidates[cache_mb] = (_cv_rmspe(x, y, pred, kernels), x)
     cache_mb = min(candidates, key=lambda c: candidates[c][0])
     cv, x = candidates[cache_mb]
     return LoopTerm(coefs=_fit(x, y, pred), n_configs=int(len(use)), columns=columns(cache_mb), cache_mb=cache_mb,
