@@ -13,7 +13,8 @@ import pytest
 from conftest import compose_cfg
 
 from nnenergy.features.layer_features import layer_features
-from nnenergy.features.loops import loop_features
+from nnenergy.features.loops import loop_rows
+from nnenergy.learn.loops import design
 from nnenergy.schema import TARGETS
 
 # What each op of a loop's body costs a step in the "sequence kernels" below, beyond the rows' own price.
@@ -46,24 +47,28 @@ def test_loops_are_found_with_their_steps_and_weights():
         _table(_seq(L.Bidirectional(L.GRU(8), name="encoder"), L.Dense(2)), 2, "encoder"),
         _table(_seq(L.Dense(16), L.Dense(2)), 1, "dense"),
     ], ignore_index=True)
-    lf = loop_features(layer_features(tables))
-    assert lf.loc["stacked", "loops"] == 2 and lf.loc["stacked", "loop_steps"] == 24
-    assert lf.loc["stacked", "loop_op_steps"] > 10 * 24  # a dozen element-wise ops and products a step
+    rows = loop_rows(layer_features(tables))
+    loops = {cid: r for cid, r in rows.groupby("config_id")}
+    stacked, long_b4, encoder = loops["stacked"], loops["long_b4"], loops["encoder"]
+    assert list(stacked["steps"]) == [12, 12]
+    assert (stacked["steps"] * stacked["ops"]).sum() > 10 * 24  # a dozen element-wise ops and products a step
     # per step, the gate products read 4 x units x (inputs + units) weights
-    assert lf.loc["stacked", "loop_weight_steps"] == pytest.approx(12 * (4 * 16 * (8 + 16) + 4 * 8 * (16 + 8)))
-    assert lf.loc["long_b4", "loop_steps"] == 30  # steps, not batch x steps
-    assert lf.loc["encoder", "loops"] == 2 and lf.loc["encoder", "loop_steps"] == 24
-    # its second direction is also counted apart (it may run beside the first); a stacked layer's is not
-    assert lf.loc["encoder", "paired_loops"] == 1 and lf.loc["encoder", "paired_loop_steps"] == 12
-    assert lf.loc["stacked", "paired_loops"] == 0 and lf.loc["long_b4", "paired_loop_op_steps"] == 0
-    assert (lf.loc["dense"] == 0).all()
+    assert (stacked["steps"] * stacked["weights"]).sum() == pytest.approx(12 * (4 * 16 * (8 + 16) + 4 * 8 * (16 + 8)))
+    assert list(long_b4["steps"]) == [30]  # steps, not batch x steps
+    assert list(encoder["steps"]) == [12, 12]
+    # its second direction is flagged (it may run beside the first); a stacked layer's is not
+    assert list(encoder.loc[encoder["paired"].astype(bool), "steps"]) == [12]
+    assert not stacked["paired"].any() and not long_b4["paired"].any()
+    assert "dense" not in loops
 
 
 PAIRED_SAVES = 0.5  # of a step's price, in a Bidirectional's second direction
 
 
-def _priced_steps(lf: pd.DataFrame) -> np.ndarray:
-    return (lf["loop_op_steps"] - PAIRED_SAVES * lf["paired_loop_op_steps"]).to_numpy()
+def _priced_steps(feats: pd.DataFrame) -> pd.Series:
+    """Op-steps per configuration, a second direction's at `PAIRED_SAVES` off (its design column is negative)."""
+    d = design(feats)
+    return d["op_steps"] + PAIRED_SAVES * d["paired_op_steps"]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +101,7 @@ def fitted():
                         ignore_index=True)
     kfeats = layer_features(kernels)
     whole = plain.predict_whole(kfeats).set_index("config_id")
-    steps = _priced_steps(loop_features(kfeats).reindex(whole.index))
+    steps = _priced_steps(kfeats).reindex(whole.index).to_numpy()
     models = pd.DataFrame({"config_id": whole.index, "energy_j": whole["energy_j"].to_numpy() + STEP_J * steps,
                            "latency_s": whole["latency_s"].to_numpy() + STEP_S * steps})
     return plain, make().fit(feats, y, loops=(kfeats, models))
@@ -117,7 +122,7 @@ def test_the_loop_term_prices_each_step_and_nothing_else(fitted, tmp_path):
     with_term = joblib.load(path).predict_whole(feats).set_index("config_id")
     without = plain.predict_whole(feats).set_index("config_id")
     extra = (with_term - without)[list(TARGETS)]
-    priced = dict(zip(loop_features(feats).index, _priced_steps(loop_features(feats))))
+    priced = _priced_steps(feats)
     for name in ("lstm100", "bilstm50"):  # the second direction's saving is learned too
         np.testing.assert_allclose(extra.loc[name], [priced[name] * STEP_J, priced[name] * STEP_S], rtol=0.02)
     op_steps = priced["lstm100"]
@@ -143,7 +148,7 @@ def test_a_batch_1_loop_streaming_its_weights_is_priced_at_its_own_rate(fitted):
     and a new model is priced by it."""
     from keras import layers as L
 
-    from nnenergy.learn.loops import design, fit_loop_term
+    from nnenergy.learn.loops import fit_loop_term
 
     plain, _ = fitted
     stream_j = 2e-3

@@ -16,7 +16,7 @@ from nnenergy.arch import kernels, seqkernels, spec_from_name
 from nnenergy.arch.seqkernels import SEQ_KERNEL_KINDS, sample_seq_kernel_spec, seq_kernel_kind
 from nnenergy.describe import describe, layer_row
 from nnenergy.features.layer_features import kind_of, layer_features
-from nnenergy.features.loops import loop_features
+from nnenergy.features.loops import loop_rows
 
 # ker1 kernels as main sampled them before sequence kernels existed (kind, sha256 of the spec's JSON,
 # batch sizes with rng(seed)): measured datasets name these kernels, so they must never be reshuffled.
@@ -153,8 +153,8 @@ def test_each_kind_builds_runs_in_the_sweep_and_describes_with_known_kinds(spec)
     assert flops > 0 and all(r["flops"] >= 0 for r in rows)
     if spec.kind in ("lstm", "gru"):  # every layer and direction is a loop the loop term prices
         p = spec.blocks[0]
-        lf = loop_features(layer_features(pd.DataFrame(rows)))
-        assert lf.loc["c", "loops"] == p.get("layers", 1) * (2 if p.get("bidirectional") else 1)
+        loops = loop_rows(layer_features(pd.DataFrame(rows)))
+        assert len(loops) == p.get("layers", 1) * (2 if p.get("bidirectional") else 1)
     # The analytic MACs of the sampler and describe's FLOPs count the same products (describe adds
     # biases, norms and gate nonlinearities, traced op by op for a recurrent loop).
     assert 2 * macs <= flops <= 2 * macs * 1.6 + 20 * np.prod(spec.input_shape) * 8

@@ -10,17 +10,14 @@ output elements. This reads the tables stored before it existed the same way, an
 name: a recurrent layer renamed `encoder` is found too (its cell keeps Keras' `lstm_cell` name).
 
 The second direction of a Bidirectional layer (`<wrapper>/backward_<layer>` beside `<wrapper>/forward_<layer>`)
-is also counted apart (`PAIRED_COLUMNS`): nothing orders its loop after the first's, so TensorFlow's executor
-may run the two side by side, and the loop term can price what that saves.
+is flagged (`paired`): nothing orders its loop after the first's, so TensorFlow's executor may run the two
+side by side, and the loop term can price what that saves.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-LOOP_COLUMNS = ("loops", "loop_steps", "loop_op_steps", "loop_weight_steps", "loop_flop_steps")
-PAIRED_COLUMNS = tuple(f"paired_{c}" for c in LOOP_COLUMNS)  # the same, over second directions only
 
 
 def _split(name: str) -> tuple[str, str, str]:
@@ -73,25 +70,3 @@ def _second_directions(loops: pd.DataFrame) -> np.ndarray:
     known = set(keys)
     return np.array([last.startswith("backward_") and (cid, parent, "forward_" + last[len("backward_"):]) in known
                      for cid, parent, last in keys], dtype=bool)
-
-
-def _summed(rows: pd.DataFrame) -> pd.DataFrame:
-    """`LOOP_COLUMNS` per configuration of `loop_rows`."""
-    if not len(rows):
-        return pd.DataFrame(columns=list(LOOP_COLUMNS), dtype=float)
-    per_step = rows.assign(op_steps=rows["steps"] * rows["ops"], weight_steps=rows["steps"] * rows["weights"],
-                           flop_steps=rows["steps"] * rows["flops"])
-    return per_step.groupby("config_id").agg(
-        loops=("steps", "size"), loop_steps=("steps", "sum"), loop_op_steps=("op_steps", "sum"),
-        loop_weight_steps=("weight_steps", "sum"), loop_flop_steps=("flop_steps", "sum"))
-
-
-def loop_features(feats: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration (index `config_id`, every one of `feats`): its number of loops, their steps summed,
-    and the steps times each step's weights and FLOPs (`LOOP_COLUMNS`, over all its loops), then the same over
-    its Bidirectional layers' second directions (`PAIRED_COLUMNS`); zeros where it has none."""
-    ids = pd.unique(feats["config_id"].to_numpy(dtype=object))
-    rows = loop_rows(feats)
-    paired = _summed(rows[rows["paired"].astype(bool)]).add_prefix("paired_")
-    out = _summed(rows).join(paired, how="left")
-    return out.reindex(ids, columns=[*LOOP_COLUMNS, *PAIRED_COLUMNS]).fillna(0.0).astype(float)

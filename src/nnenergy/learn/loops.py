@@ -51,16 +51,23 @@ def columns(cache_mb: float | None) -> tuple[str, ...]:
     return ("op_steps", "steps_x_batch", *WEIGHT_SPLIT, "mflop_steps", *PAIRED)
 
 
-def design(feats: pd.DataFrame, cache_mb: float | None = None) -> pd.DataFrame:
-    """Per configuration of `feats` (index `config_id`, order of first appearance; zeros without a loop) its
-    `columns(cache_mb)`. The paired columns (a Bidirectional's second direction) are negative: a non-negative
-    coefficient on them is a saving."""
-    ids = pd.unique(feats["config_id"].to_numpy(dtype=object))
+def loop_table(feats: pd.DataFrame) -> pd.DataFrame:
+    """`features.loops.loop_rows` of `feats`, each loop with its configuration's `batch` size."""
     loops = loop_rows(feats)
+    batch = feats.groupby("config_id", sort=False)["batch_size"].first()
+    return loops.assign(batch=batch.reindex(loops["config_id"]).to_numpy(float))
+
+
+def design(feats: pd.DataFrame, cache_mb: float | None = None, loops: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per configuration of `feats` (index `config_id`, order of first appearance; zeros without a loop) its
+    `columns(cache_mb)`, from `loops` (`loop_table(feats)` unless given: one reading serves several designs).
+    The paired columns (a Bidirectional's second direction) are negative: a non-negative coefficient on them
+    is a saving."""
+    ids = pd.unique(feats["config_id"].to_numpy(dtype=object))
+    loops = loop_table(feats) if loops is None else loops
     if not len(loops):
         return pd.DataFrame(0.0, index=ids, columns=list(columns(cache_mb)))
-    batch = feats.groupby("config_id", sort=False)["batch_size"].first()
-    b = batch.reindex(loops["config_id"]).to_numpy(float)
+    b = loops["batch"].to_numpy(float)
     steps, weight_mb = loops["steps"].to_numpy(float), loops["weights"].to_numpy(float) * 4 / 1e6
     terms = {"op_steps": steps * loops["ops"].to_numpy(float), "steps_x_batch": steps * b,
              "weight_mb_steps": steps * weight_mb, "mflop_steps": steps * loops["flops"].to_numpy(float) / 1e6}
@@ -122,7 +129,8 @@ def fit_loop_term(predictor, feats: pd.DataFrame, models: pd.DataFrame) -> LoopT
     """Fit the term on `feats`/`models` (a sequence-kernel dataset: only its configurations with a loop
     count) as residuals of `predictor`'s own totals, with the cache size (or none) whose design
     cross-validates best; None with fewer than `MIN_CONFIGS` such configurations."""
-    base = design(feats)
+    loops = loop_table(feats)
+    base = design(feats, loops=loops)
     has_loop = base["op_steps"].to_numpy() > 0
     measured = models.drop_duplicates("config_id").set_index("config_id").reindex(base.index[has_loop])[list(TARGETS)]
     ok = measured.notna().all(axis=1).to_numpy() & (measured.to_numpy(float) > 0).all(axis=1)
@@ -135,7 +143,7 @@ def fit_loop_term(predictor, feats: pd.DataFrame, models: pd.DataFrame) -> LoopT
     kernels = np.array([str(c).split("|")[0] for c in use])  # config ids are `architecture|size|batch`
     candidates = {}
     for cache_mb in (None, *CACHE_MB):
-        x = design(feats[rows], cache_mb).loc[use].to_numpy(float)
+        x = design(feats, cache_mb, loops).loc[use].to_numpy(float)
         candidates[cache_mb] = (_cv_rmspe(x, y, pred, kernels), x)
     cache_mb = min(candidates, key=lambda c: candidates[c][0])
     cv, x = candidates[cache_mb]
