@@ -68,7 +68,8 @@ def _migrated_db(tmp_path_factory) -> Path:
     from mlflow import MlflowClient
 
     folder = tmp_path_factory.mktemp("template")
-    with contextlib.chdir(folder):  # the Default experiment's artifacts (`./mlruns`) stay in here
+    with contextlib.chdir(folder):  # the Default experiment's artifacts (`./mlruns`) stay in here (ours go
+        # beside the store: `tracking.artifact_root`)
         MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}").search_experiments()
     return folder / "mlflow.db"
 

@@ -84,7 +84,20 @@ def test_calibrate_loads_tensorflow_quietly_and_fails_in_one_line_without_a_pred
 def test_the_help_examples_name_data_that_exists():
     import re
 
-    from nnenergy.cli import USAGE
+    from nnenergy.cli import MAIN_HELP, USAGE
 
-    for path in re.findall(r"dataset=(\S+)", USAGE):
+    for path in re.findall(r"dataset=(\S+)", USAGE + MAIN_HELP):
         assert (REPO / path / "models.parquet").exists(), path
+
+
+def test_main_help_explains_main_and_trains_nothing(capsys, tmp_path, monkeypatch):
+    """`nnenergy main --help` printed a Hydra traceback (its multirun's `predictor=a,b,c` composed as one
+    value): it says what `main` does and which overrides it takes, status 0, and touches no store."""
+    from nnenergy import cli
+
+    monkeypatch.chdir(tmp_path)
+    for flag in ("--help", "-h"):
+        assert cli.main(["main", flag]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage: nnenergy main [OVERRIDES]") and "poly,rf,xgb,catboost" in out
+    assert not list(tmp_path.iterdir())

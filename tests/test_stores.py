@@ -201,3 +201,45 @@ def test_main_says_where_to_browse_without_the_password():
     assert SECRET not in text and "postgresql+psycopg2://***@db.example:5432/mlflow" in text
     assert "http://***@h:5000/#/experiments/1" in text and "in place of ***" in text
     assert "in place of" not in done_message("sqlite:////tmp/mlflow.db", None, None, None)
+
+
+def test_a_local_stores_artifacts_stay_beside_it_whatever_the_working_folder(new_store, tmp_path, monkeypatch):
+    """A new experiment of a SQLite store keeps its artifacts in `mlruns/` beside the database, not in the
+    folder a command happens to run from (MLflow's default); an existing experiment keeps its own place."""
+    import mlflow
+
+    from nnenergy import tracking
+
+    uri = new_store(tmp_path / "store")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    previous = mlflow.get_tracking_uri()
+    try:
+        exp_id = tracking.setup(uri, "nnenergy-artifacts")
+        with mlflow.start_run(experiment_id=exp_id):
+            mlflow.log_dict({"a": 1}, "note.json")
+        assert tracking.setup(uri, "nnenergy-artifacts") == exp_id  # found again, not created twice
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert list((tmp_path / "store" / "mlruns").rglob("note.json"))
+    assert not (elsewhere / "mlruns").exists()
+    assert tracking.artifact_root("postgresql://host/db") is None
+
+
+def test_a_predictions_mlflow_bounds_end_with_it(monkeypatch):
+    """A prediction bounds MLflow's HTTP calls and database retries while it loads, and the process gets its
+    own settings back: an API user who trains after predicting keeps MLflow's retries."""
+    import mlflow.store.db.utils as db_utils
+
+    from nnenergy.predict.loading import bounded_calls
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "42")  # the user's own: kept inside and after
+    retries = db_utils.MAX_RETRY_COUNT
+    with bounded_calls("postgresql://u:pw@host/db"):
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "42"
+        assert db_utils.MAX_RETRY_COUNT == 1
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "42" and db_utils.MAX_RETRY_COUNT == retries

@@ -45,7 +45,8 @@ def setup(tracking_uri: str, experiment: str) -> str:
     mlflow.set_tracking_uri(uri)
     for attempt in range(5):
         try:
-            exp_id = mlflow.set_experiment(experiment).experiment_id
+            exp_id = _experiment_id(mlflow, experiment, uri)
+            mlflow.set_experiment(experiment_id=exp_id)
             break
         except Exception:  # "database is locked" from a concurrent job
             if attempt == 4:
@@ -58,6 +59,24 @@ def setup(tracking_uri: str, experiment: str) -> str:
             client.set_tag(run_id, "nnenergy.runs_in_experiment", experiment)
             os.environ.pop("MLFLOW_RUN_ID")
     return exp_id
+
+
+def artifact_root(tracking_uri: str) -> str | None:
+    """Where a new experiment of a SQLite store keeps its artifacts: `mlruns/` beside the database file, so
+    a store and its artifacts stay together whatever folder a command runs from (MLflow's default is the
+    working folder's `./mlruns`). None for other stores (a server decides for itself)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or tracking_uri == prefix + ":memory:":
+        return None
+    return str(Path(tracking_uri[len(prefix):]).parent / "mlruns")
+
+
+def _experiment_id(mlflow, experiment: str, uri: str) -> str:
+    """The id of `experiment`, created with `artifact_root(uri)` when new (an existing one keeps its own)."""
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    return mlflow.create_experiment(experiment, artifact_location=artifact_root(uri))
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

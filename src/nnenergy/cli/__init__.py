@@ -29,6 +29,14 @@ commands:
 exit status, every command: 0 done, 2 bad usage or input, 1 a failure while running.
 """
 LAYERWISE = "poly,rf,xgb,catboost"
+MAIN_HELP = """usage: nnenergy main [OVERRIDES]
+
+Train the layer-wise predictors ({predictors}) on the shipped dataset of this CPU's profile (the
+Zen 4's where it has none), evaluate them at the three levels on architectures they never saw, register
+each in the MLflow store and promote the best as `champion`. It is `nnenergy train -m predictor={predictors}`
+with the same Hydra overrides (see `nnenergy train --help`), e.g.
+  nnenergy main mlflow.tracking_uri=sqlite:///other.db
+  nnenergy main dataset=data/amd-epyc-f23m1-avx2-2c/space"""
 COMMANDS = ("main", "measure", "train", "analyze", "predict", "describe", "calibrate", "serve", "merge")
 
 
@@ -197,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     if cmd in ("measure", "train", "analyze"):
         _hydra(cmd, rest, cmd)
+    elif cmd == "main" and ({"-h", "--help"} & set(rest)):
+        # Hydra's own help would compose the multirun's `predictor=a,b,c` as one value and fail
+        print(MAIN_HELP.format(predictors=LAYERWISE))
     elif cmd == "main":
         _hydra("train", ["-m", f"predictor={LAYERWISE}", *rest], "train")
         from nnenergy import tracking

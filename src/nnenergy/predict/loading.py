@@ -6,6 +6,7 @@ MLflow, until the store changes; remote stores are always resolved through the r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -83,11 +84,10 @@ def _has_alias(store: str, name: str, alias: str) -> bool:
             return False
     reachable(store)
     try:
-        import mlflow
         from mlflow import MlflowClient
 
-        mlflow.set_tracking_uri(store)
-        MlflowClient().get_model_version_by_alias(name, alias)
+        with bounded_calls(store):
+            MlflowClient(tracking_uri=store, registry_uri=store).get_model_version_by_alias(name, alias)
         return True
     except Exception:
         return False
@@ -95,22 +95,39 @@ def _has_alias(store: str, name: str, alias: str) -> bool:
 
 def reachable(store: str) -> None:
     """Raise `PredictorUnavailable` (one line, no credentials) when a remote store does not answer, in
-    seconds (`nnenergy.stores.probe`), and bound MLflow's own HTTP calls for prediction: no retries, 5 s
-    timeouts (a user waits on them; training keeps MLflow's defaults)."""
+    seconds (`nnenergy.stores.probe`)."""
     from nnenergy.stores import StoreUnreachable, probe
 
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     try:
         probe(store)
     except StoreUnreachable as exc:
         raise PredictorUnavailable(str(exc)) from None
-    if store.split("://", 1)[0].split("+")[0] in ("postgresql", "mysql", "mssql"):
-        # MLflow retries a database it cannot open (a wrong password, a missing database) 15 times with
-        # growing sleeps, minutes in all: a prediction tries once and says why.
-        import mlflow.store.db.utils as db_utils
 
+
+@contextlib.contextmanager
+def bounded_calls(store: str):
+    """MLflow's calls for a prediction, bounded while inside: no HTTP retries, 5 s timeouts, one try at a
+    database (MLflow retries one it cannot open 15 times with growing sleeps, minutes in all). A user waits
+    on them; on the way out the caller's own settings come back, so training in the same process keeps
+    MLflow's defaults."""
+    import mlflow.store.db.utils as db_utils
+
+    bounds = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    saved = {k: os.environ.get(k) for k in bounds}
+    saved_retries = db_utils.MAX_RETRY_COUNT
+    for k, v in bounds.items():
+        os.environ.setdefault(k, v)
+    if store.split("://", 1)[0].split("+")[0] in ("postgresql", "mysql", "mssql"):
         db_utils.MAX_RETRY_COUNT = 1
+    try:
+        yield
+    finally:
+        db_utils.MAX_RETRY_COUNT = saved_retries
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def missing_sqlite(store: str, tracking_uri: str | None) -> str:
@@ -225,25 +242,27 @@ def _load_registered(uri: str, tracking_uri: str | None):
     shown = redact(store)
     name, version, alias = _parse_model_uri(uri)
     info = {"uri": uri, "version": version if version and version.isdigit() else None}
-    try:
-        if alias is not None:
-            info["version"] = MlflowClient().get_model_version_by_alias(name, alias).version
-        elif version == "latest":
-            versions = MlflowClient().search_model_versions(f"name='{name}'")
-            info["version"] = str(max(int(v.version) for v in versions)) if versions else None
-        model = mlflow.pyfunc.load_model(uri)
-    except MlflowException as exc:
-        msg = redact(first_line(exc))
-        if uri.startswith("models:/"):
-            why = _missing_predictor(uri, shown)
-            if why:
-                raise PredictorUnavailable(why) from None
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise PredictorUnavailable(f"no predictor at {uri} in {shown}: {msg}") from None
-        raise PredictorUnavailable(f"cannot load predictor {uri} from {shown}: {msg}") from None
-    except OSError as exc:
-        raise PredictorUnavailable(f"cannot load predictor {uri} from {shown}: {redact(first_line(exc))}") from None
-    except Exception as exc:  # connection errors from a remote tracking server, a missing database driver
-        raise PredictorUnavailable(f"cannot reach MLflow at {shown}: "
-                                   f"{type(exc).__name__}: {redact(first_line(exc, 200))}") from None
+    with bounded_calls(store):
+        try:
+            client = MlflowClient(tracking_uri=store, registry_uri=store)
+            if alias is not None:
+                info["version"] = client.get_model_version_by_alias(name, alias).version
+            elif version == "latest":
+                versions = client.search_model_versions(f"name='{name}'")
+                info["version"] = str(max(int(v.version) for v in versions)) if versions else None
+            model = mlflow.pyfunc.load_model(uri)  # reads the store `mlflow.set_tracking_uri` named above
+        except MlflowException as exc:
+            msg = redact(first_line(exc))
+            if uri.startswith("models:/"):
+                why = _missing_predictor(uri, shown)
+                if why:
+                    raise PredictorUnavailable(why) from None
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise PredictorUnavailable(f"no predictor at {uri} in {shown}: {msg}") from None
+            raise PredictorUnavailable(f"cannot load predictor {uri} from {shown}: {msg}") from None
+        except OSError as exc:
+            raise PredictorUnavailable(f"cannot load predictor {uri} from {shown}: {redact(first_line(exc))}") from None
+        except Exception as exc:  # connection errors from a remote tracking server, a missing database driver
+            raise PredictorUnavailable(f"cannot reach MLflow at {shown}: "
+                                       f"{type(exc).__name__}: {redact(first_line(exc, 200))}") from None
     return model, info
