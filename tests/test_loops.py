@@ -172,3 +172,42 @@ def test_a_batch_1_loop_streaming_its_weights_is_priced_at_its_own_rate(fitted):
     assert expected["lstm288|1"] > 2 * STEP_J * design(new)["op_steps"]["lstm288|1"]  # streaming dominates
     np.testing.assert_allclose(term.costs(new, np.array(["lstm288|1", "lstm288|8"]))[:, 0],
                                expected[["lstm288|1", "lstm288|8"]], rtol=0.02)
+
+
+def test_a_loop_whose_weights_spill_past_the_cache_is_priced_by_the_part_that_spills(fitted):
+    """A step reads the part of its weights that fits the cache at the cache's rate and streams only the rest:
+    kernels built so (a 1 MB cache, at batch 1) make training choose the spilled split at that size over
+    splitting loops whole, and a new model whose weights straddle the cache is priced by both parts."""
+    from keras import layers as L
+
+    from nnenergy.learn.loops import fit_loop_term
+
+    plain, _ = fitted
+    in_cache_j, spilled_j = 2e-4, 3e-3  # a weight-MB a step, at batch 1
+    kernels = pd.concat([_table(_seq(cell(u), steps=8), b, f"{cell.__name__}{u}|{b}")
+                         for cell, u in ((L.LSTM, 16), (L.LSTM, 256), (L.GRU, 320), (L.LSTM, 512))
+                         for b in (1, 2, 4, 16)], ignore_index=True)
+
+    def cost(feats: pd.DataFrame) -> pd.Series:
+        d = design(feats, cache_mb=1.0, spill=True)  # the kernels' truth
+        return (STEP_J * d["op_steps"] + in_cache_j * d["weight_mb_steps_b1_in_cache"]
+                + spilled_j * d["weight_mb_steps_b1_spilled"])
+
+    kfeats = layer_features(kernels)
+    whole = plain.predict_whole(kfeats).set_index("config_id")
+    truth = cost(kfeats)[whole.index]
+    models = pd.DataFrame({"config_id": whole.index, "energy_j": whole["energy_j"] + truth,
+                           "latency_s": whole["latency_s"] + truth * STEP_S / STEP_J})
+    term = fit_loop_term(plain, kfeats, models)
+    assert (term.cache_mb, term.spill) == (1.0, True) and term.summary()["spill"] is True
+    assert "weight_mb_steps_b1_spilled" in term.columns and term.cv_rmspe < 1.0
+    new = layer_features(pd.concat([_table(_seq(L.LSTM(384), steps=10), b, f"lstm384|{b}") for b in (1, 8)],
+                                   ignore_index=True))  # 2.4 MB a step: 1 MB in the cache, 1.4 MB spilled
+    d, parts = design(new), design(new, cache_mb=1.0, spill=True)
+    w = d.loc["lstm384|1", "weight_mb_steps"]  # 10 steps of ~2.4 MB
+    assert parts.loc["lstm384|1", "weight_mb_steps_b1_in_cache"] == pytest.approx(10 * 1.0)
+    assert parts.loc["lstm384|1", "weight_mb_steps_b1_spilled"] == pytest.approx(w - 10.0) and w > 20
+    assert parts.loc["lstm384|8", "weight_mb_steps_batched_spilled"] == pytest.approx(w - 10.0)
+    expected = cost(new)
+    np.testing.assert_allclose(term.costs(new, np.array(["lstm384|1", "lstm384|8"]))[:, 0],
+                               expected[["lstm384|1", "lstm384|8"]], rtol=0.02)
