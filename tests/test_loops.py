@@ -211,3 +211,38 @@ def test_a_loop_whose_weights_spill_past_the_cache_is_priced_by_the_part_that_sp
     expected = cost(new)
     np.testing.assert_allclose(term.costs(new, np.array(["lstm384|1", "lstm384|8"]))[:, 0],
                                expected[["lstm384|1", "lstm384|8"]], rtol=0.02)
+
+
+def test_loops_a_predictor_cannot_price_are_named_and_widen_the_interval(store, fitted, tmp_path, capsys):
+    """The tiny store's predictor was trained without sequence kernels, so it has no loop term: a recurrent
+    model's loop is named (API, JSON, one line on stderr) and the interval widens above; a predictor with a
+    term names nothing."""
+    import json
+
+    from keras import layers as L
+
+    import nnenergy
+    from nnenergy import cli
+    from nnenergy.predict.loading import CachedPredictor
+    from nnenergy.predict.unknown import LOOP_FACTOR, unpriced_loops, widen_for_loops
+
+    model = _seq(L.LSTM(16, name="encoder"), L.Dense(2), steps=20)
+    p = nnenergy.predict(model, batch_size=2, tracking_uri=store)
+    assert p.unpriced_loops == ["encoder"] and p.energy_interval_j[1] > p.energy_j
+    dense = nnenergy.predict(_seq(L.Dense(16), L.Dense(2)), batch_size=2, tracking_uri=store)
+    assert dense.unpriced_loops == []
+    layers = _table(model, 2, "rnn")
+    assert unpriced_loops(layers, {}) == ["encoder"] and unpriced_loops(layers, {"loop_term": {"n_configs": 9}}) == []
+    lo, hi = widen_for_loops([1.0, 2.0], 1.5, layers, ["encoder"])  # the loop is most of the model's rows
+    assert lo == 1.0 and 2.0 * LOOP_FACTOR ** 0.5 < hi <= 2.0 * LOOP_FACTOR
+    assert widen_for_loops([1.0, 2.0], 1.5, layers, []) == [1.0, 2.0]
+    _, looped = fitted
+    term = (CachedPredictor(looped, looped.metadata, "layerwise"), {"uri": "test", "version": None})
+    assert nnenergy.predict(model, batch_size=2, predictor=term).unpriced_loops == []
+
+    path = tmp_path / "rnn.keras"
+    model.save(path)
+    assert cli.main(["predict", str(path), "--json", "--allow-unknown", "--tracking-uri", store]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["unpriced_loops"] == ["encoder"]
+    assert "1 recurrent loop(s) (encoder) priced without their per-step cost" in err

@@ -204,7 +204,7 @@ def test_main_says_where_to_browse_without_the_password():
 
 
 def test_a_local_stores_artifacts_stay_beside_it_whatever_the_working_folder(new_store, tmp_path, monkeypatch):
-    """A new experiment of a SQLite store keeps its artifacts in `mlruns/` beside the database, not in the
+    """A new experiment of a SQLite store keeps its artifacts in `mlruns/<name>` beside the database, not in the
     folder a command happens to run from (MLflow's default); an existing experiment keeps its own place."""
     import mlflow
 
@@ -222,9 +222,10 @@ def test_a_local_stores_artifacts_stay_beside_it_whatever_the_working_folder(new
         assert tracking.setup(uri, "nnenergy-artifacts") == exp_id  # found again, not created twice
     finally:
         mlflow.set_tracking_uri(previous)
-    assert list((tmp_path / "store" / "mlruns").rglob("note.json"))
+    assert list((tmp_path / "store" / "mlruns" / "nnenergy-artifacts").rglob("note.json"))
     assert not (elsewhere / "mlruns").exists()
-    assert tracking.artifact_root("postgresql://host/db") is None
+    assert tracking.artifact_root("postgresql://host/db", "x") is None
+    assert tracking.artifact_root("sqlite:////a/b.db", "my team/exp 1") == "/a/mlruns/my_team_exp_1"
 
 
 def test_a_predictions_mlflow_bounds_end_with_it(monkeypatch):

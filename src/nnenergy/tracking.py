@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -61,22 +62,25 @@ def setup(tracking_uri: str, experiment: str) -> str:
     return exp_id
 
 
-def artifact_root(tracking_uri: str) -> str | None:
-    """Where a new experiment of a SQLite store keeps its artifacts: `mlruns/` beside the database file, so
-    a store and its artifacts stay together whatever folder a command runs from (MLflow's default is the
-    working folder's `./mlruns`). None for other stores (a server decides for itself)."""
+def artifact_root(tracking_uri: str, experiment: str) -> str | None:
+    """Where a new experiment of a SQLite store keeps its artifacts: `mlruns/<experiment>` beside the database
+    file, so a store and its artifacts stay together whatever folder a command runs from (MLflow's default is
+    the working folder's `./mlruns/<id>`; the id is not known before the experiment exists, its name is).
+    None for other stores (a server decides for itself)."""
     prefix = "sqlite:///"
     if not tracking_uri.startswith(prefix) or tracking_uri == prefix + ":memory:":
         return None
-    return str(Path(tracking_uri[len(prefix):]).parent / "mlruns")
+    folder = re.sub(r"[^A-Za-z0-9._-]", "_", experiment).strip(".") or "experiment"
+    return str(Path(tracking_uri[len(prefix):]).parent / "mlruns" / folder)
 
 
 def _experiment_id(mlflow, experiment: str, uri: str) -> str:
-    """The id of `experiment`, created with `artifact_root(uri)` when new (an existing one keeps its own)."""
+    """The id of `experiment`, created with `artifact_root(uri, experiment)` when new (an existing one keeps
+    its own)."""
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
-    return mlflow.create_experiment(experiment, artifact_location=artifact_root(uri))
+    return mlflow.create_experiment(experiment, artifact_location=artifact_root(uri, experiment))
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

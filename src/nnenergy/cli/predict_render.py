@@ -21,6 +21,12 @@ def warnings_of(pred) -> list[str]:
     if unmeasured:
         lines.append(f"WARNING: no measured data for layer types {', '.join(unmeasured)}: each is predicted "
                      "from the nearest measured kind, so their share of this prediction is a rough estimate")
+    loops = getattr(pred, "unpriced_loops", []) or []
+    if loops:
+        shown = ", ".join(loops[:4]) + (f" and {len(loops) - 4} more" if len(loops) > 4 else "")
+        lines.append(f"{len(loops)} recurrent loop(s) ({shown}) priced without their per-step cost: this "
+                     "predictor was trained without its profile's sequence kernels (`nnenergy measure "
+                     "sweep=kernels_seq`), and such models came out up to 7x low; the interval is widened above")
     return [f"nnenergy predict: {pred.model_name}: {line}" for line in lines]
 
 

@@ -65,6 +65,9 @@ class Prediction:
     # Rows nothing was learned for (kind `other`, the generic fallback), by name: `nnenergy predict` exits 3
     # on them unless --allow-unknown; the interval is widened for them (`unknown.widen`).
     unknown_layers: list[str] = field(default_factory=list)
+    # Recurrent loops whose per-step cost the predictor cannot price (no loop term: `unknown.unpriced_loops`):
+    # the total is low by what their steps cost; the interval is widened above for them.
+    unpriced_loops: list[str] = field(default_factory=list)
     inputs: dict = field(default_factory=dict)  # name -> {"shape", "dtype"} of each input it was described on
     flops: float = 0.0  # the model's analytic FLOPs for one pass of the batch (the layers' sum)
 
@@ -129,7 +132,7 @@ def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed
     import pandas as pd
 
     from nnenergy.features.layer_features import UNMEASURED_TYPES
-    from nnenergy.predict.unknown import unknown_layers, widen
+    from nnenergy.predict.unknown import unknown_layers, unpriced_loops, widen, widen_for_loops
 
     if "out_of_range" not in out:
         out = out.assign(out_of_range=False)
@@ -143,6 +146,8 @@ def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed
     lo, hi = total["energy_lo_j"], total["energy_hi_j"]
     interval = [float(lo), float(hi)] if pd.notna(lo) and pd.notna(hi) else None
     interval = widen(interval, float(total["energy_j"]), per_layer, layers, meta.get("layer_types"))
+    loops = unpriced_loops(layers, meta) if len(per_layer) else []  # model-wise predictors: no layer rows
+    interval = widen_for_loops(interval, float(total["energy_j"]), layers, loops)
     flops = dict(zip(layers["layer_index"], layers["flops"].astype(float)))
     return Prediction(
         model_name=name,
@@ -170,6 +175,7 @@ def _assemble(name, input_shape, batch_size, layers, out, meta, info, cal, speed
         memory_bytes=pass_memory_bytes(layers),
         ram_bytes=ram_bytes(),
         unknown_layers=unknown_layers(per_layer, meta.get("layer_types")),
+        unpriced_loops=loops,
         inputs=fed or {},
         flops=float(sum(flops.values())),
     )
