@@ -64,7 +64,7 @@ def run(dataset: Path, models_dir: Path | None, modes: list[str]) -> dict:
         rec["out_of_range_layers"] = p.out_of_range_layers
         per_row.append(rec)
     result = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "dataset": str(dataset),
-              "predictor": loaded[1].get("model_uri"), "speed": p.speed,
+              "predictor": {k: loaded[1].get(k) for k in ("uri", "version")}, "speed": p.speed,
               "metrics": {m: score([r["measured_j"] for r in per_row], [r[m] for r in per_row]) for m in modes},
               "groups": by_group(per_row, modes[0]), "rows": per_row}
     with open(LOG, "a") as fh:
