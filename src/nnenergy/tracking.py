@@ -13,11 +13,19 @@ from pathlib import Path
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
+SQLITE = "sqlite:///"
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file a `sqlite:///file.db` URI names (relative as written), None for other stores."""
+    return Path(uri[len(SQLITE):]) if uri.startswith(SQLITE) else None
+
+
 def resolve_tracking_uri(uri: str) -> str:
     """Make a relative `sqlite:///file.db` absolute so every process and job hits one store."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        return prefix + str(Path(uri[len(prefix):]).resolve())
+    path = sqlite_file(uri)
+    if path is not None and not path.is_absolute():
+        return SQLITE + str(path.resolve())
     return uri
 
 
@@ -67,11 +75,11 @@ def artifact_root(tracking_uri: str, experiment: str) -> str | None:
     file, so a store and its artifacts stay together whatever folder a command runs from (MLflow's default is
     the working folder's `./mlruns/<id>`; the id is not known before the experiment exists, its name is).
     None for other stores (a server decides for itself)."""
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix) or tracking_uri == prefix + ":memory:":
+    path = sqlite_file(tracking_uri)
+    if path is None or str(path) == ":memory:":
         return None
     folder = re.sub(r"[^A-Za-z0-9._-]", "_", experiment).strip(".") or "experiment"
-    return str(Path(tracking_uri[len(prefix):]).parent / "mlruns" / folder)
+    return str(path.parent / "mlruns" / folder)
 
 
 def _experiment_id(mlflow, experiment: str, uri: str) -> str:

@@ -104,17 +104,18 @@ class LoopTerm:
     columns: tuple = BASE  # a term pickled before the other columns existed: every loop priced alike
     cache_mb: float | None = None
     cv_rmspe: float | None = None  # on the kernels, of the chosen design
-    spill: bool = False  # the weights split within each loop (False: loops whole; terms pickled before it)
+    spill: bool = False  # the weights split within each loop (False: loops whole; a term pickled before it
+    # has no such attribute and reads this class default, as it does `columns`)
 
     def costs(self, feats: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
         """(len(ids), 2) joules and seconds of the loops of configurations `ids` (0 without a loop)."""
-        x = design(feats, self.cache_mb, spill=getattr(self, "spill", False))[list(self.columns)]
+        x = design(feats, self.cache_mb, spill=self.spill)[list(self.columns)]
         per = pd.DataFrame(np.maximum(x.to_numpy(float) @ self.coefs, 0.0), index=x.index)
         return per.reindex(ids).fillna(0.0).to_numpy(float)
 
     def summary(self) -> dict:
         """The fitted costs by name, for the logged predictor's metadata."""
-        return {"n_configs": self.n_configs, "cache_mb": self.cache_mb, "spill": getattr(self, "spill", False),
+        return {"n_configs": self.n_configs, "cache_mb": self.cache_mb, "spill": self.spill,
                 "cv_rmspe": self.cv_rmspe} | {
             f"{t}_{d}": float(row[j]) for j, t in enumerate(TARGETS) for d, row in zip(self.columns, self.coefs)}
 

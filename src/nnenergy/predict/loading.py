@@ -14,7 +14,7 @@ from pathlib import Path
 from nnenergy.paths import cache_dir
 from nnenergy.predict.errors import PredictorUnavailable, first_line
 from nnenergy.stores import missing_store_hint, redact
-from nnenergy.tracking import store_uri
+from nnenergy.tracking import sqlite_file, store_uri
 
 DEFAULT_MODEL_NAME = "nnenergy-layerwise"
 DEFAULT_MODEL_URI = f"models:/{DEFAULT_MODEL_NAME}@champion"
@@ -70,10 +70,10 @@ def _missing_predictor(uri: str, store: str) -> str | None:
 def _has_alias(store: str, name: str, alias: str) -> bool:
     """Whether `name@alias` is registered: read straight from a local SQLite store (milliseconds, no
     MLflow import), through MLflow's client otherwise."""
-    if store.startswith("sqlite:///"):
+    path = sqlite_file(store)
+    if path is not None:
         import sqlite3
 
-        path = Path(store[len("sqlite:///"):])
         if not path.exists():
             return False
         try:
@@ -201,10 +201,11 @@ def _cache_entry(model_uri: str, store: str) -> Path | None:
     Remote stores are always resolved through the registry (None)."""
     import hashlib
 
-    if not store.startswith("sqlite:///"):
+    path = sqlite_file(store)
+    if path is None:
         return None
     try:
-        st = Path(store[len("sqlite:///"):]).stat()
+        st = path.stat()
     except OSError:
         return None
     ident = f"{store}|{st.st_size}|{st.st_mtime_ns}|{model_uri}"
@@ -235,7 +236,8 @@ def _load_registered(uri: str, tracking_uri: str | None):
     from mlflow.exceptions import MlflowException
 
     store = store_uri(tracking_uri)
-    if store.startswith("sqlite:///") and not Path(store[len("sqlite:///"):]).exists() and uri.startswith("models:/"):
+    db = sqlite_file(store)
+    if db is not None and not db.exists() and uri.startswith("models:/"):
         raise PredictorUnavailable(missing_sqlite(store, tracking_uri))
     reachable(store)
     mlflow.set_tracking_uri(store)

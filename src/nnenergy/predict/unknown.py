@@ -35,6 +35,13 @@ def _unknown(per_layer, trained_types) -> np.ndarray:
     return unknown
 
 
+def _share(rows: np.ndarray, params: np.ndarray) -> float:
+    """How much of the model the masked `rows` may hold: their share of the rows or of the parameters,
+    whichever is larger (an opaque encoder is one row holding most of the parameters)."""
+    param_share = params[rows].sum() / params.sum() if params.sum() > 0 else 0.0
+    return max(param_share, rows.mean())
+
+
 def unknown_layers(per_layer, trained_types=None) -> list[str]:
     """Names of the rows nothing was learned for, in table order."""
     return [str(n) for n in per_layer.loc[_unknown(per_layer, trained_types), "layer_name"]]
@@ -47,8 +54,7 @@ def widen(interval: list[float] | None, energy: float, per_layer, layers, traine
         return interval
     lo, hi = interval if interval else (energy, energy)
     params = layers.set_index("layer_name")["params"].reindex(per_layer["layer_name"]).fillna(0).to_numpy(float)
-    param_share = params[unknown].sum() / params.sum() if params.sum() > 0 else 0.0
-    weight = max(param_share, unknown.mean())
+    weight = _share(unknown, params)
     energy_share = min(max(per_layer["energy_j"].to_numpy(float)[unknown].sum() / energy, 0.0), 1.0)
     return [lo * (1 - energy_share * (1 - 1 / FALLBACK_FACTOR)), hi * math.pow(FALLBACK_FACTOR, weight)]
 
@@ -75,6 +81,4 @@ def widen_for_loops(interval: list[float] | None, energy: float, layers, loops: 
     lo, hi = interval if interval else (energy, energy)
     names = layers["layer_name"].astype(str)
     inside = names.apply(lambda n: any(n == p or n.startswith(p + "/") for p in loops)).to_numpy()
-    params = layers["params"].to_numpy(float)
-    weight = max(inside.mean(), params[inside].sum() / params.sum() if params.sum() > 0 else 0.0)
-    return [lo, hi * math.pow(LOOP_FACTOR, weight)]
+    return [lo, hi * math.pow(LOOP_FACTOR, _share(inside, layers["params"].to_numpy(float)))]
