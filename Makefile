@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/nnenergy main
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 	$(BIN)/ruff check src tests benchmarks
 
 ## the edit-test loop: the suite without the tests marked slow (end-to-end runs of whole commands)

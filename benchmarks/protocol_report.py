@@ -232,8 +232,41 @@ def spread_agreement(per_pass: list[dict], times: list[float], name: str, k: int
             "within5": float(np.mean(abs(d) <= 0.05)), "comparisons": len(devs)}
 
 
+# The protocols the mode comparison shows: the labels' own, and the bare raw statistics.
+MODE_PROTOCOLS = ("A-R q25/q25 of 6", "A-R ratio q25 of 6", "A-R ratio median of 10", "raw q25 of 6x0.1s",
+                  "raw min of 4x0.1s")
+
+
+def mode_comparison(recs: list[dict]) -> list[str]:
+    """The modes measured in turn in the same rounds (records that name their mode), each judged like the
+    main table on its own passes >= 20 min apart; the duet's windows are time only."""
+    by_mode: dict[str, list[dict]] = {}
+    for r in recs:
+        if "mode" in r:
+            by_mode.setdefault(r["mode"], []).append(r)
+    if len(by_mode) < 2:
+        return []
+    lines = ["", "## Ways of running the same windows (measured in turn, in the same rounds)", "",
+             "Each mode's passes compared with its own passes >= 20 min apart. `duet` has no energy of its own "
+             "(CodeCarbon's power is the machine's, shared by both processes): its rows are time ratios.", "",
+             "| mode | passes | protocol | energy RMS % | within ±5% | latency RMS % | within ±5% |",
+             "|---|---|---|---|---|---|---|"]
+    for mode, rs in by_mode.items():
+        rows = {w: {r["protocol"]: r for r in study(rs, w)[0]} for w in ("energy", "latency")}
+        for name in MODE_PROTOCOLS:
+            e, lat = rows["energy"].get(name), rows["latency"].get(name)
+            if lat is None:
+                continue
+            e_txt = "-" if mode == "duet" or e is None else f"{e['rms_pct']:.2f} | {100 * e['within5']:.0f}%"
+            lines.append(f"| {mode} | {len(rs)} | {name} | {e_txt if e_txt != '-' else '- | -'} | "
+                         f"{lat['rms_pct']:.2f} | {100 * lat['within5']:.0f}% |")
+    return lines
+
+
 def report(folder: Path) -> None:
-    recs = load(folder)
+    every = load(folder)
+    # The main tables: the labels' own way of running (records before the modes existed are that way).
+    recs = [r for r in every if r.get("mode", "graph") == "graph"]
     if len(recs) < 2:
         raise SystemExit(f"{len(recs)} passes in {folder}: measure more with --loop")
     rows, per_pass, times = study(recs)
@@ -281,6 +314,7 @@ def report(folder: Path) -> None:
     lines += ["", f"Probe process (3 s of reference + 1.5 s of kernel windows, CodeCarbon tracker included): "
               f"build {statistics.median(r['probe']['build_s'] for r in recs):.2f} s, tracker "
               f"{statistics.median(r['probe']['meter_s'] for r in recs):.2f} s, total {statistics.median(pt):.1f} s."]
+    lines += mode_comparison(every)
     text = "\n".join(lines) + "\n"
     out = folder / f"{recs[0]['profile']}.md"
     out.write_text(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -21,6 +22,33 @@ os.environ["NNENERGY_SERVER"] = "off"
 # Predictions in the suite are stated at the predictor's canonical speed (no probe in every call, and
 # no test depends on the machine's real speed); tests/test_speed.py sets other modes explicitly.
 os.environ["NNENERGY_SPEED"] = "canonical"
+
+
+def _hold_the_hosts_measurement_lock() -> None:
+    """The suite measures tiny models with real CodeCarbon: it is a measuring process, so it holds the host's
+    lock for its whole run (a sweep started meanwhile waits or refuses, and a suite started beside a sweep
+    stops at once instead of measuring it). Only the first process does: pytest itself, or the controller of
+    `pytest -n 2` (pytest-xdist), whose workers inherit this environment."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    host_lock = Path(os.environ.get("NNENERGY_MEASURE_LOCK", Path(tempfile.gettempdir()) / "nnenergy-measure.lock"))
+    fh = host_lock.open("a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        raise SystemExit(f"another process is measuring on this host ({fh.read().strip() or 'unknown'}): the "
+                         "suite measures too, and measurements never overlap; run the tests when it is done")
+    _HELD.append(fh)
+
+
+_HELD: list = []
+_hold_the_hosts_measurement_lock()
+# Inside the suite each process (pytest-xdist worker) locks its own file: the tests' measurements are
+# correctness checks whose values are never kept, and the tests that take or probe the lock mean this one.
+os.environ["NNENERGY_MEASURE_LOCK"] = str(_SESSION / "measure.lock")
+# ...and so a window that saw the other worker is kept (flagged), not redone three times after a pause.
+os.environ["NNENERGY_BUSY_WINDOWS"] = "keep"
 
 import pytest  # noqa: E402  (after the environment above: the imports below read it)
 from hydra import compose, initialize_config_dir  # noqa: E402
@@ -139,3 +167,10 @@ def trained_rf(tiny_sweep, tracking_uri):
 def store(trained_rf, tracking_uri) -> str:
     """The tracking URI of a store whose `champion` is the tiny `rf` predictor (`trained_rf`)."""
     return tracking_uri
+
+
+def pytest_collection_modifyitems(config, items):
+    """The long end-to-end tests (marked slow) first, the rest in their order: with `make test`'s two
+    workers (pytest-xdist) the short tests then fill in around the long ones at the end, instead of one
+    worker waiting for the other's last long test."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
