@@ -31,6 +31,8 @@ def _hold_the_hosts_measurement_lock() -> None:
     `pytest -n 2` (pytest-xdist), whose workers inherit this environment."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
+    # nnenergy.measure.lock.LOCK_FILE's own default, spelled out: importing it would fix the path before the
+    # suite points it at its own file below.
     host_lock = Path(os.environ.get("NNENERGY_MEASURE_LOCK", Path(tempfile.gettempdir()) / "nnenergy-measure.lock"))
     fh = host_lock.open("a+")
     try:

@@ -268,3 +268,32 @@ def test_a_second_measuring_process_fails_fast_naming_the_holder(tmp_path):
         holder.wait()
     with MeasurementLock(path=path):  # released by the kernel when the holder died
         pass
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_window_beside_a_busy_process_is_redone_unless_the_host_is_shared_on_purpose(monkeypatch, keep):
+    """A child spinning a whole core makes every window busy (read from /proc/stat, for real): by default it
+    is redone up to `max_retries` times, then kept and flagged; with NNENERGY_BUSY_WINDOWS=keep (the suite's
+    two workers) it is kept and flagged at once."""
+    if keep:
+        monkeypatch.setenv("NNENERGY_BUSY_WINDOWS", "keep")
+    else:
+        monkeypatch.delenv("NNENERGY_BUSY_WINDOWS", raising=False)
+    meter = FakeMeter()
+
+    def step():  # each call costs 1 ms of the meter's clock (its energy); real time runs the window
+        meter.clock += 0.001
+
+    settings = ProtocolSettings(rounds=1, windows=1, warmup=0, min_seconds=0.05, max_retries=2)
+    m = InterleavedMeasurer(meter, settings, reference=step)
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # the child is running
+        results, reference = m.run({"a": step})
+    finally:
+        spin.kill()
+        spin.wait()
+    a = results["a"]
+    assert a.contended_windows == a.windows >= 1 and a.other_cores_max > 0.3  # kept, and flagged
+    windows = a.windows + len(reference.windows)
+    assert m.contended_total == windows * (1 if keep else 1 + settings.max_retries)
