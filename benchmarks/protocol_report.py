@@ -257,8 +257,8 @@ def mode_comparison(recs: list[dict]) -> list[str]:
             e, lat = rows["energy"].get(name), rows["latency"].get(name)
             if lat is None:
                 continue
-            e_txt = "-" if mode == "duet" or e is None else f"{e['rms_pct']:.2f} | {100 * e['within5']:.0f}%"
-            lines.append(f"| {mode} | {len(rs)} | {name} | {e_txt if e_txt != '-' else '- | -'} | "
+            energy = "- | -" if mode == "duet" or e is None else f"{e['rms_pct']:.2f} | {100 * e['within5']:.0f}%"
+            lines.append(f"| {mode} | {len(rs)} | {name} | {energy} | "
                          f"{lat['rms_pct']:.2f} | {100 * lat['within5']:.0f}% |")
     return lines
 
