@@ -170,8 +170,8 @@ def _duet_windows(calls: dict, rng: random.Random, partner_core: int) -> dict:
         for rnd, t, n, start, end in ws:
             inside = [e - s for s, e in spans if s >= start and e <= end]
             if not inside:  # a reference call longer than the window: the one that overlaps it most
-                inside = [max(spans, key=lambda se: min(se[1], end) - max(se[0], start))]
-                inside = [inside[0][1] - inside[0][0]]
+                s0, e0 = max(spans, key=lambda se: min(se[1], end) - max(se[0], start))
+                inside = [e0 - s0]
             lat, ref_lat = (end - start) / n, sum(inside) / len(inside)
             series[k] += [["T", rnd, t, n, lat, lat, 0.0, 0.0], ["R", rnd, t, len(inside), ref_lat, ref_lat, 0.0, 0.0]]
     return series

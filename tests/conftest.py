@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import os
 import shutil
 import tempfile
@@ -24,28 +23,17 @@ os.environ["NNENERGY_SERVER"] = "off"
 os.environ["NNENERGY_SPEED"] = "canonical"
 
 
-def _hold_the_hosts_measurement_lock() -> None:
-    """The suite measures tiny models with real CodeCarbon: it is a measuring process, so it holds the host's
-    lock for its whole run (a sweep started meanwhile waits or refuses, and a suite started beside a sweep
-    stops at once instead of measuring it). Only the first process does: pytest itself, or the controller of
-    `pytest -n 2` (pytest-xdist), whose workers inherit this environment."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        return
-    # nnenergy.measure.lock.LOCK_FILE's own default, spelled out: importing it would fix the path before the
-    # suite points it at its own file below.
-    host_lock = Path(os.environ.get("NNENERGY_MEASURE_LOCK", Path(tempfile.gettempdir()) / "nnenergy-measure.lock"))
-    fh = host_lock.open("a+")
+from nnenergy.measure.lock import MeasurementLock, MeasurementLockError  # noqa: E402  (its path is read at each use)
+
+# The suite measures tiny models with real CodeCarbon: it is a measuring process, so it holds the host's lock for its
+# whole run (a sweep started meanwhile waits or refuses, and a suite started beside a sweep stops at once instead of
+# measuring it). Only the first process does: pytest itself, or the controller of `pytest -n 2` (pytest-xdist).
+_HOST_LOCK = contextlib.ExitStack()  # kept open until the process exits
+if not os.environ.get("PYTEST_XDIST_WORKER"):
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        raise SystemExit(f"another process is measuring on this host ({fh.read().strip() or 'unknown'}): the "
-                         "suite measures too, and measurements never overlap; run the tests when it is done")
-    _HELD.append(fh)
-
-
-_HELD: list = []
-_hold_the_hosts_measurement_lock()
+        _HOST_LOCK.enter_context(MeasurementLock())
+    except MeasurementLockError as exc:
+        raise SystemExit(f"{exc} (the suite measures too: run the tests when it is done)") from None
 # Inside the suite each process (pytest-xdist worker) locks its own file: the tests' measurements are
 # correctness checks whose values are never kept, and the tests that take or probe the lock mean this one.
 os.environ["NNENERGY_MEASURE_LOCK"] = str(_SESSION / "measure.lock")

@@ -14,7 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-LOCK_FILE = Path(os.environ.get("NNENERGY_MEASURE_LOCK", Path(tempfile.gettempdir()) / "nnenergy-measure.lock"))
+
+def lock_file() -> Path:
+    """The host's lock file: `NNENERGY_MEASURE_LOCK`, else one in the system's temp folder. Read at each use, so
+    a process may point its own measurements elsewhere after import (the test suite's workers do)."""
+    return Path(os.environ.get("NNENERGY_MEASURE_LOCK", Path(tempfile.gettempdir()) / "nnenergy-measure.lock"))
 
 
 class MeasurementLockError(RuntimeError):
@@ -24,8 +28,8 @@ class MeasurementLockError(RuntimeError):
 class MeasurementLock:
     """`with MeasurementLock(wait_s=0):` fails fast (or waits up to `wait_s`) while another holds it."""
 
-    def __init__(self, wait_s: float = 0.0, path: Path = LOCK_FILE):
-        self.wait_s, self.path, self._fh = wait_s, Path(path), None
+    def __init__(self, wait_s: float = 0.0, path: Path | None = None):
+        self.wait_s, self.path, self._fh = wait_s, Path(path) if path else lock_file(), None
 
     def __enter__(self) -> "MeasurementLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -165,12 +165,12 @@ class InterleavedMeasurer:
         self.canonical = canonical  # {"energy_j": ..., "latency_s": ...} of the reference, or None
         self.rng = random.Random(seed)
         self.contended_total = 0
+        # how often a busy window is redone: none where the host is shared on purpose (the suite's workers)
+        self.retries = 0 if os.environ.get(BUSY_WINDOWS_ENV) == "keep" else settings.max_retries
 
     def _window(self, fn: Callable[[], object], rnd: int) -> Window:
-        """One clean window: redone while someone else used the CPU, up to `max_retries` times (none where
-        the host is shared on purpose: `NNENERGY_BUSY_WINDOWS=keep`, the test suite's parallel workers)."""
-        retries = 0 if os.environ.get(BUSY_WINDOWS_ENV) == "keep" else self.s.max_retries
-        for attempt in range(retries + 1):
+        """One clean window: redone while someone else used the CPU, up to `self.retries` times."""
+        for attempt in range(self.retries + 1):
             before = contention.snapshot()
             self.meter.begin()
             t0 = time.perf_counter()
@@ -185,7 +185,7 @@ class InterleavedMeasurer:
             heavy = c.heavy(self.s.max_other_cores, self.s.max_steal_cores)
             if heavy:
                 self.contended_total += 1
-                if attempt < retries:
+                if attempt < self.retries:
                     log.info("window redone: other processes %.2f cores, steal %.2f", c.other_cores, c.steal_cores)
                     time.sleep(0.2 * (attempt + 1))
                     continue
