@@ -21,6 +21,11 @@ os.environ["NNENERGY_SERVER"] = "off"
 # Predictions in the suite are stated at the predictor's canonical speed (no probe in every call, and
 # no test depends on the machine's real speed); tests/test_speed.py sets other modes explicitly.
 os.environ["NNENERGY_SPEED"] = "canonical"
+# Two pytest-xdist workers on two cores: an OpenMP pool of two threads in each (xgboost, scikit-learn's
+# histogram trees, BLAS) puts four busy threads on two cores, and OpenMP's spinning waits turn that into
+# several times the work. One thread per worker; TensorFlow's pools are set by each test's own config.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 from nnenergy.measure.lock import MeasurementLock, MeasurementLockError  # noqa: E402  (its path is read at each use)

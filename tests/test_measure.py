@@ -158,7 +158,9 @@ def test_tiny_sweep_end_to_end_logs_to_mlflow(tiny_sweep, tracking_uri):
     assert (result.output_dir / "models.parquet").exists() and (result.output_dir / "layers.parquet").exists()
     mlflow.set_tracking_uri(tracking_uri)
     runs = mlflow.search_runs(experiment_names=["nnenergy-measure"], output_format="list")
-    run = next(r for r in runs if r.info.run_name == "measure-tiny")
+    # this sweep's run: another test logs a `tiny` sweep of its own into the same session store
+    run = next(r for r in runs if r.info.run_name == "measure-tiny"
+               and r.data.params.get("sweep.output_dir") == str(cfg.sweep.output_dir))
     assert run.data.tags["hw.cpu_measurement"] == m["cpu_measurement"].iloc[0]
     assert run.data.metrics["configs_measured"] == 8
     assert "additivity_median" in run.data.metrics
