@@ -70,6 +70,30 @@ def test_a_stale_reading_triggers_a_probe_and_a_held_lock_falls_back_to_it(cache
     assert len(speed.history(profile)) == 2
 
 
+def test_the_probe_warms_up_while_its_meter_starts_and_a_meter_that_cannot_start_is_one_error(cache, monkeypatch):
+    import time
+
+    from nnenergy.measure import meter
+
+    class SlowMeter(meter.EnergyMeter):  # CodeCarbon's start, stretched: the warm-up runs meanwhile
+        def __init__(self):
+            time.sleep(speed.PROBE_WARMUP_S + 0.5)
+            super().__init__()
+
+    monkeypatch.setattr(meter, "EnergyMeter", SlowMeter)
+    r = speed.probe("p", canon=CANON)
+    assert r["speed_index"] > 0 and r["warmup_s"] == speed.PROBE_WARMUP_S
+    assert r["seconds"] >= speed.PROBE_WARMUP_S + 0.5  # it waited for the meter: windows were metered
+
+    class BrokenMeter:
+        def __init__(self):
+            raise meter.MeasurementError("no power reading here")
+
+    monkeypatch.setattr(meter, "EnergyMeter", BrokenMeter)
+    with pytest.raises(meter.MeasurementError, match="no power reading here"):
+        speed.probe("p", canon=CANON)
+
+
 def test_the_interval_widens_with_a_history_of_varying_speeds(cache):
     for i, v in enumerate((1.0, 1.0, 1.0)):
         speed.record("steady", _reading(v, 30 - i))
