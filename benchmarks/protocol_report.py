@@ -264,11 +264,18 @@ def mode_comparison(recs: list[dict]) -> list[str]:
 
 
 def report(folder: Path) -> None:
-    every = load(folder)
+    """One report per profile (`<profile>.md`): passes of two machines are never paired."""
+    loaded = load(folder)
+    for prof in sorted({r["profile"] for r in loaded}):
+        report_profile(folder, [r for r in loaded if r["profile"] == prof])
+
+
+def report_profile(folder: Path, every: list[dict]) -> None:
     # The main tables: the labels' own way of running (records before the modes existed are that way).
     recs = [r for r in every if r.get("mode", "graph") == "graph"]
     if len(recs) < 2:
-        raise SystemExit(f"{len(recs)} passes in {folder}: measure more with --loop")
+        print(f"{every[0]['profile']}: {len(recs)} graph passes in {folder}: measure more with --loop")
+        return
     rows, per_pass, times = study(recs)
     span = (max(times) - min(times)) / 60
     lines = [f"# Protocol study: {len(recs)} passes over {span:.0f} min, profile {recs[0]['profile']}", "",
