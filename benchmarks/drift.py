@@ -77,8 +77,9 @@ def measure_now(profile: str) -> dict:
     # The sweeps' own protocol: the raw labels are read as the training labels were.
     protocol = OmegaConf.to_container(OmegaConf.load(REPO / "conf/sweep/_measurement.yaml"))["protocol"]
     with MeasurementLock(wait_s=900):
-        # Probe candidates for the study of issue 29 item 2, read right after the probe: 2 s of the
-        # reference and 1 s of a memory-bound kernel, raw windows (scored offline against the many-model ratio).
+        # Probe candidates for the study of issue 29 item 2, read once the models are built, just before their
+        # pass: 2 s of the reference and 1 s of a memory-bound kernel, raw windows (scored offline against the
+        # many-model ratio).
         candidates = speed.probe_windows(seconds=2.0, kernel_seconds=1.0)
         res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(**protocol), reference_call(),
                                      canonical=speed.canonical(profile)).run(
@@ -157,10 +158,11 @@ def report() -> str:
         from nnenergy import speed
 
         canon = (speed.canonical(prof) or {}).get("measured_at", "?")[:10]
-        lines.append(f"\n### {prof} (canonical reference of {canon})\n\nProbe agreement over the {len(home)} runs with a predictor trained here: "
+        lines.append(f"\n### {prof} (canonical reference of {canon})\n\n"
+                     f"Probe agreement over the {len(home)} runs with a predictor trained here: "
                      f"RMS {rms:.1f}% (target <= 3% over >= 10 pairs); the many-model ratio's own sampling error "
-                     f"(median of 12 per-model ratios: 1.25 × their scatter ÷ √12, RMS over the runs) "
-                     f"{_rms([_median_error(r) for r in home]):.1f}%.")
+                     f"(the labels' noise in a median of {len(home[0]['configs'])} per-model ratios) "
+                     f"{_sampling_error(home):.1f}%.")
         lines += _defaults_summary(home)
         lines += _estimators(home)
     text = "\n".join(lines) + "\n"
@@ -183,12 +185,21 @@ def _defaults_summary(runs: list[dict]) -> list[str]:
     return out
 
 
-def _median_error(run: dict) -> float:
-    """The standard error of a run's many-model ratio (a median of per-model ratios): 1.25 × their relative
-    scatter ÷ √n. An upper bound of the label noise's share: the scatter holds the predictor's errors too."""
-    ratios = [t / p for t, p in zip(run["measured"], run["predicted"]["canonical"])]
-    m = statistics.median(ratios)
-    return 1.25 * statistics.stdev(r / m - 1 for r in ratios) / len(ratios) ** 0.5
+def _sampling_error(runs: list[dict]) -> float:
+    """The standard error of a run's many-model ratio (a median of per-model ratios) from the labels' own
+    noise, RMS over the runs: each model's ratio over its median over the runs (the predictor's error on
+    that model is the same every run, so it does not move the median), 1.25 × their scatter ÷ √n."""
+    per: dict[str, list[float]] = {}
+    for r in runs:
+        for name, t, p in zip(r["configs"], r["measured"], r["predicted"]["canonical"]):
+            per.setdefault(name, []).append(t / p / r["many_model_ratio"])
+    bias = {name: statistics.median(v) for name, v in per.items()}
+    errors = []
+    for r in runs:
+        ratios = [t / p / bias[n] for n, t, p in zip(r["configs"], r["measured"], r["predicted"]["canonical"])]
+        m = statistics.median(ratios)
+        errors.append(1.25 * statistics.stdev(x / m - 1 for x in ratios) / len(ratios) ** 0.5)
+    return _rms(errors)
 
 
 def _rms(deviations: list[float]) -> float:
@@ -213,15 +224,16 @@ def _estimators(runs: list[dict]) -> list[str]:
         at = datetime.fromisoformat(r["probe"]["read_at"])
         past = [v for t, v in readings[r["profile"]] if 0 < (at - t).total_seconds() <= 24 * 3600]
         typical = r.get("history_median_24h") or (statistics.median(past) if past else None)
-        est = {"probe (0.8 s of windows, as `predict` reads it)": p}
+        warm = r["probe"].get("warmup_s", 0.3)
+        est = {f"probe ({warm:g} s of warm-up, 0.8 s of windows, as `predict` reads it)": p}
         if typical:  # older rows: from the host's own history, where the report runs on that host
             est["geometric mean of the probe and the median of the host's readings of the last 24 h"] = (
                 p * typical) ** 0.5
         canon = canonical[r["profile"]]
         windows = (r.get("probe_candidates") or {}).get("windows")
         if windows and canon:
-            est["2 s of reference windows right after the probe (median)"] = statistics.median(
-                w[3] for w in windows if w[0] == "R") / canon["energy_j"]
+            before = statistics.median(w[3] for w in windows if w[0] == "R") / canon["energy_j"]
+            est["2 s of reference windows read just before the pass, once its models are built (median)"] = before
         if r.get("inpass_speed_index"):
             est["the reference read inside the pass (not available to a prediction)"] = r["inpass_speed_index"]
         for name, v in est.items():

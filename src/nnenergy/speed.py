@@ -35,9 +35,10 @@ MODE_ENV = "NNENERGY_SPEED"
 # while a probe on every call costs ~2 s for no gain measured over a reading a few minutes old.
 DEFAULT_MAX_AGE_MIN = 10.0
 PROBE_WINDOW_S = 0.1
-# A fresh process runs its first passes up to 40% slow, and still ~15% slow after 0.3 s (the Intel Xeon,
-# 2026-12-06): discarded. The warm-up runs while CodeCarbon's tracker starts (~1.2 s), so it costs no time.
-PROBE_WARMUP_S = 1.2
+# A fresh process runs its first passes up to 40% slow: discarded. A longer warm-up (1.2 s, run while the
+# tracker starts) was measured on the Intel Xeon on 2026-12-06 and agreed no better with the many-model
+# ratio (5.8% RMS over 10 drift runs, reading 3% low on average, against 4.8% over 7 with 0.3 s).
+PROBE_WARMUP_S = 0.3
 # 0.1 s windows of the reference after the warm-up: in benchmarks/protocol_study, 5 windows agreed with
 # the many-model ratio as well as 30 did (the machine's own minute-to-minute swings dominate).
 PROBE_WINDOWS = 8
@@ -210,7 +211,10 @@ def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WIND
     t0 = time.perf_counter()
     with MeasurementLock(wait_s=0):
         fn = _reference_fn()
-        meter = _warm_up(fn, EnergyMeter)
+        meter = EnergyMeter()
+        end = time.perf_counter() + PROBE_WARMUP_S
+        while time.perf_counter() < end:
+            fn()
         latency, energy = zip(*(_window(fn, meter) for _ in range(windows)))
     read = reader(canon.get("statistic", "round_min_median"))
     energy, latency = list(energy), list(latency)
@@ -218,29 +222,6 @@ def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WIND
     return {"profile": profile, "speed_index": e / canon["energy_j"], "latency_speed_index": lat / canon["latency_s"],
             "read_at": _now(), "source": "probe", "spread": (max(energy) - min(energy)) / e,
             "seconds": round(time.perf_counter() - t0, 2), "warmup_s": PROBE_WARMUP_S}
-
-
-def _warm_up(fn, make_meter):
-    """Run `fn` for PROBE_WARMUP_S while the meter is created in a thread (CodeCarbon's tracker takes
-    about a second to start, mostly waiting); returns the meter. A meter that fails in the thread is
-    created again here, so its error is raised as usual."""
-    import threading
-
-    box: dict = {}
-
-    def start():
-        try:
-            box["meter"] = make_meter()
-        except Exception:  # noqa: BLE001 (created again below, where its error reaches the caller)
-            pass
-
-    starter = threading.Thread(target=start, daemon=True)
-    starter.start()
-    end = time.perf_counter() + PROBE_WARMUP_S
-    while time.perf_counter() < end or starter.is_alive():
-        fn()
-    starter.join()
-    return box["meter"] if "meter" in box else make_meter()
 
 
 def _now() -> str:
