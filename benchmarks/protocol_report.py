@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from itertools import combinations
 from pathlib import Path
@@ -263,11 +264,16 @@ def mode_comparison(recs: list[dict]) -> list[str]:
     return lines
 
 
+def _cpu(profile: str) -> str:
+    """The CPU a pass ran on: its profile without the core count (a pinned pass's profile ends in -1c)."""
+    return re.sub(r"-\d+c$", "", profile)
+
+
 def report(folder: Path) -> None:
-    """One report per profile (`<profile>.md`): passes of two machines are never paired."""
+    """One report per CPU (`<profile>.md`): passes of two machines are never paired."""
     loaded = load(folder)
-    for prof in sorted({r["profile"] for r in loaded}):
-        report_profile(folder, [r for r in loaded if r["profile"] == prof])
+    for cpu in sorted({_cpu(r["profile"]) for r in loaded}):
+        report_profile(folder, [r for r in loaded if _cpu(r["profile"]) == cpu])
 
 
 def report_profile(folder: Path, every: list[dict]) -> None:
