@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -34,25 +35,33 @@ CONFIGS = [("MobileNetV3Small", 96, 1), ("MobileNetV2", 96, 1), ("MobileNetV2", 
            ("DenseNet121", 96, 2), ("ResNet50", 128, 2), ("ResNet50", 224, 1), ("InceptionV3", 160, 2),
            ("Xception", 128, 2), ("VGG16", 128, 2), ("NASNetMobile", 96, 2), ("MobileNetV3Large", 128, 4)]
 LAST_MIN_AGE_H = 1.0
+OLD_PROBE_WARMUP_S = 0.3  # readings before 2026-12-06 do not record their warm-up: it was this
+TARGET_RMSPE, TARGET_WITHIN10 = 10, 70  # issue 29: the defaults' RMSPE and share within +-10%
+MIN_RUNS_FOR_ERROR = 5
+HISTORY_ESTIMATOR = "geometric mean of the probe and the median of the host's readings of the last 24 h"
+
+
+def _readings(profile: str, at: datetime, min_age_s: float = 0.0, max_age_s: float = float("inf")) -> list[dict]:
+    """This host's readings of `profile` read between `max_age_s` and `min_age_s` before `at` (a reading
+    without a time zone is UTC, as `nnenergy.speed` reads it), oldest first."""
+    from nnenergy import speed
+
+    def age_s(r: dict) -> float:
+        t = datetime.fromisoformat(r["read_at"])
+        return (at - (t if t.tzinfo else t.replace(tzinfo=timezone.utc))).total_seconds()
+
+    return [r for r in speed.history(profile) if min_age_s <= age_s(r) <= max_age_s and age_s(r) > 0]
 
 
 def _last_reading(profile: str) -> dict | None:
-    from nnenergy import speed
-
-    now = datetime.now(timezone.utc)
-    old = [r for r in speed.history(profile)
-           if (now - datetime.fromisoformat(r["read_at"])).total_seconds() >= LAST_MIN_AGE_H * 3600]
+    old = _readings(profile, datetime.now(timezone.utc), min_age_s=LAST_MIN_AGE_H * 3600)
     return old[-1] if old else None
 
 
-def _past_day(profile: str) -> float | None:
-    """The median speed index of this host's readings of the last 24 h (before this run's probe): kept in
-    the log, so the report's history-based estimator needs no host cache."""
-    from nnenergy import speed
-
-    now = datetime.now(timezone.utc)
-    past = [r["speed_index"] for r in speed.history(profile)
-            if 0 < (now - datetime.fromisoformat(r["read_at"])).total_seconds() <= 24 * 3600]
+def _median_speed_last_24h(profile: str, at: datetime) -> float | None:
+    """The median speed index of this host's readings of the 24 h before `at`: kept in each run's log line,
+    so the report's history-based estimator needs no host cache."""
+    past = [r["speed_index"] for r in _readings(profile, at, max_age_s=24 * 3600)]
     return statistics.median(past) if past else None
 
 
@@ -65,7 +74,7 @@ def measure_now(profile: str) -> dict:
     from nnenergy.measure.sweep import inference_call, reference_call
 
     last = _last_reading(profile)
-    past = _past_day(profile)
+    past = _median_speed_last_24h(profile, datetime.now(timezone.utc))
     reading = speed.record(profile, speed.probe(profile))  # takes the lock itself
     calls = {}
     for arch, size, batch in CONFIGS:
@@ -150,55 +159,66 @@ def report() -> str:
                      f"{r['many_model_ratio']:.3f} | {100 * r['probe_agreement']:+.1f}% | {inpass} | "
                      f"{cell('canonical')} | {cell('last')} | {cell('now')} |")
     # a transferred predictor's pairs measure its bias, not the probe; each profile is its own machine
+    from nnenergy import speed
+
     for prof in sorted({r["profile"] for r in runs}):
         home = [r for r in runs if r.get("origin") == "trained here" and r["profile"] == prof]
         if not home:
             continue
-        rms = _rms([r["probe_agreement"] for r in home])
-        from nnenergy import speed
-
-        canon = (speed.canonical(prof) or {}).get("measured_at", "?")[:10]
-        lines.append(f"\n### {prof} (canonical reference of {canon})\n\n"
-                     f"Probe agreement over the {len(home)} runs with a predictor trained here: "
-                     f"RMS {rms:.1f}% (target <= 3% over >= 10 pairs); the many-model ratio's own sampling error "
-                     f"(the labels' noise in a median of {len(home[0]['configs'])} per-model ratios) "
-                     f"{_sampling_error(home):.1f}%.")
-        lines += _defaults_summary(home)
+        reference_date = (speed.canonical(prof) or {}).get("measured_at", "?")[:10]
+        lines.append(f"\n### {prof} (canonical reference of {reference_date})\n")
+        for warm in sorted({_warmup(r) for r in home}):
+            pairs = [r["probe_agreement"] for r in home if _warmup(r) == warm]
+            lines.append(f"Probe agreement ({warm:g} s of warm-up) over the {len(pairs)} runs with a predictor trained "
+                         f"here: RMS {_rms(pairs):.1f}% (target <= 3% over >= 10 pairs).")
+        error = _sampling_error(home)
+        lines.append("The many-model ratio's own sampling error (the labels' noise and each model's own speed "
+                     f"moves, in a median of {len(home[0]['configs'])} per-model ratios): "
+                     + (f"{error:.1f}%." if error is not None else f"n/a (fewer than {MIN_RUNS_FOR_ERROR} runs)."))
+        lines += _speed_mode_summary(home)
         lines += _estimators(home)
     text = "\n".join(lines) + "\n"
     (REPO / "benchmarks" / "drift.md").write_text(text)
     return text
 
 
-def _defaults_summary(runs: list[dict]) -> list[str]:
+def _warmup(run: dict) -> float:
+    return run["probe"].get("warmup_s", OLD_PROBE_WARMUP_S)
+
+
+def _speed_mode_summary(runs: list[dict]) -> list[str]:
     """Each speed mode's RMSPE and share within +-10% over the runs: median and range."""
-    out = ["", "| speed | runs | RMSPE: median (range) | within ±10%: median (range) | runs meeting ≤ 10% and ≥ 70% |",
+    out = ["", "| speed | runs | RMSPE: median (range) | within ±10%: median (range) | "
+           f"runs meeting ≤ {TARGET_RMSPE}% and ≥ {TARGET_WITHIN10}% |",
            "|---|---|---|---|---|"]
     for mode in ("canonical", "last", "now"):
         ms = [r["metrics"][mode] for r in runs if mode in r["metrics"]]
         if not ms:
             continue
         e, w = sorted(m["rmspe"] for m in ms), sorted(m["within10"] for m in ms)
-        ok = sum(m["rmspe"] <= 10 and m["within10"] >= 70 for m in ms)
+        ok = sum(m["rmspe"] <= TARGET_RMSPE and m["within10"] >= TARGET_WITHIN10 for m in ms)
         out.append(f"| {mode} | {len(ms)} | {statistics.median(e):.1f}% ({e[0]:.1f}-{e[-1]:.1f}%) | "
                    f"{statistics.median(w):.0f}% ({w[0]:.0f}-{w[-1]:.0f}%) | {ok} of {len(ms)} |")
     return out
 
 
-def _sampling_error(runs: list[dict]) -> float:
-    """The standard error of a run's many-model ratio (a median of per-model ratios) from the labels' own
-    noise, RMS over the runs: each model's ratio over its median over the runs (the predictor's error on
-    that model is the same every run, so it does not move the median), 1.25 × their scatter ÷ √n."""
+def _sampling_error(runs: list[dict]) -> float | None:
+    """The standard error of a run's many-model ratio (a median of per-model ratios), RMS over the runs:
+    each model's ratio over its median over the runs (the predictor's error on that model is the same
+    every run, so it does not move the median), sqrt(pi/2) × their scatter ÷ √n. None with too few runs
+    to tell a model's own error from its noise."""
+    if len(runs) < MIN_RUNS_FOR_ERROR:
+        return None
     per: dict[str, list[float]] = {}
     for r in runs:
         for name, t, p in zip(r["configs"], r["measured"], r["predicted"]["canonical"]):
             per.setdefault(name, []).append(t / p / r["many_model_ratio"])
-    bias = {name: statistics.median(v) for name, v in per.items()}
+    own = {name: statistics.median(v) for name, v in per.items()}
     errors = []
     for r in runs:
-        ratios = [t / p / bias[n] for n, t, p in zip(r["configs"], r["measured"], r["predicted"]["canonical"])]
+        ratios = [t / p / own[n] for n, t, p in zip(r["configs"], r["measured"], r["predicted"]["canonical"])]
         m = statistics.median(ratios)
-        errors.append(1.25 * statistics.stdev(x / m - 1 for x in ratios) / len(ratios) ** 0.5)
+        errors.append(math.sqrt(math.pi / 2) * statistics.stdev(x / m - 1 for x in ratios) / len(ratios) ** 0.5)
     return _rms(errors)
 
 
@@ -214,21 +234,19 @@ def _estimators(runs: list[dict]) -> list[str]:
     from nnenergy import speed
     from nnenergy.evaluate import metrics
 
-    profiles = {r["profile"] for r in runs}
-    readings = {p: [(datetime.fromisoformat(h["read_at"]), h["speed_index"]) for h in speed.history(p)]
-                for p in profiles}
-    canonical = {p: speed.canonical(p) for p in profiles}
+    canonical = {p: speed.canonical(p) for p in {r["profile"] for r in runs}}
     cands: dict[str, list[float]] = {}
     for r in runs:
         m, p = r["many_model_ratio"], r["probe"]["speed_index"]
-        at = datetime.fromisoformat(r["probe"]["read_at"])
-        past = [v for t, v in readings[r["profile"]] if 0 < (at - t).total_seconds() <= 24 * 3600]
-        typical = r.get("history_median_24h") or (statistics.median(past) if past else None)
-        warm = r["probe"].get("warmup_s", 0.3)
-        est = {f"probe ({warm:g} s of warm-up, 0.8 s of windows, as `predict` reads it)": p}
-        if typical:  # older rows: from the host's own history, where the report runs on that host
-            est["geometric mean of the probe and the median of the host's readings of the last 24 h"] = (
-                p * typical) ** 0.5
+        if "history_median_24h" in r:
+            typical = r["history_median_24h"]
+        else:  # older lines: from this host's history, which holds them only where the report runs on that host
+            at = datetime.fromisoformat(r["probe"]["read_at"])
+            past = [h["speed_index"] for h in _readings(r["profile"], at, max_age_s=24 * 3600)]
+            typical = statistics.median(past) if past else None
+        est = {f"probe ({_warmup(r):g} s of warm-up, 0.8 s of windows)": p}
+        if typical:
+            est[HISTORY_ESTIMATOR] = (p * typical) ** 0.5
         canon = canonical[r["profile"]]
         windows = (r.get("probe_candidates") or {}).get("windows")
         if windows and canon:
@@ -239,7 +257,9 @@ def _estimators(runs: list[dict]) -> list[str]:
         for name, v in est.items():
             cands.setdefault(name, []).append(v / m - 1)
     out = ["", "| estimator of the pass's speed | pairs | RMS of estimate / many-model ratio - 1 |", "|---|---|---|"]
-    out += [f"| {name} | {len(v)} | {_rms(v):.1f}% |" for name, v in cands.items()]
+    out += [f"| {name} | {len(v)} | {_rms(v):.1f}% |" for name, v in sorted(cands.items())]
+    if HISTORY_ESTIMATOR not in cands:
+        out.append(f"| {HISTORY_ESTIMATOR} | 0 | n/a: this host holds none of these runs' readings |")
     # The floor a perfect probe would leave: each run's predictions at its own many-model ratio.
     oracle = sorted(metrics.rmspe(r["measured"], [p * r["many_model_ratio"] for p in r["predicted"]["canonical"]])
                     for r in runs)

@@ -270,18 +270,21 @@ def _cpu(profile: str) -> str:
 
 
 def report(folder: Path) -> None:
-    """One report per CPU (`<profile>.md`): passes of two machines are never paired."""
+    """One report per CPU kind (`<profile>.md`): passes of two kinds of CPU are never paired."""
     loaded = load(folder)
-    for cpu in sorted({_cpu(r["profile"]) for r in loaded}):
-        report_profile(folder, [r for r in loaded if _cpu(r["profile"]) == cpu])
+    written = [report_profile(folder, [r for r in loaded if _cpu(r["profile"]) == cpu])
+               for cpu in sorted({_cpu(r["profile"]) for r in loaded})]
+    if not any(written):
+        raise SystemExit(f"no CPU in {folder} has 2 graph passes yet: measure more with --loop")
 
 
-def report_profile(folder: Path, every: list[dict]) -> None:
+def report_profile(folder: Path, every: list[dict]) -> bool:
+    """The report of one CPU's passes; False when it has fewer than 2 graph passes (nothing written)."""
     # The main tables: the labels' own way of running (records before the modes existed are that way).
     recs = [r for r in every if r.get("mode", "graph") == "graph"]
     if len(recs) < 2:
-        print(f"{every[0]['profile']}: {len(recs)} graph passes in {folder}: measure more with --loop")
-        return
+        print(f"{_cpu(every[0]['profile'])}: {len(recs)} graph passes in {folder}: measure more with --loop")
+        return False
     rows, per_pass, times = study(recs)
     span = (max(times) - min(times)) / 60
     lines = [f"# Protocol study: {len(recs)} passes over {span:.0f} min, profile {recs[0]['profile']}", "",
@@ -333,3 +336,4 @@ def report_profile(folder: Path, every: list[dict]) -> None:
     out.write_text(text)
     (folder / f"{recs[0]['profile']}_rows.json").write_text(json.dumps({"protocols": rows, "probes": probes}, indent=1))
     print(text)
+    return True

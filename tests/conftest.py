@@ -23,7 +23,8 @@ os.environ["NNENERGY_SERVER"] = "off"
 os.environ["NNENERGY_SPEED"] = "canonical"
 # Two pytest-xdist workers on two cores: an OpenMP pool of two threads in each (xgboost, scikit-learn's
 # histogram trees, BLAS) puts four busy threads on two cores, and OpenMP's spinning waits turn that into
-# several times the work. One thread per worker; TensorFlow's pools are set by each test's own config.
+# several times the work. One thread per worker (TensorFlow's pools are its own: sweeps, probes and the
+# bring-up set them from their config).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 

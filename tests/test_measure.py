@@ -159,8 +159,9 @@ def test_tiny_sweep_end_to_end_logs_to_mlflow(tiny_sweep, tracking_uri):
     mlflow.set_tracking_uri(tracking_uri)
     runs = mlflow.search_runs(experiment_names=["nnenergy-measure"], output_format="list")
     # this sweep's run: another test logs a `tiny` sweep of its own into the same session store
-    run = next(r for r in runs if r.info.run_name == "measure-tiny"
-               and r.data.params.get("sweep.output_dir") == str(cfg.sweep.output_dir))
+    run = next((r for r in runs if r.info.run_name == "measure-tiny"
+                and r.data.params.get("sweep.output_dir") == str(cfg.sweep.output_dir)), None)
+    assert run is not None, [(r.info.run_name, r.data.params.get("sweep.output_dir")) for r in runs]
     assert run.data.tags["hw.cpu_measurement"] == m["cpu_measurement"].iloc[0]
     assert run.data.metrics["configs_measured"] == 8
     assert "additivity_median" in run.data.metrics

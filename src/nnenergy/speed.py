@@ -10,9 +10,9 @@ profile's first sweep), and a prediction is moved to the speed now by
 
 1.0 = as fast as when the profile's data were measured; 1.4 = 40% more energy per pass today.
 Sweeps read the same ratio round by round (`measure.protocol`); this module reads it between
-sweeps: `probe` (about 2.5 s), `record`/`history` (per profile, `<cache>/speed/<profile>.jsonl`),
-`resolve` (which reading a prediction uses: `auto`, `now`, `last`, `canonical`), `for_predictor` (which
-applies to a given predictor, and why not) and `apply`.
+sweeps: `probe` (~2.4 s on the Intel Xeon, ~3 s on the EPYC Zen 1), `record`/`history` (per profile,
+`<cache>/speed/<profile>.jsonl`), `resolve` (which reading a prediction uses: `auto`, `now`, `last`,
+`canonical`), `for_predictor` (which applies to a given predictor, and why not) and `apply`.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ MODE_ENV = "NNENERGY_SPEED"
 # A reading younger than this is used as it is; an older one is replaced by a probe (`auto`).
 # Chosen from the drift measured in benchmarks/protocol_study (docs/measurement.md, "The speed probe"):
 # on the Zen 1 readings 0-12 min apart already differed by a median 19%, so an older one is re-probed,
-# while a probe on every call costs ~2 s for no gain measured over a reading a few minutes old.
+# while a probe on every call costs ~2.5 s for no gain measured over a reading a few minutes old.
 DEFAULT_MAX_AGE_MIN = 10.0
 PROBE_WINDOW_S = 0.1
 # A fresh process runs its first passes up to 40% slow: discarded. A longer warm-up (1.2 s, run while the
-# tracker starts) was measured on the Intel Xeon on 2026-12-06 and agreed no better with the many-model
-# ratio (5.8% RMS over 10 drift runs, reading 3% low on average, against 4.8% over 7 with 0.3 s).
+# tracker starts) was tried on the Intel Xeon on 2026-12-06: its agreement with the many-model ratio could
+# not be told from this one's within the drift runs' noise (benchmarks/drift.md), so this one stays.
 PROBE_WARMUP_S = 0.3
 # 0.1 s windows of the reference after the warm-up: in benchmarks/protocol_study, 5 windows agreed with
 # the many-model ratio as well as 30 did (the machine's own minute-to-minute swings dominate).
