@@ -1,0 +1,45 @@
+"""The protocol study's report (`benchmarks/protocol_report.py`): one report per CPU kind, built from
+recorded passes (the repository's own logs of two CPUs), never pairing passes of two machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LOGS = REPO / "benchmarks" / "protocol_study"
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import protocol_report  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+
+
+def _passes(profile_file: str, mode: str, n: int, step: int = 1) -> list[str]:
+    """`n` recorded passes of one mode, every `step`-th (passes are compared only >= 20 min apart)."""
+    lines = (LOGS / profile_file).read_text().splitlines()
+    return [line for line in lines if json.loads(line).get("mode", "graph") == mode][::step][:n]
+
+
+def test_each_cpu_gets_its_own_report_and_a_pinned_pass_joins_its_machine(tmp_path, capsys):
+    zen1, xeon = "amd-epyc-f23m1-avx2-2c.jsonl", "intel-xeon-avx512-2c.jsonl"
+    (tmp_path / zen1).write_text("\n".join(_passes(zen1, "graph", 3, step=4)) + "\n")
+    pinned = _passes(xeon, "pinned1", 3, step=3)  # recorded under the pinned process's profile, ...-1c
+    (tmp_path / xeon).write_text("\n".join(_passes(xeon, "graph", 3, step=4) + pinned) + "\n")
+    protocol_report.report(tmp_path)
+    capsys.readouterr()
+    reports = sorted(p.name for p in tmp_path.glob("*.md"))
+    assert reports == ["amd-epyc-f23m1-avx2-2c.md", "intel-xeon-avx512-2c.md"]  # no report of a "-1c" profile
+    for name in reports:
+        head = (tmp_path / name).read_text().splitlines()[0]
+        assert head.startswith("# Protocol study: 3 passes") and head.endswith(name[:-3])
+    assert "| pinned1 | 3 |" in (tmp_path / "intel-xeon-avx512-2c.md").read_text()
+
+
+def test_a_folder_without_two_passes_of_one_cpu_is_one_line(tmp_path, capsys):
+    xeon = "intel-xeon-avx512-2c.jsonl"
+    (tmp_path / xeon).write_text(_passes(xeon, "graph", 1)[0] + "\n")
+    with pytest.raises(SystemExit, match="no CPU in .* has 2 graph passes"):
+        protocol_report.report(tmp_path)
+    assert not list(tmp_path.glob("*.md"))
