@@ -50,7 +50,8 @@ def _readings(profile: str, at: datetime, min_age_s: float = 0.0, max_age_s: flo
         t = datetime.fromisoformat(r["read_at"])
         return (at - (t if t.tzinfo else t.replace(tzinfo=timezone.utc))).total_seconds()
 
-    return [r for r in speed.history(profile) if min_age_s <= age_s(r) <= max_age_s and age_s(r) > 0]
+    aged = ((r, age_s(r)) for r in speed.history(profile))
+    return [r for r, age in aged if 0 < age and min_age_s <= age <= max_age_s]
 
 
 def _last_reading(profile: str) -> dict | None:
@@ -165,7 +166,8 @@ def report() -> str:
         home = [r for r in runs if r.get("origin") == "trained here" and r["profile"] == prof]
         if not home:
             continue
-        reference_date = (speed.canonical(prof) or {}).get("measured_at", "?")[:10]
+        canon = speed.canonical(prof)
+        reference_date = (canon or {}).get("measured_at", "?")[:10]
         lines.append(f"\n### {prof} (canonical reference of {reference_date})\n")
         for warm in sorted({_warmup(r) for r in home}):
             pairs = [r["probe_agreement"] for r in home if _warmup(r) == warm]
@@ -176,7 +178,7 @@ def report() -> str:
                      f"moves, in a median of {len(home[0]['configs'])} per-model ratios): "
                      + (f"{error:.1f}%." if error is not None else f"n/a (fewer than {MIN_RUNS_FOR_ERROR} runs)."))
         lines += _speed_mode_summary(home)
-        lines += _estimators(home)
+        lines += _estimators(home, canon)
     text = "\n".join(lines) + "\n"
     (REPO / "benchmarks" / "drift.md").write_text(text)
     return text
@@ -227,14 +229,13 @@ def _rms(deviations: list[float]) -> float:
     return 100 * statistics.fmean(a * a for a in deviations) ** 0.5
 
 
-def _estimators(runs: list[dict]) -> list[str]:
-    """Candidate estimators of the speed over the pass that follows, each scored on the same pairs as the
-    probe (RMS of estimate / many-model ratio - 1): what a <= 3 s reading, the host's history or the
-    reference read inside the pass (the ideal: it shares the pass's time) can do."""
-    from nnenergy import speed
+def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
+    """Candidate estimators of the speed over the pass that follows, over one profile's runs (`canon`: its
+    canonical reference), each scored on the same pairs as the probe (RMS of estimate / many-model ratio - 1):
+    what a <= 3 s reading, the host's history or the reference read inside the pass (the ideal: it shares the
+    pass's time) can do."""
     from nnenergy.evaluate import metrics
 
-    canonical = {p: speed.canonical(p) for p in {r["profile"] for r in runs}}
     cands: dict[str, list[float]] = {}
     for r in runs:
         m, p = r["many_model_ratio"], r["probe"]["speed_index"]
@@ -247,7 +248,6 @@ def _estimators(runs: list[dict]) -> list[str]:
         est = {f"probe ({_warmup(r):g} s of warm-up, 0.8 s of windows)": p}
         if typical:
             est[HISTORY_ESTIMATOR] = (p * typical) ** 0.5
-        canon = canonical[r["profile"]]
         windows = (r.get("probe_candidates") or {}).get("windows")
         if windows and canon:
             before = statistics.median(w[3] for w in windows if w[0] == "R") / canon["energy_j"]
