@@ -191,12 +191,50 @@ def report(profile: str | None = None, log_mlflow: bool = True) -> str:
     return text
 
 
+def datasets_report(root: Path = REPO / "data") -> str:
+    """The measure-twice checks the sweeps record in every dataset (`measure.remeasure`): per dataset, its
+    protocol, how its labels repeat >= 20 min apart within a session, and what they cost per configuration."""
+    import pandas as pd
+
+    from nnenergy.measure import remeasure
+
+    lines = ["| dataset | protocol | configurations | pairs | minutes apart | RMS % | within ±3% | within ±5% "
+             "| configurations per hour |", "|---|---|---|---|---|---|---|---|---|"]
+    for folder in sorted(p.parent for p in root.glob("*/*/remeasure.json")):
+        pairs = json.loads((folder / remeasure.REMEASURE_FILE).read_text())
+        a = remeasure.agreement(pairs)
+        if not a["n"]:
+            continue
+        models = pd.read_parquet(folder / "models.parquet", columns=["protocol"])
+        proto = json.loads(models["protocol"].dropna().iloc[-1]) if models["protocol"].notna().any() else {}
+        how = (f"{proto.get('normalise', 'round')} {proto.get('statistic')}, "
+               f"{proto.get('rounds')}x{proto.get('windows')} windows, {proto.get('visits', 1)} visit(s)")
+        wall = sum(r["wall_time_s"] for r in json.loads((folder / "sessions.json").read_text()))
+        per_hour = len(models) / wall * 3600 if wall else float("nan")
+        lines.append(f"| {folder.parent.name}/{folder.name} | {how} | {len(models)} | {a['n']} | "
+                     f"{a['minutes_apart_median']:.0f} | {a['rms_pct']:.1f} | {a['within3_pct']:.0f}% | "
+                     f"{a['within5_pct']:.0f}% | {per_hour:.0f} |")
+    text = "\n".join(lines)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "datasets.md").write_text(
+        "# Measure-twice checks of the datasets\n\nEach sweep measures a share of its configurations again "
+        ">= 20 min later in the same session (`sweep.remeasure_share`); the RMS of second / first after the pairs' "
+        "common factor. Configurations per hour: the sweep's wall time over all its runs (layers traced in "
+        "context and isolated samples included).\n\n" + text + "\n")
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--report", action="store_true", help="summarise the log instead of measuring")
     ap.add_argument("--profile", help="profile to report (default: this machine's)")
+    ap.add_argument("--datasets", action="store_true",
+                    help="report the measure-twice checks recorded in every dataset (data/*/*/remeasure.json)")
     ap.add_argument("--no-mlflow", action="store_true")
     args = ap.parse_args()
+    if args.datasets:
+        print(datasets_report())
+        return
     if args.report:
         print(report(args.profile, not args.no_mlflow))
         return

@@ -79,7 +79,8 @@ def kernel_sweep(tmp_path_factory, tracking_uri):
         "sweep=kernels", f"sweep.generated.kernel_seeds={_cheap_seed_range()}", "sweep.generated.batch_sizes=[1,2]",
         "sweep.generated.configs_per_architecture=1",
         "sweep.protocol.rounds=2", "sweep.protocol.windows=1", "sweep.protocol.min_seconds=0.02",
-        "sweep.protocol.warmup=1", f"sweep.output_dir={root / 'kernels'}", f"sweep.cache_dir={root / 'cache'}",
+        "sweep.protocol.warmup=1", "sweep.protocol.visits=1",
+        f"sweep.output_dir={root / 'kernels'}", f"sweep.cache_dir={root / 'cache'}",
         f"mlflow.tracking_uri={tracking_uri}",
     ])
     return measure.run(cfg)

@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import mlflow
@@ -273,6 +274,67 @@ def test_a_killed_sweep_resumes_keeping_its_measurements_and_measure_twice_pairs
     assert "## Measure-twice check (label noise)" in sheet and f"{len(pairs)} configurations" in sheet
 
 
+def test_a_sweep_killed_between_visits_keeps_them_and_makes_the_rest(tmp_path, new_store):
+    """Labels spread over visits (`protocol.visits`): a real sweep killed right after its first visit was
+    stored, then rerun: the visits made before the kill are kept as they were and not made again, each
+    configuration gets exactly its visits, and its label is their geometric mean."""
+    out, cache = tmp_path / "data", tmp_path / "cache"
+    cmd = [sys.executable, "-m", "nnenergy.apps.measure", "sweep=tiny", f"sweep.output_dir={out}",
+           f"sweep.cache_dir={cache}", f"mlflow.tracking_uri={new_store(tmp_path)}", "sweep.block_architectures=1",
+           "sweep.remeasure_share=0", "sweep.protocol.visits=2", "sweep.protocol.visit_gap_min=0.05"]
+    visits_file = out / "progress" / "visits.jsonl"
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (visits_file.exists() and visits_file.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = [line for line in visits_file.read_text().splitlines() if line.strip()]
+    assert 1 <= len(before) < 8, "the sweep was not interrupted between visits"
+    res = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    after = visits_file.read_text().splitlines()
+    assert after[:len(before)] == before  # kept as they were
+    visits = [json.loads(line) for line in after]
+    models = pd.read_parquet(out / "models.parquet")
+    assert len(models) == 4
+    per_config = {cid: sorted(v["visit"] for v in visits if v["config_id"] == cid) for cid in models["config_id"]}
+    assert all(v == [1, 2] for v in per_config.values()), per_config  # none made twice, none missing
+    row = models.iloc[0]
+    made = [v["result"]["energy_j"] for v in visits if v["config_id"] == row["config_id"]]
+    assert row["energy_j"] == pytest.approx(math.sqrt(made[0] * made[1]))
+    gap = [datetime.fromisoformat(v["at"]) for v in visits if v["config_id"] == row["config_id"]]
+    assert (gap[1] - gap[0]).total_seconds() >= 3.0
+    assert json.loads(row["protocol"])["visits"] == 2
+    assert "visited 2 times" in (out / "DATASHEET.md").read_text()
+    assert not (out / "visits.json").exists()  # nothing left half-visited to ship with the dataset
+
+
+def test_begin_minutes_ends_a_run_with_every_label_complete_and_re_measures_visit_too(tmp_path, tracking_uri):
+    """`begin_minutes`: past it no configuration is begun, but those begun get all their visits. Measure-twice
+    re-measures follow the same visits; a pair's second label is the geometric mean of its own visits."""
+    from conftest import compose_cfg
+
+    from nnenergy.apps import measure
+
+    base = ["sweep=tiny", f"sweep.output_dir={tmp_path / 'data'}", f"sweep.cache_dir={tmp_path / 'cache'}",
+            f"mlflow.tracking_uri={tracking_uri}", "sweep.block_architectures=1", "sweep.protocol.visits=2",
+            "sweep.protocol.visit_gap_min=0"]
+    first = measure.run(compose_cfg("measure", [*base, "sweep.begin_minutes=0"]))
+    assert len(first.models) == 2 and not first.complete  # one architecture begun, both its batches finished
+    assert not (tmp_path / "data" / "visits.json").exists()
+    second = measure.run(compose_cfg("measure", [*base, "sweep.remeasure_share=1.0", "sweep.remeasure_after_min=0"]))
+    assert len(second.models) == 4 and second.complete
+    pairs = json.loads((tmp_path / "data" / "remeasure.json").read_text())
+    visits = [json.loads(line) for line in (tmp_path / "data" / "progress" / "visits.jsonl").read_text().splitlines()]
+    assert pairs and {p["config_id"] for p in pairs} <= set(second.models["config_id"])
+    for p in pairs:
+        again = [v["result"]["energy_j"] for v in visits if v["purpose"] == "again" and v["config_id"] == p["config_id"]]
+        assert len(again) == 2 and p["second_energy_j"] == pytest.approx(math.sqrt(again[0] * again[1]))
+        assert p["first_energy_j"] == pytest.approx(
+            float(second.models.set_index("config_id").loc[p["config_id"], "energy_j"]))
+
+
 def test_a_negative_remeasure_share_or_zero_windows_is_refused_before_measuring(tmp_path):
     """In process: the command's side of a refusal (status 2, one line) is tests/test_protocol.py's."""
     from conftest import compose_cfg
@@ -280,7 +342,8 @@ def test_a_negative_remeasure_share_or_zero_windows_is_refused_before_measuring(
     from nnenergy.apps import measure
     from nnenergy.measure.sweep import SweepInputError
 
-    for bad, says in (("sweep.remeasure_share=-0.1", "remeasure_share"), ("sweep.protocol.windows=0", "windows")):
+    for bad, says in (("sweep.remeasure_share=-0.1", "remeasure_share"), ("sweep.protocol.windows=0", "windows"),
+                      ("sweep.begin_minutes=-1", "begin_minutes")):
         cfg = compose_cfg("measure", ["sweep=tiny", bad, f"sweep.output_dir={tmp_path / 'data'}",
                                       f"sweep.cache_dir={tmp_path / 'cache'}"])
         with pytest.raises(SweepInputError, match=says) as exc:

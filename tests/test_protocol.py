@@ -15,7 +15,7 @@ from conftest import FakeMeter
 
 from nnenergy.measure import contention
 from nnenergy.measure.hardware import parse_cpuinfo
-from nnenergy.measure.protocol import STATISTICS, InterleavedMeasurer, ProtocolSettings, Series, Window
+from nnenergy.measure.protocol import STATISTICS, InterleavedMeasurer, ProtocolSettings, Series, Window, combine_visits
 from nnenergy.measure.store import JsonlStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,6 +93,40 @@ def test_normalisation_removes_a_machine_slowdown(monkeypatch, normalise):
         assert runs[1][k].energy_j == pytest.approx(runs[0][k].energy_j)
         assert runs[0][k].energy_j == pytest.approx(20.0 * costs[k])
         assert set(runs[0][k].stats_raw) == set(STATISTICS)
+
+
+def test_visits_at_different_speeds_make_one_label_their_geometric_mean(monkeypatch):
+    """Three visits of a block, the machine at three speeds and one configuration's cost off by a factor
+    in one visit (what the reference does not follow): the label is the visits' geometric mean, on the
+    canonical scale, its raw figure and speed index consistent, its counts summed."""
+    meter = FakeMeter()
+    monkeypatch.setattr("nnenergy.measure.protocol.time.perf_counter", lambda: meter.clock)
+    monkeypatch.setattr("nnenergy.measure.protocol.contention.snapshot", lambda: None)
+    settings = ProtocolSettings(rounds=2, windows=2, min_seconds=0.0, min_passes=1, warmup=0, normalise="window",
+                                statistic="q25", visits=3)
+    canonical = {"energy_j": 20.0 * 0.02, "latency_s": 0.02}
+    visits = []
+    for speed, off in ((1.0, 1.0), (1.25, 1.21), (0.9, 1.0)):
+        meter.speed = speed
+
+        def call(cost, meter=meter):
+            def fn():
+                meter.clock += cost * meter.speed
+            return fn
+        res, _ = InterleavedMeasurer(meter, settings, call(0.02), canonical, seed=1).run({"a": call(0.01 * off)})
+        visits.append(res["a"])
+    label = combine_visits(visits)
+    assert label.energy_j == pytest.approx(20.0 * 0.01 * 1.21 ** (1 / 3))  # the off visit counts a third, in logs
+    assert label.latency_s == pytest.approx(0.01 * 1.21 ** (1 / 3))
+    assert label.energy_raw_j == pytest.approx((visits[0].energy_raw_j * visits[1].energy_raw_j
+                                                * visits[2].energy_raw_j) ** (1 / 3))
+    assert label.speed_index == pytest.approx(label.energy_raw_j / label.energy_j)
+    assert label.windows == 12 and len(label.window_energies_j) == 12
+    assert label.spread == pytest.approx(0.21 / 1.0, rel=1e-6)  # (max - min) / median of the visits
+    assert label.cpu_j + label.ram_j == pytest.approx(label.energy_j)
+    assert combine_visits(visits[:1]) is visits[0]
+    with pytest.raises(ValueError, match="visits"):
+        ProtocolSettings(visits=0)
 
 
 def test_a_slow_window_is_outvoted_by_the_trimmed_mean():
@@ -184,6 +218,8 @@ def _nothing_written(tmp_path) -> bool:
     ("sweep.model_files=[/nonexistent/m.keras]", "not found"),
     ("+sweep.typo=1", "unknown sweep key"),
     ("sweep.protocol.rounds=0", "rounds"),
+    ("sweep.protocol.visits=0", "visits"),
+    ("sweep.protocol.visit_gap_min=-1", "visit_gap_min"),
 ])
 def test_bad_sweep_input_is_refused_up_front(tmp_path, override, message):
     from nnenergy.apps import measure

@@ -202,7 +202,8 @@ def test_the_sweep_measures_sequence_kernels_into_kernel_rows(tmp_path, tracking
         "sweep=kernels_seq", f"sweep.generated.seq_kernel_seeds={_cheap_embedding_and_lstm()}",
         "sweep.generated.batch_sizes=[1,2]", "sweep.generated.configs_per_architecture=1",
         "sweep.protocol.rounds=2", "sweep.protocol.windows=1", "sweep.protocol.min_seconds=0.02",
-        "sweep.protocol.warmup=1", f"sweep.output_dir={tmp_path / 'kernels'}", f"sweep.cache_dir={tmp_path / 'cache'}",
+        "sweep.protocol.warmup=1", "sweep.protocol.visits=1",
+        f"sweep.output_dir={tmp_path / 'kernels'}", f"sweep.cache_dir={tmp_path / 'cache'}",
         f"mlflow.tracking_uri={tracking_uri}",
     ])
     result = measure.run(cfg)

@@ -70,7 +70,7 @@ def main(cfg: DictConfig) -> None:
     except (SweepInputError, MeasurementLockError) as exc:  # one line, no traceback, nothing measured
         print(f"nnenergy measure: {exc}", file=sys.stderr)
         sys.exit(2)
-    state = "" if result.complete else " — stopped at sweep.max_minutes; rerun to resume"
+    state = "" if result.complete else " — stopped by sweep.max_minutes or begin_minutes; rerun to resume"
     print(f"measured {len(result.models)} configurations into {result.output_dir} "
           f"({len(result.skipped)} skipped, {result.wall_time_s:.0f} s){state}")
 

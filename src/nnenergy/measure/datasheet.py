@@ -40,13 +40,7 @@ def _protocol_text(m: pd.DataFrame) -> str:
             f"{first.get('cpu_isa', '?')}); TensorFlow threads: intra-op {first.get('intra_op_threads')} "
             f"(0 = one per core), "
             f"inter-op {first.get('inter_op_threads')}; oneDNN {first.get('onednn_opts')}.\n"
-            f"- Interleaved protocol: configurations are measured in blocks of a few architectures; "
-            f"{proto.get('rounds')} "
-            f"rounds per block, each visiting every configuration in a fresh random order for {proto.get('windows')} "
-            f"window(s) of at least {proto.get('min_seconds')} s, with the reference model (`reference_cnn` 64 px b4) "
-            f"measured at the start and end of each round. Label = `{proto.get('statistic')}` "
-            f"(minimum window per round, "
-            f"median over rounds), chosen by `benchmarks/repeatability.py`.\n"
+            f"- {_interleaving_text(proto)}\n"
             f"- Every row stores the raw value (`energy_raw_j`), the round-by-round speed index (reference now ÷ its "
             f"canonical value in `../reference.json`; `speed_index`) and the normalised value "
             f"(`energy_j` = raw ÷ speed "
@@ -55,6 +49,32 @@ def _protocol_text(m: pd.DataFrame) -> str:
             f"- Windows during which other processes used > {proto.get('max_other_cores')} cores or steal exceeded "
             f"{proto.get('max_steal_cores')} cores (from /proc/stat) were measured again; "
             f"{int(m['contended_windows'].sum())} windows stayed contended after retries (`contended_windows`).")
+
+
+def _interleaving_text(proto: dict) -> str:
+    """The interleaved protocol of `ProtocolSettings`, in words."""
+    per_visit = (f"{proto.get('rounds')} round(s) per block, each visiting every configuration in a fresh random "
+                 f"order for {proto.get('windows')} window(s) of at least {proto.get('min_seconds')} s")
+    stat = proto.get("statistic")
+    if proto.get("normalise", "round") == "round":
+        text = (f"Interleaved protocol: configurations are measured in blocks of a few architectures; {per_visit}, "
+                "with the reference model (`reference_cnn` 64 px b4) measured at the start and end of each round. "
+                f"Label = `{stat}`" + (" (minimum window per round, median over rounds)"
+                                       if stat == "round_min_median" else "")
+                + ", chosen by `benchmarks/repeatability.py`; each round's windows normalised by its speed index")
+    else:
+        ratio = ("the statistic of the windows over the same statistic of their reference windows"
+                 if proto.get("normalise") == "adjacent"
+                 else "the statistic of the windows, each divided by the reference window right after it")
+        text = (f"Interleaved protocol (A-R-A-R): configurations are measured in blocks of a few architectures; "
+                f"{per_visit}, each window followed by a window of the reference model (`reference_cnn` 64 px b4). "
+                f"Label = `{stat}`: {ratio}, on the canonical reference's scale, chosen by "
+                "`benchmarks/protocol_study.py` (docs/measurement.md)")
+    visits = int(proto.get("visits", 1))
+    if visits > 1:
+        text += (f"; each configuration visited {visits} times in separate blocks >= {proto.get('visit_gap_min')} min "
+                 "apart, its label the geometric mean of its visits' (`measure.visits`)")
+    return text + "."
 
 
 def _attribution_text(m: pd.DataFrame) -> str:

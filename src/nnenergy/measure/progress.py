@@ -18,6 +18,7 @@ from nnenergy.measure import remeasure
 from nnenergy.measure.incontext import restore_untraced
 from nnenergy.measure.store import JsonlStore
 from nnenergy.measure.sweep_spec import REFERENCE, SweepInputError
+from nnenergy.measure.visits import VISITS_FILE
 from nnenergy.schema import config_id
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class Progress:
         self.sessions = JsonlStore(progress / "sessions.jsonl", key="session")
         self.blocks = JsonlStore(progress / "reference.jsonl", key="block")
         self.remeasured = JsonlStore(progress / "remeasure.jsonl", key="config_id")
+        self.visit_store = JsonlStore(progress / "visits.jsonl", key="key")  # `measure.visits`
         self._import_shipped()
 
     def _check_writable(self) -> None:
@@ -89,7 +91,8 @@ class Progress:
         self.config_store.sync()
         # Skips and past sessions travel with the dataset too (progress/ is not committed).
         for name, store in (("skipped.json", self.skip_store), ("sessions.json", self.sessions),
-                            ("blocks.json", self.blocks), (remeasure.REMEASURE_FILE, self.remeasured)):
+                            ("blocks.json", self.blocks), (remeasure.REMEASURE_FILE, self.remeasured),
+                            (VISITS_FILE, self.visit_store)):
             if (self.out / name).exists():
                 for rec in json.loads((self.out / name).read_text()):
                     store.append(rec, flush=False)
@@ -105,13 +108,20 @@ class Progress:
                 f"{self.out} holds measurements of hardware profile {sorted(map(str, theirs))}, but this machine is "
                 f"{mine}; rows of two CPUs never share a dataset: measure into data/{mine}/ instead")
 
+    def measured(self) -> set[str]:
+        return {r["config_id"] for r in self.config_store.values()}
+
+    def given_up(self) -> set[str]:
+        """Skipped for good: not retryable, or retried as often as allowed."""
+        return {r["config_id"] for r in self.skip_store.values()
+                if not r.get("retryable") or r.get("attempts", 1) >= RETRIES_ON_RESUME}
+
     def done(self) -> set[str]:
-        """The configurations not to measure again: measured, or skipped for good."""
-        retry = {r["config_id"] for r in self.skip_store.values()
-                 if r.get("retryable") and r.get("attempts", 1) < RETRIES_ON_RESUME}
+        """The configurations not to begin again: measured, skipped for good, or visited (`measure.visits`:
+        their next visits are due later)."""
         # Measured stays done even where an older failure of it is on record.
-        return {r["config_id"] for r in self.config_store.values()} | (
-            {r["config_id"] for r in self.skip_store.values()} - retry)
+        visited = {r["config_id"] for r in self.visit_store.values() if r["purpose"] == "label"}
+        return self.measured() | self.given_up() | visited
 
     def skip(self, name, size, batches, reason, retryable=False) -> None:
         for b in batches:
@@ -173,6 +183,12 @@ class Progress:
         (self.out / "sessions.json").write_text(json.dumps(self.sessions.values(), indent=1))
         (self.out / "blocks.json").write_text(json.dumps(self.blocks.values()))
         (self.out / remeasure.REMEASURE_FILE).write_text(json.dumps(self.remeasured.values(), indent=1))
+        # Visits of configurations still short of their last one travel with the dataset (a resume in a
+        # fresh clone makes the rest); finished ones are in their row or pair already.
+        finished = {("label", c) for c in measured} | {("again", r["config_id"]) for r in self.remeasured.values()}
+        open_visits = [r for r in self.visit_store.values() if (r["purpose"], r["config_id"]) not in finished]
+        if open_visits or (self.out / VISITS_FILE).exists():
+            (self.out / VISITS_FILE).write_text(json.dumps(open_visits))
         canonical = self.canonical_file(statistic)
         if canonical.exists():  # the scale its labels are on, beside them (predictors store it)
             (self.out / "canonical.json").write_text(canonical.read_text())

@@ -19,7 +19,7 @@ import os
 import random
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Hashable
 
 import numpy as np
@@ -51,6 +51,12 @@ class ProtocolSettings:
     max_other_cores: float = 0.3  # other processes' CPU use during a window above which it is redone
     max_steal_cores: float = 0.1
     max_retries: int = 3  # per window, before the reading is kept and flagged
+    # A label spread over time: each configuration is measured on `visits` separate blocks, each
+    # >= `visit_gap_min` after the one before, and its label is the geometric mean of the visits'.
+    # The speed of a shared VM drifts in ways the reference only half follows; visits average that
+    # drift out (benchmarks/protocol_study: 3 visits of 4 pairs, 2.8% run to run on the Xeon).
+    visits: int = 1
+    visit_gap_min: float = 10.0
 
     @property
     def reference_statistic(self) -> str:
@@ -63,6 +69,9 @@ class ProtocolSettings:
             raise ValueError(f"protocol.statistic must be one of {STATISTICS}, not {self.statistic!r}")
         if self.rounds < 1 or self.windows < 1:
             raise ValueError("protocol.rounds and protocol.windows must be >= 1")
+        if self.visits < 1 or not self.visit_gap_min >= 0:
+            raise ValueError(f"protocol.visits must be >= 1 and protocol.visit_gap_min >= 0, got {self.visits} "
+                             f"and {self.visit_gap_min}")
         if self.normalise not in NORMALISE:
             raise ValueError(f"protocol.normalise must be one of {NORMALISE}, not {self.normalise!r}")
 
@@ -147,6 +156,34 @@ class Result:
         row |= {f"energy_raw_{k}_j": v for k, v in self.stats_raw.items()}
         row |= {f"energy_norm_{k}_j": v for k, v in self.stats_normalised.items()}
         return row
+
+
+def combine_visits(results: list[Result]) -> Result:
+    """One label from a configuration's visits (`ProtocolSettings.visits`): geometric means of the
+    normalised and raw figures and of every statistic; counts summed; the spread is that of the visits."""
+    if len(results) == 1:
+        return results[0]
+
+    def gmean(values) -> float:
+        return math.exp(statistics.fmean(math.log(v) for v in values))
+
+    last = results[-1]
+    e, t = gmean(r.energy_j for r in results), gmean(r.latency_s for r in results)
+    e_raw, t_raw = gmean(r.energy_raw_j for r in results), gmean(r.latency_raw_s for r in results)
+    return replace(
+        last, energy_j=e, latency_s=t, energy_raw_j=e_raw, latency_raw_s=t_raw,
+        speed_index=e_raw / e, latency_speed_index=t_raw / t,
+        power_w=statistics.median(r.power_w for r in results),
+        cpu_j=e * last.cpu_j / last.energy_j, ram_j=e * last.ram_j / last.energy_j,
+        gpu_j=e * last.gpu_j / last.energy_j,
+        passes=sum(r.passes for r in results), windows=sum(r.windows for r in results),
+        contended_windows=sum(r.contended_windows for r in results),
+        other_cores_max=max(r.other_cores_max for r in results),
+        steal_cores_max=max(r.steal_cores_max for r in results),
+        spread=_spread([r.energy_j for r in results]),
+        window_energies_j=[w for r in results for w in r.window_energies_j],
+        stats_raw={h: gmean(r.stats_raw[h] for r in results) for h in last.stats_raw},
+        stats_normalised={h: gmean(r.stats_normalised[h] for r in results) for h in last.stats_normalised})
 
 
 def _spread(values: list[float]) -> float:

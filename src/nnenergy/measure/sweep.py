@@ -21,13 +21,20 @@ from nnenergy.measure import backends, layers, remeasure, rows
 from nnenergy.measure.meter import EnergyMeter, MeasurementError
 from nnenergy.measure.plan import Job, arch_name, isolated, pending_jobs, plan_jobs
 from nnenergy.measure.progress import Progress, SweepResult, canonical_reference
-from nnenergy.measure.protocol import InterleavedMeasurer
+from nnenergy.measure.protocol import InterleavedMeasurer, combine_visits
 from nnenergy.measure.provenance import hardware_provenance
 from nnenergy.measure.store import JsonlStore
 from nnenergy.measure.sweep_spec import REFERENCE, SweepInputError, SweepSpec, Threads
+from nnenergy.measure.visits import AGAIN, LABEL, Pending, VisitBook
 from nnenergy.schema import config_id
 
 log = logging.getLogger(__name__)
+
+
+def boot_id() -> str:
+    """This boot of the machine (Linux); runs of one boot are one measuring session."""
+    path = Path("/proc/sys/kernel/random/boot_id")
+    return path.read_text().strip() if path.exists() else "unknown"
 
 
 def inference_call(model, input_shape: tuple[int, ...], batch: int, backend=None):
@@ -65,6 +72,8 @@ class Sweep:
         self.signatures = JsonlStore(Path(spec.cache_dir) / self.prov["hardware_id"] / "signatures.jsonl",
                                      key="signature")
         self.progress.check_profile(self.prov["profile"])
+        self.visits = VisitBook(self.progress.visit_store, spec.protocol.visits, spec.protocol.visit_gap_min)
+        self.given_up: set[tuple[str, str]] = set()  # visits that failed this session (`_give_up`)
 
     @property
     def config_store(self):
@@ -104,30 +113,77 @@ class Sweep:
         jobs = plan_jobs(spec)
         total = sum(len(j.batches) for j in jobs)
         pending = pending_jobs(jobs, self.progress.done())
-        bar = tqdm(total=total, initial=total - sum(len(j.batches) for j in pending), unit="config",
-                   desc=f"sweep {spec.name}", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=total - sum(len(j.batches) for j in pending)
+                   - len(self.visits.pending(self._finished())), unit="config", desc=f"sweep {spec.name}",
+                   dynamic_ncols=True)
         ref = reference_call(self.backend)
-        complete = True
+        measured = False
+        # Measure-twice pairs stay within one boot of the machine, over the runs a sweep is measured in
+        # (a sweep stopped by its budget and rerun, as measuring in chunks does).
+        machine_session = min([r["session"] for r in self.progress.sessions.values()
+                               if r.get("boot_id") == boot_id()] + [session])
         try:
-            for b0 in range(0, len(pending), spec.block_architectures):
+            while True:
                 # At least one block: a budget smaller than the start-up still measures something.
-                if b0 and spec.max_minutes is not None and time.perf_counter() - started > spec.max_minutes * 60:
-                    complete = False
-                    log.info("sweep %s: max_minutes reached, stopping (rerun to resume)", spec.name)
-                    break
-                self._block(pending[b0:b0 + spec.block_architectures], ref, overhead, bar)
-                self._remeasure(session, ref)
+                elapsed = time.perf_counter() - started
+                if measured and spec.max_minutes is not None and elapsed > spec.max_minutes * 60:
+                    break  # visits not made yet stay for the next run (`measure.visits`)
+                begin = not (measured and spec.begin_minutes is not None and elapsed > spec.begin_minutes * 60)
+                now = datetime.now(timezone.utc)
+                due = self.visits.due(now, self._finished())
+                if due:
+                    self._revisit(due, ref, overhead, bar)
+                elif pending and begin:
+                    self._block(pending[:spec.block_architectures], ref, overhead, bar)
+                    pending = pending[spec.block_architectures:]
+                else:
+                    wait = self.visits.seconds_to_next(now, self._finished())
+                    if wait is None or (spec.max_minutes is not None and elapsed + wait > spec.max_minutes * 60):
+                        break
+                    bar.set_postfix_str(f"waiting {wait:.0f} s for the next visit")
+                    time.sleep(wait + 0.5)
+                    continue
+                measured = True
+                if begin:
+                    self._remeasure(machine_session, ref)
                 keras.backend.clear_session()  # free the graphs before the next block
                 ref = reference_call(self.backend)
+            left = len(self.visits.pending(self._finished()))
+            if pending or left:
+                log.info("sweep %s: stopped by its budget with %d configurations to begin and %d between visits "
+                         "(rerun to resume)", spec.name, sum(len(j.batches) for j in pending), left)
         finally:
             bar.close()
             self.progress.sessions.append({"session": session, "wall_time_s": time.perf_counter() - started,
-                                           "profile": self.prov["profile"]})
+                                           "profile": self.prov["profile"], "boot_id": boot_id()})
         result = self.progress.finish(spec.name, self.prov, spec.protocol.reference_statistic)
-        result.complete = complete
+        result.complete = not pending and not self.visits.pending(self._finished())
         return result
 
+    def _finished(self) -> set[tuple[str, str]]:
+        """(purpose, config id) of visited configurations that need no more visits: a row, a pair, given up."""
+        rows = {(LABEL, c) for c in self.progress.measured()} | {(LABEL, c) for c in self.progress.given_up()}
+        return rows | {(AGAIN, r["config_id"]) for r in self.progress.remeasured.values()} | self.given_up
+
+    def _measure(self, tasks: dict, ref, block_id: str):
+        """Measure `tasks` in interleaved rounds beside `ref`; the block's reference is stored."""
+        spec = self.spec
+        canonical_path = self.progress.canonical_file(spec.protocol.reference_statistic)
+        canonical = json.loads(canonical_path.read_text()) if canonical_path.exists() else None
+        measurer = InterleavedMeasurer(self.meter, spec.protocol, ref, canonical, seed=hash(block_id) & 0xFFFF)
+        results, ref_series = measurer.run(tasks)
+        canonical = canonical or canonical_reference(canonical_path, ref_series, self.prov["profile"],
+                                                     spec.protocol.reference_statistic)
+        self.progress.blocks.append({
+            "block": block_id, "configs": len(tasks), "contended_windows": measurer.contended_total,
+            "reference_energy_j": ref_series.per_round("energy_j", "min"),
+            "reference_latency_s": ref_series.per_round("latency_s", "min"),
+            "speed_index": [v / canonical["energy_j"] for v in ref_series.per_round("energy_j", "min")],
+        })
+        return results, measurer.failed
+
     def _block(self, jobs: list[Job], ref, overhead: dict, bar) -> None:
+        """Configurations never measured: their first (or only) visit."""
         spec, backend = self.spec, self.backend
         sync = backend.sync() or (lambda: None)  # a GPU pass has only been queued when its call returns
         block_id = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -165,45 +221,96 @@ class Sweep:
                                f"too slow for this sweep: {one:.2f} s per pass > {spec.max_seconds_per_pass} s", bar)
                     continue
                 tasks[cid] = call
-                meta[cid] = (built, infos, leaves, batch)
+                meta[cid] = (built, infos, leaves, batch, job)
         if not tasks:
             return
-        canonical_path = self.progress.canonical_file(spec.protocol.reference_statistic)
-        canonical = json.loads(canonical_path.read_text()) if canonical_path.exists() else None
-        measurer = InterleavedMeasurer(self.meter, spec.protocol, ref, canonical, seed=hash(block_id) & 0xFFFF)
         try:
-            results, ref_series = measurer.run(tasks)
+            results, failed = self._measure(tasks, ref, block_id)
         except MeasurementError as exc:
-            for cid, (built, _, _, batch) in meta.items():
+            for cid, (built, _, _, batch, _) in meta.items():
                 self._skip(built.name, built.input_size, [batch], f"MeasurementError: {exc}", bar, retryable=True)
             return
-        canonical = canonical or canonical_reference(canonical_path, ref_series, self.prov["profile"],
-                                                     spec.protocol.reference_statistic)
-        self.progress.blocks.append({
-            "block": block_id, "configs": len(tasks), "contended_windows": measurer.contended_total,
-            "reference_energy_j": ref_series.per_round("energy_j", "min"),
-            "reference_latency_s": ref_series.per_round("latency_s", "min"),
-            "speed_index": [v / canonical["energy_j"] for v in ref_series.per_round("energy_j", "min")],
-        })
-        for cid, exc in measurer.failed.items():
-            built, _, _, batch = meta[cid]
+        for cid, exc in failed.items():
+            built, _, _, batch, _ = meta[cid]
             self._skip(built.name, built.input_size, [batch], f"MeasurementError: {exc}", bar, retryable=True)
+        now = datetime.now(timezone.utc)
         for cid, res in results.items():
-            built, infos, leaves, batch = meta[cid]
+            built, infos, leaves, batch, job = meta[cid]
+            if spec.protocol.visits > 1:  # the label waits for its later visits
+                self.visits.add(LABEL, cid, job.arch, job.size, batch, res, now)
+                continue
+            self._label(built, infos, leaves, batch, res, tasks[cid], overhead, block_id, bar)
+
+    def _label(self, built, infos, leaves, batch: int, res, call, overhead: dict, block_id: str, bar) -> None:
+        """A measured configuration becomes rows: its layers traced in context (and isolated if sampled)."""
+        try:
+            prof = self.backend.profile(call, leaves, self.spec.profile_passes)
+            self._record(built, infos, leaves, batch, res, prof, overhead, block_id)
+        except (MeasurementError, *self.backend.errors) as exc:
+            self._skip(built.name, built.input_size, [batch], f"{type(exc).__name__}: {exc}", bar,
+                       retryable=True, advance=False)
+        bar.update(1)
+        bar.set_postfix(last=f"{built.name} {built.input_size}px b{batch}", speed=f"{res.speed_index:.2f}")
+
+    def _revisit(self, due: list[Pending], ref, overhead: dict, bar) -> None:
+        """The next visit of configurations whose last one is `visit_gap_min` old, a few architectures at a
+        time; a configuration's last visit makes its label (a row, or a measure-twice pair)."""
+        backend, sync = self.backend, self.backend.sync() or (lambda: None)
+        block_id = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        groups: dict[tuple, list[Pending]] = {}
+        for p in due:  # oldest first
+            groups.setdefault((p.arch, p.size), []).append(p)
+        tasks, meta = {}, {}
+        for (arch, size), items in list(groups.items())[:self.spec.block_architectures]:
             try:
-                prof = backend.profile(tasks[cid], leaves, spec.profile_passes)
-                self._record(built, infos, leaves, batch, res, prof, overhead, block_id)
-            except (MeasurementError, *backend.errors) as exc:
-                self._skip(built.name, built.input_size, [batch], f"{type(exc).__name__}: {exc}", bar,
-                           retryable=True, advance=False)
-            bar.update(1)
-            bar.set_postfix(last=f"{built.name} {built.input_size}px b{batch}", speed=f"{res.speed_index:.2f}")
+                built = zoo.build(arch, size)
+                last = any(p.purpose == LABEL and len(p.results) + 1 >= self.spec.protocol.visits for p in items)
+                # Only a label's last visit becomes rows: its layers are described then.
+                infos, leaves = (desc.describe(built.model), desc.leaf_layers(built.model)) if last else (None, None)
+                fn = backend.compile_model(built.model, built.input_shape)
+                for p in items:
+                    x = backend.random((p.batch, *built.input_shape))
+                    tasks[p.key] = (lambda f, t: (lambda: f(t)))(fn, x)
+                    tasks[p.key]()  # trace + first pass
+                    sync()
+                    meta[p.key] = (built, infos, leaves, p)
+            except Exception as exc:  # built differently since its first visit (or not at all)
+                for p in items:
+                    tasks.pop(p.key, None)
+                    self._give_up(p, f"visit {len(p.results) + 1}: {type(exc).__name__}: {exc}", bar)
+        if not tasks:
+            return
+        try:
+            results, failed = self._measure(tasks, ref, block_id)
+        except MeasurementError as exc:
+            for _, _, _, p in meta.values():
+                self._give_up(p, f"MeasurementError: {exc}", bar)
+            return
+        for key in failed:
+            self._give_up(meta[key][3], f"MeasurementError: {failed[key]}", bar)
+        now = datetime.now(timezone.utc)
+        for key, res in results.items():
+            built, infos, leaves, p = meta[key]
+            made = self.visits.add(p.purpose, p.config_id, p.arch, p.size, p.batch, res, now, p.extra)
+            if len(made) < self.spec.protocol.visits:
+                continue
+            if p.purpose == LABEL:
+                self._label(built, infos, leaves, p.batch, combine_visits(made), tasks[key], overhead, block_id, bar)
+            else:
+                self._pair(p.config_id, p.extra, combine_visits(made), now)
+
+    def _give_up(self, p: Pending, reason: str, bar) -> None:
+        """A visit that failed: the configuration is dropped for this session (a label is retried on resume)."""
+        self.given_up.add(p.key)
+        if p.purpose == LABEL:
+            self._skip(arch_name(p.arch), p.size or 0, [p.batch], reason, bar, retryable=True)
 
     def _remeasure(self, session: str, ref) -> None:
         """Measure-twice: this session's selected configurations, once they are old enough, measured
-        again whole (same protocol, same canonical reference); each pair is stored as soon as it is read."""
+        again whole (same protocol and visits, same canonical reference); each pair is stored as soon as
+        it is complete, each visit as soon as it is read."""
         spec, stored = self.spec, self.progress.remeasured
-        done = {r["config_id"] for r in stored.values()}
+        done = {r["config_id"] for r in stored.values()} | {c for purpose, c in self._visited() if purpose == AGAIN}
         due = remeasure.due(self.progress.config_store.values(), done, spec.remeasure_share, spec.remeasure_after_min,
                             session, datetime.now(timezone.utc), spec.seed)
         if not due:
@@ -214,30 +321,39 @@ class Sweep:
             try:
                 if r.get("source") == "file":
                     raise ValueError("a model file is not re-measured (its path is not in the row)")
-                built = zoo.build(r["architecture"], int(r["input_size"])
-                                  if r.get("source") in ("keras.applications", "builtin") else None)
+                size = int(r["input_size"]) if r.get("source") in ("keras.applications", "builtin") else None
+                built = zoo.build(r["architecture"], size)
                 fn = self.backend.compile_model(built.model, built.input_shape)
                 x = self.backend.random((int(r["batch_size"]), *built.input_shape))
                 tasks[r["config_id"]] = (lambda f, t: (lambda: f(t)))(fn, x)
-                rows_of[r["config_id"]] = r
+                rows_of[r["config_id"]] = (r, size)
             except Exception as exc:  # rebuilt differently (or not at all): record, never retry
                 stored.append({"config_id": r["config_id"], "error": f"{type(exc).__name__}: {exc}"[:300]})
         if not tasks:
             return
-        canonical = json.loads(self.progress.canonical_file(spec.protocol.reference_statistic).read_text())
-        measurer = InterleavedMeasurer(self.meter, spec.protocol, ref, canonical, seed=len(stored))
         try:
-            results, _ = measurer.run(tasks)
+            results, _ = self._measure(tasks, ref, datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         except MeasurementError:
             return
         now = datetime.now(timezone.utc)
         for cid, res in results.items():
-            first = rows_of[cid]
-            stored.append({
-                "config_id": cid, "first_energy_j": first["energy_j"], "second_energy_j": res.energy_j,
-                "first_latency_s": first["latency_s"], "second_latency_s": res.latency_s,
-                "first_block": first["block"], "second_at": now.isoformat(timespec="seconds"),
-                "minutes_apart": (now - datetime.fromisoformat(first["block"])).total_seconds() / 60})
+            first, size = rows_of[cid]
+            label = {"first_energy_j": first["energy_j"], "first_latency_s": first["latency_s"],
+                     "first_block": first["block"]}
+            if spec.protocol.visits > 1:  # the pair waits for the re-measure's later visits
+                self.visits.add(AGAIN, cid, first["architecture"], size, int(first["batch_size"]), res, now, label)
+            else:
+                self._pair(cid, label, res, now)
+
+    def _visited(self) -> set[tuple[str, str]]:
+        return {(r["purpose"], r["config_id"]) for r in self.progress.visit_store.values()}
+
+    def _pair(self, cid: str, first: dict, res, now: datetime) -> None:
+        """A measure-twice pair: the dataset's label and the re-measured one."""
+        self.progress.remeasured.append({
+            "config_id": cid, **first, "second_energy_j": res.energy_j, "second_latency_s": res.latency_s,
+            "second_at": now.isoformat(timespec="seconds"),
+            "minutes_apart": (now - datetime.fromisoformat(first["first_block"])).total_seconds() / 60})
 
     def _record(self, built, infos, leaves: dict, batch: int, whole, prof, overhead: dict, block: str) -> None:
         """The configuration's rows, its layers isolated first where it is sampled for that."""

@@ -65,6 +65,9 @@ class SweepSpec:
     max_seconds_per_pass: float = 1.0  # slower configurations are skipped (recorded, not retried)
     block_architectures: int = 4  # architectures measured together in interleaved rounds
     max_minutes: float | None = None  # stop after the block that crosses this, or the first (resume later)
+    # Begin no configuration after this; the visits of those begun are made until `max_minutes` (with
+    # `protocol.visits > 1`: a run that ends with every label complete). None: until `max_minutes`.
+    begin_minutes: float | None = None
     # Measure-twice checks (`measure.remeasure`): this share of configurations is measured again at least
     # `remeasure_after_min` later in the same session; the datasheet states their agreement.
     remeasure_share: float = 0.05
@@ -104,6 +107,9 @@ class SweepSpec:
 
     def validate(self) -> None:
         """Refuse what cannot be measured before anything is: one line, nothing written."""
+        for key in ("max_minutes", "begin_minutes"):
+            if getattr(self, key) is not None and not getattr(self, key) >= 0:
+                raise SweepInputError(f"sweep.{key} must be >= 0 (or null), got {getattr(self, key)}")
         if not 0 <= self.remeasure_share <= 1:
             raise SweepInputError(f"sweep.remeasure_share must lie in [0, 1], got {self.remeasure_share}")
         if not self.remeasure_after_min >= 0:

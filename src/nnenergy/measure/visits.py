@@ -1,0 +1,85 @@
+"""Labels spread over time (`protocol.visits`): each configuration's visits, stored one at a time.
+
+With `visits > 1` a configuration measured in a block is built and measured again in later blocks,
+each at least `visit_gap_min` after its previous visit; only after its last visit does it become a
+row (the geometric mean of its visits, `protocol.combine_visits`). Every visit is appended to
+`progress/visits.jsonl` as soon as it is read, so a sweep killed between visits resumes where it
+stopped: the visits made are kept and the others are made when due. Measure-twice checks
+(`measure.remeasure`) visit the same way under the purpose `again`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+from nnenergy.measure.protocol import Result
+from nnenergy.measure.store import JsonlStore
+
+LABEL, AGAIN = "label", "again"  # a dataset row; a measure-twice re-measure of one
+VISITS_FILE = "visits.json"  # a dataset's unfinished visits (`Progress.finish`)
+
+
+@dataclass
+class Pending:
+    """A configuration between two of its visits."""
+
+    purpose: str
+    config_id: str
+    arch: str  # what `zoo.build` takes, with `size`
+    size: int | None
+    batch: int
+    results: list[Result]  # the visits made so far, in order
+    last_at: datetime
+    extra: dict  # for `again`: the first label it is compared with
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.purpose, self.config_id
+
+
+class VisitBook:
+    """The visits of a sweep's configurations not yet complete (`progress/visits.jsonl`)."""
+
+    def __init__(self, store: JsonlStore, visits: int, gap_min: float):
+        self.store, self.visits, self.gap_s = store, visits, gap_min * 60
+
+    def add(self, purpose: str, config_id: str, arch: str, size: int | None, batch: int, result: Result,
+            at: datetime, extra: dict | None = None) -> list[Result]:
+        """Store one visit (flushed at once); returns all of this configuration's visits so far."""
+        made = self._made().get((purpose, config_id))
+        n = len(made.results) + 1 if made else 1
+        self.store.append({"key": f"{purpose}|{config_id}|{n}", "purpose": purpose, "config_id": config_id,
+                           "visit": n, "at": at.isoformat(), "arch": arch, "size": size, "batch": batch,
+                           "extra": extra or {}, "result": dataclasses.asdict(result)})
+        return [*(made.results if made else []), result]
+
+    def _made(self) -> dict[tuple[str, str], Pending]:
+        out: dict[tuple[str, str], Pending] = {}
+        for rec in sorted(self.store.values(), key=lambda r: r["visit"]):
+            key = rec["purpose"], rec["config_id"]
+            res = Result(**rec["result"])
+            at = datetime.fromisoformat(rec["at"])
+            if key in out:
+                out[key].results.append(res)
+                out[key].last_at = at
+            else:
+                out[key] = Pending(rec["purpose"], rec["config_id"], rec["arch"], rec["size"], rec["batch"], [res],
+                                   at, rec.get("extra") or {})
+        return out
+
+    def pending(self, exclude: set[tuple[str, str]] = frozenset()) -> list[Pending]:
+        """Configurations with fewer visits than the protocol's, oldest visit first; `exclude`: (purpose,
+        config id) pairs finished (a row, a pair) or given up."""
+        left = [p for p in self._made().values() if len(p.results) < self.visits and p.key not in exclude]
+        return sorted(left, key=lambda p: p.last_at)
+
+    def due(self, now: datetime, exclude: set[tuple[str, str]] = frozenset()) -> list[Pending]:
+        """Pending configurations whose last visit is at least the gap ago."""
+        return [p for p in self.pending(exclude) if (now - p.last_at).total_seconds() >= self.gap_s]
+
+    def seconds_to_next(self, now: datetime, exclude: set[tuple[str, str]] = frozenset()) -> float | None:
+        """How long until the next pending visit is due (0 if one is); None when nothing is pending."""
+        waits = [self.gap_s - (now - p.last_at).total_seconds() for p in self.pending(exclude)]
+        return max(0.0, min(waits)) if waits else None
