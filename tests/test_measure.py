@@ -329,7 +329,8 @@ def test_begin_minutes_ends_a_run_with_every_label_complete_and_re_measures_visi
     visits = [json.loads(line) for line in (tmp_path / "data" / "progress" / "visits.jsonl").read_text().splitlines()]
     assert pairs and {p["config_id"] for p in pairs} <= set(second.models["config_id"])
     for p in pairs:
-        again = [v["result"]["energy_j"] for v in visits if v["purpose"] == "again" and v["config_id"] == p["config_id"]]
+        again = [v["result"]["energy_j"] for v in visits
+                 if v["purpose"] == "again" and v["config_id"] == p["config_id"]]
         assert len(again) == 2 and p["second_energy_j"] == pytest.approx(math.sqrt(again[0] * again[1]))
         assert p["first_energy_j"] == pytest.approx(
             float(second.models.set_index("config_id").loc[p["config_id"], "energy_j"]))
