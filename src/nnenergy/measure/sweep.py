@@ -264,7 +264,7 @@ class Sweep:
         for (arch, size), items in list(groups.items())[:self.spec.block_architectures]:
             try:
                 built = zoo.build(arch, size)
-                last = any(p.purpose == LABEL and len(p.results) + 1 >= self.spec.protocol.visits for p in items)
+                last = any(p.purpose == LABEL and p.made + 1 >= self.spec.protocol.visits for p in items)
                 # Only a label's last visit becomes rows: its layers are described then.
                 infos, leaves = (desc.describe(built.model), desc.leaf_layers(built.model)) if last else (None, None)
                 fn = backend.compile_model(built.model, built.input_shape)
@@ -277,7 +277,7 @@ class Sweep:
             except Exception as exc:  # built differently since its first visit (or not at all)
                 for p in items:
                     tasks.pop(p.key, None)
-                    self._give_up(p, f"visit {len(p.results) + 1}: {type(exc).__name__}: {exc}", bar)
+                    self._give_up(p, f"visit {p.made + 1}: {type(exc).__name__}: {exc}", bar)
         if not tasks:
             return
         try:

@@ -30,7 +30,7 @@ class Pending:
     arch: str  # what `zoo.build` takes, with `size`
     size: int | None
     batch: int
-    results: list[Result]  # the visits made so far, in order
+    made: int  # visits made so far
     last_at: datetime
     extra: dict  # for `again`: the first label it is compared with
 
@@ -47,32 +47,35 @@ class VisitBook:
 
     def add(self, purpose: str, config_id: str, arch: str, size: int | None, batch: int, result: Result,
             at: datetime, extra: dict | None = None) -> list[Result]:
-        """Store one visit (flushed at once); returns all of this configuration's visits so far."""
-        made = self._made().get((purpose, config_id))
-        n = len(made.results) + 1 if made else 1
-        self.store.append({"key": f"{purpose}|{config_id}|{n}", "purpose": purpose, "config_id": config_id,
-                           "visit": n, "at": at.isoformat(), "arch": arch, "size": size, "batch": batch,
-                           "extra": extra or {}, "result": dataclasses.asdict(result)})
-        return [*(made.results if made else []), result]
+        """Store one visit (flushed at once); returns all of this configuration's visits so far, in order."""
+        made = self._records(purpose, config_id)
+        self.store.append({"key": f"{purpose}|{config_id}|{len(made) + 1}", "purpose": purpose,
+                           "config_id": config_id, "visit": len(made) + 1, "at": at.isoformat(), "arch": arch,
+                           "size": size, "batch": batch, "extra": extra or {}, "result": dataclasses.asdict(result)})
+        return [*(Result(**r["result"]) for r in made), result]
+
+    def _records(self, purpose: str, config_id: str) -> list[dict]:
+        out = []
+        while f"{purpose}|{config_id}|{len(out) + 1}" in self.store:
+            out.append(self.store[f"{purpose}|{config_id}|{len(out) + 1}"])
+        return out
 
     def _made(self) -> dict[tuple[str, str], Pending]:
         out: dict[tuple[str, str], Pending] = {}
-        for rec in sorted(self.store.values(), key=lambda r: r["visit"]):
+        for rec in self.store.values():
             key = rec["purpose"], rec["config_id"]
-            res = Result(**rec["result"])
             at = datetime.fromisoformat(rec["at"])
-            if key in out:
-                out[key].results.append(res)
-                out[key].last_at = at
-            else:
-                out[key] = Pending(rec["purpose"], rec["config_id"], rec["arch"], rec["size"], rec["batch"], [res],
-                                   at, rec.get("extra") or {})
+            if key not in out:
+                out[key] = Pending(rec["purpose"], rec["config_id"], rec["arch"], rec["size"], rec["batch"], 0, at,
+                                   rec.get("extra") or {})
+            out[key].made += 1
+            out[key].last_at = max(out[key].last_at, at)
         return out
 
     def pending(self, exclude: set[tuple[str, str]] = frozenset()) -> list[Pending]:
         """Configurations with fewer visits than the protocol's, oldest visit first; `exclude`: (purpose,
         config id) pairs finished (a row, a pair) or given up."""
-        left = [p for p in self._made().values() if len(p.results) < self.visits and p.key not in exclude]
+        left = [p for p in self._made().values() if p.made < self.visits and p.key not in exclude]
         return sorted(left, key=lambda p: p.last_at)
 
     def due(self, now: datetime, exclude: set[tuple[str, str]] = frozenset()) -> list[Pending]:
