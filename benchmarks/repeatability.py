@@ -191,7 +191,7 @@ def report(profile: str | None = None, log_mlflow: bool = True) -> str:
     return text
 
 
-def datasets_report(root: Path = REPO / "data") -> str:
+def datasets_report(root: Path = REPO / "data", out: Path = OUT) -> str:
     """The measure-twice checks the sweeps record in every dataset (`measure.remeasure`): per dataset, its
     protocol, how its labels repeat >= 20 min apart within a session, and what they cost per configuration."""
     import pandas as pd
@@ -215,8 +215,8 @@ def datasets_report(root: Path = REPO / "data") -> str:
                      f"{a['minutes_apart_median']:.0f} | {a['rms_pct']:.1f} | {a['within3_pct']:.0f}% | "
                      f"{a['within5_pct']:.0f}% | {per_hour:.0f} |")
     text = "\n".join(lines)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "datasets.md").write_text(
+    out.mkdir(exist_ok=True)
+    (out / "datasets.md").write_text(
         "# Measure-twice checks of the datasets\n\nEach sweep measures a share of its configurations again "
         ">= 20 min later in the same session (`sweep.remeasure_share`); the RMS of second / first after the pairs' "
         "common factor. Configurations per hour: the sweep's wall time over all its runs (layers traced in "
