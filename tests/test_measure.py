@@ -336,6 +336,34 @@ def test_begin_minutes_ends_a_run_with_every_label_complete_and_re_measures_visi
             float(second.models.set_index("config_id").loc[p["config_id"], "energy_j"]))
 
 
+def test_a_label_whose_visits_were_all_stored_before_a_kill_gets_its_row_without_another_visit(tmp_path,
+                                                                                                tracking_uri):
+    """The kill that lands after a configuration's last visit was stored and before its row was written
+    (its layers are traced in between): the rerun makes the row from the stored visits, measuring no more."""
+    from conftest import compose_cfg
+
+    from nnenergy.apps import measure
+
+    out = tmp_path / "data"
+    cfg = compose_cfg("measure", ["sweep=tiny", f"sweep.output_dir={out}", f"sweep.cache_dir={tmp_path / 'cache'}",
+                                  f"mlflow.tracking_uri={tracking_uri}", "sweep.protocol.visits=2",
+                                  "sweep.protocol.visit_gap_min=0"])
+    first = measure.run(cfg)
+    rows_file, visits_file = out / "progress" / "models.jsonl", out / "progress" / "visits.jsonl"
+    rows = rows_file.read_text().splitlines()
+    lost = json.loads(rows[-1])["config_id"]
+    rows_file.write_text("\n".join(rows[:-1]) + "\n")  # as if killed between its last visit and its row
+    (out / "models.parquet").unlink()
+    visits_before = visits_file.read_text()
+    again = measure.run(cfg)
+    assert visits_file.read_text() == visits_before  # no visit made again
+    assert set(again.models["config_id"]) == set(first.models["config_id"]) and again.complete
+    made = [json.loads(line)["result"]["energy_j"] for line in visits_before.splitlines()
+            if json.loads(line)["config_id"] == lost]
+    row = again.models.set_index("config_id").loc[lost]
+    assert len(made) == 2 and row["energy_j"] == pytest.approx(math.sqrt(made[0] * made[1]))
+
+
 def test_a_negative_remeasure_share_or_zero_windows_is_refused_before_measuring(tmp_path):
     """In process: the command's side of a refusal (status 2, one line) is tests/test_protocol.py's."""
     from conftest import compose_cfg

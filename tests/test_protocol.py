@@ -129,6 +129,44 @@ def test_visits_at_different_speeds_make_one_label_their_geometric_mean(monkeypa
         ProtocolSettings(visits=0)
 
 
+def test_the_visit_book_says_what_is_due_and_when(tmp_path):
+    """Visits >= the gap apart; a configuration with all its visits but no row is due at once (a kill came
+    between); finished or given-up ones are never due; the next wait is the shortest gap left."""
+    from datetime import datetime, timedelta, timezone
+
+    from nnenergy.measure.visits import AGAIN, LABEL, VisitBook
+
+    book = VisitBook(JsonlStore(tmp_path / "visits.jsonl", key="key"), visits=2, gap_min=10)
+    t0 = datetime(2026, 12, 6, 18, 0, tzinfo=timezone.utc)
+    res = combine_visits([_result(1.0)])
+    book.add(LABEL, "a|96|1", "a", 96, 1, res, t0)
+    book.add(LABEL, "g|64|2", "gen1_s000001", None, 2, res, t0 + timedelta(minutes=4))
+    book.add(AGAIN, "a|96|1", "a", 96, 1, res, t0 + timedelta(minutes=1), {"first_energy_j": 1.0})
+    assert book.due(t0 + timedelta(minutes=9)) == []
+    assert book.seconds_to_next(t0 + timedelta(minutes=9)) == pytest.approx(60)
+    due = book.due(t0 + timedelta(minutes=11))
+    assert [(p.purpose, p.config_id, p.made) for p in due] == [(LABEL, "a|96|1", 1), (AGAIN, "a|96|1", 1)]
+    assert due[1].extra == {"first_energy_j": 1.0} and due[0].size == 96
+    assert len(book.add(LABEL, "a|96|1", "a", 96, 1, res, t0 + timedelta(minutes=12))) == 2
+    # all visits stored, no row yet: due at once, whatever the gap
+    assert (LABEL, "a|96|1") in {p.key for p in book.due(t0 + timedelta(minutes=12))}
+    finished = {(LABEL, "a|96|1"), (AGAIN, "a|96|1")}
+    assert [p.config_id for p in book.pending(finished)] == ["g|64|2"] and book.pending(finished)[0].size is None
+    assert book.seconds_to_next(t0 + timedelta(minutes=12), finished) == pytest.approx(120)
+    reopened = VisitBook(JsonlStore(tmp_path / "visits.jsonl", key="key"), visits=2, gap_min=10)
+    assert [r.energy_j for r in reopened.results(LABEL, "a|96|1")] == [res.energy_j] * 2  # read back from disk
+    assert reopened.seconds_to_next(t0, finished | {(LABEL, "g|64|2")}) is None
+
+
+def _result(e: float):
+    from nnenergy.measure.protocol import Result
+
+    return Result(energy_j=e, latency_s=e / 20, energy_raw_j=e, latency_raw_s=e / 20, speed_index=1.0,
+                  latency_speed_index=1.0, power_w=20.0, cpu_j=0.8 * e, ram_j=0.2 * e, gpu_j=0.0, passes=1,
+                  windows=1, contended_windows=0, other_cores_max=0.0, steal_cores_max=0.0, spread=0.0,
+                  window_energies_j=[e], stats_raw={"q25": e}, stats_normalised={"q25": e})
+
+
 def test_a_slow_window_is_outvoted_by_the_trimmed_mean():
     s = Series([_w(0, 1.0), _w(0, 1.02), _w(1, 0.98), _w(1, 1.01), _w(2, 3.0)])  # one window hit by a neighbour
     assert s.stat("energy_j", "trim20") == pytest.approx(1.01)

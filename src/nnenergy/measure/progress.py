@@ -80,15 +80,17 @@ class Progress:
     def _import_shipped(self) -> None:
         """A shipped dataset has Parquet files but no progress (it is not committed): seed the
         progress stores from it, so a sweep resumed on another day appends instead of overwriting."""
-        if len(self.config_store) or not (self.out / ds.MODELS_FILE).exists():
+        shipped = (self.out / ds.MODELS_FILE).exists()
+        if len(self.config_store) or len(self.visit_store) or not (shipped or (self.out / VISITS_FILE).exists()):
             return
-        data = ds.load(self.out)
-        for rec in data.layers.to_dict("records"):
-            self.layer_rows.append(rec, flush=False)
-        for rec in data.models.to_dict("records"):
-            self.config_store.append(rec, flush=False)
-        self.layer_rows.sync()
-        self.config_store.sync()
+        if shipped:  # a first run stopped before any label was complete ships its visits only
+            data = ds.load(self.out)
+            for rec in data.layers.to_dict("records"):
+                self.layer_rows.append(rec, flush=False)
+            for rec in data.models.to_dict("records"):
+                self.config_store.append(rec, flush=False)
+            self.layer_rows.sync()
+            self.config_store.sync()
         # Skips and past sessions travel with the dataset too (progress/ is not committed).
         for name, store in (("skipped.json", self.skip_store), ("sessions.json", self.sessions),
                             ("blocks.json", self.blocks), (remeasure.REMEASURE_FILE, self.remeasured),
@@ -97,7 +99,8 @@ class Progress:
                 for rec in json.loads((self.out / name).read_text()):
                     store.append(rec, flush=False)
                 store.sync()
-        log.info("resuming %s from its %d shipped configurations", self.out, len(data.models))
+        log.info("resuming %s from its %d shipped configurations and %d visits", self.out, len(self.config_store),
+                 len(self.visit_store))
 
     def check_profile(self, mine: str) -> None:
         # Rows older than profiles carry only a hardware id: `<profile>-<hash>`.
@@ -185,7 +188,8 @@ class Progress:
         (self.out / remeasure.REMEASURE_FILE).write_text(json.dumps(self.remeasured.values(), indent=1))
         # Visits of configurations still short of their last one travel with the dataset (a resume in a
         # fresh clone makes the rest); finished ones are in their row or pair already.
-        finished = {("label", c) for c in measured} | {("again", r["config_id"]) for r in self.remeasured.values()}
+        finished = ({("label", c) for c in measured | self.given_up()}
+                    | {("again", r["config_id"]) for r in self.remeasured.values()})
         open_visits = [r for r in self.visit_store.values() if (r["purpose"], r["config_id"]) not in finished]
         if open_visits or (self.out / VISITS_FILE).exists():
             (self.out / VISITS_FILE).write_text(json.dumps(open_visits))

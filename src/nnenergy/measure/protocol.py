@@ -69,9 +69,10 @@ class ProtocolSettings:
             raise ValueError(f"protocol.statistic must be one of {STATISTICS}, not {self.statistic!r}")
         if self.rounds < 1 or self.windows < 1:
             raise ValueError("protocol.rounds and protocol.windows must be >= 1")
-        if self.visits < 1 or not self.visit_gap_min >= 0:
-            raise ValueError(f"protocol.visits must be >= 1 and protocol.visit_gap_min >= 0, got {self.visits} "
-                             f"and {self.visit_gap_min}")
+        if self.visits < 1:
+            raise ValueError(f"protocol.visits must be >= 1, got {self.visits}")
+        if not self.visit_gap_min >= 0:
+            raise ValueError(f"protocol.visit_gap_min must be >= 0, got {self.visit_gap_min}")
         if self.normalise not in NORMALISE:
             raise ValueError(f"protocol.normalise must be one of {NORMALISE}, not {self.normalise!r}")
 
@@ -146,7 +147,7 @@ class Result:
     contended_windows: int
     other_cores_max: float
     steal_cores_max: float
-    spread: float  # (max - min) / median of the per-round statistic
+    spread: float  # (max - min) / median of the per-round minima; over visits: of the visits' labels
     window_energies_j: list[float]
     stats_raw: dict[str, float]  # every statistic, raw
     stats_normalised: dict[str, float]  # every statistic, normalised round by round

@@ -26,7 +26,7 @@ from nnenergy.measure.provenance import hardware_provenance
 from nnenergy.measure.store import JsonlStore
 from nnenergy.measure.sweep_spec import REFERENCE, SweepInputError, SweepSpec, Threads
 from nnenergy.measure.visits import AGAIN, LABEL, Pending, VisitBook
-from nnenergy.schema import config_id
+from nnenergy.schema import config_id, parse_config_id
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,9 @@ class Sweep:
         jobs = plan_jobs(spec)
         total = sum(len(j.batches) for j in jobs)
         pending = pending_jobs(jobs, self.progress.done())
-        bar = tqdm(total=total, initial=total - sum(len(j.batches) for j in pending)
-                   - len(self.visits.pending(self._finished())), unit="config", desc=f"sweep {spec.name}",
-                   dynamic_ncols=True)
+        between = sum(p.purpose == LABEL for p in self.visits.pending(self._finished()))  # begun, no row yet
+        bar = tqdm(total=total, initial=total - sum(len(j.batches) for j in pending) - between, unit="config",
+                   desc=f"sweep {spec.name}", dynamic_ncols=True)
         ref = reference_call(self.backend)
         measured = False
         # Measure-twice pairs stay within one boot of the machine, over the runs a sweep is measured in
@@ -249,6 +249,7 @@ class Sweep:
         except (MeasurementError, *self.backend.errors) as exc:
             self._skip(built.name, built.input_size, [batch], f"{type(exc).__name__}: {exc}", bar,
                        retryable=True, advance=False)
+            self.given_up.add((LABEL, config_id(built.name, built.input_size, batch)))  # not again this run
         bar.update(1)
         bar.set_postfix(last=f"{built.name} {built.input_size}px b{batch}", speed=f"{res.speed_index:.2f}")
 
@@ -277,7 +278,13 @@ class Sweep:
             except Exception as exc:  # built differently since its first visit (or not at all)
                 for p in items:
                     tasks.pop(p.key, None)
+                    meta.pop(p.key, None)
                     self._give_up(p, f"visit {p.made + 1}: {type(exc).__name__}: {exc}", bar)
+        for key in [k for k in tasks if meta[k][3].made >= self.spec.protocol.visits]:
+            # All its visits were stored before a kill or a failure: only its row (or pair) is left to make.
+            built, infos, leaves, p = meta.pop(key)
+            made = self.visits.results(p.purpose, p.config_id)[:self.spec.protocol.visits]
+            self._complete(p, made, built, infos, leaves, tasks.pop(key), overhead, block_id, bar)
         if not tasks:
             return
         try:
@@ -292,18 +299,26 @@ class Sweep:
         for key, res in results.items():
             built, infos, leaves, p = meta[key]
             made = self.visits.add(p.purpose, p.config_id, p.arch, p.size, p.batch, res, now, p.extra)
-            if len(made) < self.spec.protocol.visits:
-                continue
-            if p.purpose == LABEL:
-                self._label(built, infos, leaves, p.batch, combine_visits(made), tasks[key], overhead, block_id, bar)
-            else:
-                self._pair(p.config_id, p.extra, combine_visits(made), now)
+            if len(made) >= self.spec.protocol.visits:
+                self._complete(p, made, built, infos, leaves, tasks[key], overhead, block_id, bar)
+
+    def _complete(self, p: Pending, made: list, built, infos, leaves, call, overhead: dict, block_id: str,
+                  bar) -> None:
+        """A configuration's last visit is in: its label becomes rows, or its re-measure a pair."""
+        if p.purpose == LABEL:
+            self._label(built, infos, leaves, p.batch, combine_visits(made), call, overhead, block_id, bar)
+        else:
+            self._pair(p.config_id, p.extra, combine_visits(made), datetime.now(timezone.utc))
 
     def _give_up(self, p: Pending, reason: str, bar) -> None:
-        """A visit that failed: the configuration is dropped for this session (a label is retried on resume)."""
+        """A visit that failed: the configuration is dropped for this session (a label is retried on resume,
+        up to `RETRIES_ON_RESUME` runs; a re-measure is recorded as failed, like one that cannot be rebuilt)."""
         self.given_up.add(p.key)
         if p.purpose == LABEL:
-            self._skip(arch_name(p.arch), p.size or 0, [p.batch], reason, bar, retryable=True)
+            name, size, batch = parse_config_id(p.config_id)
+            self._skip(name, size, [batch], reason, bar, retryable=True)
+        else:
+            self.progress.remeasured.append({"config_id": p.config_id, "error": reason[:300]})
 
     def _remeasure(self, session: str, ref) -> None:
         """Measure-twice: this session's selected configurations, once they are old enough, measured

@@ -60,6 +60,10 @@ class VisitBook:
             out.append(self.store[f"{purpose}|{config_id}|{len(out) + 1}"])
         return out
 
+    def results(self, purpose: str, config_id: str) -> list[Result]:
+        """The visits stored for one configuration, in order."""
+        return [Result(**r["result"]) for r in self._records(purpose, config_id)]
+
     def _made(self) -> dict[tuple[str, str], Pending]:
         out: dict[tuple[str, str], Pending] = {}
         for rec in self.store.values():
@@ -73,16 +77,19 @@ class VisitBook:
         return out
 
     def pending(self, exclude: set[tuple[str, str]] = frozenset()) -> list[Pending]:
-        """Configurations with fewer visits than the protocol's, oldest visit first; `exclude`: (purpose,
-        config id) pairs finished (a row, a pair) or given up."""
-        left = [p for p in self._made().values() if p.made < self.visits and p.key not in exclude]
+        """Configurations not finished, oldest visit first: short of visits, or with all of them but no
+        row or pair yet (a kill or a failure came between); `exclude`: (purpose, config id) pairs finished
+        (a row, a pair) or given up."""
+        left = [p for p in self._made().values() if p.key not in exclude]
         return sorted(left, key=lambda p: p.last_at)
 
     def due(self, now: datetime, exclude: set[tuple[str, str]] = frozenset()) -> list[Pending]:
-        """Pending configurations whose last visit is at least the gap ago."""
-        return [p for p in self.pending(exclude) if (now - p.last_at).total_seconds() >= self.gap_s]
+        """Pending configurations whose last visit is at least the gap ago, or that have all their visits."""
+        return [p for p in self.pending(exclude)
+                if p.made >= self.visits or (now - p.last_at).total_seconds() >= self.gap_s]
 
     def seconds_to_next(self, now: datetime, exclude: set[tuple[str, str]] = frozenset()) -> float | None:
         """How long until the next pending visit is due (0 if one is); None when nothing is pending."""
-        waits = [self.gap_s - (now - p.last_at).total_seconds() for p in self.pending(exclude)]
+        waits = [0.0 if p.made >= self.visits else self.gap_s - (now - p.last_at).total_seconds()
+                 for p in self.pending(exclude)]
         return max(0.0, min(waits)) if waits else None
