@@ -259,7 +259,11 @@ class Sweep:
         backend, sync = self.backend, self.backend.sync() or (lambda: None)
         block_id = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         groups: dict[tuple, list[Pending]] = {}
-        for p in due:  # oldest first
+        for p in [p for p in due if p.purpose == AGAIN and p.made >= self.spec.protocol.visits]:
+            # a re-measure with all its visits needs no model: only its pair is left to store
+            self._complete(p, self.visits.results(AGAIN, p.config_id)[:self.spec.protocol.visits], None, None,
+                           None, None, overhead, block_id, bar)
+        for p in [p for p in due if not (p.purpose == AGAIN and p.made >= self.spec.protocol.visits)]:  # oldest first
             groups.setdefault((p.arch, p.size), []).append(p)
         tasks, meta = {}, {}
         for (arch, size), items in list(groups.items())[:self.spec.block_architectures]:
@@ -291,10 +295,10 @@ class Sweep:
             results, failed = self._measure(tasks, ref, block_id)
         except MeasurementError as exc:
             for _, _, _, p in meta.values():
-                self._give_up(p, f"MeasurementError: {exc}", bar)
+                self._give_up(p, f"MeasurementError: {exc}", bar, for_good=False)
             return
         for key in failed:
-            self._give_up(meta[key][3], f"MeasurementError: {failed[key]}", bar)
+            self._give_up(meta[key][3], f"MeasurementError: {failed[key]}", bar, for_good=False)
         now = datetime.now(timezone.utc)
         for key, res in results.items():
             built, infos, leaves, p = meta[key]
@@ -304,20 +308,26 @@ class Sweep:
 
     def _complete(self, p: Pending, made: list, built, infos, leaves, call, overhead: dict, block_id: str,
                   bar) -> None:
-        """A configuration's last visit is in: its label becomes rows, or its re-measure a pair."""
-        if p.purpose == LABEL:
-            self._label(built, infos, leaves, p.batch, combine_visits(made), call, overhead, block_id, bar)
-        else:
-            self._pair(p.config_id, p.extra, combine_visits(made), datetime.now(timezone.utc))
+        """A configuration's last visit is in: its label becomes rows, or its re-measure a pair. Whatever
+        happens, it is not due again in this run (a failed row is retried on resume)."""
+        try:
+            if p.purpose == LABEL:
+                self._label(built, infos, leaves, p.batch, combine_visits(made), call, overhead, block_id, bar)
+            else:
+                self._pair(p.config_id, p.extra, combine_visits(made), datetime.now(timezone.utc))
+        except Exception as exc:  # one configuration's failure must not stop the sweep
+            self._give_up(p, f"{type(exc).__name__}: {exc}", bar)
+        self.given_up.add(p.key)
 
-    def _give_up(self, p: Pending, reason: str, bar) -> None:
-        """A visit that failed: the configuration is dropped for this session (a label is retried on resume,
-        up to `RETRIES_ON_RESUME` runs; a re-measure is recorded as failed, like one that cannot be rebuilt)."""
+    def _give_up(self, p: Pending, reason: str, bar, for_good: bool = True) -> None:
+        """A visit that failed: the configuration is dropped for this run (a label is retried on resume, up to
+        `RETRIES_ON_RESUME` runs; a re-measure that cannot be rebuilt is recorded as failed; one whose windows
+        failed, perhaps for a passing reason, only waits for the next run)."""
         self.given_up.add(p.key)
         if p.purpose == LABEL:
             name, size, batch = parse_config_id(p.config_id)
             self._skip(name, size, [batch], reason, bar, retryable=True)
-        else:
+        elif for_good:
             self.progress.remeasured.append({"config_id": p.config_id, "error": reason[:300]})
 
     def _remeasure(self, session: str, ref) -> None:
