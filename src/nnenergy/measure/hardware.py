@@ -124,3 +124,9 @@ def current_profile() -> CpuProfile:
 
 def current_profile_name() -> str:
     return current_profile().name
+
+
+def boot_id() -> str:
+    """This boot of the machine (Linux; "unknown" elsewhere): runs of one boot are one measuring session."""
+    path = Path("/proc/sys/kernel/random/boot_id")
+    return path.read_text().strip() if path.exists() else "unknown"

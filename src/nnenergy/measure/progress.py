@@ -18,7 +18,7 @@ from nnenergy.measure import remeasure
 from nnenergy.measure.incontext import restore_untraced
 from nnenergy.measure.store import JsonlStore
 from nnenergy.measure.sweep_spec import REFERENCE, SweepInputError
-from nnenergy.measure.visits import VISITS_FILE
+from nnenergy.measure.visits import AGAIN, LABEL, VISITS_FILE
 from nnenergy.schema import config_id
 
 log = logging.getLogger(__name__)
@@ -119,11 +119,17 @@ class Progress:
         return {r["config_id"] for r in self.skip_store.values()
                 if not r.get("retryable") or r.get("attempts", 1) >= RETRIES_ON_RESUME}
 
+    def finished_visits(self) -> set[tuple[str, str]]:
+        """(purpose, config id) whose visits are over: a row, a skip for good, a measure-twice pair (or its
+        recorded failure)."""
+        return ({(LABEL, c) for c in self.measured() | self.given_up()}
+                | {(AGAIN, r["config_id"]) for r in self.remeasured.values()})
+
     def done(self) -> set[str]:
         """The configurations not to begin again: measured, skipped for good, or visited (`measure.visits`:
         their next visits are due later)."""
         # Measured stays done even where an older failure of it is on record.
-        visited = {r["config_id"] for r in self.visit_store.values() if r["purpose"] == "label"}
+        visited = {r["config_id"] for r in self.visit_store.values() if r["purpose"] == LABEL}
         return self.measured() | self.given_up() | visited
 
     def skip(self, name, size, batches, reason, retryable=False) -> None:
@@ -188,8 +194,7 @@ class Progress:
         (self.out / remeasure.REMEASURE_FILE).write_text(json.dumps(self.remeasured.values(), indent=1))
         # Visits of configurations still short of their last one travel with the dataset (a resume in a
         # fresh clone makes the rest); finished ones are in their row or pair already.
-        finished = ({("label", c) for c in measured | self.given_up()}
-                    | {("again", r["config_id"]) for r in self.remeasured.values()})
+        finished = self.finished_visits()
         open_visits = [r for r in self.visit_store.values() if (r["purpose"], r["config_id"]) not in finished]
         if open_visits or (self.out / VISITS_FILE).exists():
             (self.out / VISITS_FILE).write_text(json.dumps(open_visits))

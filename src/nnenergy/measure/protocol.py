@@ -164,10 +164,7 @@ def combine_visits(results: list[Result]) -> Result:
     normalised and raw figures and of every statistic; counts summed; the spread is that of the visits."""
     if len(results) == 1:
         return results[0]
-
-    def gmean(values) -> float:
-        return math.exp(statistics.fmean(math.log(v) for v in values))
-
+    gmean = statistics.geometric_mean
     last = results[-1]
     e, t = gmean(r.energy_j for r in results), gmean(r.latency_s for r in results)
     e_raw, t_raw = gmean(r.energy_raw_j for r in results), gmean(r.latency_raw_s for r in results)

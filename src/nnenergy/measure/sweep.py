@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from nnenergy import describe as desc
 from nnenergy import zoo
 from nnenergy.measure import backends, layers, remeasure, rows
+from nnenergy.measure.hardware import boot_id
 from nnenergy.measure.meter import EnergyMeter, MeasurementError
 from nnenergy.measure.plan import Job, arch_name, isolated, pending_jobs, plan_jobs
 from nnenergy.measure.progress import Progress, SweepResult, canonical_reference
@@ -29,12 +30,6 @@ from nnenergy.measure.visits import AGAIN, LABEL, Pending, VisitBook
 from nnenergy.schema import config_id, parse_config_id
 
 log = logging.getLogger(__name__)
-
-
-def boot_id() -> str:
-    """This boot of the machine (Linux); runs of one boot are one measuring session."""
-    path = Path("/proc/sys/kernel/random/boot_id")
-    return path.read_text().strip() if path.exists() else "unknown"
 
 
 def inference_call(model, input_shape: tuple[int, ...], batch: int, backend=None):
@@ -148,7 +143,7 @@ class Sweep:
                     self._remeasure(machine_session, ref)
                 keras.backend.clear_session()  # free the graphs before the next block
                 ref = reference_call(self.backend)
-            left = len(self.visits.pending(self._finished()))
+            left = len(self.visits.pending(self._finished()))  # begun, still between visits
             if pending or left:
                 log.info("sweep %s: stopped by its budget with %d configurations to begin and %d between visits "
                          "(rerun to resume)", spec.name, sum(len(j.batches) for j in pending), left)
@@ -157,13 +152,13 @@ class Sweep:
             self.progress.sessions.append({"session": session, "wall_time_s": time.perf_counter() - started,
                                            "profile": self.prov["profile"], "boot_id": boot_id()})
         result = self.progress.finish(spec.name, self.prov, spec.protocol.reference_statistic)
-        result.complete = not pending and not self.visits.pending(self._finished())
+        result.complete = not pending and not left
         return result
 
     def _finished(self) -> set[tuple[str, str]]:
-        """(purpose, config id) of visited configurations that need no more visits: a row, a pair, given up."""
-        rows = {(LABEL, c) for c in self.progress.measured()} | {(LABEL, c) for c in self.progress.given_up()}
-        return rows | {(AGAIN, r["config_id"]) for r in self.progress.remeasured.values()} | self.given_up
+        """(purpose, config id) of visited configurations that need no more visits: a row, a pair, given up
+        for good, or given up in this run."""
+        return self.progress.finished_visits() | self.given_up
 
     def _measure(self, tasks: dict, ref, block_id: str):
         """Measure `tasks` in interleaved rounds beside `ref`; the block's reference is stored."""
@@ -249,7 +244,6 @@ class Sweep:
         except (MeasurementError, *self.backend.errors) as exc:
             self._skip(built.name, built.input_size, [batch], f"{type(exc).__name__}: {exc}", bar,
                        retryable=True, advance=False)
-            self.given_up.add((LABEL, config_id(built.name, built.input_size, batch)))  # not again this run
         bar.update(1)
         bar.set_postfix(last=f"{built.name} {built.input_size}px b{batch}", speed=f"{res.speed_index:.2f}")
 
@@ -259,12 +253,13 @@ class Sweep:
         backend, sync = self.backend, self.backend.sync() or (lambda: None)
         block_id = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         groups: dict[tuple, list[Pending]] = {}
-        for p in [p for p in due if p.purpose == AGAIN and p.made >= self.spec.protocol.visits]:
-            # a re-measure with all its visits needs no model: only its pair is left to store
-            self._complete(p, self.visits.results(AGAIN, p.config_id)[:self.spec.protocol.visits], None, None,
-                           None, None, overhead, block_id, bar)
-        for p in [p for p in due if not (p.purpose == AGAIN and p.made >= self.spec.protocol.visits)]:  # oldest first
-            groups.setdefault((p.arch, p.size), []).append(p)
+        for p in due:  # oldest first
+            if p.purpose == AGAIN and p.made >= self.spec.protocol.visits:
+                # a re-measure with all its visits needs no model: only its pair is left to store
+                self._complete(p, self.visits.results(AGAIN, p.config_id)[:self.spec.protocol.visits], None, None,
+                               None, None, overhead, block_id, bar)
+            else:
+                groups.setdefault((p.arch, p.size), []).append(p)
         tasks, meta = {}, {}
         for (arch, size), items in list(groups.items())[:self.spec.block_architectures]:
             try:
