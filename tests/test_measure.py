@@ -379,3 +379,49 @@ def test_a_negative_remeasure_share_or_zero_windows_is_refused_before_measuring(
             measure.run(cfg)
         assert "\n" not in str(exc.value)
         assert not (tmp_path / "data").exists()
+
+
+def test_visits_reuse_the_model_built_at_the_first_one_and_a_re_measure_builds_its_own(tmp_path):
+    """`keep_models_mb`: a configuration's later visits in a run measure the model built and compiled at its
+    first (no rebuild, no retrace); its measure-twice re-measure builds one afresh; with 0 each visit builds."""
+    from nnenergy.measure.sweep import Sweep
+    from nnenergy.measure.sweep_spec import SweepSpec
+
+    def spec(out: str, keep_mb: float) -> SweepSpec:
+        return SweepSpec.from_config({
+            "name": "tiny", "architectures": ["tiny_mlp", "tiny_cnn"], "batch_sizes": [1, 2], "input_sizes": [16],
+            "output_dir": str(tmp_path / "p" / out), "cache_dir": str(tmp_path / "c"), "isolate_share": 0.0,
+            "block_architectures": 1, "keep_models_mb": keep_mb, "remeasure_share": 1.0, "remeasure_after_min": 0,
+            "protocol": {"rounds": 1, "windows": 1, "min_seconds": 0.01, "warmup": 1, "visits": 2,
+                         "visit_gap_min": 0}})
+
+    kept = Sweep(spec("kept", 64))
+    result = kept.run()
+    assert len(result.models) == 4 and result.complete
+    pairs = json.loads((tmp_path / "p" / "kept" / "remeasure.json").read_text())
+    assert pairs  # re-measures were made, each with its own model
+    again_models = {p["config_id"].split("|")[0] for p in pairs}
+    assert kept.models.misses == 2 + len(again_models)  # one build per architecture and purpose
+    assert kept.models.hits >= 2  # each architecture's second label visit, at least
+    assert len(kept.models) == 0  # nothing kept once every visit is made
+    assert json.loads(result.models["protocol"].iloc[0])["keep_models_mb"] == 64
+    rebuilt = Sweep(spec("rebuilt", 0))
+    rebuilt.run()
+    assert rebuilt.models.hits == 0 and rebuilt.models.misses >= 4
+
+
+def test_the_model_cache_keeps_at_most_its_budget_least_recently_used_out():
+    from nnenergy.measure.model_cache import ModelCache
+
+    built = {n: zoo.build("tiny_mlp", n) for n in (8, 16, 32)}
+    nbytes = {n: 4 * b.model.count_params() for n, b in built.items()}
+    cache = ModelCache(max_mb=(nbytes[8] + nbytes[16] + nbytes[32] - 1) / 2**20)  # one byte short of all three
+    made = []
+    for n in (8, 16, 8, 32):
+        cache.get(("label", "tiny_mlp", n), lambda n=n: (made.append(n), (built[n], None))[1])
+    assert made == [8, 16, 32] and cache.hits == 1
+    assert ("label", "tiny_mlp", 16) not in cache and ("label", "tiny_mlp", 8) in cache  # 16 was least recent
+    cache.keep_only([("label", "tiny_mlp", 32)])
+    assert len(cache) == 1 and ("label", "tiny_mlp", 32) in cache
+    nothing = ModelCache(max_mb=0)
+    assert nothing.get(("label", "tiny_mlp", 8), lambda: (built[8], None)).built is built[8] and len(nothing) == 0

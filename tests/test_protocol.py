@@ -258,6 +258,7 @@ def _nothing_written(tmp_path) -> bool:
     ("sweep.protocol.rounds=0", "rounds"),
     ("sweep.protocol.visits=0", "visits"),
     ("sweep.protocol.visit_gap_min=-1", "visit_gap_min"),
+    ("sweep.keep_models_mb=-1", "keep_models_mb"),
 ])
 def test_bad_sweep_input_is_refused_up_front(tmp_path, override, message):
     from nnenergy.apps import measure

@@ -20,6 +20,7 @@ from nnenergy import zoo
 from nnenergy.measure import backends, layers, remeasure, rows
 from nnenergy.measure.hardware import boot_id
 from nnenergy.measure.meter import EnergyMeter, MeasurementError
+from nnenergy.measure.model_cache import ModelCache
 from nnenergy.measure.plan import Job, arch_name, isolated, pending_jobs, plan_jobs
 from nnenergy.measure.progress import Progress, SweepResult, canonical_reference
 from nnenergy.measure.protocol import InterleavedMeasurer, combine_visits
@@ -69,6 +70,8 @@ class Sweep:
         self.progress.check_profile(self.prov["profile"])
         self.visits = VisitBook(self.progress.visit_store, spec.protocol.visits, spec.protocol.visit_gap_min)
         self.given_up: set[tuple[str, str]] = set()  # visits that failed this session (`_give_up`)
+        # models kept between a configuration's visits in this run (`model_cache`); one visit keeps none
+        self.models = ModelCache(spec.keep_models_mb if spec.protocol.visits > 1 else 0)
 
     @property
     def config_store(self):
@@ -141,9 +144,12 @@ class Sweep:
                 measured = True
                 if begin:
                     self._remeasure(machine_session, ref)
-                keras.backend.clear_session()  # free the graphs before the next block
+                self.models.keep_only((p.purpose, p.arch, p.size) for p in self.visits.pending(self._finished()))
+                keras.backend.clear_session()  # free the graphs before the next block (kept models survive it)
                 ref = reference_call(self.backend)
             left = len(self.visits.pending(self._finished()))  # begun, still between visits
+            log.info("sweep %s: %d models built, %d visits made with a kept one", spec.name, self.models.misses,
+                     self.models.hits)
             if pending or left:
                 log.info("sweep %s: stopped by its budget with %d configurations to begin and %d between visits "
                          "(rerun to resume)", spec.name, sum(len(j.batches) for j in pending), left)
@@ -186,10 +192,10 @@ class Sweep:
         for job in jobs:
             name = arch_name(job.arch)
             try:
-                built = zoo.build(job.arch, job.size)
+                kept = self.models.get((LABEL, job.arch, job.size), lambda: self._build(job.arch, job.size))
+                built, fn = kept.built, kept.fn
                 infos = desc.describe(built.model)
                 leaves = desc.leaf_layers(built.model)  # nested models flattened, as `describe` names them
-                fn = backend.compile_model(built.model, built.input_shape)
             except zoo.ArchitectureError as exc:
                 self._skip(name, job.size or 0, job.batches, str(exc), bar)
                 continue
@@ -252,26 +258,26 @@ class Sweep:
         time; a configuration's last visit makes its label (a row, or a measure-twice pair)."""
         backend, sync = self.backend, self.backend.sync() or (lambda: None)
         block_id = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        groups: dict[tuple, list[Pending]] = {}
+        groups: dict[tuple, list[Pending]] = {}  # (purpose, arch, size): one model per group
         for p in due:  # oldest first
             if p.purpose == AGAIN and p.made >= self.spec.protocol.visits:
                 # a re-measure with all its visits needs no model: only its pair is left to store
                 self._complete(p, self.visits.results(AGAIN, p.config_id)[:self.spec.protocol.visits], None, None,
                                None, None, overhead, block_id, bar)
             else:
-                groups.setdefault((p.arch, p.size), []).append(p)
+                groups.setdefault((p.purpose, p.arch, p.size), []).append(p)
         tasks, meta = {}, {}
-        for (arch, size), items in list(groups.items())[:self.spec.block_architectures]:
+        for (purpose, arch, size), items in list(groups.items())[:self.spec.block_architectures]:
             try:
-                built = zoo.build(arch, size)
+                kept = self.models.get((purpose, arch, size), lambda: self._build(arch, size))
+                built, fn = kept.built, kept.fn
                 last = any(p.purpose == LABEL and p.made + 1 >= self.spec.protocol.visits for p in items)
                 # Only a label's last visit becomes rows: its layers are described then.
                 infos, leaves = (desc.describe(built.model), desc.leaf_layers(built.model)) if last else (None, None)
-                fn = backend.compile_model(built.model, built.input_shape)
                 for p in items:
                     x = backend.random((p.batch, *built.input_shape))
                     tasks[p.key] = (lambda f, t: (lambda: f(t)))(fn, x)
-                    tasks[p.key]()  # trace + first pass
+                    tasks[p.key]()  # trace (unless kept) + first pass
                     sync()
                     meta[p.key] = (built, infos, leaves, p)
             except Exception as exc:  # built differently since its first visit (or not at all)
@@ -342,10 +348,10 @@ class Sweep:
                 if r.get("source") == "file":
                     raise ValueError("a model file is not re-measured (its path is not in the row)")
                 size = int(r["input_size"]) if r.get("source") in ("keras.applications", "builtin") else None
-                built = zoo.build(r["architecture"], size)
-                fn = self.backend.compile_model(built.model, built.input_shape)
-                x = self.backend.random((int(r["batch_size"]), *built.input_shape))
-                tasks[r["config_id"]] = (lambda f, t: (lambda: f(t)))(fn, x)
+                # built afresh for the re-measure (the label's kept model is under another key), then kept
+                kept = self.models.get((AGAIN, r["architecture"], size), lambda: self._build(r["architecture"], size))
+                x = self.backend.random((int(r["batch_size"]), *kept.built.input_shape))
+                tasks[r["config_id"]] = (lambda f, t: (lambda: f(t)))(kept.fn, x)
                 rows_of[r["config_id"]] = (r, size)
             except Exception as exc:  # rebuilt differently (or not at all): record, never retry
                 stored.append({"config_id": r["config_id"], "error": f"{type(exc).__name__}: {exc}"[:300]})
@@ -365,6 +371,11 @@ class Sweep:
             else:
                 self._pair(cid, label, res, now)
 
+    def _build(self, arch: str, size: int | None):
+        """A model built and compiled (traced at its first call)."""
+        built = zoo.build(arch, size)
+        return built, self.backend.compile_model(built.model, built.input_shape)
+
     def _visited(self) -> set[tuple[str, str]]:
         return {(r["purpose"], r["config_id"]) for r in self.progress.visit_store.values()}
 
@@ -381,7 +392,9 @@ class Sweep:
         isolate = isolated(self.spec, base["config_id"])
         isos = [self._isolated(leaves[info.name], info, batch) if isolate else {} for info in infos]
         layer_rows = rows.layer_rows(base, infos, isos, batch, whole, prof)
-        context = {"protocol": json.dumps(self.spec.protocol.__dict__), "block": block,
+        # how the visits were made belongs to the protocol: kept models, or one built per visit
+        protocol = self.spec.protocol.__dict__ | {"keep_models_mb": self.models.max_bytes / 2**20}
+        context = {"protocol": json.dumps(protocol), "block": block,
                    "arch_spec": built.spec.to_json() if built.spec is not None else None}
         self.progress.add_config(layer_rows, rows.model_row(base, layer_rows, isolate, whole, prof, overhead, context))
 

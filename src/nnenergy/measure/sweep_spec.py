@@ -72,6 +72,9 @@ class SweepSpec:
     # `remeasure_after_min` later in the same session; the datasheet states their agreement.
     remeasure_share: float = 0.05
     remeasure_after_min: float = 20.0
+    # With `protocol.visits > 1`: MB of weights kept built and compiled between a configuration's visits
+    # in one run (`measure.model_cache`); 0 builds each visit afresh (datasets before 2026-12-06 evening).
+    keep_models_mb: float = 2048
     shuffle: bool = False
     seed: int = 0
     device: str = "cpu"  # cpu | gpu (NVML energy; the Keras backend comes from KERAS_BACKEND)
@@ -112,6 +115,8 @@ class SweepSpec:
                 raise SweepInputError(f"sweep.{key} must be >= 0 (or null), got {getattr(self, key)}")
         if not 0 <= self.remeasure_share <= 1:
             raise SweepInputError(f"sweep.remeasure_share must lie in [0, 1], got {self.remeasure_share}")
+        if not self.keep_models_mb >= 0:
+            raise SweepInputError(f"sweep.keep_models_mb must be >= 0, got {self.keep_models_mb}")
         if not self.remeasure_after_min >= 0:
             raise SweepInputError(f"sweep.remeasure_after_min must be >= 0, got {self.remeasure_after_min}")
         for what, values in (("batch_sizes", self.batch_sizes), ("input_sizes", self.input_sizes)):
