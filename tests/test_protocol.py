@@ -269,6 +269,27 @@ def test_bad_sweep_input_is_refused_up_front(tmp_path, override, message):
     assert _nothing_written(tmp_path)
 
 
+def test_a_dataset_is_resumed_only_under_its_own_protocol_and_a_bring_up_takes_it(tmp_path):
+    """Labels of two protocols never share a dataset: resuming one under another protocol is refused before
+    anything is measured, naming the overrides that continue it; the bring-up continues its dataset under the
+    dataset's protocol."""
+    from nnenergy.apps import measure
+    from nnenergy.calibrate import bringup
+    from nnenergy.measure.sweep import SweepInputError
+
+    measure.run(_sweep_cfg(tmp_path, "sweep.architectures=[tiny_mlp]", "sweep.batch_sizes=[1]"))
+    rows = tmp_path / "p" / "tiny" / "progress" / "models.jsonl"
+    before = rows.read_text()
+    with pytest.raises(SweepInputError, match=r"statistic=median.*continue it with sweep\.protocol\.statistic=q25"):
+        measure.run(_sweep_cfg(tmp_path, "sweep.protocol.statistic=median"))
+    assert rows.read_text() == before  # nothing measured
+    spec = bringup.sweep_spec(10, [f"sweep.output_dir={tmp_path / 'p' / 'tiny'}", "sweep.protocol.statistic=median",
+                                   "sweep.protocol.rounds=3"])
+    assert (spec.protocol.statistic, spec.protocol.rounds) == ("q25", 2)  # tiny's, as the dataset was measured
+    fresh = bringup.sweep_spec(10, [f"sweep.output_dir={tmp_path / 'new'}", "sweep.protocol.rounds=3"])
+    assert fresh.protocol.rounds == 3  # a new bring-up dataset takes the overrides
+
+
 def test_the_measure_command_reports_bad_input_in_one_line(tmp_path, new_store):
     """The command line's side of the refusals above: exit status 2, one line, no traceback."""
     cmd = [sys.executable, "-m", "nnenergy.apps.measure", "sweep=tiny", f"sweep.output_dir={tmp_path / 'p' / 'tiny'}",

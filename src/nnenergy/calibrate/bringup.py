@@ -89,12 +89,18 @@ def sweep_spec(minutes: float, overrides: list[str] = (), spent_s: float = 0.0, 
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from nnenergy.measure.progress import dataset_protocol
     from nnenergy.measure.sweep import SweepSpec
     from nnenergy.paths import conf_dir
 
     with initialize_config_dir(str(conf_dir().resolve()), version_base="1.3"):
         cfg = compose("measure", overrides=[f"sweep={BRINGUP_SWEEP}", *overrides])
     sweep = OmegaConf.to_container(cfg.sweep, resolve=True)
+    # A bring-up continues its profile's dataset under that dataset's protocol (shipped ones may predate
+    # today's default): labels of two protocols never share a dataset.
+    stored = dataset_protocol(Path(sweep["output_dir"]))
+    if stored:
+        sweep["protocol"] = {**sweep["protocol"], **stored}
     # The sweep checks its budget before each block (and always measures one): the last block starts
     # one block's time before the budget ends.
     sweep["max_minutes"] = max(0.0, (sweep_budget_s(minutes, spent_s, candidates) - BLOCK_S) / 60)

@@ -16,6 +16,7 @@ import pandas as pd
 from nnenergy import dataset as ds
 from nnenergy.measure import remeasure
 from nnenergy.measure.incontext import restore_untraced
+from nnenergy.measure.protocol import ProtocolSettings
 from nnenergy.measure.store import JsonlStore
 from nnenergy.measure.sweep_spec import REFERENCE, SweepInputError
 from nnenergy.measure.visits import AGAIN, LABEL, VISITS_FILE
@@ -24,6 +25,32 @@ from nnenergy.schema import config_id
 log = logging.getLogger(__name__)
 
 RETRIES_ON_RESUME = 3  # a measurement that failed is tried again on resume, this many times in all
+# The protocol settings that define a label (the contention thresholds only decide which windows are redone).
+LABEL_KEYS = ("rounds", "windows", "min_seconds", "min_passes", "warmup", "statistic", "normalise", "visits",
+              "visit_gap_min")
+
+
+def label_protocol(stored) -> dict | None:
+    """The label-defining settings of a row's `protocol` JSON; keys older rows lack take the defaults they
+    were measured under (`ProtocolSettings`' defaults are the first protocol's). None: no protocol recorded."""
+    if not isinstance(stored, str) or not stored:
+        return None
+    settings, defaults = json.loads(stored), ProtocolSettings()
+    return {k: settings.get(k, getattr(defaults, k)) for k in LABEL_KEYS}
+
+
+def dataset_protocol(out: Path) -> dict | None:
+    """The protocol of the newest row of the dataset in `out` (its progress, else its shipped Parquet),
+    read without writing anything; None for a new dataset."""
+    rows = out / "progress" / "models.jsonl"
+    if rows.exists() and rows.stat().st_size:
+        for line in reversed(rows.read_text().splitlines()):
+            if line.strip():
+                return label_protocol(json.loads(line).get("protocol"))
+    if (out / ds.MODELS_FILE).exists():
+        stored = pd.read_parquet(out / ds.MODELS_FILE, columns=["protocol"])["protocol"].dropna()
+        return label_protocol(stored.iloc[-1]) if len(stored) else None
+    return None
 
 
 @dataclass
@@ -110,6 +137,19 @@ class Progress:
             raise SweepInputError(
                 f"{self.out} holds measurements of hardware profile {sorted(map(str, theirs))}, but this machine is "
                 f"{mine}; rows of two CPUs never share a dataset: measure into data/{mine}/ instead")
+
+    def check_protocol(self, mine: ProtocolSettings) -> None:
+        """Labels of two protocols never share a dataset: a resumed one keeps the protocol it has."""
+        newest = next((r for r in reversed(list(self.config_store.values())) if r.get("protocol")), None)
+        theirs = label_protocol(newest.get("protocol")) if newest else None
+        differ = {k: v for k, v in (theirs or {}).items() if v != getattr(mine, k)}
+        if differ:
+            raise SweepInputError(
+                f"{self.out} was measured with protocol " + ", ".join(f"{k}={v}" for k, v in differ.items())
+                + " where this run has " + ", ".join(f"{k}={getattr(mine, k)}" for k in differ)
+                + "; labels of two protocols never share a dataset: continue it with "
+                + " ".join(f"sweep.protocol.{k}={v}" for k, v in differ.items())
+                + ", or measure into another sweep.output_dir")
 
     def measured(self) -> set[str]:
         return {r["config_id"] for r in self.config_store.values()}

@@ -68,6 +68,7 @@ class Sweep:
         self.signatures = JsonlStore(Path(spec.cache_dir) / self.prov["hardware_id"] / "signatures.jsonl",
                                      key="signature")
         self.progress.check_profile(self.prov["profile"])
+        self.progress.check_protocol(spec.protocol)
         self.visits = VisitBook(self.progress.visit_store, spec.protocol.visits, spec.protocol.visit_gap_min)
         self.given_up: set[tuple[str, str]] = set()  # visits that failed this session (`_give_up`)
         # models kept between a configuration's visits in this run (`model_cache`); one visit keeps none
@@ -120,6 +121,10 @@ class Sweep:
         # (a sweep stopped by its budget and rerun, as measuring in chunks does).
         machine_session = min([r["session"] for r in self.progress.sessions.values()
                                if r.get("boot_id") == boot_id()] + [session])
+        this_boot = datetime.fromisoformat(machine_session)
+        for p in self.visits.pending(self._finished()):  # a re-measure begun before a reboot is not a pair
+            if p.purpose == AGAIN and self.visits.first_at(AGAIN, p.config_id) < this_boot:
+                self._give_up(p, "its first visit was made before this boot of the machine", bar)
         try:
             while True:
                 # At least one block: a budget smaller than the start-up still measures something.

@@ -60,6 +60,11 @@ class VisitBook:
             out.append(self.store[f"{purpose}|{config_id}|{len(out) + 1}"])
         return out
 
+    def first_at(self, purpose: str, config_id: str) -> datetime | None:
+        """When a configuration's first visit was made (None: none was)."""
+        key = f"{purpose}|{config_id}|1"
+        return datetime.fromisoformat(self.store[key]["at"]) if key in self.store else None
+
     def results(self, purpose: str, config_id: str) -> list[Result]:
         """The visits stored for one configuration, in order."""
         return [Result(**r["result"]) for r in self._records(purpose, config_id)]
