@@ -286,6 +286,9 @@ def test_a_dataset_is_resumed_only_under_its_own_protocol_and_a_bring_up_takes_i
     spec = bringup.sweep_spec(10, [f"sweep.output_dir={tmp_path / 'p' / 'tiny'}", "sweep.protocol.statistic=median",
                                    "sweep.protocol.rounds=3"])
     assert (spec.protocol.statistic, spec.protocol.rounds) == ("q25", 2)  # tiny's, as the dataset was measured
+    with rows.open("a") as fh:  # a last line cut by a kill does not hide the dataset's protocol
+        fh.write('{"config_id": "cut')
+    assert bringup.sweep_spec(10, [f"sweep.output_dir={tmp_path / 'p' / 'tiny'}"]).protocol.windows == 1
     fresh = bringup.sweep_spec(10, [f"sweep.output_dir={tmp_path / 'new'}", "sweep.protocol.rounds=3"])
     assert fresh.protocol.rounds == 3  # a new bring-up dataset takes the overrides
 

@@ -12,6 +12,7 @@ import os
 import platform
 import re
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
@@ -124,6 +125,13 @@ def current_profile() -> CpuProfile:
 
 def current_profile_name() -> str:
     return current_profile().name
+
+
+def booted_at() -> datetime:
+    """When this boot of the machine began (UTC)."""
+    import psutil
+
+    return datetime.fromtimestamp(psutil.boot_time(), timezone.utc)
 
 
 def boot_id() -> str:

@@ -45,8 +45,10 @@ def dataset_protocol(out: Path) -> dict | None:
     rows = out / "progress" / "models.jsonl"
     if rows.exists() and rows.stat().st_size:
         for line in reversed(rows.read_text().splitlines()):
-            if line.strip():
+            try:  # a line cut by a kill is skipped, as the store skips it
                 return label_protocol(json.loads(line).get("protocol"))
+            except ValueError:
+                continue
     if (out / ds.MODELS_FILE).exists():
         stored = pd.read_parquet(out / ds.MODELS_FILE, columns=["protocol"])["protocol"].dropna()
         return label_protocol(stored.iloc[-1]) if len(stored) else None
@@ -140,9 +142,12 @@ class Progress:
 
     def check_protocol(self, mine: ProtocolSettings) -> None:
         """Labels of two protocols never share a dataset: a resumed one keeps the protocol it has."""
-        newest = next((r for r in reversed(list(self.config_store.values())) if r.get("protocol")), None)
-        theirs = label_protocol(newest.get("protocol")) if newest else None
+        newest = next((r for r in reversed(list(self.config_store.values())) if isinstance(r.get("protocol"), str)),
+                      None)
+        theirs = label_protocol(newest["protocol"]) if newest else None
         differ = {k: v for k, v in (theirs or {}).items() if v != getattr(mine, k)}
+        if theirs and theirs["visits"] == mine.visits == 1:
+            differ.pop("visit_gap_min", None)  # the gap between visits means nothing with one visit
         if differ:
             raise SweepInputError(
                 f"{self.out} was measured with protocol " + ", ".join(f"{k}={v}" for k, v in differ.items())

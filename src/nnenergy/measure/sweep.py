@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from nnenergy import describe as desc
 from nnenergy import zoo
 from nnenergy.measure import backends, layers, remeasure, rows
-from nnenergy.measure.hardware import boot_id
+from nnenergy.measure.hardware import boot_id, booted_at
 from nnenergy.measure.meter import EnergyMeter, MeasurementError
 from nnenergy.measure.model_cache import ModelCache
 from nnenergy.measure.plan import Job, arch_name, isolated, pending_jobs, plan_jobs
@@ -121,9 +121,10 @@ class Sweep:
         # (a sweep stopped by its budget and rerun, as measuring in chunks does).
         machine_session = min([r["session"] for r in self.progress.sessions.values()
                                if r.get("boot_id") == boot_id()] + [session])
-        this_boot = datetime.fromisoformat(machine_session)
+        booted = booted_at()
         for p in self.visits.pending(self._finished()):  # a re-measure begun before a reboot is not a pair
-            if p.purpose == AGAIN and self.visits.first_at(AGAIN, p.config_id) < this_boot:
+            first = self.visits.first_at(AGAIN, p.config_id) if p.purpose == AGAIN else None
+            if first is not None and first < booted and p.made < spec.protocol.visits:
                 self._give_up(p, "its first visit was made before this boot of the machine", bar)
         try:
             while True:
