@@ -40,15 +40,17 @@ def label_protocol(stored) -> dict | None:
 
 
 def dataset_protocol(out: Path) -> dict | None:
-    """The protocol of the newest row of the dataset in `out` (its progress, else its shipped Parquet),
-    read without writing anything; None for a new dataset."""
+    """The protocol of the newest row that records one in the dataset in `out` (its progress, else its
+    shipped Parquet), read without writing anything; None for a new dataset."""
     rows = out / "progress" / "models.jsonl"
     if rows.exists() and rows.stat().st_size:
         for line in reversed(rows.read_text().splitlines()):
             try:  # a line cut by a kill is skipped, as the store skips it
-                return label_protocol(json.loads(line).get("protocol"))
+                found = label_protocol(json.loads(line).get("protocol"))
             except ValueError:
                 continue
+            if found:
+                return found
     if (out / ds.MODELS_FILE).exists():
         stored = pd.read_parquet(out / ds.MODELS_FILE, columns=["protocol"])["protocol"].dropna()
         return label_protocol(stored.iloc[-1]) if len(stored) else None
@@ -142,9 +144,7 @@ class Progress:
 
     def check_protocol(self, mine: ProtocolSettings) -> None:
         """Labels of two protocols never share a dataset: a resumed one keeps the protocol it has."""
-        newest = next((r for r in reversed(list(self.config_store.values())) if isinstance(r.get("protocol"), str)),
-                      None)
-        theirs = label_protocol(newest["protocol"]) if newest else None
+        theirs = dataset_protocol(self.out)  # the bring-up reads it so too
         differ = {k: v for k, v in (theirs or {}).items() if v != getattr(mine, k)}
         if theirs and theirs["visits"] == mine.visits == 1:
             differ.pop("visit_gap_min", None)  # the gap between visits means nothing with one visit

@@ -21,6 +21,11 @@ LABEL, AGAIN = "label", "again"  # a dataset row; a measure-twice re-measure of 
 VISITS_FILE = "visits.json"  # a dataset's unfinished visits (`Progress.finish`)
 
 
+def _key(purpose: str, config_id: str, visit: int) -> str:
+    """A visit's key in `progress/visits.jsonl`."""
+    return f"{purpose}|{config_id}|{visit}"
+
+
 @dataclass
 class Pending:
     """A configuration between two of its visits."""
@@ -49,20 +54,20 @@ class VisitBook:
             at: datetime, extra: dict | None = None) -> list[Result]:
         """Store one visit (flushed at once); returns all of this configuration's visits so far, in order."""
         made = self._records(purpose, config_id)
-        self.store.append({"key": f"{purpose}|{config_id}|{len(made) + 1}", "purpose": purpose,
+        self.store.append({"key": _key(purpose, config_id, len(made) + 1), "purpose": purpose,
                            "config_id": config_id, "visit": len(made) + 1, "at": at.isoformat(), "arch": arch,
                            "size": size, "batch": batch, "extra": extra or {}, "result": dataclasses.asdict(result)})
         return [*(Result(**r["result"]) for r in made), result]
 
     def _records(self, purpose: str, config_id: str) -> list[dict]:
         out = []
-        while f"{purpose}|{config_id}|{len(out) + 1}" in self.store:
-            out.append(self.store[f"{purpose}|{config_id}|{len(out) + 1}"])
+        while _key(purpose, config_id, len(out) + 1) in self.store:
+            out.append(self.store[_key(purpose, config_id, len(out) + 1)])
         return out
 
     def first_at(self, purpose: str, config_id: str) -> datetime | None:
         """When a configuration's first visit was made (None: none was)."""
-        key = f"{purpose}|{config_id}|1"
+        key = _key(purpose, config_id, 1)
         return datetime.fromisoformat(self.store[key]["at"]) if key in self.store else None
 
     def results(self, purpose: str, config_id: str) -> list[Result]:
