@@ -41,42 +41,45 @@ MIN_RUNS_FOR_ERROR = 5
 HISTORY_ESTIMATOR = "geometric mean of the probe and the median of the host's readings of the last 24 h"
 
 
-def _readings(profile: str, at: datetime, min_age_s: float = 0.0, max_age_s: float = float("inf")) -> list[dict]:
-    """This host's readings of `profile` read between `max_age_s` and `min_age_s` before `at` (a reading
-    without a time zone is UTC, as `nnenergy.speed` reads it), oldest first."""
+def _readings(profile: str, at: datetime, canon: dict, min_age_s: float = 0.0,
+              max_age_s: float = float("inf")) -> list[dict]:
+    """This host's readings of `profile` against the canonical reference `canon`, read between `max_age_s` and
+    `min_age_s` before `at` (a reading without a time zone is UTC, as `nnenergy.speed` reads it), oldest
+    first."""
     from nnenergy import speed
 
     def age_s(r: dict) -> float:
         t = datetime.fromisoformat(r["read_at"])
         return (at - (t if t.tzinfo else t.replace(tzinfo=timezone.utc))).total_seconds()
 
-    aged = ((r, age_s(r)) for r in speed.history(profile))
+    aged = ((r, age_s(r)) for r in speed.history(profile, canon))
     return [r for r, age in aged if 0 < age and min_age_s <= age <= max_age_s]
 
 
-def _last_reading(profile: str) -> dict | None:
-    old = _readings(profile, datetime.now(timezone.utc), min_age_s=LAST_MIN_AGE_H * 3600)
+def _last_reading(profile: str, canon: dict) -> dict | None:
+    old = _readings(profile, datetime.now(timezone.utc), canon, min_age_s=LAST_MIN_AGE_H * 3600)
     return old[-1] if old else None
 
 
-def _median_speed_last_24h(profile: str, at: datetime) -> float | None:
+def _median_speed_last_24h(profile: str, at: datetime, canon: dict) -> float | None:
     """The median speed index of this host's readings of the 24 h before `at`: kept in each run's log line,
     so the report's history-based estimator needs no host cache."""
-    past = [r["speed_index"] for r in _readings(profile, at, max_age_s=24 * 3600)]
+    past = [r["speed_index"] for r in _readings(profile, at, canon, max_age_s=24 * 3600)]
     return statistics.median(past) if past else None
 
 
-def measure_now(profile: str) -> dict:
-    """The probe, then the configurations measured now (raw), under one measurement lock."""
+def measure_now(profile: str, canon: dict) -> dict:
+    """The probe against the predictor's canonical reference `canon`, then the configurations measured now
+    (raw), under one measurement lock."""
     from nnenergy import speed, zoo
     from nnenergy.measure.lock import MeasurementLock
     from nnenergy.measure.meter import EnergyMeter
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
     from nnenergy.measure.sweep import inference_call, reference_call
 
-    last = _last_reading(profile)
-    past = _median_speed_last_24h(profile, datetime.now(timezone.utc))
-    reading = speed.record(profile, speed.probe(profile))  # takes the lock itself
+    last = _last_reading(profile, canon)
+    past = _median_speed_last_24h(profile, datetime.now(timezone.utc), canon)
+    reading = speed.record(profile, speed.probe(profile, canon=canon))  # takes the lock itself
     calls = {}
     for arch, size, batch in CONFIGS:
         m = zoo.build(arch, size).model
@@ -92,7 +95,7 @@ def measure_now(profile: str) -> dict:
         # many-model ratio).
         candidates = speed.probe_windows(seconds=2.0, kernel_seconds=1.0)
         res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(**protocol), reference_call(),
-                                     canonical=speed.canonical(profile)).run(
+                                     canonical=canon).run(
             {k: v[3] for k, v in calls.items()})
     return {"probe": reading, "last": last, "probe_candidates": candidates, "history_median_24h": past,
             # the reference read inside the pass, round by round (each configuration's speed index)
@@ -111,12 +114,12 @@ def run_once(tracking_uri: str | None) -> dict:
     meta = loaded[0].metadata.metadata or {}
     if (meta.get("hardware") or {}).get("profile") != profile:
         raise SystemExit(f"the predictor here ({uri}) is not this machine's ({profile}): run `nnenergy calibrate`")
-    m = measure_now(profile)
-    names = list(m["measured"])
-    args = [(n.split("|")[0], int(n.split("|")[1]), int(n.split("|")[2])) for n in names]
     from nnenergy import speed
 
     canon = meta.get("canonical_reference") or speed.canonical(profile)
+    m = measure_now(profile, canon)
+    names = list(m["measured"])
+    args = [(n.split("|")[0], int(n.split("|")[1]), int(n.split("|")[2])) for n in names]
     stated = {"canonical": "canonical"}
     for mode, r in (("last", m["last"]), ("now", m["probe"])):
         if r is not None:  # the reading as `predict --speed last` would have used it then, and the probe now
@@ -129,7 +132,7 @@ def run_once(tracking_uri: str | None) -> dict:
     # Trained on this profile's own data, or transferred here by `nnenergy calibrate` (same alias either way).
     origin = "transferred" if "transferred" in str(meta.get("predictor", "")) else "trained here"
     out = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "profile": profile, "predictor": uri,
-           "origin": origin, "probe": m["probe"], "last": m["last"], "probe_candidates": m["probe_candidates"],
+           "origin": origin, "canonical": canon, "trained_on": f"{meta.get('predictor')} on {meta.get('dataset')}", "probe": m["probe"], "last": m["last"], "probe_candidates": m["probe_candidates"],
            "history_median_24h": m["history_median_24h"],
            "inpass_speed_index": m["inpass_speed_index"], "configs": names, "measured": truth,
            "predicted": preds}
@@ -162,13 +165,21 @@ def report() -> str:
     # a transferred predictor's pairs measure its bias, not the probe; each profile is its own machine
     from nnenergy import speed
 
-    for prof in sorted({r["profile"] for r in runs}):
-        home = [r for r in runs if r.get("origin") == "trained here" and r["profile"] == prof]
-        if not home:
-            continue
-        canon = speed.canonical(prof)
+    def canon_of(r: dict) -> dict | None:  # lines before 2026-12-07 were all on the profile's reference file
+        return r.get("canonical") or speed.canonical(r["profile"])
+
+    # One section per profile and canonical reference: a predictor on another scale is another predictor.
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        if r.get("origin") == "trained here":
+            groups.setdefault((r["profile"], speed.canonical_key(canon_of(r))), []).append(r)
+    for (prof, _), home in sorted(groups.items(), key=lambda g: (g[0][0], g[1][0]["at"])):
+        canon = canon_of(home[0])
         reference_date = (canon or {}).get("measured_at", "?")[:10]
-        lines.append(f"\n### {prof} (canonical reference of {reference_date})\n")
+        trained_on = sorted({r.get("trained_on", "?") for r in home})
+        lines.append(f"\n### {prof} (canonical reference of {reference_date}, read by "
+                     f"{(canon or {}).get('statistic', 'round_min_median')}; {home[0]['at'][:16]} to "
+                     f"{home[-1]['at'][:16]}; predictor {', '.join(trained_on)})\n")
         for warm in sorted({_warmup(r) for r in home}):
             pairs = [r["probe_agreement"] for r in home if _warmup(r) == warm]
             lines.append(f"Probe agreement ({warm:g} s of warm-up) over the {len(pairs)} runs with a predictor trained "
@@ -243,7 +254,7 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
             typical = r["history_median_24h"]
         else:  # older lines: from this host's history, which holds them only where the report runs on that host
             at = datetime.fromisoformat(r["probe"]["read_at"])
-            past = [h["speed_index"] for h in _readings(r["profile"], at, max_age_s=24 * 3600)]
+            past = [h["speed_index"] for h in _readings(r["profile"], at, canon, max_age_s=24 * 3600)]
             typical = statistics.median(past) if past else None
         est = {f"probe ({_warmup(r):g} s of warm-up, 0.8 s of windows)": p}
         if typical:

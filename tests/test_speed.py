@@ -33,7 +33,9 @@ def _ago(minutes: float) -> str:
 
 
 def _reading(index: float, minutes_ago: float, lat: float | None = None) -> dict:
-    return {"speed_index": index, "latency_speed_index": lat or index, "read_at": _ago(minutes_ago), "source": "probe"}
+    """A reading as a probe against CANON records it."""
+    return {"speed_index": index, "latency_speed_index": lat or index, "read_at": _ago(minutes_ago), "source": "probe",
+            "canonical": speed.canonical_key(CANON)}
 
 
 def _frame():
@@ -66,9 +68,34 @@ def test_a_stale_reading_triggers_a_probe_and_a_held_lock_falls_back_to_it(cache
     past = speed.history(profile)
     assert len(past) == 2 and past[-1]["source"] == "probe" and s.source == "probe"
     assert past[-1]["warmup_s"] == speed.PROBE_WARMUP_S  # each reading says how it was taken
+    assert past[-1]["canonical"] == speed.canonical_key(CANON)  # and against which canonical reference
     assert s.speed_index == pytest.approx(past[-1]["speed_index"]) and s.speed_index > 0
     assert speed.resolve(profile, "auto", canon=CANON).read_at == past[-1]["read_at"]  # fresh now: no new probe
     assert len(speed.history(profile)) == 2
+
+
+def test_a_reading_against_another_canonical_reference_is_never_used(cache, tmp_path):
+    """A profile can hold two canonical references (its one-visit and its 3-visit labels'): a reading taken
+    against one never states a predictor on the other's scale, nor counts in its variability. A reading from
+    before readings named theirs was taken against the profile's reference file."""
+    q25 = {**CANON, "measured_at": "2026-12-06T18:02:37+00:00", "statistic": "q25"}
+    speed.record("p", {**_reading(0.7, 1), "canonical": speed.canonical_key(q25)})  # read against q25
+    with MeasurementLock():  # nothing on its scale, no probe possible: unscaled, and said so
+        s = speed.resolve("p", "auto", canon=CANON)
+    assert (s.source, s.speed_index) == ("canonical", 1.0) and "no earlier reading" in s.note
+    assert speed.resolve("p", "auto", canon=q25).speed_index == 0.7
+    assert speed.history("p", CANON) == [] and len(speed.history("p")) == 1
+    for i, v in enumerate((0.6, 1.0, 1.4)):  # another scale's swings do not widen this one's interval
+        speed.record("p", _reading(v, 30 - i))
+    assert speed.variability(speed.history("p", q25)) == 0.0 < speed.variability(speed.history("p", CANON))
+    root = tmp_path / "data"
+    (root / "old").mkdir(parents=True)
+    (root / "old" / "reference.json").write_text(json.dumps(CANON))
+    legacy = {k: v for k, v in _reading(0.8, 1).items() if k != "canonical"}
+    speed.record("old", legacy)  # names no canonical: read against data/old/reference.json
+    assert [r["speed_index"] for r in speed.history("old", CANON, root)] == [0.8]
+    assert speed.history("old", q25, root) == []
+    assert len(speed.history("old", q25, tmp_path / "nowhere")) == 1  # no reference file: taken as any
 
 
 def test_the_interval_widens_with_a_history_of_varying_speeds(cache):
@@ -110,7 +137,8 @@ def test_the_cli_refuses_a_bad_speed_and_a_corrupt_history_in_one_line(store, tm
     assert describe_main(["tiny_cnn", "--input-shape", "32,32,3", "-o", str(table)]) == 0
     env = {**os.environ, "NNENERGY_CACHE": str(tmp_path / "cache"), "NNENERGY_SPEED": "auto"}
     monkeypatch.setenv("NNENERGY_CACHE", env["NNENERGY_CACHE"])
-    load_predictor(tracking_uri=store, this_machine=True)  # cached: the processes below skip MLflow (~5 s each)
+    loaded = load_predictor(tracking_uri=store, this_machine=True)  # cached: the processes below skip MLflow
+    on_its_scale = speed.canonical_key((loaded[0].metadata.metadata or {}).get("canonical_reference"))
     cmd = [sys.executable, "-m", "nnenergy.cli", "predict", str(table), "--tracking-uri", store]
     res = subprocess.run([*cmd, "--speed", "fast"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert res.returncode == 2 and res.stdout == "" and len(res.stderr.strip().splitlines()) == 1
@@ -121,7 +149,8 @@ def test_the_cli_refuses_a_bad_speed_and_a_corrupt_history_in_one_line(store, tm
     assert res.returncode == 2 and res.stdout == "", res.stderr
     assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "line 1 is not a speed reading" in res.stderr
     assert hist.read_text() == "garbage\n"
-    hist.write_text(json.dumps(_reading(1.25, 1, lat=1.5)) + "\n")  # the predictor's profile is this machine's
+    # the predictor's profile is this machine's, and the reading on its canonical reference
+    hist.write_text(json.dumps({**_reading(1.25, 1, lat=1.5), "canonical": on_its_scale}) + "\n")
     from nnenergy.cli.predict import main  # the errors' processes above; the scaling needs none
 
     for key in ("NNENERGY_CACHE", "NNENERGY_SPEED"):

@@ -118,8 +118,19 @@ def history_file(profile: str) -> Path:
     return cache_dir() / "speed" / f"{profile}.jsonl"
 
 
-def history(profile: str) -> list[dict]:
-    """This host's readings of `profile`, oldest first. A corrupt file is an error, never overwritten."""
+def canonical_key(canon: dict | None) -> str | None:
+    """What names a canonical reference: when it was measured and the statistic it is read by. A profile
+    can have two (`reference.json` for one-visit labels, `reference-q25.json` for 3-visit ones), and a
+    speed index means nothing against the other one."""
+    if not canon:
+        return None
+    return f"{canon.get('measured_at')}|{canon.get('statistic', 'round_min_median')}"
+
+
+def history(profile: str, canon: dict | None = None, data_root: Path | None = None) -> list[dict]:
+    """This host's readings of `profile`, oldest first; with `canon`, only those read against that canonical
+    reference. Readings from before they recorded theirs (2026-12-07) were read against the profile's
+    reference file. A corrupt file is an error, never overwritten."""
     path = history_file(profile)
     try:
         lines = path.read_text().splitlines()
@@ -138,7 +149,11 @@ def history(profile: str) -> list[dict]:
         if rec.get("profile", profile) != profile:
             raise SpeedError(f"{path} line {i} is a reading of {rec['profile']}, not {profile}: remove that line")
         out.append(rec)
-    return out
+    if canon is None:
+        return out
+    key, legacy = canonical_key(canon), canonical_key(canonical(profile, data_root))
+    # a reading that names no canonical, of a profile with no reference file, is taken as read against any
+    return [r for r in out if r.get("canonical", legacy) in (key, None)]
 
 
 def record(profile: str, reading: dict) -> dict:
@@ -220,7 +235,8 @@ def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WIND
     energy, latency = list(energy), list(latency)
     e, lat = read(energy), read(latency)
     return {"profile": profile, "speed_index": e / canon["energy_j"], "latency_speed_index": lat / canon["latency_s"],
-            "read_at": _now(), "source": "probe", "spread": (max(energy) - min(energy)) / e,
+            "read_at": _now(), "source": "probe", "canonical": canonical_key(canon),
+            "spread": (max(energy) - min(energy)) / e,
             "seconds": round(time.perf_counter() - t0, 2), "warmup_s": PROBE_WARMUP_S}
 
 
@@ -272,7 +288,7 @@ def resolve(profile: str, mode: str = "auto", data_root: Path | None = None,
     at = canon.get("measured_at")
     if mode == "canonical":
         return Speed(profile, 1.0, 1.0, None, "canonical", at, 0.0)
-    past = history(profile)
+    past = history(profile, canon, data_root)  # readings on this predictor's scale only
     spread = variability(past)
     last = past[-1] if past else fallback
     note = ""

@@ -107,14 +107,16 @@ def sweep_spec(minutes: float, overrides: list[str] = (), spent_s: float = 0.0, 
     return SweepSpec.from_config(sweep)
 
 
-def read_speed(path: Path) -> dict:
-    """This machine's speed index now (`nnenergy.speed.probe`) against the profile's canonical
-    reference in `path` (`data/<profile>`), recorded in the profile's speed history."""
+def read_speed(folder: Path) -> dict:
+    """This machine's speed index now (`nnenergy.speed.probe`) against the canonical reference of the
+    bring-up dataset `folder` (`data/<profile>/space_gen`: the scale its transferred predictor states),
+    recorded in the profile's speed history."""
     from nnenergy import speed
 
+    path = folder.parent
     if not (path / "reference.json").exists():
         raise BringupError(f"{path / 'reference.json'} does not exist: run a bring-up first (`nnenergy calibrate`)")
-    return speed.record(path.name, speed.probe(path.name, path.parent))
+    return speed.record(path.name, speed.probe(path.name, path.parent, canon=speed.canonical_of_dataset(folder)))
 
 
 def speed_of_blocks(path: Path) -> dict | None:
@@ -244,7 +246,7 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
     profile = profile_name()
     if minutes <= 0.5:  # the speed only: the transfer stays, the machine's speed is re-read
         folder = Path(sweep_spec(minutes, overrides).output_dir)
-        speed = read_speed(folder.parent)
+        speed = read_speed(folder)
         return Bringup(profile, "", "speed re-read", False, {}, 0, 0, 0, speed["speed_index"],
                        time.perf_counter() - t0)
     # Before measuring: a bad URI or an empty registry costs nothing.
@@ -258,7 +260,8 @@ def run(minutes: float = 10.0, model_uri: str | None = None, tracking_uri: str |
     speed = speed_of_blocks(folder) or {"speed_index": 1.0, "source": "none"}
     if speed["source"] != "none":
         speeds.record(profile, {"speed_index": speed["speed_index"], "latency_speed_index": speed["speed_index"],
-                                "read_at": speed["measured_at"], "source": speed["source"]})
+                                "read_at": speed["measured_at"], "source": speed["source"],
+                                "canonical": speeds.canonical_key(speeds.canonical_of_dataset(folder))})
     hw = best.meta.get("hardware") or {}
     tr = best.transfer
     out = Bringup(profile, hw.get("source_profile") or hw.get("profile") or "unknown", tr.method, tr.fallback, tr.cv,
