@@ -118,10 +118,9 @@ class Sweep:
         ref = reference_call(self.backend)
         measured = False
         # Measure-twice pairs stay within one boot of the machine, over the runs a sweep is measured in
-        # (a sweep stopped by its budget and rerun, as measuring in chunks does).
-        machine_session = min([r["session"] for r in self.progress.sessions.values()
-                               if r.get("boot_id") == boot_id()] + [session])
+        # (a sweep stopped by its budget and rerun, as measuring in chunks does, or killed and rerun).
         booted = booted_at()
+        machine_session = booted.isoformat()
         for p in self.visits.pending(self._finished()):  # a re-measure begun before a reboot is not a pair
             first = self.visits.first_at(AGAIN, p.config_id) if p.purpose == AGAIN else None
             if first is not None and first < booted and p.made < spec.protocol.visits:
