@@ -117,3 +117,23 @@ def test_fast_regressor_paths_equal_predict(make):
         from nnenergy.learn.layerwise import _pipeline_predict
 
         assert _pipeline_predict(reg, x[:7]) is not None
+
+
+def test_conv_features_tell_a_channel_wise_grouped_conv_from_a_resnext_one():
+    """A channel-wise `Conv2D(groups=C)` and a ResNeXt-style grouped conv can share their group count, yet on
+    the Xeon the first costs ~15x the second per FLOP: `group_width` (input channels per group) tells them
+    apart, for the conv regressors and for the range check."""
+    import keras
+
+    from nnenergy.features.layer_features import KIND_FEATURES
+    from nnenergy.learn.layerwise import range_features
+
+    L = keras.layers
+    x = keras.Input((8, 8, 32), name="x")
+    cw = L.Conv2D(32, 3, padding="same", groups=32, name="channelwise")(x)
+    rx = L.Conv2D(128, 3, padding="same", groups=32, name="resnext")(L.Conv2D(128, 1, name="pw")(x))
+    model = keras.Model(x, L.Concatenate(name="cat")([cw, rx]))
+    feats = layer_features(describe_layers(model, 2, "g|8|2")).set_index("layer_name")
+    assert feats.loc["channelwise", "groups"] == feats.loc["resnext", "groups"] == 32
+    assert feats.loc[["channelwise", "resnext", "pw"], "group_width"].tolist() == [1.0, 4.0, 32.0]
+    assert "group_width" in KIND_FEATURES["conv"] and "group_width" in range_features("conv")

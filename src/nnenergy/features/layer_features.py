@@ -89,9 +89,11 @@ _SPATIAL_IN = ["in_h", "in_w", "in_c"]
 _SPATIAL_OUT = ["out_h", "out_w", "out_c"]
 KIND_FEATURES = {
     "dense": COMMON + ["in_c", "units", "log_params", "activation", "use_bias"] + UNIT_FLAGS,
-    "conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["filters", "kernel_area", "stride", "groups", "padding_same",
-                                                  "dilation", "activation", "use_bias", "log_params", "separable"]
-    + UNIT_FLAGS,
+    # `group_width` (input channels per group): a channel-wise Conv2D(groups=C) costs ~90x a dense conv per FLOP
+    # on the Xeon, a ResNeXt/RegNet one with 4-16 channels per group ~6x; `groups` alone cannot tell them apart.
+    "conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["filters", "kernel_area", "stride", "groups", "group_width",
+                                                  "padding_same", "dilation", "activation", "use_bias", "log_params",
+                                                  "separable"] + UNIT_FLAGS,
     "depthwise_conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["kernel_area", "stride", "padding_same",
                                                             "activation", "use_bias"] + UNIT_FLAGS,
     "pooling": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["pool_area", "stride", "padding_same", "is_max"],
@@ -229,6 +231,7 @@ def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
             row = cache[key] = _parse_row(*key)
         parsed[i] = row
     cols: dict[str, np.ndarray] = dict(zip(_PARSED, parsed.T))
+    cols["group_width"] = cols["in_c"] / np.maximum(cols["groups"], 1.0)
     kinds = np.array([_TYPE_TO_KIND.get(t, "other") for t in types], dtype=object)
     codes, _ = pd.factorize(df["config_id"].to_numpy(dtype=object))
     index = df["layer_index"].to_numpy()
