@@ -132,7 +132,9 @@ def run_once(tracking_uri: str | None) -> dict:
     # Trained on this profile's own data, or transferred here by `nnenergy calibrate` (same alias either way).
     origin = "transferred" if "transferred" in str(meta.get("predictor", "")) else "trained here"
     out = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "profile": profile, "predictor": uri,
-           "origin": origin, "canonical": canon, "trained_on": f"{meta.get('predictor')} on {meta.get('dataset')}", "probe": m["probe"], "last": m["last"], "probe_candidates": m["probe_candidates"],
+           "origin": origin, "canonical": canon, "version": loaded[1].get("version"),
+           "trained_on": f"{meta.get('predictor')} on {meta.get('dataset')}", "probe": m["probe"], "last": m["last"],
+           "probe_candidates": m["probe_candidates"],
            "history_median_24h": m["history_median_24h"],
            "inpass_speed_index": m["inpass_speed_index"], "configs": names, "measured": truth,
            "predicted": preds}
@@ -168,18 +170,20 @@ def report() -> str:
     def canon_of(r: dict) -> dict | None:  # lines before 2026-12-07 were all on the profile's reference file
         return r.get("canonical") or speed.canonical(r["profile"])
 
-    # One section per profile and canonical reference: a predictor on another scale is another predictor.
+    # One section per profile, canonical reference and registered version: each predictor has its own errors
+    # (lines before 2026-12-07 record none: one section per profile and canonical for them).
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         if r.get("origin") == "trained here":
-            groups.setdefault((r["profile"], speed.canonical_key(canon_of(r))), []).append(r)
+            groups.setdefault((r["profile"], speed.canonical_key(canon_of(r)), r.get("version")), []).append(r)
     for (prof, _), home in sorted(groups.items(), key=lambda g: (g[0][0], g[1][0]["at"])):
         canon = canon_of(home[0])
         reference_date = (canon or {}).get("measured_at", "?")[:10]
         trained_on = sorted({r.get("trained_on", "?") for r in home})
         lines.append(f"\n### {prof} (canonical reference of {reference_date}, read by "
                      f"{(canon or {}).get('statistic', 'round_min_median')}; {home[0]['at'][:16]} to "
-                     f"{home[-1]['at'][:16]}; predictor {', '.join(trained_on)})\n")
+                     f"{home[-1]['at'][:16]}; predictor {', '.join(trained_on)}"
+                     + (f", version {home[0]['version']}" if home[0].get("version") else "") + ")\n")
         for warm in sorted({_warmup(r) for r in home}):
             pairs = [r["probe_agreement"] for r in home if _warmup(r) == warm]
             lines.append(f"Probe agreement ({warm:g} s of warm-up) over the {len(pairs)} runs with a predictor trained "
