@@ -176,7 +176,7 @@ def report() -> str:
     for r in runs:
         if r.get("origin") == "trained here":
             groups.setdefault((r["profile"], speed.canonical_key(canon_of(r)), r.get("version")), []).append(r)
-    for (prof, _), home in sorted(groups.items(), key=lambda g: (g[0][0], g[1][0]["at"])):
+    for (prof, _, _), home in sorted(groups.items(), key=lambda g: (g[0][0], g[1][0]["at"])):
         canon = canon_of(home[0])
         reference_date = (canon or {}).get("measured_at", "?")[:10]
         trained_on = sorted({r.get("trained_on", "?") for r in home})
