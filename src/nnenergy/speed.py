@@ -151,9 +151,11 @@ def history(profile: str, canon: dict | None = None, data_root: Path | None = No
         out.append(rec)
     if canon is None:
         return out
-    key, legacy = canonical_key(canon), canonical_key(canonical(profile, data_root))
+    from nnenergy.paths import data_root as default_root  # from any folder: the checkout's data
+
+    key, legacy = canonical_key(canon), canonical_key(canonical(profile, data_root or default_root()))
     # a reading that names no canonical, of a profile with no reference file, is taken as read against any
-    return [r for r in out if r.get("canonical", legacy) in (key, None)]
+    return [r for r in out if (r.get("canonical") or legacy) in (key, None)]
 
 
 def record(profile: str, reading: dict) -> dict:

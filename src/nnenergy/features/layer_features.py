@@ -113,6 +113,8 @@ KIND_FEATURES = {
     "other": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["n_inputs", "log_params"],
 }
 ALL_FEATURES = sorted({f for cols in KIND_FEATURES.values() for f in cols})
+# Added after predictors were pickled: those store the columns they were trained on, older pickles lack them.
+NEWER_FEATURES = ("group_width",)  # 2026-12-07
 
 
 def kind_of(layer_type: str) -> str:

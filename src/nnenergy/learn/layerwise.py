@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LinearRegression
 
-from nnenergy.features.layer_features import ALL_FEATURES, KIND_FEATURES, RANGE_FEATURES
+from nnenergy.features.layer_features import ALL_FEATURES, KIND_FEATURES, NEWER_FEATURES, RANGE_FEATURES
 from nnenergy.features.units import FUSED_KIND, UNIT_FLAGS, fuse
 from nnenergy.learn.ranges import outside_range
 from nnenergy.schema import INTERVAL_KEY, TARGETS
@@ -396,7 +396,7 @@ class LayerwisePredictor:
         x_all = feats[ALL_FEATURES].to_numpy(dtype=float)
         col = {f: i for i, f in enumerate(ALL_FEATURES)}
         kind_features = getattr(self, "kind_features_", None) or {  # pickled before kernel units: no unit flags
-            k: [f for f in v if f not in UNIT_FLAGS] for k, v in KIND_FEATURES.items()}
+            k: [f for f in v if f not in UNIT_FLAGS and f not in NEWER_FEATURES] for k, v in KIND_FEATURES.items()}
         out = np.zeros((n, 2))
         known = feats["known"].to_numpy(dtype=bool).copy()
         oor = np.zeros(n, dtype=bool)

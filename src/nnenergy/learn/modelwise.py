@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
-from nnenergy.features.layer_features import ALL_FEATURES, LAYER_KINDS
+from nnenergy.features.layer_features import ALL_FEATURES, LAYER_KINDS, NEWER_FEATURES
 from nnenergy.schema import TARGETS
 
 _KIND_VOCAB = ["<unk>", *LAYER_KINDS, "other"]
@@ -113,7 +113,7 @@ class ModelwisePredictor:
         by_id = {cid: g.sort_values("layer_index") for cid, g in feats.groupby("config_id")}
         for cid in ids:
             g = by_id[cid]
-            num = (g[ALL_FEATURES].to_numpy(float) - self.x_mean_) / self.x_std_
+            num = (g[self._features()].to_numpy(float) - self.x_mean_) / self.x_std_
             k_ids = np.array([self.kind_index_.get(k, 0) for k in g["kind"]])
             t_ids = np.array([self.type_index_.get(t, 0) for t in g["layer_type"]])
             # Each step: the mean of `chunk` consecutive layers, tokens of its costliest layer.
@@ -127,6 +127,10 @@ class ModelwisePredictor:
             bfeat.append([np.log(g["batch_size"].iloc[0])])
         return [torch.tensor(bfeat, dtype=torch.float32), pad_sequence(seqs, batch_first=True),
                 pad_sequence(kinds, batch_first=True), pad_sequence(types, batch_first=True), torch.tensor(lengths)]
+
+    def _features(self) -> list[str]:
+        """The per-layer columns it was trained on (pickled before they were stored: those of that time)."""
+        return getattr(self, "features_", None) or [f for f in ALL_FEATURES if f not in NEWER_FEATURES]
 
     def _net(self, n_in: int) -> nn.Module:
         if self.arch == "mlp":
@@ -148,7 +152,8 @@ class ModelwisePredictor:
         self.kind_index_ = {k: i for i, k in enumerate(_KIND_VOCAB)}
         self.type_index_ = {t: i + 1 for i, t in enumerate(sorted(feats["layer_type"].unique()))}
         tr_feats = feats[feats["config_id"].isin(tr_ids)]
-        x = model_features(tr_feats).to_numpy(float) if self.arch == "mlp" else tr_feats[ALL_FEATURES].to_numpy(float)
+        self.features_ = list(ALL_FEATURES)  # as trained, whatever the extractor adds later
+        x = model_features(tr_feats).to_numpy(float) if self.arch == "mlp" else tr_feats[self.features_].to_numpy(float)
         self.x_mean_, self.x_std_ = x.mean(0), x.std(0) + 1e-6
         y = np.log(models.set_index("config_id")[list(TARGETS)].astype(float))
         self.y_mean_, self.y_std_ = y.loc[tr_ids].to_numpy().mean(0), y.loc[tr_ids].to_numpy().std(0) + 1e-6
