@@ -120,7 +120,7 @@ class Sweep:
         # Measure-twice pairs stay within one boot of the machine, over the runs a sweep is measured in
         # (a sweep stopped by its budget and rerun, as measuring in chunks does, or killed and rerun).
         booted = booted_at()
-        machine_session = booted.isoformat()
+        since_boot = booted.isoformat()  # the earliest block a measure-twice re-measure may pair with
         for p in self.visits.pending(self._finished()):  # a re-measure begun before a reboot is not a pair
             first = self.visits.first_at(AGAIN, p.config_id) if p.purpose == AGAIN else None
             if first is not None and first < booted and p.made < spec.protocol.visits:
@@ -148,7 +148,7 @@ class Sweep:
                     continue
                 measured = True
                 if begin:
-                    self._remeasure(machine_session, ref)
+                    self._remeasure(since_boot, ref)
                 self.models.keep_only((p.purpose, p.arch, p.size) for p in self.visits.pending(self._finished()))
                 keras.backend.clear_session()  # free the graphs before the next block (kept models survive it)
                 ref = reference_call(self.backend)
@@ -336,14 +336,14 @@ class Sweep:
         elif for_good:
             self.progress.remeasured.append({"config_id": p.config_id, "error": reason[:300]})
 
-    def _remeasure(self, session: str, ref) -> None:
-        """Measure-twice: this session's selected configurations, once they are old enough, measured
-        again whole (same protocol and visits, same canonical reference); each pair is stored as soon as
-        it is complete, each visit as soon as it is read."""
+    def _remeasure(self, since: str, ref) -> None:
+        """Measure-twice: the selected configurations measured since `since` (this boot of the machine), once
+        they are old enough, measured again whole (same protocol and visits, same canonical reference); each
+        pair is stored as soon as it is complete, each visit as soon as it is read."""
         spec, stored = self.spec, self.progress.remeasured
         done = {r["config_id"] for r in stored.values()} | {c for purpose, c in self._visited() if purpose == AGAIN}
         due = remeasure.due(self.progress.config_store.values(), done, spec.remeasure_share, spec.remeasure_after_min,
-                            session, datetime.now(timezone.utc), spec.seed)
+                            since, datetime.now(timezone.utc), spec.seed)
         if not due:
             return
         due = due[: spec.block_architectures * 2]
