@@ -14,6 +14,13 @@ Run it at >= 2 times >= 1 h apart; `--report` writes the table (`benchmarks/drif
 
     .venv/bin/python benchmarks/drift.py            # ~3 min; idle machine
     .venv/bin/python benchmarks/drift.py --report
+    .venv/bin/python benchmarks/drift.py --rescore  # past runs' measurements, re-predicted by today's predictor
+
+`--rescore` measures nothing: it predicts the logged runs' configurations with the predictor `predict`
+uses here now (speed `canonical`) and scores the runs' own measurements against it, with each run's own
+probe and last reading applied as that predictor applies them (its canonical's elasticity), for the runs
+read against the same canonical reference (`benchmarks/drift_rescored.md`). The measurements predate the
+predictor: an offline comparison of predictors on the same runs, beside the runs measured with it.
 """
 
 from __future__ import annotations
@@ -140,9 +147,77 @@ def run_once(tracking_uri: str | None) -> dict:
            "predicted": preds}
     ratios = [t / p for t, p in zip(truth, preds["canonical"])]
     out["many_model_ratio"] = statistics.median(ratios)
-    out["probe_agreement"] = m["probe"]["speed_index"] / out["many_model_ratio"] - 1
+    # what a prediction multiplies by: the index to the power of the canonical's elasticity (1.0 where unfitted)
+    out["probe_factor"] = m["probe"]["speed_index"] ** speed.elasticity(meta.get("canonical_reference"))[0]
+    out["probe_agreement"] = out["probe_factor"] / out["many_model_ratio"] - 1
     out["metrics"] = {mode: _metrics(truth, p) for mode, p in preds.items()}
     return out
+
+
+RESCORED = REPO / "benchmarks" / "drift_rescored.md"
+
+
+def rescore(tracking_uri: str | None) -> str:
+    """The logged runs on this profile and canonical, re-predicted by the current predictor (see the module)."""
+    from nnenergy import speed
+    from nnenergy.measure.hardware import current_profile_name
+    from nnenergy.predict.api import predict_many
+    from nnenergy.predict.loading import load_predictor, machine_model_uri
+
+    profile = current_profile_name()
+    uri = machine_model_uri(tracking_uri)
+    loaded = load_predictor(uri, tracking_uri)
+    meta = loaded[0].metadata.metadata or {}
+    canon = meta.get("canonical_reference")
+    key, (beta, _) = speed.canonical_key(canon), speed.elasticity(canon)
+    runs = [json.loads(line) for line in LOG.read_text().splitlines() if line.strip()]
+    runs = [r for r in runs if r["profile"] == profile and r.get("origin") == "trained here"
+            and speed.canonical_key(r.get("canonical")) == key]
+    if not runs:
+        return f"no logged run of {profile} against this predictor's canonical reference ({key})"
+    cache: dict[str, float] = {}
+    for name in sorted({c for r in runs for c in r["configs"]}):
+        a, s, b = name.split("|")
+        cache[name] = predict_many([a], batch_size=int(b), input_shape=(int(s), int(s), 3), model_uri=uri,
+                                   tracking_uri=tracking_uri, speed="canonical", predictor=loaded)[0].energy_j
+    version = loaded[1].get("version")
+    lines = [f"# Past drift runs re-scored by version {version} ({meta.get('predictor')} on {meta.get('dataset')}, "
+             f"energy elasticity {beta:g})", "",
+             "Measured nothing: each run's logged measurements against today's predictor, each run's own probe (and "
+             "last reading >= 1 h old) applied as this predictor applies it. Written by `benchmarks/drift.py "
+             "--rescore`.", "",
+             "| run (UTC) | measured with version | probe index (factor) | many-model ratio | probe / many - 1 | "
+             "canonical: RMSPE, ±10% | last: RMSPE, ±10% | now: RMSPE, ±10% | perfect probe: RMSPE |",
+             "|---" * 9 + "|"]
+    agree, per_mode = [], {"canonical": [], "last": [], "now": [], "perfect": []}
+    for r in runs:
+        truth = r["measured"]
+        pred = [cache[c] for c in r["configs"]]
+        many = statistics.median(t / p for t, p in zip(truth, pred))
+        factor = r["probe"]["speed_index"] ** beta
+        agree.append(factor / many - 1)
+        cells = {"canonical": _metrics(truth, pred), "now": _metrics(truth, [p * factor for p in pred]),
+                 "perfect": _metrics(truth, [p * many for p in pred])}
+        if r.get("last"):
+            cells["last"] = _metrics(truth, [p * r["last"]["speed_index"] ** beta for p in pred])
+        for k, v in cells.items():
+            per_mode[k].append(v)
+        cell = lambda k: f"{cells[k]['rmspe']:.1f}%, {cells[k]['within10']:.0f}%" if k in cells else "n/a"  # noqa: E731
+        lines.append(f"| {r['at'][:16]} | {r.get('version', '?')} | {r['probe']['speed_index']:.3f} ({factor:.3f}) | "
+                     f"{many:.3f} | {100 * (factor / many - 1):+.1f}% | {cell('canonical')} | {cell('last')} | "
+                     f"{cell('now')} | {cells['perfect']['rmspe']:.1f}% |")
+    lines += ["", f"Probe agreement over the {len(agree)} runs: RMS {_rms(agree):.1f}%.", "",
+              "| speed | runs | RMSPE: median (range) | within ±10%: median (range) | runs meeting ≤ 10% and ≥ 70% |",
+              "|---|---|---|---|---|"]
+    for mode, ms in per_mode.items():
+        if ms:
+            e, w = sorted(m["rmspe"] for m in ms), sorted(m["within10"] for m in ms)
+            meet = sum(m["rmspe"] <= TARGET_RMSPE and m["within10"] >= TARGET_WITHIN10 for m in ms)
+            lines.append(f"| {mode} | {len(ms)} | {statistics.median(e):.1f}% ({e[0]:.1f}–{e[-1]:.1f}%) | "
+                         f"{statistics.median(w):.0f}% ({w[0]:.0f}–{w[-1]:.0f}%) | {meet} of {len(ms)} |")
+    text = "\n".join(lines) + "\n"
+    RESCORED.write_text(text)
+    return text
 
 
 def _metrics(truth, pred) -> dict:
@@ -161,7 +236,10 @@ def report() -> str:
                           if k in r["metrics"] else "n/a (no reading >= 1 h old)")
         inpass = r.get("inpass_speed_index")
         inpass = f"{100 * (inpass / r['many_model_ratio'] - 1):+.1f}%" if inpass else "n/a"
-        lines.append(f"| {r['at'][:16]} | {r['profile']} | {r.get('origin', '?')} | {r['probe']['speed_index']:.3f} | "
+        factor = r.get("probe_factor", r["probe"]["speed_index"])
+        index = f"{r['probe']['speed_index']:.3f}" + (f" (×{factor:.3f} applied)" if
+                                                     abs(factor - r["probe"]["speed_index"]) > 1e-9 else "")
+        lines.append(f"| {r['at'][:16]} | {r['profile']} | {r.get('origin', '?')} | {index} | "
                      f"{r['many_model_ratio']:.3f} | {100 * r['probe_agreement']:+.1f}% | {inpass} | "
                      f"{cell('canonical')} | {cell('last')} | {cell('now')} |")
     # a transferred predictor's pairs measure its bias, not the probe; each profile is its own machine
@@ -249,10 +327,12 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
     canonical reference), each scored on the same pairs as the probe (RMS of estimate / many-model ratio - 1):
     what a <= 3 s reading, the host's history or the reference read inside the pass (the ideal: it shares the
     pass's time) can do."""
+    from nnenergy import speed
     from nnenergy.evaluate import metrics
 
     cands: dict[str, list[float]] = {}
     for r in runs:
+        beta = speed.elasticity(r.get("canonical") or canon)[0]  # each reading as a prediction would apply it
         m, p = r["many_model_ratio"], r["probe"]["speed_index"]
         if "history_median_24h" in r:
             typical = r["history_median_24h"]
@@ -270,7 +350,7 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
         if r.get("inpass_speed_index"):
             est["the reference read inside the pass (not available to a prediction)"] = r["inpass_speed_index"]
         for name, v in est.items():
-            cands.setdefault(name, []).append(v / m - 1)
+            cands.setdefault(name, []).append(v ** beta / m - 1)
     out = ["", "| estimator of the pass's speed | pairs | RMS of estimate / many-model ratio - 1 |", "|---|---|---|"]
     out += [f"| {name} | {len(v)} | {_rms(v):.1f}% |" for name, v in sorted(cands.items())]
     if HISTORY_ESTIMATOR not in cands:
@@ -288,10 +368,14 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--rescore", action="store_true", help="re-predict the logged runs with today's predictor")
     ap.add_argument("--tracking-uri", default=None)
     a = ap.parse_args()
     if a.report:
         print(report())
+        return 0
+    if a.rescore:
+        print(rescore(a.tracking_uri))
         return 0
     out = run_once(a.tracking_uri)
     with LOG.open("a") as fh:

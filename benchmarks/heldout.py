@@ -42,16 +42,17 @@ def by_group(rows: list[dict], mode: str = "canonical") -> dict[str, dict]:
 
 
 def run(dataset: Path, models_dir: Path | None, modes: list[str]) -> dict:
-    import pandas as pd
-
     from nnenergy import zoo
     from nnenergy.features.workload import workload_of
     from nnenergy.predict.api import predict
     from nnenergy.predict.loading import load_predictor
 
     loaded = load_predictor(this_machine=True)  # once: the predictor `nnenergy predict` uses here
-    rows = pd.read_parquet(dataset / "models.parquet")
-    work = workload_of(pd.read_parquet(dataset / "layers.parquet"))  # transformer / recurrent / other
+    from nnenergy import dataset as ds
+
+    data = ds.load(dataset)  # labels as predictors learn them (the canonical's elasticity)
+    rows = data.models
+    work = workload_of(data.layers)  # transformer / recurrent / other
     per_row = []
     for _, r in rows.iterrows():
         name = str(r["architecture"])

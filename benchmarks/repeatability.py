@@ -196,13 +196,13 @@ def datasets_report(root: Path = REPO / "data", out: Path = OUT) -> str:
     protocol, how its labels repeat >= 20 min apart within a session, and what they cost per configuration."""
     import pandas as pd
 
-    from nnenergy.measure import remeasure
+    from nnenergy.measure import datasheet, remeasure
 
     lines = ["| dataset | protocol | configurations | pairs | minutes apart | RMS % | within ±3% | within ±5% "
              "| configurations per hour |", "|---|---|---|---|---|---|---|---|---|"]
     for folder in sorted(p.parent for p in root.glob("*/*/remeasure.json")):
         pairs = json.loads((folder / remeasure.REMEASURE_FILE).read_text())
-        a = remeasure.agreement(pairs)
+        a = remeasure.agreement(pairs, datasheet.dataset_elasticity(folder))  # as the datasheet and training
         if not a["n"]:
             continue
         models = pd.read_parquet(folder / "models.parquet", columns=["protocol"])

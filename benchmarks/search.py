@@ -73,9 +73,10 @@ def check_against_measurement(pyfunc, dataset: Path) -> dict:
     import pandas as pd
     from scipy.stats import spearmanr
 
+    from nnenergy import dataset as ds
     from nnenergy.evaluate import metrics
 
-    models = pd.read_parquet(dataset / "models.parquet")
+    models = ds.load(dataset).models  # labels as predictors learn them (the canonical's elasticity)
     pairs = list(zip(models["architecture"], models["batch_size"].astype(int)))
     tables, _, _ = _describe_all(pairs, "measured subset")
     out = pyfunc.predict(pd.concat(tables, ignore_index=True))

@@ -17,7 +17,7 @@ from nnenergy.measure.incontext import restore_untraced
 
 def main(paths: list[str]) -> int:
     for path in paths:
-        data = ds.load(path)
+        data = ds.load(path, stored=True)
         layers, models = restore_untraced(data.layers, data.models)
         ds.save(models, layers, path)
         touched = int((models["ctx_untraced_s"] > 0).sum())

@@ -270,6 +270,9 @@ def test_a_killed_sweep_resumes_keeping_its_measurements_and_measure_twice_pairs
     pairs = json.loads((out / "remeasure.json").read_text())
     assert {p["config_id"] for p in pairs} <= set(models["config_id"]) and len(pairs) >= 2
     assert all(p["second_energy_j"] > 0 and p["minutes_apart"] >= 0 for p in pairs)
+    # each side carries what its label was normalised from, so the pair can be judged under an elasticity
+    assert all(p["first_speed_index"] > 0 and p["second_energy_raw_j"] > 0 and p["second_latency_speed_index"] > 0
+               for p in pairs)
     sheet = (out / "DATASHEET.md").read_text()
     assert "## Measure-twice check (label noise)" in sheet and f"{len(pairs)} configurations" in sheet
 
@@ -332,6 +335,7 @@ def test_begin_minutes_ends_a_run_with_every_label_complete_and_re_measures_visi
         again = [v["result"]["energy_j"] for v in visits
                  if v["purpose"] == "again" and v["config_id"] == p["config_id"]]
         assert len(again) == 2 and p["second_energy_j"] == pytest.approx(math.sqrt(again[0] * again[1]))
+        assert p["second_energy_raw_j"] / p["second_speed_index"] == pytest.approx(p["second_energy_j"])
         assert p["first_energy_j"] == pytest.approx(
             float(second.models.set_index("config_id").loc[p["config_id"], "energy_j"]))
 

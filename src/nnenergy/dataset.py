@@ -24,6 +24,8 @@ class Dataset:
     models: pd.DataFrame  # one row per (architecture, input size, batch size)
     layers: pd.DataFrame  # one row per layer occurrence in each of those configurations
     path: Path
+    # the canonical reference its labels were normalised to when loaded (None: stored rows, or no reference)
+    canonical: dict | None = None
 
     def hardware(self) -> dict:
         """The hardware the rows were measured on (one profile per dataset: the first row says it)."""
@@ -36,7 +38,10 @@ class Dataset:
         return ids[0] if len(ids) == 1 else ",".join(map(str, ids))
 
 
-def load(path: str | Path) -> Dataset:
+def load(path: str | Path, stored: bool = False) -> Dataset:
+    """A measured dataset, its labels normalised by its canonical reference's elasticity
+    (`scale.relabel`: what predictors learn and are judged on); `stored`: the rows as the sweep wrote
+    them (speed index applied one for one), for tools that write datasets (resume, merge)."""
     path = Path(path)
     missing = [f for f in (MODELS_FILE, LAYERS_FILE) if not (path / f).exists()]
     if missing:
@@ -44,7 +49,14 @@ def load(path: str | Path) -> Dataset:
             f"no dataset at {path} (missing {', '.join(missing)}); "
             "run `nnenergy measure sweep=tiny` or point `dataset=` at a measured folder"
         )
-    return Dataset(pd.read_parquet(path / MODELS_FILE), pd.read_parquet(path / LAYERS_FILE), path)
+    models, layers = pd.read_parquet(path / MODELS_FILE), pd.read_parquet(path / LAYERS_FILE)
+    if stored:
+        return Dataset(models, layers, path)
+    from nnenergy import scale
+
+    canon = scale.canonical_of_dataset(path)
+    models, layers = scale.relabel(models, layers, canon)
+    return Dataset(models, layers, path, canon)
 
 
 def save(models: pd.DataFrame, layers: pd.DataFrame, path: str | Path) -> None:

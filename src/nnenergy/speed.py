@@ -9,6 +9,13 @@ profile's first sweep), and a prediction is moved to the speed now by
     latency_speed_index = latency per pass of the reference now / its canonical latency
 
 1.0 = as fast as when the profile's data were measured; 1.4 = 40% more energy per pass today.
+A network's cost does not follow the reference's one for one: on the Intel Xeon a configuration
+measured twice moved by the ratio of its speed indices to the power 0.64 (energy; 0.68 latency),
+fitted on its dataset's measure-twice pairs (`measure.elasticity`). That exponent, the canonical
+reference's `elasticity`, is applied on both sides: labels are `raw / speed_index ** elasticity`
+(`scale.relabel`, when a dataset is loaded) and predictions are multiplied by
+`speed_index ** elasticity` (`apply`); 1.0 (the default) is plain division. On the same drift
+measurements it took the defaults from 12.2% to 10.1% RMSPE (docs/measurement.md, ninth session).
 Sweeps read the same ratio round by round (`measure.protocol`); this module reads it between
 sweeps: `probe` (~2.4 s on the Intel Xeon, ~3 s on the EPYC Zen 1), `record`/`history` (per profile,
 `<cache>/speed/<profile>.jsonl`), `resolve` (which reading a prediction uses: `auto`, `now`, `last`,
@@ -22,9 +29,12 @@ import math
 import os
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+
+# The scale a dataset's labels are stated at, defined with the datasets (`nnenergy.scale`), used here too.
+from nnenergy.scale import ELASTICITY_KEY, canonical_key, canonical_of_dataset, elasticity, relabel  # noqa: F401
 
 MODES = ("auto", "now", "last", "canonical")
 MAX_AGE_ENV = "NNENERGY_SPEED_MAX_AGE_MIN"
@@ -68,9 +78,24 @@ class Speed:
     canonical_at: str | None  # when the profile's canonical reference was measured
     variability: float  # relative sd of the speed a prediction may be off by (widens its interval)
     note: str = ""  # one line for the user, when the reading is not what was asked for
+    elasticity: float = 1.0  # the predictor's canonical's exponents (`elasticity`)
+    latency_elasticity: float = 1.0
+
+    @property
+    def energy_factor(self) -> float:
+        """What a prediction at the canonical speed is multiplied by."""
+        return self.speed_index ** self.elasticity
+
+    @property
+    def latency_factor(self) -> float:
+        return self.latency_speed_index ** self.latency_elasticity
+
+    def with_elasticity(self, canon: dict | None) -> "Speed":
+        e, lat = elasticity(canon)
+        return replace(self, elasticity=e, latency_elasticity=lat)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"energy_factor": self.energy_factor, "latency_factor": self.latency_factor}
 
 
 def canonical(profile: str, data_root: Path | None = None) -> dict | None:
@@ -86,27 +111,6 @@ def canonical(profile: str, data_root: Path | None = None) -> dict | None:
         raise SpeedError(f"{path} is not JSON: the profile's canonical reference is corrupt") from None
 
 
-def canonical_of_dataset(dataset: Path) -> dict | None:
-    """The canonical reference a dataset's labels are normalised to: its own `canonical.json` (written
-    by its sweep), else its profile's `reference.json` (datasets older than that file); None for rows
-    measured before the protocol had a reference (the first release's `cpu`: no speed index, so
-    they are on no reference's scale and a prediction from them is never rescaled)."""
-    try:
-        import pandas as pd
-
-        idx = pd.read_parquet(Path(dataset) / "models.parquet", columns=["speed_index"])["speed_index"]
-        if idx.isna().all():
-            return None
-    except (OSError, ValueError, KeyError, ImportError):
-        return None
-    for path in (Path(dataset) / "canonical.json", Path(dataset).parent / "reference.json"):
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-    return None
-
-
 def default_mode() -> str:
     """`$NNENERGY_SPEED` when set (the tests set `canonical`), else `auto`."""
     return check_mode(os.environ.get(MODE_ENV, "auto"))
@@ -116,15 +120,6 @@ def history_file(profile: str) -> Path:
     from nnenergy.paths import cache_dir
 
     return cache_dir() / "speed" / f"{profile}.jsonl"
-
-
-def canonical_key(canon: dict | None) -> str | None:
-    """What names a canonical reference: when it was measured and the statistic it is read by. A profile
-    can have two (`reference.json` for one-visit labels, `reference-q25.json` for 3-visit ones), and a
-    speed index means nothing against the other one."""
-    if not canon:
-        return None
-    return f"{canon.get('measured_at')}|{canon.get('statistic', 'round_min_median')}"
 
 
 def history(profile: str, canon: dict | None = None, data_root: Path | None = None) -> list[dict]:
@@ -287,6 +282,10 @@ def resolve(profile: str, mode: str = "auto", data_root: Path | None = None,
     canon = canon or canonical(profile, data_root)
     if canon is None:
         return None
+    return _resolve(profile, mode, data_root, fallback, canon).with_elasticity(canon)
+
+
+def _resolve(profile: str, mode: str, data_root: Path | None, fallback: dict | None, canon: dict) -> Speed:
     at = canon.get("measured_at")
     if mode == "canonical":
         return Speed(profile, 1.0, 1.0, None, "canonical", at, 0.0)
@@ -320,7 +319,8 @@ def resolve(profile: str, mode: str = "auto", data_root: Path | None = None,
 
 
 def apply(out, speed: Speed | None):
-    """Scale a predictor's output (rows of energy_j, energy_lo_j, energy_hi_j, latency_s) to `speed`,
+    """Scale a predictor's output (rows of energy_j, energy_lo_j, energy_hi_j, latency_s) to `speed`
+    (its speed index to the power of the predictor's elasticity),
     widening the energy interval by the speed's own variability (root-sum-square with the model's,
     in log space)."""
     if speed is None:
@@ -328,9 +328,9 @@ def apply(out, speed: Speed | None):
     out = out.copy()
     for col in ("energy_j", "energy_lo_j", "energy_hi_j"):
         if col in out:
-            out[col] = out[col] * speed.speed_index
-    out["latency_s"] = out["latency_s"] * speed.latency_speed_index
-    w = Z90 * speed.variability
+            out[col] = out[col] * speed.energy_factor
+    out["latency_s"] = out["latency_s"] * speed.latency_factor
+    w = Z90 * speed.variability * speed.elasticity  # the prediction moves by the index to that power
     if w > 0 and {"energy_lo_j", "energy_hi_j"} <= set(out.columns):
         import numpy as np
 
@@ -368,7 +368,7 @@ def _for_predictor(meta: dict, mode: str | Speed, panel: bool) -> tuple[Speed | 
     if isinstance(mode, Speed):  # a reading given by the caller (benchmarks/drift.py)
         if mode.profile != profile:
             raise SpeedError(f"speed: a reading of {mode.profile} cannot state a predictor of {profile}")
-        return mode, ""
+        return mode.with_elasticity(meta.get("canonical_reference")), ""
     if panel:
         return None, "not applied: the calibration file states this machine's speed when its panel was measured"
     if profile != current_profile_name():
@@ -383,7 +383,8 @@ def _for_predictor(meta: dict, mode: str | Speed, panel: bool) -> tuple[Speed | 
     s = resolve(profile, mode, fallback=bringup, canon=meta.get("canonical_reference"))
     if s is None:
         return None, f"not applied: {profile} has no canonical reference (`nnenergy calibrate` measures one)"
-    return s, s.note
+    # the elasticity its labels were normalised with: none for a predictor logged before it stored its canonical
+    return s.with_elasticity(meta.get("canonical_reference")), s.note
 
 
 def probe_windows(seconds: float = 1.5, kernel_seconds: float = 0.0, energy: bool = True) -> dict:

@@ -122,8 +122,14 @@ def speed_line(s: dict) -> str:
     canon = f"canonical reference of {str(s['canonical_at'])[:10]}" if s.get("canonical_at") else "canonical reference"
     if s["source"] == "canonical":
         return f"speed: canonical (no scaling: the speed of the {canon}; `--speed auto` states it at the speed now)"
-    return (f"speed index {s['speed_index']:.3f} (latency {s['latency_speed_index']:.3f}) against the {canon}: "
-            f"{s['source']} at {s['read_at']}")
+    applied = ""
+    if s.get("elasticity", 1.0) != 1.0 or s.get("latency_elasticity", 1.0) != 1.0:
+        applied = (f", applied as energy ×{s['energy_factor']:.3f}, latency ×{s['latency_factor']:.3f} (elasticity "
+                   f"{s['elasticity']:.2f}, {s['latency_elasticity']:.2f})")
+    return (f"speed index {s['speed_index']:.3f} (latency {s['latency_speed_index']:.3f}) against the {canon}"
+            f"{applied}: {s['source']} at {s['read_at']}")
+
+
 def _inputs_text(pred) -> str:
     """`input (224, 224, 3)`, or each input by name for a dict- or multi-input model."""
     inputs = getattr(pred, "inputs", None) or {}

@@ -45,7 +45,8 @@ def _protocol_text(m: pd.DataFrame) -> str:
             f"canonical value in `canonical.json`, the profile's reference file these labels use; `speed_index`) "
             f"and the normalised value "
             f"(`energy_j` = raw ÷ speed "
-            f"index), which predictors train on. Speed index here: median {si.median():.3f}, 5–95% "
+            f"index), stored; predictors train on raw ÷ speed index ^ the canonical's elasticity "
+            f"(`nnenergy.scale.relabel`; 1 where none was fitted). Speed index here: median {si.median():.3f}, 5–95% "
             f"{si.quantile(0.05):.3f}–{si.quantile(0.95):.3f}.\n"
             f"- Windows during which other processes used > {proto.get('max_other_cores')} cores or steal exceeded "
             f"{proto.get('max_steal_cores')} cores (from /proc/stat) were measured again; "
@@ -128,15 +129,23 @@ def remeasured_pairs(path: Path) -> list[dict]:
 
 
 def label_noise(path: Path) -> dict:
-    """The dataset's own label-noise figure from its measure-twice pairs (`measure.remeasure.agreement`)."""
-    return remeasure.agreement(remeasured_pairs(path))
+    """The dataset's own label-noise figure from its measure-twice pairs (`measure.remeasure.agreement`),
+    its labels normalised as predictors learn them (the canonical reference's elasticity)."""
+    return remeasure.agreement(remeasured_pairs(path), dataset_elasticity(path))
+
+
+def dataset_elasticity(path: Path) -> float:
+    """The energy elasticity the dataset's labels are normalised with (1.0: the speed index one for one)."""
+    from nnenergy import scale
+
+    return scale.elasticity(scale.canonical_of_dataset(path))[0]
 
 
 def _remeasure_text(path: Path) -> str:
     pairs = remeasured_pairs(path)
     if not pairs and not (Path(path) / remeasure.REMEASURE_FILE).exists():
         return "## Measure-twice check (label noise)\n\nNot recorded: measured before the check existed."
-    return "\n".join(remeasure.datasheet_lines(pairs, _share(path)))
+    return "\n".join(remeasure.datasheet_lines(pairs, _share(path), dataset_elasticity(path)))
 
 
 def _share(path: Path) -> float:

@@ -52,7 +52,7 @@ def merge(out: str | Path, inputs: list[str | Path], append: bool = False) -> di
     loaded = []
     for path in sources:
         try:
-            loaded.append(ds.load(path))
+            loaded.append(ds.load(path, stored=True))
         except ds.DatasetError as exc:
             raise MergeError(str(exc)) from None
     per_input = {str(d.path): _profiles(d.models) for d in loaded}

@@ -115,7 +115,7 @@ class Progress:
         if len(self.config_store) or len(self.visit_store) or not (shipped or (self.out / VISITS_FILE).exists()):
             return
         if shipped:  # a first run stopped before any label was complete ships its visits only
-            data = ds.load(self.out)
+            data = ds.load(self.out, stored=True)
             for rec in data.layers.to_dict("records"):
                 self.layer_rows.append(rec, flush=False)
             for rec in data.models.to_dict("records"):

@@ -44,10 +44,31 @@ def due(rows: list[dict], done: set, share: float, after_min: float, session_sta
     return out
 
 
-def agreement(pairs: list[dict]) -> dict:
-    """RMS (%) of second/first label after the common factor, shares within +-3% and +-5%."""
-    ratios = [p["second_energy_j"] / p["first_energy_j"] for p in pairs
-              if p.get("first_energy_j", 0) > 0 and p.get("second_energy_j", 0) > 0]
+RAW_KEYS = ("energy_raw_j", "speed_index", "latency_raw_s", "latency_speed_index")
+
+
+def raw_figures(which: str, result: dict) -> dict:
+    """A pair side's raw figures and speed indices (`first_energy_raw_j`, ...): what its label is
+    normalised from, so the pair can be judged again under another elasticity (`nnenergy.scale`)."""
+    return {f"{which}_{k}": float(result[k]) for k in RAW_KEYS if result.get(k) is not None}
+
+
+def label_ratio(pair: dict, elasticity: float = 1.0) -> float | None:
+    """second / first energy label of a pair, normalised with `elasticity` where the pair carries its raw
+    figures (pairs recorded before they did: their stored labels, the speed index applied one for one)."""
+    if elasticity != 1.0 and all(float(pair.get(f"{w}_{k}") or 0) > 0
+                                 for w in ("first", "second") for k in ("energy_raw_j", "speed_index")):
+        return (pair["second_energy_raw_j"] / pair["first_energy_raw_j"]
+                * (pair["first_speed_index"] / pair["second_speed_index"]) ** elasticity)
+    if pair.get("first_energy_j", 0) > 0 and pair.get("second_energy_j", 0) > 0:
+        return pair["second_energy_j"] / pair["first_energy_j"]
+    return None
+
+
+def agreement(pairs: list[dict], elasticity: float = 1.0) -> dict:
+    """RMS (%) of second/first label after the common factor, shares within +-3% and +-5% (labels
+    normalised with the dataset's `elasticity`, as its predictors learn them)."""
+    ratios = [r for r in (label_ratio(p, elasticity) for p in pairs) if r is not None]
     if len(ratios) < MIN_PAIRS:  # the pairs' common factor absorbs one or two pairs: no figure yet
         return {"n": 0, "pairs": len(ratios)}
     common = statistics.median(ratios)
@@ -59,9 +80,9 @@ def agreement(pairs: list[dict]) -> dict:
             "minutes_apart_median": statistics.median(p.get("minutes_apart", 0.0) for p in pairs)}
 
 
-def datasheet_lines(pairs: list[dict], share: float) -> list[str]:
+def datasheet_lines(pairs: list[dict], share: float, elasticity: float = 1.0) -> list[str]:
     """The datasheet's measure-twice section."""
-    a = agreement(pairs)
+    a = agreement(pairs, elasticity)
     head = ["## Measure-twice check (label noise)", ""]
     if not a["n"]:
         done = f"{a['pairs']} configurations re-measured so far, fewer than the {MIN_PAIRS} a figure needs" \
@@ -73,4 +94,6 @@ def datasheet_lines(pairs: list[dict], share: float) -> list[str]:
         f"{a['minutes_apart_median']:.0f} min after the first time, in the same session and protocol. After the "
         f"pairs' common factor ({a['common_factor']:.3f}), the RMS of second / first is **{a['rms_pct']:.1f}%**; "
         f"{a['within3_pct']:.0f}% agree within ±3%, {a['within5_pct']:.0f}% within ±5%. No predictor can be "
-        "judged more finely than this: it is the noise floor of this dataset's labels."]
+        "judged more finely than this: it is the noise floor of this dataset's labels."
+        + (f" Labels normalised with the speed index to the power {elasticity:.2f} (the canonical reference's "
+           "elasticity, `nnenergy.scale`)." if elasticity != 1.0 else "")]

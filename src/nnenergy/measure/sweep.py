@@ -370,7 +370,7 @@ class Sweep:
         for cid, res in results.items():
             first, size = rows_of[cid]
             label = {"first_energy_j": first["energy_j"], "first_latency_s": first["latency_s"],
-                     "first_block": first["block"]}
+                     "first_block": first["block"], **remeasure.raw_figures("first", first)}
             if spec.protocol.visits > 1:  # the pair waits for the re-measure's later visits
                 self.visits.add(AGAIN, cid, first["architecture"], size, int(first["batch_size"]), res, now, label)
             else:
@@ -388,7 +388,7 @@ class Sweep:
         """A measure-twice pair: the dataset's label and the re-measured one."""
         self.progress.remeasured.append({
             "config_id": cid, **first, "second_energy_j": res.energy_j, "second_latency_s": res.latency_s,
-            "second_at": now.isoformat(timespec="seconds"),
+            **remeasure.raw_figures("second", res.__dict__), "second_at": now.isoformat(timespec="seconds"),
             "minutes_apart": (now - datetime.fromisoformat(first["first_block"])).total_seconds() / 60})
 
     def _record(self, built, infos, leaves: dict, batch: int, whole, prof, overhead: dict, block: str) -> None:

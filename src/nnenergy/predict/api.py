@@ -56,7 +56,8 @@ class Prediction:
     out_of_range_layers: int = 0
     calibration: dict | None = None  # the machine a calibration adapted the prediction to
     # The machine's speed the figures are stated at (`nnenergy.speed`): speed_index (None: not
-    # applied, `note` says why), latency_speed_index, read_at, source, canonical_at, note.
+    # applied, `note` says why), latency_speed_index, read_at, source, canonical_at, note, and what the
+    # figures were multiplied by: energy_factor = speed_index ** elasticity (latency alike).
     speed: dict = field(default_factory=dict)
     # At least what one pass holds at once (float32): the weights plus the largest layer's input and
     # output; and this machine's RAM, to compare (a batch of 100,000 images does not fit).

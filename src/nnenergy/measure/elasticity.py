@@ -1,0 +1,208 @@
+"""Fit a profile's speed elasticity from a dataset's measure-twice pairs, and write it down.
+
+    python -m nnenergy.measure.elasticity data/intel-xeon-avx512-2c/space           # print the fit
+    python -m nnenergy.measure.elasticity data/intel-xeon-avx512-2c/space --write   # and store it
+
+The exponent (`fit_elasticity`) is stored as `elasticity` in the canonical reference
+the dataset's labels are normalised to: its `canonical.json`, every sibling dataset's of the same
+canonical, and the profile's reference file(s) of the same canonical, so that its labels
+(`scale.relabel`) and the predictions of predictors trained on them (`speed.apply`) use one value.
+Pairs recorded before they carried their raw figures (2026-12-07) get them from the dataset's rows and
+the sweep's stored visits (`progress/visits.jsonl`, kept on the host that measured them); `--write`
+stores them in the pairs too. A one-visit sweep stored no visits of its re-measures, so its older pairs
+cannot be fitted; pairs recorded since carry their figures. `--write` takes the host's measurement
+lock: it refuses while a sweep measures (and appends to the pairs it rewrites).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from nnenergy.measure.remeasure import RAW_KEYS, REMEASURE_FILE
+
+PAIRS_LOG = Path("progress") / "remeasure.jsonl"
+MIN_FIT_PAIRS = 10
+
+
+def fit_elasticity(pairs: list[dict]) -> dict:
+    """The exponents from measure-twice pairs that carry their raw figures and speed indices: the slope
+    of log(raw second / raw first) on log(speed index second / first), through the origin after the
+    pairs' common factor (an intercept), for energy and latency; with each exponent's standard error and
+    the pairs' RMS under the fitted and the plain (1.0) exponent, fitted on one half and judged on the
+    other (both ways: the gain is not in-sample). The index is itself read with noise, which pulls a
+    slope on it below the cost's true one; labels and predictions read the same noisy index, so the
+    fitted (attenuated) value is the one that serves them best."""
+    import numpy as np
+
+    out: dict = {"pairs": 0}
+    sides = (("energy", "energy_raw_j", "speed_index"), ("latency", "latency_raw_s", "latency_speed_index"))
+    for name, raw, idx in sides:
+        rows = [p for p in pairs if all(_positive(p.get(f"{w}_{k}")) for w in ("first", "second") for k in (raw, idx))]
+        y = np.log([p[f"second_{raw}"] / p[f"first_{raw}"] for p in rows])
+        x = np.log([p[f"second_{idx}"] / p[f"first_{idx}"] for p in rows])
+        sxx = float(np.sum((x - x.mean()) ** 2)) if len(rows) else 0.0
+        if len(rows) < MIN_FIT_PAIRS or sxx <= 0:  # too few pairs, or the speed never moved between them
+            out["pairs"] = max(out["pairs"], len(rows))
+            continue
+        slope, _ = np.polyfit(x, y, 1)
+        resid = y - np.polyval(np.polyfit(x, y, 1), x)
+        se = math.sqrt(float(np.sum(resid ** 2)) / (len(x) - 2) / sxx)
+        half = len(x) // 2
+        held = {}
+        for label, beta_of in (("fitted", lambda tr: np.polyfit(x[tr], y[tr], 1)[0]), ("plain", lambda tr: 1.0)):
+            r = np.empty(len(x))
+            for test, train in ((slice(half, None), slice(0, half)), (slice(0, half), slice(half, None))):
+                d = y[test] - beta_of(train) * x[test]
+                r[test] = d - np.median(d)
+            held[label] = 100 * math.sqrt(float(np.mean((np.exp(r) - 1) ** 2)))
+        out[name] = round(float(slope), 3)
+        out[f"{name}_se"] = round(se, 3)
+        out[f"{name}_heldout_rms_pct"] = round(held["fitted"], 2)
+        out[f"{name}_plain_rms_pct"] = round(held["plain"], 2)
+        out["pairs"] = max(out["pairs"], len(rows))
+    return out  # an exponent left out where it could not be fitted (1.0 where applied)
+
+
+def _positive(v) -> bool:
+    try:
+        return float(v) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def with_raw_figures(folder: Path, pairs: list[dict]) -> list[dict]:
+    """`pairs` with `first_*`/`second_*` raw figures filled where missing: the first from the dataset's
+    stored row, the second from the sweep's `again` visits (combined as the sweep combines them: the
+    geometric mean of each figure) or left out when those visits are gone."""
+    import pandas as pd
+
+    rows = pd.read_parquet(folder / "models.parquet").set_index("config_id")
+    again: dict[str, list[dict]] = {}
+    log = folder / "progress" / "visits.jsonl"
+    if log.exists():
+        for line in log.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:  # a line cut by a kill, as the sweep's own store skips it
+                continue
+            if rec.get("purpose") == "again":
+                again.setdefault(rec["config_id"], []).append(rec["result"])
+    out = []
+    for p in pairs:
+        p = dict(p)
+        cid = p["config_id"]
+        if (cid in rows.index and not all(f"first_{k}" in p for k in RAW_KEYS)
+                and abs(rows.at[cid, "energy_j"] / p["first_energy_j"] - 1) < 1e-6):  # the row the label came from
+            p |= {f"first_{k}": float(rows.at[cid, k]) for k in RAW_KEYS if k in rows and pd.notna(rows.at[cid, k])}
+        visits = again.get(cid)
+        if visits and not all(f"second_{k}" in p for k in RAW_KEYS):
+            close = abs(_geomean([v["energy_j"] for v in visits]) / p["second_energy_j"] - 1) < 1e-6
+            if close:  # the visits are the ones this pair's second label combined
+                p |= {f"second_{k}": _geomean([v[k] for v in visits]) for k in RAW_KEYS}
+        out.append(p)
+    return out
+
+
+def fit(folder: Path) -> tuple[dict, list[dict]]:
+    """The elasticity fitted on the dataset's pairs, and the pairs with their raw figures."""
+    from nnenergy.measure.datasheet import remeasured_pairs
+
+    pairs = with_raw_figures(folder, remeasured_pairs(folder))
+    return fit_elasticity(pairs), pairs
+
+
+def same_canonical(folder: Path) -> list[Path]:
+    """The files holding the canonical reference `folder`'s labels are normalised to."""
+    from nnenergy import scale
+
+    canon = scale.canonical_of_dataset(folder)
+    key = scale.canonical_key(canon)
+    if key is None:
+        return []
+    profile_dir = folder.parent
+    candidates = [*sorted(profile_dir.glob("reference*.json")), *sorted(profile_dir.glob("*/canonical.json"))]
+    out = []
+    for path in candidates:
+        try:
+            if scale.canonical_key(json.loads(path.read_text())) == key:
+                out.append(path)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def write(folder: Path, fitted: dict, pairs: list[dict]) -> list[Path]:
+    """Store the exponents in every file of the dataset's canonical, and the pairs' raw figures."""
+    from nnenergy import scale
+
+    entry = {"energy": fitted["energy"], "latency": fitted.get("latency", 1.0), "pairs": fitted["pairs"],
+             "fitted_on": str(folder.as_posix()), "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             **{k: v for k, v in fitted.items() if k.endswith(("_se", "_rms_pct"))}}
+    written = []
+    for path in same_canonical(folder):
+        canon = json.loads(path.read_text())
+        canon[scale.ELASTICITY_KEY] = entry
+        path.write_text(json.dumps(canon, indent=1))
+        written.append(path)
+    by_id = {p["config_id"]: p for p in pairs}
+    # every record kept (a re-measure that failed is recorded so it is never retried), the pairs enriched
+    for path, as_lines in ((folder / REMEASURE_FILE, False), (folder / PAIRS_LOG, True)):
+        if not path.exists():
+            continue
+        text = path.read_text()
+        records = _lines(text) if as_lines else json.loads(text)
+        records = [by_id.get(r.get("config_id"), r) if "second_energy_j" in r else r for r in records]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records) if as_lines else json.dumps(records, indent=1))
+        tmp.replace(path)
+    return written
+
+
+def _lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m nnenergy.measure.elasticity", description=__doc__.splitlines()[0])
+    ap.add_argument("dataset", type=Path)
+    ap.add_argument("--write", action="store_true", help="store the fit in the canonical reference files")
+    args = ap.parse_args(argv)
+    if not (args.dataset / "models.parquet").exists():
+        print(f"elasticity: no dataset at {args.dataset}", file=sys.stderr)
+        return 2
+    fitted, pairs = fit(args.dataset)
+    if "energy" not in fitted:
+        print(f"elasticity: {fitted['pairs']} pairs carry raw figures, fewer than the 10 a fit needs", file=sys.stderr)
+        return 2
+    print(json.dumps(fitted, indent=1))
+    if args.write:
+        from nnenergy.measure.lock import MeasurementLock, MeasurementLockError
+
+        try:
+            with MeasurementLock(wait_s=0):  # a sweep appends to the pairs this rewrites
+                for path in write(args.dataset, fitted, pairs):
+                    print(f"wrote elasticity into {path}")
+        except MeasurementLockError:
+            print("elasticity: another process is measuring on this host (a sweep appends to the pairs "
+                  "`--write` rewrites): run it when the sweep has stopped", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
