@@ -231,11 +231,14 @@ def report() -> str:
     lines = ["| run (UTC) | profile | predictor | speed now (probe) | many-model ratio | probe / many - 1 | "
              "in-pass reference / many - 1 | canonical: RMSPE, ±10% | last (>= 1 h old): RMSPE, ±10% | "
              "now: RMSPE, ±10% |", "|---" * 10 + "|"]
+    from nnenergy import speed
+
     for r in runs:
         cell = lambda k: (f"{r['metrics'][k]['rmspe']:.1f}%, {r['metrics'][k]['within10']:.0f}%"  # noqa: E731
                           if k in r["metrics"] else "n/a (no reading >= 1 h old)")
         inpass = r.get("inpass_speed_index")
-        inpass = f"{100 * (inpass / r['many_model_ratio'] - 1):+.1f}%" if inpass else "n/a"
+        beta = speed.elasticity(r.get("canonical"))[0]  # as its predictor applied a reading
+        inpass = f"{100 * (inpass ** beta / r['many_model_ratio'] - 1):+.1f}%" if inpass else "n/a"
         factor = r.get("probe_factor", r["probe"]["speed_index"])
         index = f"{r['probe']['speed_index']:.3f}" + (f" (×{factor:.3f} applied)" if
                                                      abs(factor - r["probe"]["speed_index"]) > 1e-9 else "")
@@ -243,7 +246,6 @@ def report() -> str:
                      f"{r['many_model_ratio']:.3f} | {100 * r['probe_agreement']:+.1f}% | {inpass} | "
                      f"{cell('canonical')} | {cell('last')} | {cell('now')} |")
     # a transferred predictor's pairs measure its bias, not the probe; each profile is its own machine
-    from nnenergy import speed
 
     def canon_of(r: dict) -> dict | None:  # lines before 2026-12-07 were all on the profile's reference file
         return r.get("canonical") or speed.canonical(r["profile"])

@@ -58,7 +58,7 @@ def relabel(models, layers, canon: dict | None):
     """A dataset's tables with its labels normalised by `canon`'s elasticity: `energy_j` =
     `energy_raw_j / speed_index ** elasticity` (latency alike), the in-context layer targets scaled
     with their configuration's label. Rows without a speed index keep their labels; applying it again
-    changes nothing."""
+    changes nothing. `cpu_j`, `ram_j` and the per-statistic columns stay as stored (no predictor reads them)."""
     beta_e, beta_l = elasticity(canon)
     if (beta_e, beta_l) == (1.0, 1.0) or "speed_index" not in models or "energy_raw_j" not in models:
         return models, layers

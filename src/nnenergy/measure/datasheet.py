@@ -157,7 +157,7 @@ def _share(path: Path) -> float:
 
 
 def render(path: Path, sweep: str, wall_time_s: float | None, skipped: list[dict]) -> str:
-    d = ds.load(path)
+    d = ds.load(path, stored=True)  # the rows as stored (the text says how predictors' labels derive from them)
     m, lay = d.models, d.layers
     first = m.iloc[0]
     s = additivity_summary(m)

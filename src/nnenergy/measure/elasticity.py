@@ -34,9 +34,9 @@ def fit_elasticity(pairs: list[dict]) -> dict:
     of log(raw second / raw first) on log(speed index second / first), through the origin after the
     pairs' common factor (an intercept), for energy and latency; with each exponent's standard error and
     the pairs' RMS under the fitted and the plain (1.0) exponent, fitted on one half and judged on the
-    other (both ways: the gain is not in-sample). The index is itself read with noise, which pulls a
-    slope on it below the cost's true one; labels and predictions read the same noisy index, so the
-    fitted (attenuated) value is the one that serves them best."""
+    other (both ways: the gain is not in-sample). On the Intel Xeon the slope (0.64) was not the index's
+    own reading noise: a 1-30 min median of the reference readings in its place left it at 0.62-0.65
+    (docs/measurement.md, ninth study session)."""
     import numpy as np
 
     out: dict = {"pairs": 0}
@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     fitted, pairs = fit(args.dataset)
     if "energy" not in fitted:
-        print(f"elasticity: {fitted['pairs']} pairs carry raw figures, fewer than the 10 a fit needs", file=sys.stderr)
+        print(f"elasticity: no fit from {fitted['pairs']} pairs with raw figures (a fit needs {MIN_FIT_PAIRS}, "
+              "and speed indices that differ between a pair's two sides)", file=sys.stderr)
         return 2
     print(json.dumps(fitted, indent=1))
     if args.write:
