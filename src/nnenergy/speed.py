@@ -15,7 +15,7 @@ fitted on its dataset's measure-twice pairs (`measure.elasticity`). That exponen
 reference's `elasticity`, is applied on both sides: labels are `raw / speed_index ** elasticity`
 (`scale.relabel`, when a dataset is loaded) and predictions are multiplied by
 `speed_index ** elasticity` (`apply`); 1.0 (the default) is plain division. On the same drift
-measurements it took the defaults from 12.2% to 10.1% RMSPE (docs/measurement.md, ninth session).
+measurements it took the defaults from 12.7% to 10.5% RMSPE (docs/measurement.md, ninth session).
 Sweeps read the same ratio round by round (`measure.protocol`); this module reads it between
 sweeps: `probe` (~2.4 s on the Intel Xeon, ~3 s on the EPYC Zen 1), `record`/`history` (per profile,
 `<cache>/speed/<profile>.jsonl`), `resolve` (which reading a prediction uses: `auto`, `now`, `last`,
