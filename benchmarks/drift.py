@@ -189,7 +189,7 @@ def rescore(tracking_uri: str | None) -> str:
              "| run (UTC) | measured with version | probe index (factor) | many-model ratio | probe / many - 1 | "
              "canonical: RMSPE, ±10% | last: RMSPE, ±10% | now: RMSPE, ±10% | perfect probe: RMSPE |",
              "|---" * 9 + "|"]
-    agree, per_mode = [], {"canonical": [], "last": [], "now": [], "perfect": []}
+    agree, scored = [], []
     for r in runs:
         truth = r["measured"]
         pred = [cache[c] for c in r["configs"]]
@@ -200,21 +200,13 @@ def rescore(tracking_uri: str | None) -> str:
                  "perfect": _metrics(truth, [p * many for p in pred])}
         if r.get("last"):
             cells["last"] = _metrics(truth, [p * r["last"]["speed_index"] ** beta for p in pred])
-        for k, v in cells.items():
-            per_mode[k].append(v)
+        scored.append({"metrics": cells})
         cell = lambda k: f"{cells[k]['rmspe']:.1f}%, {cells[k]['within10']:.0f}%" if k in cells else "n/a"  # noqa: E731
         lines.append(f"| {r['at'][:16]} | {r.get('version', '?')} | {r['probe']['speed_index']:.3f} ({factor:.3f}) | "
                      f"{many:.3f} | {100 * (factor / many - 1):+.1f}% | {cell('canonical')} | {cell('last')} | "
                      f"{cell('now')} | {cells['perfect']['rmspe']:.1f}% |")
-    lines += ["", f"Probe agreement over the {len(agree)} runs: RMS {_rms(agree):.1f}%.", "",
-              "| speed | runs | RMSPE: median (range) | within ±10%: median (range) | runs meeting ≤ 10% and ≥ 70% |",
-              "|---|---|---|---|---|"]
-    for mode, ms in per_mode.items():
-        if ms:
-            e, w = sorted(m["rmspe"] for m in ms), sorted(m["within10"] for m in ms)
-            meet = sum(m["rmspe"] <= TARGET_RMSPE and m["within10"] >= TARGET_WITHIN10 for m in ms)
-            lines.append(f"| {mode} | {len(ms)} | {statistics.median(e):.1f}% ({e[0]:.1f}–{e[-1]:.1f}%) | "
-                         f"{statistics.median(w):.0f}% ({w[0]:.0f}–{w[-1]:.0f}%) | {meet} of {len(ms)} |")
+    lines += ["", f"Probe agreement over the {len(agree)} runs: RMS {_rms(agree):.1f}%.",
+              *_speed_mode_summary(scored, ("canonical", "last", "now", "perfect"))]
     text = "\n".join(lines) + "\n"
     RESCORED.write_text(text)
     return text
@@ -283,12 +275,13 @@ def _warmup(run: dict) -> float:
     return run["probe"].get("warmup_s", OLD_PROBE_WARMUP_S)
 
 
-def _speed_mode_summary(runs: list[dict]) -> list[str]:
-    """Each speed mode's RMSPE and share within +-10% over the runs: median and range."""
+def _speed_mode_summary(runs: list[dict], modes=("canonical", "last", "now")) -> list[str]:
+    """Each speed mode's RMSPE and share within +-10% over the runs (each a dict with its `metrics` per mode):
+    median and range."""
     out = ["", "| speed | runs | RMSPE: median (range) | within ±10%: median (range) | "
            f"runs meeting ≤ {TARGET_RMSPE}% and ≥ {TARGET_WITHIN10}% |",
            "|---|---|---|---|---|"]
-    for mode in ("canonical", "last", "now"):
+    for mode in modes:
         ms = [r["metrics"][mode] for r in runs if mode in r["metrics"]]
         if not ms:
             continue

@@ -54,6 +54,11 @@ def elasticity(canon: dict | None) -> tuple[float, float]:
     return float(e.get("energy", 1.0)), float(e.get("latency", 1.0))
 
 
+def normalised(raw, speed_index, exponent: float):
+    """A label from its raw figure and the speed index it was read at (numbers or columns alike)."""
+    return raw / speed_index ** exponent
+
+
 def relabel(models, layers, canon: dict | None):
     """A dataset's tables with its labels normalised by `canon`'s elasticity: `energy_j` =
     `energy_raw_j / speed_index ** elasticity` (latency alike), the in-context layer targets scaled
@@ -65,10 +70,11 @@ def relabel(models, layers, canon: dict | None):
     models = models.copy()
     old = models.set_index("config_id")[["energy_j", "latency_s"]]
     ok = models["speed_index"].notna() & models["energy_raw_j"].notna()
-    models.loc[ok, "energy_j"] = models.loc[ok, "energy_raw_j"] / models.loc[ok, "speed_index"] ** beta_e
+    models.loc[ok, "energy_j"] = normalised(models.loc[ok, "energy_raw_j"], models.loc[ok, "speed_index"], beta_e)
     if {"latency_speed_index", "latency_raw_s"} <= set(models.columns):
         ok = models["latency_speed_index"].notna() & models["latency_raw_s"].notna()
-        models.loc[ok, "latency_s"] = models.loc[ok, "latency_raw_s"] / models.loc[ok, "latency_speed_index"] ** beta_l
+        models.loc[ok, "latency_s"] = normalised(models.loc[ok, "latency_raw_s"], models.loc[ok, "latency_speed_index"],
+                                                 beta_l)
     if layers is not None and len(layers):
         new = models.set_index("config_id")[["energy_j", "latency_s"]]
         layers = layers.copy()

@@ -282,10 +282,6 @@ def resolve(profile: str, mode: str = "auto", data_root: Path | None = None,
     canon = canon or canonical(profile, data_root)
     if canon is None:
         return None
-    return _resolve(profile, mode, data_root, fallback, canon).with_elasticity(canon)
-
-
-def _resolve(profile: str, mode: str, data_root: Path | None, fallback: dict | None, canon: dict) -> Speed:
     at = canon.get("measured_at")
     if mode == "canonical":
         return Speed(profile, 1.0, 1.0, None, "canonical", at, 0.0)

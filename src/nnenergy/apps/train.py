@@ -62,12 +62,10 @@ def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
     from nnenergy.learn.pyfunc import log_pyfunc
 
     pred = ev.predictor
-    from nnenergy import speed
-
     pred.metadata |= {
         "hardware": data.hardware(),
         # The scale its labels are stated at: predictions move from it to the machine's speed now.
-        "canonical_reference": data.canonical if data.canonical is not None else speed.canonical_of_dataset(data.path),
+        "canonical_reference": data.canonical,
         "predictor": cfg.predictor.name,
         "source": ev.target_source,  # metadata key: where the per-layer targets came from
         "dataset": str(cfg.dataset),

@@ -49,8 +49,8 @@ def fit_elasticity(pairs: list[dict]) -> dict:
         if len(rows) < MIN_FIT_PAIRS or sxx <= 0:  # too few pairs, or the speed never moved between them
             out["pairs"] = max(out["pairs"], len(rows))
             continue
-        slope, _ = np.polyfit(x, y, 1)
-        resid = y - np.polyval(np.polyfit(x, y, 1), x)
+        line = np.polyfit(x, y, 1)
+        slope, resid = line[0], y - np.polyval(line, x)
         se = math.sqrt(float(np.sum(resid ** 2)) / (len(x) - 2) / sxx)
         half = len(x) // 2
         held = {}
@@ -88,14 +88,9 @@ def with_raw_figures(folder: Path, pairs: list[dict]) -> list[dict]:
     rows = pd.read_parquet(folder / "models.parquet").set_index("config_id")
     again: dict[str, list[dict]] = {}
     log = folder / "progress" / "visits.jsonl"
-    if log.exists():
-        for line in log.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:  # a line cut by a kill, as the sweep's own store skips it
-                continue
-            if rec.get("purpose") == "again":
-                again.setdefault(rec["config_id"], []).append(rec["result"])
+    for rec in _lines(log.read_text()) if log.exists() else []:
+        if rec.get("purpose") == "again":
+            again.setdefault(rec["config_id"], []).append(rec["result"])
     out = []
     for p in pairs:
         p = dict(p)
@@ -168,6 +163,7 @@ def write(folder: Path, fitted: dict, pairs: list[dict]) -> list[Path]:
 
 
 def _lines(text: str) -> list[dict]:
+    """JSON lines, a line cut by a kill skipped (as the sweep's own store skips it)."""
     out = []
     for line in text.splitlines():
         try:

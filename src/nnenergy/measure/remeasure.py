@@ -58,8 +58,10 @@ def label_ratio(pair: dict, elasticity: float = 1.0) -> float | None:
     figures (pairs recorded before they did: their stored labels, the speed index applied one for one)."""
     if elasticity != 1.0 and all(float(pair.get(f"{w}_{k}") or 0) > 0
                                  for w in ("first", "second") for k in ("energy_raw_j", "speed_index")):
-        return (pair["second_energy_raw_j"] / pair["first_energy_raw_j"]
-                * (pair["first_speed_index"] / pair["second_speed_index"]) ** elasticity)
+        from nnenergy.scale import normalised
+
+        return (normalised(pair["second_energy_raw_j"], pair["second_speed_index"], elasticity)
+                / normalised(pair["first_energy_raw_j"], pair["first_speed_index"], elasticity))
     if pair.get("first_energy_j", 0) > 0 and pair.get("second_energy_j", 0) > 0:
         return pair["second_energy_j"] / pair["first_energy_j"]
     return None
