@@ -414,18 +414,27 @@ def test_visits_reuse_the_model_built_at_the_first_one_and_a_re_measure_builds_i
     assert rebuilt.models.hits == 0 and rebuilt.models.misses >= 4
 
 
-def test_the_model_cache_keeps_at_most_its_budget_least_recently_used_out():
+def test_the_model_cache_keeps_at_most_its_budget_and_keeps_what_it_kept_first():
     from nnenergy.measure.model_cache import ModelCache
 
     built = {n: zoo.build("tiny_mlp", n) for n in (8, 16, 32)}
     nbytes = {n: 4 * b.model.count_params() for n, b in built.items()}
     cache = ModelCache(max_mb=(nbytes[8] + nbytes[16] + nbytes[32] - 1) / 2**20)  # one byte short of all three
     made = []
-    for n in (8, 16, 8, 32):
-        cache.get(("label", "tiny_mlp", n), lambda n=n: (made.append(n), (built[n], None))[1])
-    assert made == [8, 16, 32] and cache.hits == 1
-    assert ("label", "tiny_mlp", 16) not in cache and ("label", "tiny_mlp", 8) in cache  # 16 was least recent
-    cache.keep_only([("label", "tiny_mlp", 32)])
-    assert len(cache) == 1 and ("label", "tiny_mlp", 32) in cache
+
+    def visit(n):
+        return cache.get(("label", "tiny_mlp", n), lambda n=n: (made.append(n), (built[n], None))[1])
+
+    # Visits come back in the order they began (every configuration after the same gap): with room for
+    # two of three models, the two kept first are hit on every later cycle and only the third is rebuilt;
+    # least-recently-used eviction would have rebuilt every one of them every time.
+    for _ in range(3):
+        for n in (8, 16, 32):
+            assert visit(n).built is built[n]
+    assert made == [8, 16, 32, 32, 32] and cache.hits == 4 and cache.misses == 5
+    assert ("label", "tiny_mlp", 32) not in cache and cache.nbytes == nbytes[8] + nbytes[16]
+    cache.keep_only([("label", "tiny_mlp", 16)])  # 8's configurations are done: room for 32 again
+    visit(32)
+    assert len(cache) == 2 and ("label", "tiny_mlp", 32) in cache and ("label", "tiny_mlp", 8) not in cache
     nothing = ModelCache(max_mb=0)
     assert nothing.get(("label", "tiny_mlp", 8), lambda: (built[8], None)).built is built[8] and len(nothing) == 0

@@ -13,12 +13,14 @@ discarded and measured again.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
 import random
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable, Hashable
 
@@ -189,6 +191,19 @@ def _spread(values: list[float]) -> float:
     return (max(values) - min(values)) / med if med > 0 else math.inf
 
 
+@contextmanager
+def _no_garbage_collection():
+    """No collector pause inside a window: with hundreds of models kept alive, one full collection takes
+    about a second. A block's few seconds of calls allocate little that only the collector frees."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 class InterleavedMeasurer:
     """Measures a block of callables in interleaved rounds beside a reference callable."""
 
@@ -233,6 +248,10 @@ class InterleavedMeasurer:
 
     def run(self, tasks: dict[Hashable, Callable[[], object]]) -> tuple[dict[Hashable, Result], Series]:
         """Measure every task; returns per-task results and the reference's windows."""
+        with _no_garbage_collection():
+            return self._run(tasks)
+
+    def _run(self, tasks: dict[Hashable, Callable[[], object]]) -> tuple[dict[Hashable, Result], Series]:
         for fn in [self.reference, *tasks.values()]:
             for _ in range(self.s.warmup):
                 fn()

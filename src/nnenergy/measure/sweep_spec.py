@@ -74,7 +74,7 @@ class SweepSpec:
     remeasure_after_min: float = 20.0
     # With `protocol.visits > 1`: MB of weights kept built and compiled between a configuration's visits
     # in one run (`measure.model_cache`); 0 builds each visit afresh (datasets before 2026-12-06 evening).
-    keep_models_mb: float = 2048
+    keep_models_mb: float = 3072
     shuffle: bool = False
     seed: int = 0
     device: str = "cpu"  # cpu | gpu (NVML energy; the Keras backend comes from KERAS_BACKEND)
