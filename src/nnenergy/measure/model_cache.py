@@ -3,8 +3,8 @@
 Each visit (`measure.visits`) used to build, compile and trace its model again: about 1.4 s per
 architecture on the Xeon, half of a visit's cost beside its ~1 s of windows. A model kept from its
 first visit is measured again without that (a compiled `tf.function` survives `clear_session`). The
-cache holds at most `max_mb` of weights, least recently used first out; what falls out is rebuilt
-at its next visit, as before. A label's visits and its measure-twice re-measure are kept apart
+cache holds at most `max_mb` of weights; a model that does not fit is rebuilt at its next visit, as
+before. A label's visits and its measure-twice re-measure are kept apart
 (`purpose` is part of the key), so a re-measure still starts from a model built afresh.
 
 What does not fit is not kept; nothing kept is pushed out for it. Every configuration comes back after
