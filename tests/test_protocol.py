@@ -95,6 +95,31 @@ def test_normalisation_removes_a_machine_slowdown(monkeypatch, normalise):
         assert set(runs[0][k].stats_raw) == set(STATISTICS)
 
 
+def test_a_task_failing_in_its_warm_up_costs_that_task_only_and_the_collector_is_back_on(monkeypatch):
+    """A kept model's first call in a revisit is its warm-up: an error there takes that task out of the block,
+    not the block out of the sweep; garbage collection, off during the windows, is on again afterwards."""
+    import gc
+
+    meter = FakeMeter()
+    monkeypatch.setattr("nnenergy.measure.protocol.time.perf_counter", lambda: meter.clock)
+    monkeypatch.setattr("nnenergy.measure.protocol.contention.snapshot", lambda: None)
+    seen_gc = []
+
+    def ok():
+        seen_gc.append(gc.isenabled())
+        meter.clock += 0.02
+
+    def broken():
+        raise RuntimeError("resource exhausted")
+
+    settings = ProtocolSettings(rounds=1, windows=1, min_seconds=0.0, min_passes=1, warmup=2, normalise="window",
+                                statistic="q25")
+    m = InterleavedMeasurer(meter, settings, ok, {"energy_j": 0.4, "latency_s": 0.02}, seed=0)
+    results, _ = m.run({"good": ok, "bad": broken})
+    assert set(results) == {"good"} and set(m.failed) == {"bad"} and "resource exhausted" in str(m.failed["bad"])
+    assert seen_gc and not any(seen_gc) and gc.isenabled()
+
+
 def test_visits_at_different_speeds_make_one_label_their_geometric_mean(monkeypatch):
     """Three visits of a block, the machine at three speeds and one configuration's cost off by a factor
     in one visit (what the reference does not follow): the label is the visits' geometric mean, on the

@@ -252,14 +252,19 @@ class InterleavedMeasurer:
             return self._run(tasks)
 
     def _run(self, tasks: dict[Hashable, Callable[[], object]]) -> tuple[dict[Hashable, Result], Series]:
-        for fn in [self.reference, *tasks.values()]:
-            for _ in range(self.s.warmup):
-                fn()
+        self.failed: dict = {}  # task -> the error that took it out of the block
+        for _ in range(self.s.warmup):
+            self.reference()
+        for k, fn in tasks.items():
+            try:  # a task's first call may be its warm-up (a kept model): its failure costs that task only
+                for _ in range(self.s.warmup):
+                    fn()
+            except Exception as exc:
+                self.failed[k] = MeasurementError(f"warm-up: {type(exc).__name__}: {exc}")
         series = {k: Series() for k in tasks}
         self.adjacent = {k: Series() for k in tasks}  # normalise=window: the reference right after each window
         ref = Series()
         keys = list(tasks)
-        self.failed: dict = {}  # task -> the error that took it out of the block
         by_window = self.s.normalise != "round"
         for rnd in range(self.s.rounds):
             self.rng.shuffle(keys)

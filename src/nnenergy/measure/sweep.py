@@ -372,9 +372,11 @@ class Sweep:
         if not tasks:
             return
         try:
-            results, _ = self._measure(tasks, ref, datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+            results, failed = self._measure(tasks, ref, datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         except MeasurementError:
             return
+        for cid, exc in failed.items():  # recorded, never retried (as a re-measure that cannot be rebuilt)
+            stored.append({"config_id": cid, "error": f"{type(exc).__name__}: {exc}"[:300]})
         now = datetime.now(timezone.utc)
         for cid, res in results.items():
             first, size = rows_of[cid]
