@@ -54,7 +54,7 @@ def load(path: str | Path, stored: bool = False) -> Dataset:
         return Dataset(models, layers, path)
     from nnenergy import scale
 
-    canon = scale.canonical_of_dataset(path)
+    canon = scale.canonical_of_dataset(path, models)
     models, layers = scale.relabel(models, layers, canon)
     return Dataset(models, layers, path, canon)
 

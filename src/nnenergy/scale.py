@@ -17,16 +17,18 @@ from pathlib import Path
 ELASTICITY_KEY = "elasticity"  # in a canonical reference: {"energy": b, "latency": b, how it was fitted}
 
 
-def canonical_of_dataset(dataset: Path) -> dict | None:
+def canonical_of_dataset(dataset: Path, models=None) -> dict | None:
     """The canonical reference a dataset's labels are normalised to: its own `canonical.json` (written
     by its sweep), else its profile's `reference.json` (datasets older than that file); None for rows
     measured before the protocol had a reference (the first release's `cpu`: no speed index, so
-    they are on no reference's scale and a prediction from them is never rescaled)."""
+    they are on no reference's scale and a prediction from them is never rescaled). `models`: its
+    rows, where the caller has read them already."""
     try:
-        import pandas as pd
+        if models is None:
+            import pandas as pd
 
-        idx = pd.read_parquet(Path(dataset) / "models.parquet", columns=["speed_index"])["speed_index"]
-        if idx.isna().all():
+            models = pd.read_parquet(Path(dataset) / "models.parquet", columns=["speed_index"])
+        if models["speed_index"].isna().all():
             return None
     except (OSError, ValueError, KeyError, ImportError):
         return None

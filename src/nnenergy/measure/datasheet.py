@@ -128,10 +128,11 @@ def remeasured_pairs(path: Path) -> list[dict]:
         return []
 
 
-def label_noise(path: Path) -> dict:
+def label_noise(path: Path, elasticity: float | None = None) -> dict:
     """The dataset's own label-noise figure from its measure-twice pairs (`measure.remeasure.agreement`),
-    its labels normalised as predictors learn them (the canonical reference's elasticity)."""
-    return remeasure.agreement(remeasured_pairs(path), dataset_elasticity(path))
+    its labels normalised as predictors learn them (the canonical reference's elasticity; `elasticity`:
+    where the caller knows it already)."""
+    return remeasure.agreement(remeasured_pairs(path), dataset_elasticity(path) if elasticity is None else elasticity)
 
 
 def dataset_elasticity(path: Path) -> float:

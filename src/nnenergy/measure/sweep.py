@@ -343,14 +343,19 @@ class Sweep:
             name, size, batch = parse_config_id(p.config_id)
             self._skip(name, size, [batch], reason, bar, retryable=True)
         elif for_good:
-            self.progress.remeasured.append({"config_id": p.config_id, "error": reason[:300]})
+            self._remeasure_failed(p.config_id, reason)
+
+    def _remeasure_failed(self, config_id: str, reason: str) -> None:
+        """A re-measure that cannot be made: recorded with its reason, so it is never retried."""
+        self.progress.remeasured.append({"config_id": config_id, "error": reason[:300]})
 
     def _remeasure(self, since: str, ref) -> None:
         """Measure-twice: the selected configurations measured since `since` (this boot of the machine), once
         they are old enough, measured again whole (same protocol and visits, same canonical reference); each
         pair is stored as soon as it is complete, each visit as soon as it is read."""
-        spec, stored = self.spec, self.progress.remeasured
-        done = {r["config_id"] for r in stored.values()} | {c for purpose, c in self._visited() if purpose == AGAIN}
+        spec = self.spec
+        done = ({r["config_id"] for r in self.progress.remeasured.values()}
+                | {c for purpose, c in self._visited() if purpose == AGAIN})
         due = remeasure.due(self.progress.config_store.values(), done, spec.remeasure_share, spec.remeasure_after_min,
                             since, datetime.now(timezone.utc), spec.seed)
         if not due:
@@ -368,7 +373,7 @@ class Sweep:
                 tasks[r["config_id"]] = (lambda f, t: (lambda: f(t)))(kept.fn, x)
                 rows_of[r["config_id"]] = (r, size)
             except Exception as exc:  # rebuilt differently (or not at all): record, never retry
-                stored.append({"config_id": r["config_id"], "error": f"{type(exc).__name__}: {exc}"[:300]})
+                self._remeasure_failed(r["config_id"], f"{type(exc).__name__}: {exc}")
         if not tasks:
             return
         try:
@@ -376,7 +381,7 @@ class Sweep:
         except MeasurementError:
             return
         for cid, exc in failed.items():  # recorded, never retried (as a re-measure that cannot be rebuilt)
-            stored.append({"config_id": cid, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            self._remeasure_failed(cid, f"{type(exc).__name__}: {exc}")
         now = datetime.now(timezone.utc)
         for cid, res in results.items():
             first, size = rows_of[cid]
