@@ -148,7 +148,7 @@ def run_once(tracking_uri: str | None) -> dict:
     ratios = [t / p for t, p in zip(truth, preds["canonical"])]
     out["many_model_ratio"] = statistics.median(ratios)
     # what a prediction multiplies by: the index to the power of the canonical's elasticity (1.0 where unfitted)
-    out["probe_factor"] = m["probe"]["speed_index"] ** speed.elasticity(meta.get("canonical_reference"))[0]
+    out["probe_factor"] = m["probe"]["speed_index"] ** speed.elasticity(meta.get("canonical_reference")).energy
     out["probe_agreement"] = out["probe_factor"] / out["many_model_ratio"] - 1
     out["metrics"] = {mode: _metrics(truth, p) for mode, p in preds.items()}
     return out
@@ -157,29 +157,32 @@ def run_once(tracking_uri: str | None) -> dict:
 RESCORED = REPO / "benchmarks" / "drift_rescored.md"
 
 
-def rescore(tracking_uri: str | None) -> str:
-    """The logged runs on this profile and canonical, re-predicted by the current predictor (see the module)."""
+def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
+    """The logged runs on this profile and canonical, re-predicted by the current predictor (or `model_uri`;
+    see the module)."""
     from nnenergy import speed
     from nnenergy.measure.hardware import current_profile_name
     from nnenergy.predict.api import predict_many
     from nnenergy.predict.loading import load_predictor, machine_model_uri
 
     profile = current_profile_name()
-    uri = machine_model_uri(tracking_uri)
+    uri = model_uri or machine_model_uri(tracking_uri)
     loaded = load_predictor(uri, tracking_uri)
     meta = loaded[0].metadata.metadata or {}
     canon = meta.get("canonical_reference")
-    key, (beta, _) = speed.canonical_key(canon), speed.elasticity(canon)
+    key, el = speed.canonical_key(canon), speed.elasticity(canon)
+    beta = el.energy
     runs = [json.loads(line) for line in LOG.read_text().splitlines() if line.strip()]
     runs = [r for r in runs if r["profile"] == profile and r.get("origin") == "trained here"
             and speed.canonical_key(r.get("canonical")) == key]
     if not runs:
         return f"no logged run of {profile} against this predictor's canonical reference ({key})"
-    cache: dict[str, float] = {}
+    cache: dict[str, tuple[float, float]] = {}  # energy and latency at the canonical speed
     for name in sorted({c for r in runs for c in r["configs"]}):
         a, s, b = name.split("|")
-        cache[name] = predict_many([a], batch_size=int(b), input_shape=(int(s), int(s), 3), model_uri=uri,
-                                   tracking_uri=tracking_uri, speed="canonical", predictor=loaded)[0].energy_j
+        p = predict_many([a], batch_size=int(b), input_shape=(int(s), int(s), 3), model_uri=uri,
+                         tracking_uri=tracking_uri, speed="canonical", predictor=loaded)[0]
+        cache[name] = p.energy_j, p.latency_s
     version = loaded[1].get("version")
     lines = [f"# Past drift runs re-scored by version {version} ({meta.get('predictor')} on {meta.get('dataset')}, "
              f"energy elasticity {beta:g})", "",
@@ -192,14 +195,16 @@ def rescore(tracking_uri: str | None) -> str:
     agree, scored = [], []
     for r in runs:
         truth = r["measured"]
-        pred = [cache[c] for c in r["configs"]]
+        pred = [cache[c][0] for c in r["configs"]]
+        exps = [el.energy_at(cache[c][1]) for c in r["configs"]]  # as `speed.apply` reads each model's exponent
         many = statistics.median(t / p for t, p in zip(truth, pred))
         factor = r["probe"]["speed_index"] ** beta
         agree.append(factor / many - 1)
-        cells = {"canonical": _metrics(truth, pred), "now": _metrics(truth, [p * factor for p in pred]),
+        cells = {"canonical": _metrics(truth, pred),
+                 "now": _metrics(truth, [p * r["probe"]["speed_index"] ** x for p, x in zip(pred, exps)]),
                  "perfect": _metrics(truth, [p * many for p in pred])}
         if r.get("last"):
-            cells["last"] = _metrics(truth, [p * r["last"]["speed_index"] ** beta for p in pred])
+            cells["last"] = _metrics(truth, [p * r["last"]["speed_index"] ** x for p, x in zip(pred, exps)])
         scored.append({"metrics": cells})
         cell = lambda k: f"{cells[k]['rmspe']:.1f}%, {cells[k]['within10']:.0f}%" if k in cells else "n/a"  # noqa: E731
         lines.append(f"| {r['at'][:16]} | {r.get('version', '?')} | {r['probe']['speed_index']:.3f} ({factor:.3f}) | "
@@ -229,7 +234,7 @@ def report() -> str:
         cell = lambda k: (f"{r['metrics'][k]['rmspe']:.1f}%, {r['metrics'][k]['within10']:.0f}%"  # noqa: E731
                           if k in r["metrics"] else "n/a (no reading >= 1 h old)")
         inpass = r.get("inpass_speed_index")
-        beta = speed.elasticity(r.get("canonical"))[0]  # as its predictor applied a reading
+        beta = speed.elasticity(r.get("canonical")).energy  # as its predictor applied a reading
         inpass = f"{100 * (inpass ** beta / r['many_model_ratio'] - 1):+.1f}%" if inpass else "n/a"
         factor = r.get("probe_factor", r["probe"]["speed_index"])
         index = f"{r['probe']['speed_index']:.3f}" + (f" (×{factor:.3f} applied)" if
@@ -327,7 +332,7 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
 
     cands: dict[str, list[float]] = {}
     for r in runs:
-        beta = speed.elasticity(r.get("canonical") or canon)[0]  # each reading as a prediction would apply it
+        beta = speed.elasticity(r.get("canonical") or canon).energy  # each reading as a prediction would apply it
         m, p = r["many_model_ratio"], r["probe"]["speed_index"]
         if "history_median_24h" in r:
             typical = r["history_median_24h"]
@@ -365,12 +370,14 @@ def main() -> int:
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--rescore", action="store_true", help="re-predict the logged runs with today's predictor")
     ap.add_argument("--tracking-uri", default=None)
+    ap.add_argument("--model-uri", default=None,
+                    help="with --rescore: this predictor (default: the machine's champion)")
     a = ap.parse_args()
     if a.report:
         print(report())
         return 0
     if a.rescore:
-        print(rescore(a.tracking_uri))
+        print(rescore(a.tracking_uri, a.model_uri))
         return 0
     out = run_once(a.tracking_uri)
     with LOG.open("a") as fh:

@@ -136,3 +136,70 @@ def test_the_command_writes_the_fit_into_every_file_of_the_same_canonical(tmp_pa
     assert stored[0] == failed and all("second_speed_index" in p for p in stored[1:])
     assert elasticity.main([str(tmp_path / "nowhere")]) == 2
     assert "no dataset" in capsys.readouterr().err
+
+
+SIZED = CANON | {"elasticity": {"energy": 0.7, "latency": 0.7, "size": {
+    "energy_per_decade": -0.3, "latency_per_decade": -0.2, "pivot_ms": 30.0, "range_ms": [3.0, 3000.0]}}}
+
+
+def test_a_size_dependent_exponent_is_read_at_each_configurations_latency_and_held_beyond_its_range():
+    el = scale.elasticity(SIZED)
+    assert el.energy_at(0.030) == pytest.approx(0.7)
+    assert el.energy_at(0.300) == pytest.approx(0.4) and el.latency_at(0.300) == pytest.approx(0.5)
+    assert el.energy_at(0.003) == pytest.approx(1.0) and el.energy_at(0.0001) == pytest.approx(1.0)  # held
+    assert list(el.energy_at([0.003, 3.0, 30.0])) == pytest.approx([1.0, 0.1, 0.1])
+    models = pd.DataFrame({"config_id": ["small", "large"], "energy_raw_j": [1.21, 1.21], "speed_index": [1.21, 1.21],
+                           "energy_j": [1.0, 1.0], "latency_raw_s": [0.00363, 0.363],
+                           "latency_speed_index": [1.21, 1.21], "latency_s": [0.003, 0.3]})
+    m, _ = scale.relabel(models, None, SIZED)
+    assert m["energy_j"].tolist() == pytest.approx([1.21 / 1.21 ** 1.0, 1.21 / 1.21 ** 0.4])
+    assert m["latency_s"].tolist() == pytest.approx([0.00363 / 1.21 ** 0.9, 0.363 / 1.21 ** 0.5])
+    again, _ = scale.relabel(m, None, SIZED)  # the exponent is read at the stored latency: twice is once
+    pd.testing.assert_frame_equal(again, m)
+
+
+def test_predictions_of_small_and_large_networks_move_by_their_own_exponents():
+    frame = pd.DataFrame({"config_id": ["s", "s", "l", "l"], "row": ["layer", "total", "layer", "total"],
+                          "energy_j": [0.5, 1.0, 5.0, 10.0], "latency_s": [0.0015, 0.003, 0.15, 0.3]})
+    s = speed.Speed("p", 1.44, 1.44, "2026-12-07T03:00:00+00:00", "probe", CANON["measured_at"], 0.0)
+    out = speed.apply(frame, s.with_elasticity(SIZED))
+    # every row of a configuration gets its total's factor: the layers still add up to the total
+    assert out["energy_j"].tolist() == pytest.approx([0.5 * 1.44, 1.44, 5.0 * 1.44 ** 0.4, 10.0 * 1.44 ** 0.4])
+    assert out["latency_s"].tolist()[3] == pytest.approx(0.3 * 1.44 ** 0.5)
+    stated = s.with_elasticity(SIZED).as_dict(0.3)
+    assert (stated["elasticity"], stated["energy_factor"]) == pytest.approx((0.4, 1.44 ** 0.4))
+    assert stated["elasticity_per_decade"] == [-0.3, -0.2]
+    assert "elasticity_per_decade" not in s.with_elasticity(ELASTIC).as_dict(0.3)  # no size term: one exponent
+
+
+def _sized_pairs(per_decade: float, n: int = 300, seed: int = 1) -> list[dict]:
+    """Pairs whose exponent is 0.7 at 30 ms and changes by `per_decade` per tenfold latency (3-3000 ms)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        s1, s2, ms = rng.uniform(0.9, 1.3), rng.uniform(0.9, 1.3), 10 ** rng.uniform(0.5, 3.5)
+        beta = 0.7 + per_decade * math.log10(ms / 30)
+        e1, e2 = (ms / 20 * s ** beta * math.exp(rng.gauss(0, 0.01)) for s in (s1, s2))
+        out.append({"config_id": f"c{i}", "first_energy_raw_j": e1, "first_speed_index": s1, "second_energy_raw_j": e2,
+                    "second_speed_index": s2, "first_latency_raw_s": ms / 1e3 * s1 ** beta,
+                    "first_latency_speed_index": s1, "second_latency_raw_s": ms / 1e3 * s2 ** beta,
+                    "second_latency_speed_index": s2, "first_energy_j": e1 / s1, "second_energy_j": e2 / s2})
+    return out
+
+
+def test_the_fit_keeps_a_size_term_only_where_it_wins_on_held_out_pairs():
+    fitted = elasticity.fit_elasticity(_sized_pairs(-0.3))
+    size = fitted["size"]
+    assert size["energy_per_decade"] == pytest.approx(-0.3, abs=3 * size["energy_per_decade_se"] + 0.01)
+    assert size["energy_at_pivot"] == pytest.approx(0.7, abs=0.05)
+    assert size["energy_heldout_rms_pct"] < fitted["energy_heldout_rms_pct"]
+    assert 2.5 <= size["range_ms"][0] < 4 and 2500 < size["range_ms"][1] <= 3600  # the pairs' latencies
+    flat = elasticity.fit_elasticity(_sized_pairs(0.0)).get("size")
+    assert flat is None or abs(flat["energy_per_decade"]) < 3 * flat["energy_per_decade_se"] + 0.01
+    # what `--write` stores, `scale.elasticity` reads back
+    entry = {"energy": size["energy_at_pivot"], "latency": size["latency_at_pivot"], "size": size}
+    el = scale.elasticity(CANON | {"elasticity": entry})
+    assert el.energy_at(0.3) == pytest.approx(size["energy_at_pivot"] + size["energy_per_decade"], abs=1e-9)
+    # the noise figure judges the pairs under the size-dependent exponent
+    pairs = _sized_pairs(-0.3)
+    assert remeasure.agreement(pairs, el)["rms_pct"] < remeasure.agreement(pairs, 0.7)["rms_pct"]

@@ -5,13 +5,18 @@ to predictions; `measure.elasticity` fits the exponent).
 A label is `raw / speed_index ** elasticity`, where the speed index is the reference network's cost
 when the row was measured over its canonical cost. 1.0 (the default) is plain division; a canonical
 reference with an `elasticity` entry (fitted on its datasets' measure-twice pairs) gives each side its
-exponent. Sweeps store the rows divided one for one (`energy_j` = `energy_raw_j / speed_index`, kept
-with the raw figures): `relabel` derives the labels predictors learn from them when a dataset is loaded.
+exponent, which may depend on the configuration's size: on the Intel Xeon a 3 ms network followed the
+reference nearly one for one and a 1 s one by a third of it (`per_decade`: the exponent's change per
+tenfold latency, held constant outside the latencies it was fitted on). Sweeps store the rows divided
+one for one (`energy_j` = `energy_raw_j / speed_index`, kept with the raw figures): `relabel` derives
+the labels predictors learn from them when a dataset is loaded.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 ELASTICITY_KEY = "elasticity"  # in a canonical reference: {"energy": b, "latency": b, how it was fitted}
@@ -49,11 +54,50 @@ def canonical_key(canon: dict | None) -> str | None:
     return f"{canon.get('measured_at')}|{canon.get('statistic', 'round_min_median')}"
 
 
-def elasticity(canon: dict | None) -> tuple[float, float]:
-    """The canonical reference's exponents (energy, latency): how a network's cost follows its speed
-    index. 1.0, 1.0 where none was fitted (every profile but the ones `fit_elasticity` was written for)."""
+@dataclass(frozen=True)
+class Elasticity:
+    """How a network's cost follows the speed index: exponents (energy, latency) at `pivot_ms` of
+    latency, each changing by its `*_per_decade` per tenfold latency between `lo_ms` and `hi_ms` (the
+    latencies fitted on) and constant beyond them. The defaults are plain division."""
+
+    energy: float = 1.0
+    latency: float = 1.0
+    energy_per_decade: float = 0.0
+    latency_per_decade: float = 0.0
+    pivot_ms: float = 30.0
+    lo_ms: float = 0.0
+    hi_ms: float = math.inf
+
+    @property
+    def plain(self) -> bool:
+        return (self.energy, self.latency, self.energy_per_decade, self.latency_per_decade) == (1.0, 1.0, 0.0, 0.0)
+
+    def _at(self, base: float, per_decade: float, latency_s):
+        if not per_decade:
+            return base
+        import numpy as np
+
+        ms = np.clip(np.asarray(latency_s, dtype=float) * 1e3, max(self.lo_ms, 1e-6), self.hi_ms)
+        out = base + per_decade * np.log10(ms / self.pivot_ms)
+        return float(out) if out.ndim == 0 else out
+
+    def energy_at(self, latency_s):
+        """The energy exponent of a configuration of `latency_s` per pass (a number or an array)."""
+        return self._at(self.energy, self.energy_per_decade, latency_s)
+
+    def latency_at(self, latency_s):
+        return self._at(self.latency, self.latency_per_decade, latency_s)
+
+
+def elasticity(canon: dict | None) -> Elasticity:
+    """The canonical reference's elasticity; plain division where none was fitted (every profile but
+    the ones `measure.elasticity --write` was run for)."""
     e = (canon or {}).get(ELASTICITY_KEY) or {}
-    return float(e.get("energy", 1.0)), float(e.get("latency", 1.0))
+    size = e.get("size") or {}  # the size term, where the fit found one
+    lo, hi = size.get("range_ms") or (0.0, math.inf)
+    return Elasticity(float(e.get("energy", 1.0)), float(e.get("latency", 1.0)),
+                      float(size.get("energy_per_decade", 0.0)), float(size.get("latency_per_decade", 0.0)),
+                      float(size.get("pivot_ms", 30.0)), float(lo), float(hi))
 
 
 def normalised(raw, speed_index, exponent: float):
@@ -63,20 +107,24 @@ def normalised(raw, speed_index, exponent: float):
 
 def relabel(models, layers, canon: dict | None):
     """A dataset's tables with its labels normalised by `canon`'s elasticity: `energy_j` =
-    `energy_raw_j / speed_index ** elasticity` (latency alike), the in-context layer targets scaled
-    with their configuration's label. Rows without a speed index keep their labels; applying it again
-    changes nothing. `cpu_j`, `ram_j` and the per-statistic columns stay as stored (no predictor reads them)."""
-    beta_e, beta_l = elasticity(canon)
-    if (beta_e, beta_l) == (1.0, 1.0) or "speed_index" not in models or "energy_raw_j" not in models:
+    `energy_raw_j / speed_index ** elasticity` (latency alike; a size-dependent exponent read at the
+    row's latency as stored, `latency_raw_s / latency_speed_index`, so relabelling twice reads the same
+    one), the in-context layer targets scaled with their configuration's label. Rows without a speed
+    index keep their labels; applying it again changes nothing. `cpu_j`, `ram_j` and the per-statistic
+    columns stay as stored (no predictor reads them)."""
+    el = elasticity(canon)
+    if el.plain or "speed_index" not in models or "energy_raw_j" not in models:
         return models, layers
     models = models.copy()
     old = models.set_index("config_id")[["energy_j", "latency_s"]]
+    size = _size_latency(models)
     ok = models["speed_index"].notna() & models["energy_raw_j"].notna()
-    models.loc[ok, "energy_j"] = normalised(models.loc[ok, "energy_raw_j"], models.loc[ok, "speed_index"], beta_e)
+    models.loc[ok, "energy_j"] = normalised(models.loc[ok, "energy_raw_j"], models.loc[ok, "speed_index"],
+                                            el.energy_at(size[ok]))
     if {"latency_speed_index", "latency_raw_s"} <= set(models.columns):
         ok = models["latency_speed_index"].notna() & models["latency_raw_s"].notna()
         models.loc[ok, "latency_s"] = normalised(models.loc[ok, "latency_raw_s"], models.loc[ok, "latency_speed_index"],
-                                                 beta_l)
+                                                 el.latency_at(size[ok]))
     if layers is not None and len(layers):
         new = models.set_index("config_id")[["energy_j", "latency_s"]]
         layers = layers.copy()
@@ -85,3 +133,11 @@ def relabel(models, layers, canon: dict | None):
             if col in layers:
                 layers[col] = layers[col] * (cid.map(new[target]) / cid.map(old[target])).fillna(1.0).to_numpy(float)
     return models, layers
+
+
+def _size_latency(models):
+    """Each row's latency the size-dependent exponent is read at: raw over the speed index one for one
+    (the stored `latency_s` before any relabelling), so it does not move when the labels do."""
+    if {"latency_raw_s", "latency_speed_index"} <= set(models.columns):
+        return (models["latency_raw_s"] / models["latency_speed_index"]).fillna(models["latency_s"])
+    return models["latency_s"]

@@ -16,6 +16,9 @@ reference's `elasticity`, is applied on both sides: labels are `raw / speed_inde
 (`scale.relabel`, when a dataset is loaded) and predictions are multiplied by
 `speed_index ** elasticity` (`apply`); 1.0 (the default) is plain division. On the same drift
 measurements it took the defaults from 12.7% to 10.5% RMSPE (docs/measurement.md, ninth session).
+The exponent may depend on the network's size (`scale.Elasticity`: small networks followed the
+reference nearly one for one, 1 s ones by a third of it); a prediction reads it at its configuration's
+latency, and states the exponent and factors it got.
 Sweeps read the same ratio round by round (`measure.protocol`); this module reads it between
 sweeps: `probe` (~2.4 s on the Intel Xeon, ~3 s on the EPYC Zen 1), `record`/`history` (per profile,
 `<cache>/speed/<profile>.jsonl`), `resolve` (which reading a prediction uses: `auto`, `now`, `last`,
@@ -34,7 +37,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 # The scale a dataset's labels are stated at, defined with the datasets (`nnenergy.scale`), used here too.
-from nnenergy.scale import ELASTICITY_KEY, canonical_key, canonical_of_dataset, elasticity, relabel  # noqa: F401
+from nnenergy.scale import (  # noqa: F401
+    ELASTICITY_KEY,
+    Elasticity,
+    canonical_key,
+    canonical_of_dataset,
+    elasticity,
+    relabel,
+)
 
 MODES = ("auto", "now", "last", "canonical")
 MAX_AGE_ENV = "NNENERGY_SPEED_MAX_AGE_MIN"
@@ -78,24 +88,44 @@ class Speed:
     canonical_at: str | None  # when the profile's canonical reference was measured
     variability: float  # relative sd of the speed a prediction may be off by (widens its interval)
     note: str = ""  # one line for the user, when the reading is not what was asked for
-    elasticity: float = 1.0  # the predictor's canonical's exponents (`elasticity`)
-    latency_elasticity: float = 1.0
+    scaling: Elasticity = Elasticity()  # the predictor's canonical's elasticity (plain: one for one)
+
+    @property
+    def elasticity(self) -> float:
+        """The energy exponent at the elasticity's pivot latency (every latency where it has no size term)."""
+        return self.scaling.energy
 
     @property
     def energy_factor(self) -> float:
-        """What a prediction at the canonical speed is multiplied by."""
-        return self.speed_index ** self.elasticity
+        """What a prediction at the canonical speed is multiplied by (at the pivot latency; `factors`)."""
+        return self.factors()[0]
 
     @property
     def latency_factor(self) -> float:
-        return self.latency_speed_index ** self.latency_elasticity
+        return self.factors()[1]
+
+    def factors(self, latency_s=None) -> tuple:
+        """(energy, latency) multipliers of a configuration of `latency_s` per pass at the canonical speed
+        (a number or an array; None: at the pivot)."""
+        el = self.scaling
+        at = el.pivot_ms / 1e3 if latency_s is None else latency_s
+        return self.speed_index ** el.energy_at(at), self.latency_speed_index ** el.latency_at(at)
 
     def with_elasticity(self, canon: dict | None) -> "Speed":
-        e, lat = elasticity(canon)
-        return replace(self, elasticity=e, latency_elasticity=lat)
+        return replace(self, scaling=elasticity(canon))
 
-    def as_dict(self) -> dict:
-        return asdict(self) | {"energy_factor": self.energy_factor, "latency_factor": self.latency_factor}
+    def as_dict(self, latency_s=None) -> dict:
+        """What a prediction records of its speed: the reading, and the exponents and factors applied to a
+        configuration of `latency_s` per pass (None: at the pivot latency)."""
+        el = self.scaling
+        at = el.pivot_ms / 1e3 if latency_s is None else float(latency_s)
+        out = {k: v for k, v in asdict(self).items() if k != "scaling"}
+        fe, fl = self.factors(at)
+        out |= {"elasticity": float(el.energy_at(at)), "latency_elasticity": float(el.latency_at(at)),
+                "energy_factor": float(fe), "latency_factor": float(fl)}
+        if el.energy_per_decade or el.latency_per_decade:
+            out["elasticity_per_decade"] = [el.energy_per_decade, el.latency_per_decade]
+        return out
 
 
 def canonical(profile: str, data_root: Path | None = None) -> dict | None:
@@ -316,26 +346,38 @@ def resolve(profile: str, mode: str = "auto", data_root: Path | None = None,
 
 def apply(out, speed: Speed | None):
     """Scale a predictor's output (rows of energy_j, energy_lo_j, energy_hi_j, latency_s) to `speed`
-    (its speed index to the power of the predictor's elasticity),
+    (its speed index to the power of the predictor's elasticity, read at each configuration's latency at
+    the canonical speed: its `total` row's, where the output has them, else each row's own),
     widening the energy interval by the speed's own variability (root-sum-square with the model's,
     in log space)."""
     if speed is None:
         return out
+    import numpy as np
+
     out = out.copy()
+    size = configuration_latency(out)
+    fe, fl = speed.factors(size.to_numpy(float))
     for col in ("energy_j", "energy_lo_j", "energy_hi_j"):
         if col in out:
-            out[col] = out[col] * speed.energy_factor
-    out["latency_s"] = out["latency_s"] * speed.latency_factor
-    w = Z90 * speed.variability * speed.elasticity  # the prediction moves by the index to that power
-    if w > 0 and {"energy_lo_j", "energy_hi_j"} <= set(out.columns):
-        import numpy as np
-
+            out[col] = out[col] * fe
+    out["latency_s"] = out["latency_s"] * fl
+    w = Z90 * speed.variability * np.asarray(speed.scaling.energy_at(size.to_numpy(float)))  # moves by index^that
+    if np.any(w > 0) and {"energy_lo_j", "energy_hi_j"} <= set(out.columns):
         e = out["energy_j"]
         lo = np.log(e / out["energy_lo_j"]).clip(lower=0)
         hi = np.log(out["energy_hi_j"] / e).clip(lower=0)
         out["energy_lo_j"] = e / np.exp(np.sqrt(lo ** 2 + w ** 2))
         out["energy_hi_j"] = e * np.exp(np.sqrt(hi ** 2 + w ** 2))
     return out
+
+
+def configuration_latency(out):
+    """Each output row's configuration latency at the canonical speed (what a size-dependent
+    elasticity is read at): its configuration's `total` row's, else the row's own."""
+    if {"config_id", "row"} <= set(out.columns):
+        totals = out[out["row"] == "total"].drop_duplicates("config_id").set_index("config_id")["latency_s"]
+        return out["config_id"].map(totals).fillna(out["latency_s"])
+    return out["latency_s"]
 
 
 def chosen_mode(mode) -> str | Speed:

@@ -186,7 +186,7 @@ def run(cfg: DictConfig) -> dict:
         tracking.log_metrics({"noise_floor_whole_rmspe":
                               mx.window_noise_rmspe(data.models["window_energies_j"].map(json.loads))})
         # The dataset's own measure-twice figure (its datasheet): accuracy is read beside it.
-        noise = label_noise(data.path, scale.elasticity(data.canonical)[0])  # the exponent `ds.load` relabelled with
+        noise = label_noise(data.path, scale.elasticity(data.canonical))  # the exponent `ds.load` relabelled with
         if noise["n"]:
             tracking.log_metrics({"label_noise_rms_pct": noise["rms_pct"], "label_noise_pairs": noise["n"],
                                   "label_noise_within5_pct": noise["within5_pct"]})

@@ -125,7 +125,8 @@ def speed_line(s: dict) -> str:
     applied = ""
     if s.get("elasticity", 1.0) != 1.0 or s.get("latency_elasticity", 1.0) != 1.0:
         applied = (f", applied as energy ×{s['energy_factor']:.3f}, latency ×{s['latency_factor']:.3f} (elasticity "
-                   f"{s['elasticity']:.2f}, {s['latency_elasticity']:.2f})")
+                   f"{s['elasticity']:.2f}, {s['latency_elasticity']:.2f}"
+                   + (" at this model's latency" if s.get("elasticity_per_decade") else "") + ")")
     return (f"speed index {s['speed_index']:.3f} (latency {s['latency_speed_index']:.3f}) against the {canon}"
             f"{applied}: {s['source']} at {s['read_at']}")
 

@@ -13,6 +13,7 @@ from sklearn.linear_model import LinearRegression
 from nnenergy.features.layer_features import ALL_FEATURES, KIND_FEATURES, NEWER_FEATURES, RANGE_FEATURES
 from nnenergy.features.units import FUSED_KIND, UNIT_FLAGS, fuse
 from nnenergy.learn.ranges import outside_range
+from nnenergy.learn.sampling import SUBSAMPLES, sources, subsample
 from nnenergy.schema import INTERVAL_KEY, TARGETS
 
 FALLBACK = "other"
@@ -207,6 +208,10 @@ class LayerwisePredictor:
     # and learning them teaches "this convolution costs nothing" (VGG's second convs, held out, read ~0).
     drop_unattributed: bool = True
     max_rows_per_kind: int | None = None  # a stable random subsample above this (training time)
+    # How that subsample is drawn: "rows" uniformly over rows; "sources" an equal share per configuration
+    # source (keras.applications, generated, variant, kernel), what a small source leaves given to the
+    # others. Uniform rows let the generated space crowd out the real networks' layers as it grows.
+    subsample: str = "rows"
     units: str = "kernels"  # learn per kernel (a layer + the layers fused into it, features.units); or "layers"
     seed: int = 0
     models_: dict = field(default_factory=dict)
@@ -228,6 +233,8 @@ class LayerwisePredictor:
             raise ValueError(f"baseline must be one of {BASELINES}, not {self.baseline!r}")
         if self.kernel_rows not in KERNEL_ROWS:
             raise ValueError(f"kernel_rows must be one of {KERNEL_ROWS}, not {self.kernel_rows!r}")
+        if self.subsample not in SUBSAMPLES:
+            raise ValueError(f"subsample must be one of {SUBSAMPLES}, not {self.subsample!r}")
         y = np.asarray(layer_targets, dtype=float)
         self.metadata["units"] = self.units
         kernel_ids = set(models.loc[models["source"] == "kernel", "config_id"]) if (
@@ -258,10 +265,11 @@ class LayerwisePredictor:
         # polynomial extrapolating wildly cannot overflow a model's sum.
         self.log_range_ = (logy.min(axis=0) - 3.0, logy.max(axis=0) + 3.0)
         self.kind_features_ = {k: list(v) for k, v in KIND_FEATURES.items()}  # as trained, whatever changes later
+        strata = sources(feats, models) if self.subsample == "sources" else None
         if self.kernel_rows == "rescaled" and from_kernels.any() and (~from_kernels).any():
-            logy = self._rescale_kernels(feats, logy, from_kernels)
+            logy = self._rescale_kernels(feats, logy, from_kernels, strata)
             self.metadata["kernel_context"] = self.kernel_context_
-        self.models_, self.ranges_, self.range_names_ = self._fit_kinds(feats, logy)
+        self.models_, self.ranges_, self.range_names_ = self._fit_kinds(feats, logy, strata)
         self.correction_ = None
         if self.correction == "loglinear" and models is not None:
             # Learned on whole networks only: a one-kernel model says nothing about their non-additivity.
@@ -277,8 +285,10 @@ class LayerwisePredictor:
                 self.metadata["loop_term"] = self.loop_term_.summary()
         return self
 
-    def _fit_kinds(self, feats: pd.DataFrame, logy: np.ndarray) -> tuple[dict, dict, dict]:
-        """One model per kind with enough rows, the fallback on all rows; the ranges each kind saw."""
+    def _fit_kinds(self, feats: pd.DataFrame, logy: np.ndarray, strata: np.ndarray | None = None
+                   ) -> tuple[dict, dict, dict]:
+        """One model per kind with enough rows, the fallback on all rows; the ranges each kind saw
+        (`strata`: each row's source, where the subsample is drawn by source)."""
         models, ranges, names = {}, {}, {}
         rng = np.random.default_rng(self.seed)
         pos = np.arange(len(feats))
@@ -289,22 +299,20 @@ class LayerwisePredictor:
             ranges[kind] = (r.min(axis=0), r.max(axis=0))
             if kind == FALLBACK or len(rows) < self.min_rows_per_kind:
                 continue
-            if self.max_rows_per_kind and len(rows) > self.max_rows_per_kind:
-                rows = np.sort(rng.choice(rows, self.max_rows_per_kind, replace=False))
+            rows = subsample(rows, self.max_rows_per_kind, strata, rng)
             models[kind] = self._fit_one(feats.iloc[rows][KIND_FEATURES[kind]], logy[rows])
-        rows = pos
-        if self.max_rows_per_kind and len(rows) > self.max_rows_per_kind:
-            rows = np.sort(rng.choice(rows, self.max_rows_per_kind, replace=False))
+        rows = subsample(pos, self.max_rows_per_kind, strata, rng)
         models[FALLBACK] = self._fit_one(feats.iloc[rows][KIND_FEATURES[FALLBACK]], logy[rows])
         return models, ranges, names
 
-    def _rescale_kernels(self, feats: pd.DataFrame, logy: np.ndarray, from_kernels: np.ndarray) -> np.ndarray:
+    def _rescale_kernels(self, feats: pd.DataFrame, logy: np.ndarray, from_kernels: np.ndarray,
+                         strata: np.ndarray | None = None) -> np.ndarray:
         """Put the kernel sweep's rows on the in-context scale, kind by kind: a first fit on in-context
         rows predicts the kernels inside its range, and their median log ratio (measured alone vs
         predicted in context: call overhead, cold caches) is taken off every kernel row of that kind.
         Kinds with fewer than `min_kernels_per_kind` such kernels keep their rows as measured."""
         ctx = ~from_kernels
-        models, _, _ = self._fit_kinds(feats[ctx], logy[ctx])
+        models, _, _ = self._fit_kinds(feats[ctx], logy[ctx], None if strata is None else strata[ctx])
         logy = logy.copy()
         self.kernel_context_ = {}
         kinds = feats["kind"].to_numpy()

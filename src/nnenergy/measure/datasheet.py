@@ -128,18 +128,19 @@ def remeasured_pairs(path: Path) -> list[dict]:
         return []
 
 
-def label_noise(path: Path, elasticity: float | None = None) -> dict:
+def label_noise(path: Path, elasticity=None) -> dict:
     """The dataset's own label-noise figure from its measure-twice pairs (`measure.remeasure.agreement`),
     its labels normalised as predictors learn them (the canonical reference's elasticity; `elasticity`:
     where the caller knows it already)."""
     return remeasure.agreement(remeasured_pairs(path), dataset_elasticity(path) if elasticity is None else elasticity)
 
 
-def dataset_elasticity(path: Path) -> float:
-    """The energy elasticity the dataset's labels are normalised with (1.0: the speed index one for one)."""
+def dataset_elasticity(path: Path):
+    """The elasticity the dataset's labels are normalised with (`scale.Elasticity`; plain: the speed
+    index one for one)."""
     from nnenergy import scale
 
-    return scale.elasticity(scale.canonical_of_dataset(path))[0]
+    return scale.elasticity(scale.canonical_of_dataset(path))
 
 
 def _remeasure_text(path: Path) -> str:

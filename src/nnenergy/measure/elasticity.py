@@ -29,17 +29,26 @@ PAIRS_LOG = Path("progress") / "remeasure.jsonl"
 MIN_FIT_PAIRS = 10
 
 
+PIVOT_MS = 30.0  # the latency a size-dependent exponent is stated at (the middle of the sweeps' range)
+
+
 def fit_elasticity(pairs: list[dict]) -> dict:
     """The exponents from measure-twice pairs that carry their raw figures and speed indices: the slope
-    of log(raw second / raw first) on log(speed index second / first), through the origin after the
-    pairs' common factor (an intercept), for energy and latency; with each exponent's standard error and
-    the pairs' RMS under the fitted and the plain (1.0) exponent, fitted on one half and judged on the
-    other (both ways: the gain is not in-sample). On the Intel Xeon the slope (0.64) was not the index's
-    own reading noise: a 1-30 min median of the reference readings in its place left it at 0.62-0.65
-    (docs/measurement.md, ninth study session)."""
+    of log(raw second / raw first) on log(speed index second / first), after the pairs' common factor
+    (an intercept), for energy and latency; with each exponent's standard error and the pairs' RMS under
+    the fitted and the plain (1.0) exponent, fitted on one half and judged on the other (both ways: the
+    gain is not in-sample). On the Intel Xeon the slope (0.64) was not the index's own reading noise: a
+    1-30 min median of the reference readings in its place left it at 0.62-0.65 (docs/measurement.md,
+    ninth study session).
+
+    The size term (`size`): the exponent may change with the configuration's latency (the first label's,
+    at the speed index one for one), linearly in log10(latency / `PIVOT_MS`) between the pairs' smallest
+    and largest latency. It is kept only where it also wins on the held-out halves, for energy; latency
+    then gets its own slope the same way."""
     import numpy as np
 
     out: dict = {"pairs": 0}
+    size: dict = {}
     sides = (("energy", "energy_raw_j", "speed_index"), ("latency", "latency_raw_s", "latency_speed_index"))
     for name, raw, idx in sides:
         rows = [p for p in pairs if all(_positive(p.get(f"{w}_{k}")) for w in ("first", "second") for k in (raw, idx))]
@@ -52,20 +61,60 @@ def fit_elasticity(pairs: list[dict]) -> dict:
         line = np.polyfit(x, y, 1)
         slope, resid = line[0], y - np.polyval(line, x)
         se = math.sqrt(float(np.sum(resid ** 2)) / (len(x) - 2) / sxx)
-        half = len(x) // 2
-        held = {}
-        for label, beta_of in (("fitted", lambda tr: np.polyfit(x[tr], y[tr], 1)[0]), ("plain", lambda tr: 1.0)):
-            r = np.empty(len(x))
-            for test, train in ((slice(half, None), slice(0, half)), (slice(0, half), slice(half, None))):
-                d = y[test] - beta_of(train) * x[test]
-                r[test] = d - np.median(d)
-            held[label] = 100 * math.sqrt(float(np.mean((np.exp(r) - 1) ** 2)))
+        ms = np.array([_latency_ms(p) for p in rows])
+        lo, hi = float(ms.min()), float(ms.max())
+        decades = np.log10(np.clip(ms, lo, hi) / PIVOT_MS)
+        held = {"fitted": _heldout(y, x, None), "plain": _heldout(y, x, 1.0), "size": _heldout(y, x, decades)}
         out[name] = round(float(slope), 3)
         out[f"{name}_se"] = round(se, 3)
         out[f"{name}_heldout_rms_pct"] = round(held["fitted"], 2)
         out[f"{name}_plain_rms_pct"] = round(held["plain"], 2)
         out["pairs"] = max(out["pairs"], len(rows))
+        wins = bool(size) if name == "latency" else held["size"] < held["fitted"]  # energy decides for both
+        if len(rows) >= 2 * MIN_FIT_PAIRS and wins:
+            coef, se2 = _size_fit(y, x, decades)
+            size |= {f"{name}_at_pivot": round(coef[0], 3), f"{name}_per_decade": round(coef[1], 3),
+                     f"{name}_per_decade_se": round(se2, 3), f"{name}_heldout_rms_pct": round(held["size"], 2),
+                     "pivot_ms": PIVOT_MS, "range_ms": [round(lo, 3), round(hi, 1)]}
+    if size:
+        out["size"] = size
     return out  # an exponent left out where it could not be fitted (1.0 where applied)
+
+
+def _size_fit(y, x, decades) -> tuple[list[float], float]:
+    """y = (b + k * decades) * x + c by least squares: ([b, k], the standard error of k)."""
+    import numpy as np
+
+    a = np.c_[x, x * decades, np.ones(len(x))]
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    resid = y - a @ coef
+    cov = float(np.sum(resid ** 2)) / (len(y) - 3) * np.linalg.pinv(a.T @ a)
+    return [float(coef[0]), float(coef[1])], math.sqrt(max(cov[1, 1], 0.0))
+
+
+def _heldout(y, x, how) -> float:
+    """RMS (%) of the pairs after their common factor, each half judged by a fit on the other: `how`
+    None: one slope; a number: that exponent; an array: the slope changing along it (the size term)."""
+    import numpy as np
+
+    half = len(x) // 2
+    r = np.empty(len(x))
+    for test, train in ((slice(half, None), slice(0, half)), (slice(0, half), slice(half, None))):
+        if how is None:
+            d = y[test] - np.polyfit(x[train], y[train], 1)[0] * x[test]
+        elif np.ndim(how) == 0:
+            d = y[test] - float(how) * x[test]
+        else:
+            (b, k), _ = _size_fit(y[train], x[train], how[train])
+            d = y[test] - (b + k * how[test]) * x[test]
+        r[test] = d - np.median(d)
+    return 100 * math.sqrt(float(np.mean((np.exp(r) - 1) ** 2)))
+
+
+def _latency_ms(pair: dict) -> float:
+    from nnenergy.measure.remeasure import _pair_latency
+
+    return 1e3 * _pair_latency(pair)
 
 
 def _positive(v) -> bool:
@@ -139,9 +188,13 @@ def write(folder: Path, fitted: dict, pairs: list[dict]) -> list[Path]:
     """Store the exponents in every file of the dataset's canonical, and the pairs' raw figures."""
     from nnenergy import scale
 
-    entry = {"energy": fitted["energy"], "latency": fitted.get("latency", 1.0), "pairs": fitted["pairs"],
+    size = fitted.get("size") or {}
+    entry = {"energy": size.get("energy_at_pivot", fitted["energy"]),
+             "latency": size.get("latency_at_pivot", fitted.get("latency", 1.0)), "pairs": fitted["pairs"],
              "fitted_on": str(folder.as_posix()), "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              **{k: v for k, v in fitted.items() if k.endswith(("_se", "_rms_pct"))}}
+    if size:  # `scale.elasticity` reads it; the exponents above are then the ones at its pivot latency
+        entry["size"] = size
     written = []
     for path in same_canonical(folder):
         canon = json.loads(path.read_text())

@@ -53,21 +53,33 @@ def raw_figures(which: str, result: dict) -> dict:
     return {f"{which}_{k}": float(result[k]) for k in RAW_KEYS if result.get(k) is not None}
 
 
-def label_ratio(pair: dict, elasticity: float = 1.0) -> float | None:
-    """second / first energy label of a pair, normalised with `elasticity` where the pair carries its raw
-    figures (pairs recorded before they did: their stored labels, the speed index applied one for one)."""
-    if elasticity != 1.0 and all(float(pair.get(f"{w}_{k}") or 0) > 0
-                                 for w in ("first", "second") for k in ("energy_raw_j", "speed_index")):
-        from nnenergy.scale import normalised
+def label_ratio(pair: dict, elasticity=1.0) -> float | None:
+    """second / first energy label of a pair, normalised with `elasticity` (an exponent, or a
+    `scale.Elasticity` read at the first label's latency) where the pair carries its raw figures (pairs
+    recorded before they did: their stored labels, the speed index applied one for one)."""
+    from nnenergy.scale import Elasticity, normalised
 
-        return (normalised(pair["second_energy_raw_j"], pair["second_speed_index"], elasticity)
-                / normalised(pair["first_energy_raw_j"], pair["first_speed_index"], elasticity))
+    el = elasticity if isinstance(elasticity, Elasticity) else Elasticity(float(elasticity))
+    if not el.plain and all(float(pair.get(f"{w}_{k}") or 0) > 0
+                            for w in ("first", "second") for k in ("energy_raw_j", "speed_index")):
+        beta = el.energy_at(_pair_latency(pair))
+        return (normalised(pair["second_energy_raw_j"], pair["second_speed_index"], beta)
+                / normalised(pair["first_energy_raw_j"], pair["first_speed_index"], beta))
     if pair.get("first_energy_j", 0) > 0 and pair.get("second_energy_j", 0) > 0:
         return pair["second_energy_j"] / pair["first_energy_j"]
     return None
 
 
-def agreement(pairs: list[dict], elasticity: float = 1.0) -> dict:
+def _pair_latency(pair: dict) -> float:
+    """The configuration's latency a size-dependent exponent is read at: its first label's, raw over the
+    speed index one for one (as `scale.relabel` reads a row's)."""
+    raw, idx = pair.get("first_latency_raw_s"), pair.get("first_latency_speed_index")
+    if raw and idx:
+        return float(raw) / float(idx)
+    return float(pair.get("first_latency_s") or 0.03)
+
+
+def agreement(pairs: list[dict], elasticity=1.0) -> dict:
     """RMS (%) of second/first label after the common factor, shares within +-3% and +-5% (labels
     normalised with the dataset's `elasticity`, as its predictors learn them)."""
     ratios = [r for r in (label_ratio(p, elasticity) for p in pairs) if r is not None]
@@ -82,7 +94,7 @@ def agreement(pairs: list[dict], elasticity: float = 1.0) -> dict:
             "minutes_apart_median": statistics.median(p.get("minutes_apart", 0.0) for p in pairs)}
 
 
-def datasheet_lines(pairs: list[dict], share: float, elasticity: float = 1.0) -> list[str]:
+def datasheet_lines(pairs: list[dict], share: float, elasticity=1.0) -> list[str]:
     """The datasheet's measure-twice section."""
     a = agreement(pairs, elasticity)
     head = ["## Measure-twice check (label noise)", ""]
@@ -97,5 +109,16 @@ def datasheet_lines(pairs: list[dict], share: float, elasticity: float = 1.0) ->
         f"pairs' common factor ({a['common_factor']:.3f}), the RMS of second / first is **{a['rms_pct']:.1f}%**; "
         f"{a['within3_pct']:.0f}% agree within ±3%, {a['within5_pct']:.0f}% within ±5%. No predictor can be "
         "judged more finely than this: it is the noise floor of this dataset's labels."
-        + (f" Labels normalised with the speed index to the power {elasticity:.2f} (the canonical reference's "
-           "elasticity, `nnenergy.scale`)." if elasticity != 1.0 else "")]
+        + _elasticity_text(elasticity)]
+
+
+def _elasticity_text(elasticity) -> str:
+    from nnenergy.scale import Elasticity
+
+    el = elasticity if isinstance(elasticity, Elasticity) else Elasticity(float(elasticity))
+    if el.plain:
+        return ""
+    size = (f", {el.energy_per_decade:+.2f} per tenfold latency (held between {el.lo_ms:.3g} and {el.hi_ms:.4g} ms)"
+            if el.energy_per_decade else "")
+    return (f" Labels normalised with the speed index to the power {el.energy:.2f} at {el.pivot_ms:.0f} ms per pass"
+            f"{size} (the canonical reference's elasticity, `nnenergy.scale`).")

@@ -57,7 +57,8 @@ class Prediction:
     calibration: dict | None = None  # the machine a calibration adapted the prediction to
     # The machine's speed the figures are stated at (`nnenergy.speed`): speed_index (None: not
     # applied, `note` says why), latency_speed_index, read_at, source, canonical_at, note, and what the
-    # figures were multiplied by: energy_factor = speed_index ** elasticity (latency alike).
+    # figures were multiplied by: energy_factor = speed_index ** elasticity (latency alike), the exponent
+    # read at this configuration's latency where the elasticity has a size term (elasticity_per_decade).
     speed: dict = field(default_factory=dict)
     # At least what one pass holds at once (float32): the weights plus the largest layer's input and
     # output; and this machine's RAM, to compare (a batch of 100,000 images does not fit).
@@ -251,7 +252,12 @@ def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str |
         s, stated = speeds.for_predictor(meta, speed, panel=cal is not None)
     except speeds.SpeedError as exc:
         raise PredictError(str(exc)) from None
+    size = speeds.configuration_latency(out).groupby(out["config_id"]).first()  # before scaling
     out = speeds.apply(out, s)
     by_id = dict(tuple(out.groupby("config_id", sort=False)))
-    return [_assemble(name, shape, batch, layers, by_id[layers["config_id"].iloc[0]], meta, info, cal, stated, fed)
-            for name, layers, shape, batch, fed in described]
+
+    def stated_for(cid):  # the exponent and factors each configuration got (they depend on its size)
+        return stated if s is None else stated | {k: v for k, v in s.as_dict(size[cid]).items() if k != "note"}
+
+    return [_assemble(name, shape, batch, layers, by_id[cid], meta, info, cal, stated_for(cid), fed)
+            for name, layers, shape, batch, fed in described for cid in [layers["config_id"].iloc[0]]]
