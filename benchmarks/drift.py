@@ -147,7 +147,8 @@ def run_once(tracking_uri: str | None) -> dict:
            "predicted": preds}
     ratios = [t / p for t, p in zip(truth, preds["canonical"])]
     out["many_model_ratio"] = statistics.median(ratios)
-    # what a prediction multiplies by: the index to the power of the canonical's elasticity (1.0 where unfitted)
+    # what a prediction of a 30 ms network multiplies by: the index to the power of the canonical's elasticity
+    # at its pivot latency (1.0 where unfitted; each model's own exponent where the elasticity has a size term)
     out["probe_factor"] = m["probe"]["speed_index"] ** speed.elasticity(meta.get("canonical_reference")).energy
     out["probe_agreement"] = out["probe_factor"] / out["many_model_ratio"] - 1
     out["metrics"] = {mode: _metrics(truth, p) for mode, p in preds.items()}
@@ -237,7 +238,8 @@ def report() -> str:
         beta = speed.elasticity(r.get("canonical")).energy  # as its predictor applied a reading
         inpass = f"{100 * (inpass ** beta / r['many_model_ratio'] - 1):+.1f}%" if inpass else "n/a"
         factor = r.get("probe_factor", r["probe"]["speed_index"])
-        index = f"{r['probe']['speed_index']:.3f}" + (f" (×{factor:.3f} applied)" if
+        sized = speed.elasticity(r.get("canonical")).energy_per_decade  # then each model got its own exponent
+        index = f"{r['probe']['speed_index']:.3f}" + (f" (×{factor:.3f} {'at 30 ms' if sized else 'applied'})" if
                                                      abs(factor - r["probe"]["speed_index"]) > 1e-9 else "")
         lines.append(f"| {r['at'][:16]} | {r['profile']} | {r.get('origin', '?')} | {index} | "
                      f"{r['many_model_ratio']:.3f} | {100 * r['probe_agreement']:+.1f}% | {inpass} | "

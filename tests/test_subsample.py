@@ -1,4 +1,4 @@
-"""How a layer kind's training rows are subsampled (`learn.layerwise.subsample`): by source, so that a
+"""How a layer kind's training rows are subsampled (`learn.sampling.subsample`): by source, so that a
 growing generated space does not crowd the real networks' layers out of the sample."""
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ profile's first sweep), and a prediction is moved to the speed now by
 
 1.0 = as fast as when the profile's data were measured; 1.4 = 40% more energy per pass today.
 A network's cost does not follow the reference's one for one: on the Intel Xeon a configuration
-measured twice moved by the ratio of its speed indices to the power 0.64 (energy; 0.68 latency),
+measured twice moved by the ratio of its speed indices to a power of ~0.65 (0.70 for a 30 ms network,
+more for smaller ones, less for larger; latency alike),
 fitted on its dataset's measure-twice pairs (`measure.elasticity`). That exponent, the canonical
 reference's `elasticity`, is applied on both sides: labels are `raw / speed_index ** elasticity`
 (`scale.relabel`, when a dataset is loaded) and predictions are multiplied by
@@ -89,11 +90,6 @@ class Speed:
     variability: float  # relative sd of the speed a prediction may be off by (widens its interval)
     note: str = ""  # one line for the user, when the reading is not what was asked for
     scaling: Elasticity = Elasticity()  # the predictor's canonical's elasticity (plain: one for one)
-
-    @property
-    def elasticity(self) -> float:
-        """The energy exponent at the elasticity's pivot latency (every latency where it has no size term)."""
-        return self.scaling.energy
 
     @property
     def energy_factor(self) -> float:
@@ -361,7 +357,7 @@ def apply(out, speed: Speed | None):
         if col in out:
             out[col] = out[col] * fe
     out["latency_s"] = out["latency_s"] * fl
-    w = Z90 * speed.variability * np.asarray(speed.scaling.energy_at(size.to_numpy(float)))  # moves by index^that
+    w = np.abs(Z90 * speed.variability * np.asarray(speed.scaling.energy_at(size.to_numpy(float))))  # by index^that
     if np.any(w > 0) and {"energy_lo_j", "energy_hi_j"} <= set(out.columns):
         e = out["energy_j"]
         lo = np.log(e / out["energy_lo_j"]).clip(lower=0)
@@ -373,11 +369,16 @@ def apply(out, speed: Speed | None):
 
 def configuration_latency(out):
     """Each output row's configuration latency at the canonical speed (what a size-dependent
-    elasticity is read at): its configuration's `total` row's, else the row's own."""
-    if {"config_id", "row"} <= set(out.columns):
+    elasticity is read at): its configuration's `total` row's, else the sum of its rows' (so every row of
+    a configuration gets one factor and its layers still add up), else, without configurations, the row's own."""
+    if "config_id" not in out.columns:
+        return out["latency_s"]
+    rows = out[out["row"] != "total"] if "row" in out.columns else out
+    per = rows.groupby("config_id")["latency_s"].sum()
+    if "row" in out.columns:
         totals = out[out["row"] == "total"].drop_duplicates("config_id").set_index("config_id")["latency_s"]
-        return out["config_id"].map(totals).fillna(out["latency_s"])
-    return out["latency_s"]
+        per = totals.combine_first(per)
+    return out["config_id"].map(per).fillna(out["latency_s"])
 
 
 def chosen_mode(mode) -> str | Speed:

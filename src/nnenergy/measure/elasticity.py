@@ -6,7 +6,7 @@
 The exponent (`fit_elasticity`) is stored as `elasticity` in the canonical reference
 the dataset's labels are normalised to: its `canonical.json`, every sibling dataset's of the same
 canonical, and the profile's reference file(s) of the same canonical, so that its labels
-(`scale.relabel`) and the predictions of predictors trained on them (`speed.apply`) use one value.
+(`scale.relabel`) and the predictions of predictors trained on them (`speed.apply`) use the same exponents.
 Pairs recorded before they carried their raw figures (2026-12-07) get them from the dataset's rows and
 the sweep's stored visits (`progress/visits.jsonl`, kept on the host that measured them); `--write`
 stores them in the pairs too. A one-visit sweep stored no visits of its re-measures, so its older pairs
@@ -43,8 +43,8 @@ def fit_elasticity(pairs: list[dict]) -> dict:
 
     The size term (`size`): the exponent may change with the configuration's latency (the first label's,
     at the speed index one for one), linearly in log10(latency / `PIVOT_MS`) between the pairs' smallest
-    and largest latency. It is kept only where it also wins on the held-out halves, for energy; latency
-    then gets its own slope the same way."""
+    and largest latency (the energy pairs'). It is kept only where it also wins on the held-out halves, for
+    energy; latency then gets its own slope where it wins there too."""
     import numpy as np
 
     out: dict = {"pairs": 0}
@@ -62,7 +62,7 @@ def fit_elasticity(pairs: list[dict]) -> dict:
         slope, resid = line[0], y - np.polyval(line, x)
         se = math.sqrt(float(np.sum(resid ** 2)) / (len(x) - 2) / sxx)
         ms = np.array([_latency_ms(p) for p in rows])
-        lo, hi = float(ms.min()), float(ms.max())
+        lo, hi = size.get("range_ms") or (float(ms.min()), float(ms.max()))  # one range: the energy side's
         decades = np.log10(np.clip(ms, lo, hi) / PIVOT_MS)
         held = {"fitted": _heldout(y, x, None), "plain": _heldout(y, x, 1.0), "size": _heldout(y, x, decades)}
         out[name] = round(float(slope), 3)
@@ -70,12 +70,12 @@ def fit_elasticity(pairs: list[dict]) -> dict:
         out[f"{name}_heldout_rms_pct"] = round(held["fitted"], 2)
         out[f"{name}_plain_rms_pct"] = round(held["plain"], 2)
         out["pairs"] = max(out["pairs"], len(rows))
-        wins = bool(size) if name == "latency" else held["size"] < held["fitted"]  # energy decides for both
+        wins = held["size"] < held["fitted"] and (name == "energy" or bool(size))  # energy's first
         if len(rows) >= 2 * MIN_FIT_PAIRS and wins:
             coef, se2 = _size_fit(y, x, decades)
             size |= {f"{name}_at_pivot": round(coef[0], 3), f"{name}_per_decade": round(coef[1], 3),
                      f"{name}_per_decade_se": round(se2, 3), f"{name}_heldout_rms_pct": round(held["size"], 2),
-                     "pivot_ms": PIVOT_MS, "range_ms": [round(lo, 3), round(hi, 1)]}
+                     "pivot_ms": PIVOT_MS, "range_ms": size.get("range_ms") or [round(lo, 3), round(hi, 1)]}
     if size:
         out["size"] = size
     return out  # an exponent left out where it could not be fitted (1.0 where applied)
@@ -194,7 +194,8 @@ def write(folder: Path, fitted: dict, pairs: list[dict]) -> list[Path]:
              "fitted_on": str(folder.as_posix()), "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              **{k: v for k, v in fitted.items() if k.endswith(("_se", "_rms_pct"))}}
     if size:  # `scale.elasticity` reads it; the exponents above are then the ones at its pivot latency
-        entry["size"] = size
+        one = {k: entry.pop(k) for k in list(entry) if k.endswith(("_se", "_rms_pct"))}
+        entry |= {"size": size, "one_exponent": one | {"energy": fitted["energy"], "latency": fitted.get("latency")}}
     written = []
     for path in same_canonical(folder):
         canon = json.loads(path.read_text())
