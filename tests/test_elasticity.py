@@ -85,6 +85,17 @@ def _pairs(beta: float, n: int = 120, noise: float = 0.01, seed: int = 0) -> lis
     return out
 
 
+def _first_rows(pairs: list[dict]) -> pd.DataFrame:
+    """A dataset's rows: each pair's first label with its raw figures."""
+    return pd.DataFrame({"config_id": [p["config_id"] for p in pairs],
+                         "energy_raw_j": [p["first_energy_raw_j"] for p in pairs],
+                         "speed_index": [p["first_speed_index"] for p in pairs],
+                         "energy_j": [p["first_energy_j"] for p in pairs],
+                         "latency_raw_s": [p["first_latency_raw_s"] for p in pairs],
+                         "latency_speed_index": [p["first_speed_index"] for p in pairs],
+                         "latency_s": [p["first_latency_raw_s"] / p["first_speed_index"] for p in pairs]})
+
+
 def test_the_fit_recovers_a_known_exponent_and_judges_it_on_the_other_half():
     fitted = elasticity.fit_elasticity(_pairs(0.7))
     assert fitted["pairs"] == 120
@@ -107,13 +118,7 @@ def test_the_command_writes_the_fit_into_every_file_of_the_same_canonical(tmp_pa
     profile = tmp_path / "p"
     space, other, ext = profile / "space", profile / "space_1visit", profile / "external"
     pairs = _pairs(0.7)
-    rows = pd.DataFrame({"config_id": [p["config_id"] for p in pairs],
-                         "energy_raw_j": [p["first_energy_raw_j"] for p in pairs],
-                         "speed_index": [p["first_speed_index"] for p in pairs],
-                         "energy_j": [p["first_energy_j"] for p in pairs],
-                         "latency_raw_s": [p["first_latency_raw_s"] for p in pairs],
-                         "latency_speed_index": [p["first_speed_index"] for p in pairs],
-                         "latency_s": [p["first_latency_raw_s"] / p["first_speed_index"] for p in pairs]})
+    rows = _first_rows(pairs)
     for folder, canon in ((space, CANON), (ext, CANON), (other, CANON | {"measured_at": "2026-12-02T00:00:00+00:00"})):
         ds.save(rows, pd.DataFrame({"config_id": ["c0"], "ctx_energy_j": [1.0]}), folder)
         (folder / "canonical.json").write_text(json.dumps(canon))
@@ -214,13 +219,7 @@ def test_the_command_writes_a_size_term_that_labels_are_then_normalised_with(tmp
     profile = tmp_path / "p"
     space = profile / "space"
     pairs = _sized_pairs(-0.3)
-    rows = pd.DataFrame({"config_id": [p["config_id"] for p in pairs],
-                         "energy_raw_j": [p["first_energy_raw_j"] for p in pairs],
-                         "speed_index": [p["first_speed_index"] for p in pairs],
-                         "energy_j": [p["first_energy_j"] for p in pairs],
-                         "latency_raw_s": [p["first_latency_raw_s"] for p in pairs],
-                         "latency_speed_index": [p["first_speed_index"] for p in pairs],
-                         "latency_s": [p["first_latency_raw_s"] / p["first_speed_index"] for p in pairs]})
+    rows = _first_rows(pairs)
     ds.save(rows, pd.DataFrame({"config_id": ["c0"], "ctx_energy_j": [1.0]}), space)
     (space / "canonical.json").write_text(json.dumps(CANON))
     (space / "remeasure.json").write_text(json.dumps(pairs))
