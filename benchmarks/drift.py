@@ -235,10 +235,11 @@ def report() -> str:
         cell = lambda k: (f"{r['metrics'][k]['rmspe']:.1f}%, {r['metrics'][k]['within10']:.0f}%"  # noqa: E731
                           if k in r["metrics"] else "n/a (no reading >= 1 h old)")
         inpass = r.get("inpass_speed_index")
-        beta = speed.elasticity(r.get("canonical")).energy  # as its predictor applied a reading
+        el = speed.elasticity(r.get("canonical"))  # as its predictor applied a reading
+        beta = el.energy
         inpass = f"{100 * (inpass ** beta / r['many_model_ratio'] - 1):+.1f}%" if inpass else "n/a"
         factor = r.get("probe_factor", r["probe"]["speed_index"])
-        sized = speed.elasticity(r.get("canonical")).energy_per_decade  # then each model got its own exponent
+        sized = el.energy_per_decade  # then each model got its own exponent
         index = f"{r['probe']['speed_index']:.3f}" + (f" (×{factor:.3f} {'at 30 ms' if sized else 'applied'})" if
                                                      abs(factor - r["probe"]["speed_index"]) > 1e-9 else "")
         lines.append(f"| {r['at'][:16]} | {r['profile']} | {r.get('origin', '?')} | {index} | "

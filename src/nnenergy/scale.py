@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ELASTICITY_KEY = "elasticity"  # in a canonical reference: {"energy": b, "latency": b, how it was fitted}
+PIVOT_MS = 30.0  # the latency a size-dependent exponent is stated at (the middle of the sweeps' range)
 
 
 def canonical_of_dataset(dataset: Path, models=None) -> dict | None:
@@ -64,9 +65,14 @@ class Elasticity:
     latency: float = 1.0
     energy_per_decade: float = 0.0
     latency_per_decade: float = 0.0
-    pivot_ms: float = 30.0
+    pivot_ms: float = PIVOT_MS
     lo_ms: float = 0.0
     hi_ms: float = math.inf
+
+    @classmethod
+    def of(cls, value) -> "Elasticity":
+        """`value` itself when it is one, else a single energy exponent (1.0: plain division)."""
+        return value if isinstance(value, cls) else cls(float(value))
 
     @property
     def plain(self) -> bool:
@@ -99,7 +105,7 @@ def elasticity(canon: dict | None) -> Elasticity:
     lo, hi = size.get("range_ms") or (0.0, math.inf)
     return Elasticity(float(e.get("energy", 1.0)), float(e.get("latency", 1.0)),
                       float(size.get("energy_per_decade", 0.0)), float(size.get("latency_per_decade", 0.0)),
-                      float(size.get("pivot_ms", 30.0)), float(lo), float(hi))
+                      float(size.get("pivot_ms", PIVOT_MS)), float(lo), float(hi))
 
 
 def normalised(raw, speed_index, exponent: float):

@@ -23,13 +23,13 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nnenergy.measure.remeasure import RAW_KEYS, REMEASURE_FILE
+from nnenergy.measure.remeasure import RAW_KEYS, REMEASURE_FILE, pair_latency
+from nnenergy.scale import PIVOT_MS
 
 PAIRS_LOG = Path("progress") / "remeasure.jsonl"
 MIN_FIT_PAIRS = 10
 
 
-PIVOT_MS = 30.0  # the latency a size-dependent exponent is stated at (the middle of the sweeps' range)
 
 
 def fit_elasticity(pairs: list[dict]) -> dict:
@@ -112,9 +112,7 @@ def _heldout(y, x, how) -> float:
 
 
 def _latency_ms(pair: dict) -> float:
-    from nnenergy.measure.remeasure import _pair_latency
-
-    return 1e3 * _pair_latency(pair)
+    return 1e3 * pair_latency(pair)
 
 
 def _positive(v) -> bool:

@@ -59,10 +59,10 @@ def label_ratio(pair: dict, elasticity=1.0) -> float | None:
     recorded before they did: their stored labels, the speed index applied one for one)."""
     from nnenergy.scale import Elasticity, normalised
 
-    el = elasticity if isinstance(elasticity, Elasticity) else Elasticity(float(elasticity))
+    el = Elasticity.of(elasticity)
     if not el.plain and all(float(pair.get(f"{w}_{k}") or 0) > 0
                             for w in ("first", "second") for k in ("energy_raw_j", "speed_index")):
-        beta = el.energy_at(_pair_latency(pair))
+        beta = el.energy_at(pair_latency(pair))
         return (normalised(pair["second_energy_raw_j"], pair["second_speed_index"], beta)
                 / normalised(pair["first_energy_raw_j"], pair["first_speed_index"], beta))
     if pair.get("first_energy_j", 0) > 0 and pair.get("second_energy_j", 0) > 0:
@@ -70,13 +70,15 @@ def label_ratio(pair: dict, elasticity=1.0) -> float | None:
     return None
 
 
-def _pair_latency(pair: dict) -> float:
+def pair_latency(pair: dict) -> float:
     """The configuration's latency a size-dependent exponent is read at: its first label's, raw over the
     speed index one for one (as `scale.relabel` reads a row's)."""
     raw, idx = pair.get("first_latency_raw_s"), pair.get("first_latency_speed_index")
     if raw and idx:
         return float(raw) / float(idx)
-    return float(pair.get("first_latency_s") or 0.03)
+    from nnenergy.scale import PIVOT_MS
+
+    return float(pair.get("first_latency_s") or PIVOT_MS / 1e3)
 
 
 def agreement(pairs: list[dict], elasticity=1.0) -> dict:
@@ -115,7 +117,7 @@ def datasheet_lines(pairs: list[dict], share: float, elasticity=1.0) -> list[str
 def _elasticity_text(elasticity) -> str:
     from nnenergy.scale import Elasticity
 
-    el = elasticity if isinstance(elasticity, Elasticity) else Elasticity(float(elasticity))
+    el = Elasticity.of(elasticity)
     if el.plain:
         return ""
     size = (f", {el.energy_per_decade:+.2f} per tenfold latency (held between {el.lo_ms:.3g} and {el.hi_ms:.4g} ms)"
