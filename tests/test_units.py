@@ -137,3 +137,44 @@ def test_conv_features_tell_a_channel_wise_grouped_conv_from_a_resnext_one():
     assert feats.loc["channelwise", "groups"] == feats.loc["resnext", "groups"] == 32
     assert feats.loc[["channelwise", "resnext", "pw"], "group_width"].tolist() == [1.0, 4.0, 32.0]
     assert "group_width" in KIND_FEATURES["conv"] and "group_width" in range_features("conv")
+
+
+def test_a_unit_head_knows_the_activation_fused_into_its_kernel():
+    """Pre-activation BN -> ReLU (DenseNet, ResNetV2) and conv -> BN -> swish run as one kernel each: the
+    head's `fused_activation` names the follower's activation (BN+ReLU and BN+swish cost apart), 0 where
+    none is fused; a layer's own `activation` stays its config's."""
+    import keras
+
+    from nnenergy.features.layer_features import KIND_FEATURES
+
+    L = keras.layers
+    x = keras.Input((8, 8, 4), name="x")
+    a = L.ReLU(name="r1")(L.BatchNormalization(name="pre_bn")(x))  # pre-activation: BN heads its unit
+    a = L.Activation("swish", name="s1")(L.BatchNormalization(name="bn")(L.Conv2D(4, 1, name="c1")(a)))
+    b = L.Conv2D(4, 1, activation="relu", name="c2")(a)  # its own activation, nothing fused after it
+    model = keras.Model(x, L.Conv2D(4, 1, name="c3")(b))
+    feats = layer_features(describe_layers(model, 2, "a|8|2")).set_index("layer_name")
+    codes = feats["activation"]
+    assert feats.loc["pre_bn", "fused_activation"] == codes["r1"] > 0
+    assert feats.loc["c1", "fused_activation"] == codes["s1"] not in (0, codes["r1"])
+    assert feats.loc[["c2", "c3", "r1", "s1"], "fused_activation"].tolist() == [0, 0, 0, 0]
+    assert codes["c2"] == codes["r1"] and codes["c1"] == 0
+    for kind in ("conv", "depthwise_conv", "dense", "normalization"):
+        assert "fused_activation" in KIND_FEATURES[kind], kind
+
+
+def test_inception_resnet_scaling_is_priced_as_an_elementwise_add():
+    """`CustomScaleLayer` (x + scale * residual) is of kind `add` with a multiply and an add per element, also
+    in tables described before its FLOPs were counted (stored as 0)."""
+    import keras
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    x = keras.Input((9, 9, 16), name="x")
+    model = keras.Model(x, CustomScaleLayer(0.17, name="scale")([x, keras.layers.Conv2D(16, 1, name="c")(x)]))
+    table = describe_layers(model, 2, "s|9|2")
+    row = table["layer_type"] == "CustomScaleLayer"
+    assert table.loc[row, "flops"].item() == 2 * 2 * 9 * 9 * 16
+    old = table.assign(flops=np.where(row, 0.0, table["flops"]))
+    for t in (table, old):
+        f = layer_features(t).set_index("layer_name").loc["scale"]
+        assert f["kind"] == "add" and np.expm1(f["log_flops"]) == pytest.approx(2 * 2 * 9 * 9 * 16)

@@ -374,6 +374,7 @@ _FLOPS = {
                     lambda p: (len(p.shapes) - 1) * p.out_elems),
     **dict.fromkeys(("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Rescaling", "LayerScale"),
                     lambda p: p.out_elems),
+    "CustomScaleLayer": lambda p: 2 * p.out_elems,  # InceptionResNetV2: inputs[0] + inputs[1] * scale
 }
 
 

@@ -41,6 +41,9 @@ _TYPE_TO_KIND = {
     "Dropout": "dropout", "SpatialDropout2D": "dropout", "GaussianDropout": "dropout",
     "Add": "add", "Subtract": "add", "Average": "add", "Maximum": "add", "Minimum": "add",
     "Multiply": "multiply",
+    # InceptionResNetV2's residual scaling, `inputs[0] + inputs[1] * scale`: a two-input elementwise add. As
+    # a kind of its own ("other") only that family had rows of it, and held out it was priced at 4.2x its cost.
+    "CustomScaleLayer": "add",
     "Concatenate": "concatenate",
     "LayerScale": "layer_scale",
     # Types keras.applications never uses (see UNMEASURED_TYPES), each under the measured kind nearest
@@ -87,20 +90,25 @@ COMMON = ["batch_size", "log_flops", "log_in_elems", "log_out_elems", "log_mem_b
 RANGE_FEATURES = ["log_flops", "log_in_elems", "log_out_elems", "log_mem_bytes"]
 _SPATIAL_IN = ["in_h", "in_w", "in_c"]
 _SPATIAL_OUT = ["out_h", "out_w", "out_c"]
+# The activation a unit's head runs fused with its kernel (a follower layer's: conv -> BN -> ReLU), coded as
+# `activation` (0: none). A unit head's own `activation` is its config's; without this a BN+ReLU kernel was
+# priced as the mean of BN+swish, BN+gelu, ... in the generated space (+45% on DenseNet's and ResNetV2's
+# pre-activation BN+ReLU units, held out; docs/measurement.md, "sixteenth session").
+UNIT_FEATURES = UNIT_FLAGS + ["fused_activation"]
 KIND_FEATURES = {
-    "dense": COMMON + ["in_c", "units", "log_params", "activation", "use_bias"] + UNIT_FLAGS,
+    "dense": COMMON + ["in_c", "units", "log_params", "activation", "use_bias"] + UNIT_FEATURES,
     # `group_width` (input channels per group): a channel-wise Conv2D(groups=C) costs ~90x a dense conv per FLOP
     # on the Xeon, a ResNeXt/RegNet one with 4-16 channels per group ~6x; `groups` alone cannot tell them apart.
     "conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["filters", "kernel_area", "stride", "groups", "group_width",
                                                   "padding_same", "dilation", "activation", "use_bias", "log_params",
-                                                  "separable"] + UNIT_FLAGS,
+                                                  "separable"] + UNIT_FEATURES,
     "depthwise_conv": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["kernel_area", "stride", "padding_same",
-                                                            "activation", "use_bias"] + UNIT_FLAGS,
+                                                            "activation", "use_bias"] + UNIT_FEATURES,
     "pooling": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["pool_area", "stride", "padding_same", "is_max"],
     "global_pooling": COMMON + _SPATIAL_IN + ["is_max", "keepdims"],
     "input": COMMON + _SPATIAL_IN,
     "padding": COMMON + _SPATIAL_IN + _SPATIAL_OUT + ["pad_total"],
-    "normalization": COMMON + _SPATIAL_IN + ["norm_type", "log_params"] + UNIT_FLAGS,
+    "normalization": COMMON + _SPATIAL_IN + ["norm_type", "log_params"] + UNIT_FEATURES,
     "activation": COMMON + _SPATIAL_IN + ["activation"],
     "rescaling": COMMON + _SPATIAL_IN,
     "reshape": COMMON + _SPATIAL_IN + ["out_ndim"],
@@ -114,7 +122,7 @@ KIND_FEATURES = {
 }
 ALL_FEATURES = sorted({f for cols in KIND_FEATURES.values() for f in cols})
 # Added after predictors were pickled: those store the columns they were trained on, older pickles lack them.
-NEWER_FEATURES = ("group_width",)  # 2026-12-07
+NEWER_FEATURES = ("group_width", "fused_activation")  # 2026-12-07, 2026-12-07 (session 16)
 
 
 def kind_of(layer_type: str) -> str:
@@ -213,6 +221,20 @@ def _neighbour_kinds(kinds: np.ndarray, codes: np.ndarray, order: np.ndarray) ->
     return out_prev, out_next
 
 
+def _fused_activation(codes: np.ndarray, index: np.ndarray, unit: np.ndarray, kinds: np.ndarray,
+                      activation: np.ndarray) -> np.ndarray:
+    """Per row: the `activation` code of the activation layer fused into this row's kernel when the row is a
+    unit's head (0 otherwise, and where none is fused)."""
+    out = np.zeros(len(index))
+    member = (kinds == "activation") & (unit != index)
+    if member.any():
+        heads = pd.Series(np.arange(len(index)), index=pd.MultiIndex.from_arrays([codes, index.astype(float)]))
+        at = heads.reindex(pd.MultiIndex.from_arrays([codes[member], unit[member]])).to_numpy()
+        ok = ~np.isnan(at)
+        out[at[ok].astype(int)] = activation[member][ok]
+    return out
+
+
 def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
     """Numeric features for each row of a layers table (dataset rows or `nnenergy.describe.describe_layers`),
     in row order.
@@ -242,6 +264,9 @@ def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
     cols["batch_size"] = df["batch_size"].to_numpy(dtype=float)
     for col in ("flops", "in_elems", "out_elems", "mem_bytes", "params"):
         cols[f"log_{col}"] = np.log1p(np.clip(df[col].to_numpy(dtype=float), 0, None))
+    # Rows described before `describe` counted a CustomScaleLayer's FLOPs (a multiply and an add per element)
+    unscaled = (types == "CustomScaleLayer") & (cols["log_flops"] == 0)
+    cols["log_flops"][unscaled] = np.log1p(2 * np.expm1(cols["log_out_elems"][unscaled]))
     cols["n_inputs"] = df["n_inputs"].to_numpy(dtype=float)
     cols["model_n_layers"] = np.bincount(codes)[codes].astype(float) if n else np.zeros(0)
     # Neighbours in topological order: oneDNN fuses a convolution with the normalisation and
@@ -253,6 +278,8 @@ def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
     units = kernel_units(df)  # the layers fused into one kernel (features.units)
     for flag in UNIT_FLAGS:
         cols[flag] = units[flag].to_numpy(dtype=float)
+    cols["fused_activation"] = _fused_activation(codes, index, units["unit_index"].to_numpy(dtype=float), kinds,
+                                                 cols["activation"])
     out = {c: df[c].to_numpy() for c in ("config_id", "layer_index", "layer_name", "layer_type")}
     out |= {"kind": kinds, "known": kinds != "other", "unit_index": units["unit_index"].to_numpy(dtype=float)}
     out |= {f: cols[f] for f in ALL_FEATURES}
