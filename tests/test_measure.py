@@ -438,3 +438,20 @@ def test_the_model_cache_keeps_at_most_its_budget_and_keeps_what_it_kept_first()
     assert len(cache) == 2 and ("label", "tiny_mlp", 32) in cache and ("label", "tiny_mlp", 8) not in cache
     nothing = ModelCache(max_mb=0)
     assert nothing.get(("label", "tiny_mlp", 8), lambda: (built[8], None)).built is built[8] and len(nothing) == 0
+
+
+def test_attention_layers_are_isolated_with_query_and_value_apart():
+    """MultiHeadAttention takes query and value as separate arguments (generated ViT blocks call it as
+    mha(x, x)): isolating it once failed with "missing a required argument: 'value'"."""
+    import keras
+
+    x = keras.Input((6, 8), name="x")
+    y = keras.Input((3, 8), name="y")
+    self_att = keras.layers.MultiHeadAttention(2, 4, name="self")(x, x)
+    cross = keras.layers.MultiHeadAttention(2, 4, name="cross")(self_att, y, y)
+    model = keras.Model([x, y], cross)
+    leaves = desc.leaf_layers(model)
+    for info in desc.describe(model):
+        if info.type == "MultiHeadAttention":
+            out = layers.isolated_callable(leaves[info.name], info, batch_size=2)()
+            assert tuple(out.shape) == (2, 6, 8), info.name
