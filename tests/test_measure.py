@@ -446,10 +446,11 @@ def test_attention_layers_are_isolated_with_query_and_value_apart():
     import keras
 
     x = keras.Input((6, 8), name="x")
-    y = keras.Input((3, 8), name="y")
+    v = keras.Input((3, 8), name="v")
+    k = keras.Input((3, 5), name="k")  # a key of its own width: value and key swapped would not build
     self_att = keras.layers.MultiHeadAttention(2, 4, name="self")(x, x)
-    cross = keras.layers.MultiHeadAttention(2, 4, name="cross")(self_att, y, y)
-    model = keras.Model([x, y], cross)
+    cross = keras.layers.MultiHeadAttention(2, 4, name="cross")(self_att, v, k)
+    model = keras.Model([x, v, k], cross)
     leaves = desc.leaf_layers(model)
     for info in desc.describe(model):
         if info.type == "MultiHeadAttention":

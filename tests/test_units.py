@@ -139,28 +139,70 @@ def test_conv_features_tell_a_channel_wise_grouped_conv_from_a_resnext_one():
     assert "group_width" in KIND_FEATURES["conv"] and "group_width" in range_features("conv")
 
 
+def _activations_model(first):
+    """Pre-activation BN -> `first`; conv -> BN -> swish; depthwise -> LeakyReLU; a conv with its own ReLU;
+    dense -> ReLU: five kernel heads, four with an activation fused into them."""
+    import keras
+
+    L = keras.layers
+    x = keras.Input((8, 8, 4), name="x")
+    a = first(L.BatchNormalization(name="pre_bn")(x))
+    a = L.Activation("swish", name="s1")(L.BatchNormalization(name="bn")(L.Conv2D(4, 1, name="c1")(a)))
+    a = L.LeakyReLU(name="lr")(L.DepthwiseConv2D(3, padding="same", name="dw")(a))
+    a = L.Conv2D(4, 1, activation="relu", name="c2")(a)  # its own activation, nothing fused after it
+    return keras.Model(x, L.ReLU(name="r2")(L.Dense(3, name="fc")(L.GlobalAveragePooling2D(name="gap")(a))))
+
+
 def test_a_unit_head_knows_the_activation_fused_into_its_kernel():
     """Pre-activation BN -> ReLU (DenseNet, ResNetV2) and conv -> BN -> swish run as one kernel each: the
-    head's `fused_activation` names the follower's activation (BN+ReLU and BN+swish cost apart), 0 where
-    none is fused; a layer's own `activation` stays its config's."""
+    head's `fused_activation` names the follower's activation (BN+ReLU and BN+gelu cost apart), 0 where none
+    is fused; a layer's own `activation` stays its config's. Two models with the same layer indices in one
+    shuffled table: each head reads its own model's follower."""
     import keras
 
     from nnenergy.features.layer_features import KIND_FEATURES
 
     L = keras.layers
-    x = keras.Input((8, 8, 4), name="x")
-    a = L.ReLU(name="r1")(L.BatchNormalization(name="pre_bn")(x))  # pre-activation: BN heads its unit
-    a = L.Activation("swish", name="s1")(L.BatchNormalization(name="bn")(L.Conv2D(4, 1, name="c1")(a)))
-    b = L.Conv2D(4, 1, activation="relu", name="c2")(a)  # its own activation, nothing fused after it
-    model = keras.Model(x, L.Conv2D(4, 1, name="c3")(b))
-    feats = layer_features(describe_layers(model, 2, "a|8|2")).set_index("layer_name")
-    codes = feats["activation"]
-    assert feats.loc["pre_bn", "fused_activation"] == codes["r1"] > 0
-    assert feats.loc["c1", "fused_activation"] == codes["s1"] not in (0, codes["r1"])
-    assert feats.loc[["c2", "c3", "r1", "s1"], "fused_activation"].tolist() == [0, 0, 0, 0]
-    assert codes["c2"] == codes["r1"] and codes["c1"] == 0
+    tables = [describe_layers(_activations_model(L.ReLU(name="act0")), 2, "a|8|2"),
+              describe_layers(_activations_model(L.Activation("gelu", name="act0")), 2, "b|8|2"),
+              describe_layers(_residual_model(), 2, "r|8|2")]
+    table = pd.concat(tables, ignore_index=True).sample(frac=1.0, random_state=0)
+    feats = layer_features(table).set_index(["config_id", "layer_name"])
+    fused, code = feats["fused_activation"], feats["activation"]
+    relu, gelu = code[("a|8|2", "act0")], code[("b|8|2", "act0")]
+    assert relu > 0 and gelu > 0 and relu != gelu
+    assert fused[("a|8|2", "pre_bn")] == relu and fused[("b|8|2", "pre_bn")] == gelu
+    for m in ("a|8|2", "b|8|2"):
+        assert fused[(m, "c1")] == code[(m, "s1")] not in (0, relu, gelu)
+        assert fused[(m, "dw")] == code[(m, "lr")] not in (0, relu)  # a LeakyReLU is not a ReLU
+        assert fused[(m, "fc")] == relu
+        assert code[(m, "c2")] == relu and code[(m, "c1")] == 0
+        assert fused[[(m, n) for n in ("c2", "act0", "s1", "lr", "r2", "gap")]].tolist() == [0] * 6
+    assert fused[("r|8|2", "c1")] == relu  # conv -> BN -> Add -> ReLU: one kernel, its ReLU at the end
     for kind in ("conv", "depthwise_conv", "dense", "normalization"):
         assert "fused_activation" in KIND_FEATURES[kind], kind
+
+
+def test_a_predictor_trained_before_a_feature_predicts_with_its_own_columns(monkeypatch):
+    """A predictor pickled before `fused_activation` existed keeps predicting with the columns it was trained
+    on (its `kind_features_`), not today's."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    from nnenergy.features.layer_features import KIND_FEATURES
+    from nnenergy.learn import layerwise
+
+    layers = pd.concat([describe_layers(_residual_model(), b, f"m|8|{b}") for b in (1, 2, 4, 8)], ignore_index=True)
+    feats = layer_features(layers)
+    y = np.outer(layers["batch_size"], [1e-3, 1e-4])
+    older = {k: [f for f in v if f != "fused_activation"] for k, v in KIND_FEATURES.items()}
+    monkeypatch.setattr(layerwise, "KIND_FEATURES", older)
+    pred = LayerwisePredictor(lambda: RandomForestRegressor(5, random_state=0), min_rows_per_kind=2,
+                              correction="none").fit(feats, y)
+    monkeypatch.undo()
+    assert "fused_activation" not in pred.kind_features_["conv"]
+    assert "fused_activation" in layerwise.KIND_FEATURES["conv"]
+    whole = pred.predict_whole(feats)
+    assert len(whole) == 4 and (whole["energy_j"] > 0).all() and np.isfinite(whole["energy_j"]).all()
 
 
 def test_inception_resnet_scaling_is_priced_as_an_elementwise_add():

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from nnenergy.layer_info import _IGNORED_CONFIG_KEYS, LayerInfo, Shape  # noqa: F401  (described here too)
+from nnenergy.layer_info import _IGNORED_CONFIG_KEYS, CUSTOM_SCALE_FLOPS_PER_ELEMENT, LayerInfo, Shape  # noqa: F401
 from nnenergy.schema import GRAPH_COLUMNS, INPUT_COLUMNS
 
 
@@ -374,7 +374,7 @@ _FLOPS = {
                     lambda p: (len(p.shapes) - 1) * p.out_elems),
     **dict.fromkeys(("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Rescaling", "LayerScale"),
                     lambda p: p.out_elems),
-    "CustomScaleLayer": lambda p: 2 * p.out_elems,  # InceptionResNetV2: inputs[0] + inputs[1] * scale
+    "CustomScaleLayer": lambda p: CUSTOM_SCALE_FLOPS_PER_ELEMENT * p.out_elems,
 }
 
 

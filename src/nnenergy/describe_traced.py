@@ -27,8 +27,7 @@ def is_builtin(layer) -> bool:
 def needs_tracing(layer, inside: bool = False) -> bool:
     """True for a layer described by its sublayers and ops rather than as one row: a recurrent layer,
     a layer of a type Keras does not ship, and (`inside` a traced layer) any layer no kind covers.
-    A Keras layer in a model's own graph (InceptionResNetV2's `CustomScaleLayer`) stays one row, as the
-    measured datasets hold it."""
+    A Keras layer in a model's own graph stays one row, as the measured datasets hold it."""
     from nnenergy.features.layer_features import kind_of
 
     name = type(layer).__name__

@@ -7,6 +7,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+# InceptionResNetV2's `CustomScaleLayer`, inputs[0] + inputs[1] * scale: a multiply and an add per element
+# (`describe` counts it so; rows described before it did get it when their features are built).
+CUSTOM_SCALE_FLOPS_PER_ELEMENT = 2
+
 Shape = tuple[int, ...]
 
 # Layer types that run a loop of small steps: `describe_traced` traces them op by op, and

@@ -103,7 +103,8 @@ def inception_res(g, x, p, n):
     """Inception-ResNet block: branches, concat, linear 1x1 back to the input width, scaled residual add."""
     ys = [_branch(g, x, b, 1, p["act"], "avg", f"{n}_br{i}") for i, b in enumerate(p["branches"])]
     y = g.conv(g.concat(ys, f"{n}_mix"), g.shape(x)[-1], 1, name=f"{n}_up")
-    y = g.rescale(y, p["scale"], name=f"{n}_scale")  # Rescaling stands in for Keras' CustomScaleLayer
+    # Keras' InceptionResNetV2 scales with its CustomScaleLayer (x + scale * y, priced as an add); a Rescaling here
+    y = g.rescale(y, p["scale"], name=f"{n}_scale")
     return g.act(g.add([x, y], f"{n}_add"), p["act"], f"{n}_out")
 
 

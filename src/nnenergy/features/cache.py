@@ -27,7 +27,7 @@ def features_of(data) -> pd.DataFrame:
     lf = importlib.import_module("nnenergy.features.layer_features")  # the module, not its function
     # The extractor's own tables are part of the key: a new kind, feature or unit rule invalidates the cache.
     version = repr((sorted(lf._TYPE_TO_KIND.items()), sorted(lf.KIND_FEATURES.items()), lf.ALL_FEATURES,
-                    units.VERSION))
+                    lf._ACTIVATIONS, lf.FEATURES_VERSION, units.VERSION))
     ident = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{len(data.layers)}|{version}"
     key = hashlib.sha1(ident.encode()).hexdigest()[:16]
     cache = cache_dir() / "features" / f"{key}.parquet"

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nnenergy.features.units import UNIT_FLAGS, kernel_units
+from nnenergy.layer_info import CUSTOM_SCALE_FLOPS_PER_ELEMENT
 
 _TYPE_TO_KIND = {
     "Dense": "dense", "EinsumDense": "dense",
@@ -81,8 +82,14 @@ UNMEASURED_TYPES: set[str] = {
 }
 LAYER_KINDS = sorted(set(_TYPE_TO_KIND.values()))
 _COMPUTE_KINDS = {"dense", "conv", "depthwise_conv"}
+# Codes are positions: append, never insert (a predictor's trees split on them).
 _ACTIVATIONS = ["linear", "relu", "relu6", "swish", "silu", "sigmoid", "hard_sigmoid", "hard_swish",
-                "hard_silu", "softmax", "tanh", "gelu", "elu"]
+                "hard_silu", "softmax", "tanh", "gelu", "elu", "leaky_relu", "prelu"]
+# Activation layers whose config names no activation: their type does.
+_LAYER_ACTIVATIONS = {"Softmax": "softmax", "LeakyReLU": "leaky_relu", "ELU": "elu", "PReLU": "prelu"}
+# Of how features are computed from a table, beyond the tables above (part of the feature cache's key):
+# 2 = `fused_activation` and the activation layers' codes (2026-12-07).
+FEATURES_VERSION = 2
 
 COMMON = ["batch_size", "log_flops", "log_in_elems", "log_out_elems", "log_mem_bytes", "log_intensity",
           "model_n_layers", "after_compute", "before_norm", "before_activation"]
@@ -91,9 +98,9 @@ RANGE_FEATURES = ["log_flops", "log_in_elems", "log_out_elems", "log_mem_bytes"]
 _SPATIAL_IN = ["in_h", "in_w", "in_c"]
 _SPATIAL_OUT = ["out_h", "out_w", "out_c"]
 # The activation a unit's head runs fused with its kernel (a follower layer's: conv -> BN -> ReLU), coded as
-# `activation` (0: none). A unit head's own `activation` is its config's; without this a BN+ReLU kernel was
-# priced as the mean of BN+swish, BN+gelu, ... in the generated space (+45% on DenseNet's and ResNetV2's
-# pre-activation BN+ReLU units, held out; docs/measurement.md, "sixteenth session").
+# `activation` (0: none fused, or a linear one); a head's own `activation` is its config's. Without it a BN+ReLU
+# kernel was priced as the mean of BN+swish, BN+gelu, ... in the generated space (+45% on DenseNet's and
+# ResNetV2's pre-activation BN+ReLU units, held out; docs/measurement.md, "Twelfth study session").
 UNIT_FEATURES = UNIT_FLAGS + ["fused_activation"]
 KIND_FEATURES = {
     "dense": COMMON + ["in_c", "units", "log_params", "activation", "use_bias"] + UNIT_FEATURES,
@@ -148,8 +155,8 @@ def _activation_code(cfg: dict, layer_type: str) -> float:
     name = cfg.get("activation")
     if layer_type == "ReLU":
         name = "relu6" if cfg.get("max_value") == 6 else "relu"
-    elif layer_type == "Softmax":
-        name = "softmax"
+    elif layer_type in _LAYER_ACTIVATIONS:
+        name = _LAYER_ACTIVATIONS[layer_type]
     if isinstance(name, dict):  # a serialized function or layer: its config names it, or is its name
         inner = name.get("config")
         name = (inner.get("name") if isinstance(inner, dict) else inner) or name.get("class_name")
@@ -221,20 +228,6 @@ def _neighbour_kinds(kinds: np.ndarray, codes: np.ndarray, order: np.ndarray) ->
     return out_prev, out_next
 
 
-def _fused_activation(codes: np.ndarray, index: np.ndarray, unit: np.ndarray, kinds: np.ndarray,
-                      activation: np.ndarray) -> np.ndarray:
-    """Per row: the `activation` code of the activation layer fused into this row's kernel when the row is a
-    unit's head (0 otherwise, and where none is fused)."""
-    out = np.zeros(len(index))
-    member = (kinds == "activation") & (unit != index)
-    if member.any():
-        heads = pd.Series(np.arange(len(index)), index=pd.MultiIndex.from_arrays([codes, index.astype(float)]))
-        at = heads.reindex(pd.MultiIndex.from_arrays([codes[member], unit[member]])).to_numpy()
-        ok = ~np.isnan(at)
-        out[at[ok].astype(int)] = activation[member][ok]
-    return out
-
-
 def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
     """Numeric features for each row of a layers table (dataset rows or `nnenergy.describe.describe_layers`),
     in row order.
@@ -266,7 +259,7 @@ def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
         cols[f"log_{col}"] = np.log1p(np.clip(df[col].to_numpy(dtype=float), 0, None))
     # Rows described before `describe` counted a CustomScaleLayer's FLOPs (a multiply and an add per element)
     unscaled = (types == "CustomScaleLayer") & (cols["log_flops"] == 0)
-    cols["log_flops"][unscaled] = np.log1p(2 * np.expm1(cols["log_out_elems"][unscaled]))
+    cols["log_flops"][unscaled] = np.log1p(CUSTOM_SCALE_FLOPS_PER_ELEMENT * np.expm1(cols["log_out_elems"][unscaled]))
     cols["n_inputs"] = df["n_inputs"].to_numpy(dtype=float)
     cols["model_n_layers"] = np.bincount(codes)[codes].astype(float) if n else np.zeros(0)
     # Neighbours in topological order: oneDNN fuses a convolution with the normalisation and
@@ -278,8 +271,8 @@ def layer_features(layers: pd.DataFrame) -> pd.DataFrame:
     units = kernel_units(df)  # the layers fused into one kernel (features.units)
     for flag in UNIT_FLAGS:
         cols[flag] = units[flag].to_numpy(dtype=float)
-    cols["fused_activation"] = _fused_activation(codes, index, units["unit_index"].to_numpy(dtype=float), kinds,
-                                                 cols["activation"])
+    act_row = units["fused_act_row"].to_numpy()
+    cols["fused_activation"] = np.where(act_row >= 0, cols["activation"][np.maximum(act_row, 0)], 0.0)
     out = {c: df[c].to_numpy() for c in ("config_id", "layer_index", "layer_name", "layer_type")}
     out |= {"kind": kinds, "known": kinds != "other", "unit_index": units["unit_index"].to_numpy(dtype=float)}
     out |= {f: cols[f] for f in ALL_FEATURES}

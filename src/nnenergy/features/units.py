@@ -63,12 +63,13 @@ def _consumers_from_order(in_shapes: list[str], out_shapes: list[str]) -> list[l
     return cons
 
 
-def _units_of_model(types: list[str], cons: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per layer (positions in topological order): the position of its unit's head, and the
-    head's fused-role flags (UNIT_FLAGS order)."""
+def _units_of_model(types: list[str], cons: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per layer (positions in topological order): the position of its unit's head, the head's fused-role
+    flags (UNIT_FLAGS order), and for a head the position of the activation fused into it (-1: none)."""
     n = len(types)
     head = np.arange(n)
     flags = np.zeros((n, len(UNIT_FLAGS)))
+    act = np.full(n, -1)
     producers: list[list[int]] = [[] for _ in range(n)]
     for i, cs in enumerate(cons):
         for j in cs:
@@ -96,16 +97,20 @@ def _units_of_model(types: list[str], cons: list[list[int]]) -> tuple[np.ndarray
                 break
             head[j], taken[j] = h, True
             flags[h, 1 + _ROLE_ORDER[role]] = 1
+            if role == "act":
+                act[h] = j
             tail, last = j, _ROLE_ORDER[role]
-    return head, flags
+    return head, flags, act
 
 
 def kernel_units(layers: pd.DataFrame) -> pd.DataFrame:
     """For each row of a layer table (index kept): `unit_index` (the layer_index of the layer whose
-    kernel it runs in; its own for a head or a lone layer) and the head's UNIT_FLAGS."""
+    kernel it runs in; its own for a head or a lone layer), the head's UNIT_FLAGS, and `fused_act_row`:
+    for a head, the position (0..n-1 in the table) of the activation layer fused into its kernel, else -1."""
     n = len(layers)
     unit = layers["layer_index"].to_numpy(dtype=float).copy()
     flags = np.zeros((n, len(UNIT_FLAGS)))
+    act_row = np.full(n, -1, dtype=np.int64)
     codes, _ = pd.factorize(layers["config_id"].to_numpy(dtype=object))
     index = layers["layer_index"].to_numpy()
     order = np.lexsort((index, codes))
@@ -118,11 +123,14 @@ def kernel_units(layers: pd.DataFrame) -> pd.DataFrame:
         cons = _consumers_from_graph(list(names[rows]), list(inbound[rows])) if inbound is not None else None
         if cons is None:
             cons = _consumers_from_order(ins[rows], outs[rows])
-        head, model_flags = _units_of_model(list(types[rows]), cons)
+        head, model_flags, act = _units_of_model(list(types[rows]), cons)
         unit[rows] = index[rows][head]
         flags[rows] = model_flags
+        fused = act >= 0
+        act_row[rows[fused]] = rows[act[fused]]
     out = pd.DataFrame(flags, index=layers.index, columns=UNIT_FLAGS)
     out.insert(0, "unit_index", unit)
+    out["fused_act_row"] = act_row
     return out
 
 
