@@ -193,7 +193,7 @@ def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
              "| run (UTC) | measured with version | probe index (factor) | many-model ratio | probe / many - 1 | "
              "canonical: RMSPE, ±10% | last: RMSPE, ±10% | now: RMSPE, ±10% | perfect probe: RMSPE |",
              "|---" * 9 + "|"]
-    agree, scored = [], []
+    agree, scored, pseudo = [], [], []
     for r in runs:
         truth = r["measured"]
         pred = [cache[c][0] for c in r["configs"]]
@@ -207,12 +207,13 @@ def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
         if r.get("last"):
             cells["last"] = _metrics(truth, [p * r["last"]["speed_index"] ** x for p, x in zip(pred, exps)])
         scored.append({"metrics": cells})
+        pseudo.append(r | {"many_model_ratio": many, "predicted": {"canonical": pred}})  # as this predictor saw it
         cell = lambda k: f"{cells[k]['rmspe']:.1f}%, {cells[k]['within10']:.0f}%" if k in cells else "n/a"  # noqa: E731
         lines.append(f"| {r['at'][:16]} | {r.get('version', '?')} | {r['probe']['speed_index']:.3f} ({factor:.3f}) | "
                      f"{many:.3f} | {100 * (factor / many - 1):+.1f}% | {cell('canonical')} | {cell('last')} | "
                      f"{cell('now')} | {cells['perfect']['rmspe']:.1f}% |")
     lines += ["", f"Probe agreement over the {len(agree)} runs: RMS {_rms(agree):.1f}%.",
-              *_speed_mode_summary(scored, ("canonical", "last", "now", "perfect"))]
+              *_speed_mode_summary(scored, ("canonical", "last", "now", "perfect")), *_estimators(pseudo, canon)]
     text = "\n".join(lines) + "\n"
     RESCORED.write_text(text)
     return text
@@ -325,6 +326,12 @@ def _rms(deviations: list[float]) -> float:
     return 100 * statistics.fmean(a * a for a in deviations) ** 0.5
 
 
+def _unbiased(deviations: list[float]) -> list[float]:
+    """Relative deviations (estimate / truth - 1) over their median ratio: the constant offset removed."""
+    mid = statistics.median(1 + d for d in deviations)
+    return [(1 + d) / mid - 1 for d in deviations]
+
+
 def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
     """Candidate estimators of the speed over the pass that follows, over one profile's runs (`canon`: its
     canonical reference), each scored on the same pairs as the probe (RMS of estimate / many-model ratio - 1):
@@ -334,6 +341,7 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
     from nnenergy.evaluate import metrics
 
     cands: dict[str, list[float]] = {}
+    ones: dict[str, list[float]] = {}  # the same estimates taken one for one (exponent 1)
     for r in runs:
         beta = speed.elasticity(r.get("canonical") or canon).energy  # each reading as a prediction would apply it
         m, p = r["many_model_ratio"], r["probe"]["speed_index"]
@@ -354,10 +362,18 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
             est["the reference read inside the pass (not available to a prediction)"] = r["inpass_speed_index"]
         for name, v in est.items():
             cands.setdefault(name, []).append(v ** beta / m - 1)
-    out = ["", "| estimator of the pass's speed | pairs | RMS of estimate / many-model ratio - 1 |", "|---|---|---|"]
-    out += [f"| {name} | {len(v)} | {_rms(v):.1f}% |" for name, v in sorted(cands.items())]
+            ones.setdefault(name, []).append(v / m - 1)
+    # With each estimator's constant offset over the runs removed (its median ratio): how well it tracks the
+    # many-model ratio's movements, whatever scale it reads on. The reference read inside the pass tracks them
+    # best one for one (docs/measurement.md, twelfth study session).
+    out = ["", "| estimator of the pass's speed | pairs | RMS of estimate / many-model ratio - 1 | the same, its "
+           "constant offset removed | one for one (exponent 1), offset removed |", "|---|---|---|---|---|"]
+    for name, v in sorted(cands.items()):
+        few = len(v) < MIN_RUNS_FOR_ERROR  # an offset fitted on a few runs would hide their scatter
+        fixed = ("n/a", "n/a") if few else (f"{_rms(_unbiased(v)):.1f}%", f"{_rms(_unbiased(ones[name])):.1f}%")
+        out.append(f"| {name} | {len(v)} | {_rms(v):.1f}% | {fixed[0]} | {fixed[1]} |")
     if HISTORY_ESTIMATOR not in cands:
-        out.append(f"| {HISTORY_ESTIMATOR} | 0 | n/a: this host holds none of these runs' readings |")
+        out.append(f"| {HISTORY_ESTIMATOR} | 0 | n/a: this host holds none of these runs' readings | | |")
     # The floor a perfect probe would leave: each run's predictions at its own many-model ratio.
     oracle = sorted(metrics.rmspe(r["measured"], [p * r["many_model_ratio"] for p in r["predicted"]["canonical"]])
                     for r in runs)
