@@ -340,10 +340,11 @@ def resolve(profile: str, mode: str = "auto", data_root: Path | None = None,
                  at, max(spread, PROBE_ERROR), note)
 
 
-def apply(out, speed: Speed | None):
+def apply(out, speed: Speed | None, size=None):
     """Scale a predictor's output (rows of energy_j, energy_lo_j, energy_hi_j, latency_s) to `speed`
     (its speed index to the power of the predictor's elasticity, read at each configuration's latency at
-    the canonical speed: its `total` row's, where the output has them, else each row's own),
+    the canonical speed: its `total` row's, where the output has them, else each row's own; `size`: those
+    latencies per row, `configuration_latency(out)`, where the caller has them already),
     widening the energy interval by the speed's own variability (root-sum-square with the model's,
     in log space)."""
     if speed is None:
@@ -351,7 +352,7 @@ def apply(out, speed: Speed | None):
     import numpy as np
 
     out = out.copy()
-    size = configuration_latency(out)
+    size = configuration_latency(out) if size is None else size
     fe, fl = speed.factors(size.to_numpy(float))
     for col in ("energy_j", "energy_lo_j", "energy_hi_j"):
         if col in out:

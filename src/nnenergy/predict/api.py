@@ -252,8 +252,9 @@ def predict_many(models, batch_size: int = 1, input_shape=None, model_uri: str |
         s, stated = speeds.for_predictor(meta, speed, panel=cal is not None)
     except speeds.SpeedError as exc:
         raise PredictError(str(exc)) from None
-    size = speeds.configuration_latency(out).groupby(out["config_id"]).first()  # before scaling
-    out = speeds.apply(out, s)
+    per_row = speeds.configuration_latency(out)  # before scaling: what each configuration's exponent is read at
+    size = per_row.groupby(out["config_id"]).first()
+    out = speeds.apply(out, s, per_row)
     by_id = dict(tuple(out.groupby("config_id", sort=False)))
 
     def stated_for(cid):  # the exponent and factors each configuration got (they depend on its size)
