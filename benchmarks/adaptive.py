@@ -33,7 +33,7 @@ def latest_predictions(predictor: str, tracking_uri: str):
     mlflow.set_tracking_uri(tracking_uri)
     runs = mlflow.search_runs(experiment_names=["nnenergy-train"], output_format="list",
                               filter_string=f"tags.predictor = '{predictor}'", order_by=["start_time DESC"])
-    runs = [r for r in runs if r.info.status == "FINISHED"]
+    runs = [r for r in runs if r.info.status == "FINISHED" and "measured_before" not in r.data.tags]
     if not runs:
         raise SystemExit(f"no finished {predictor} run in {tracking_uri}: run `make run` first")
     run = runs[0]

@@ -21,6 +21,11 @@ uses here now (speed `canonical`) and scores the runs' own measurements against 
 probe and last reading applied as that predictor applies them (its canonical's elasticity), for the runs
 read against the same canonical reference (`benchmarks/drift_rescored.md`). The measurements predate the
 predictor: an offline comparison of predictors on the same runs, beside the runs measured with it.
+
+A predictor trained on the rows measured before a date (`python -m nnenergy.apps.train
+measured_before=2026-12-07`, never registered; its run's model given as `--model-uri runs:/<id>/model`) is
+scored on the runs measured on or after that date only (`benchmarks/drift_after_data.md`): the defaults'
+recipe judged on days its data does not cover.
 """
 
 from __future__ import annotations
@@ -46,6 +51,13 @@ OLD_PROBE_WARMUP_S = 0.3  # readings before 2026-12-06 do not record their warm-
 TARGET_RMSPE, TARGET_WITHIN10 = 10, 70  # issue 29: the defaults' RMSPE and share within +-10%
 MIN_RUNS_FOR_ERROR = 5
 HISTORY_ESTIMATOR = "geometric mean of the probe and the median of the host's readings of the last 24 h"
+
+
+def _utc(when: str) -> datetime:
+    """An ISO date or time; UTC when it names no zone (as training reads `measured_before`)."""
+    from nnenergy.dataset import parse_utc
+
+    return parse_utc(when)
 
 
 def _readings(profile: str, at: datetime, canon: dict, min_age_s: float = 0.0,
@@ -156,6 +168,18 @@ def run_once(tracking_uri: str | None) -> dict:
 
 
 RESCORED = REPO / "benchmarks" / "drift_rescored.md"
+# a predictor trained on the rows measured before a date (`nnenergy train measured_before=...`), on the runs after it
+RESCORED_AFTER_DATA = REPO / "benchmarks" / "drift_after_data.md"
+
+
+def runs_to_rescore(runs: list[dict], profile: str, key: str, cut: str | None = None) -> list[dict]:
+    """The logged runs a predictor trained on `profile` against the canonical reference `key` can be judged
+    on: its own profile's, read against the same reference, and with `cut` (the predictor learnt only the
+    rows measured before it) measured on or after it."""
+    from nnenergy import speed
+
+    return [r for r in runs if r["profile"] == profile and r.get("origin") == "trained here"
+            and speed.canonical_key(r.get("canonical")) == key and (not cut or _utc(r["at"]) >= _utc(cut))]
 
 
 def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
@@ -174,10 +198,11 @@ def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
     key, el = speed.canonical_key(canon), speed.elasticity(canon)
     beta = el.energy
     runs = [json.loads(line) for line in LOG.read_text().splitlines() if line.strip()]
-    runs = [r for r in runs if r["profile"] == profile and r.get("origin") == "trained here"
-            and speed.canonical_key(r.get("canonical")) == key]
+    cut = meta.get("measured_before")
+    runs = runs_to_rescore(runs, profile, key, cut)
     if not runs:
-        return f"no logged run of {profile} against this predictor's canonical reference ({key})"
+        return (f"no logged run of {profile} against this predictor's canonical reference ({key})"
+                + (f" measured on or after {cut}, the end of its data" if cut else ""))
     cache: dict[str, tuple[float, float]] = {}  # energy and latency at the canonical speed
     for name in sorted({c for r in runs for c in r["configs"]}):
         a, s, b = name.split("|")
@@ -185,8 +210,11 @@ def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
                          tracking_uri=tracking_uri, speed="canonical", predictor=loaded)[0]
         cache[name] = p.energy_j, p.latency_s
     version = loaded[1].get("version")
-    lines = [f"# Past drift runs re-scored by version {version} ({meta.get('predictor')} on {meta.get('dataset')}, "
-             f"energy elasticity {beta:g})", "",
+    trained = f"{meta.get('predictor')} on {meta.get('dataset')}" + (f", rows measured before {cut}" if cut else "")
+    label = f"version {version}" if version else uri
+    lines = [f"# Past drift runs re-scored by {label} ({trained}, energy elasticity {beta:g})", "",
+             *([f"Only the runs measured on or after {cut}: days the predictor's data does not cover.", ""] if cut
+               else []),
              "Measured nothing: each run's logged measurements against today's predictor, each run's own probe (and "
              "last reading >= 1 h old) applied as this predictor applies it. Written by `benchmarks/drift.py "
              "--rescore`.", "",
@@ -215,7 +243,7 @@ def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
     lines += ["", f"Probe agreement over the {len(agree)} runs: RMS {_rms(agree):.1f}%.",
               *_speed_mode_summary(scored, ("canonical", "last", "now", "perfect")), *_estimators(pseudo, canon)]
     text = "\n".join(lines) + "\n"
-    RESCORED.write_text(text)
+    (RESCORED_AFTER_DATA if cut else RESCORED).write_text(text)
     return text
 
 

@@ -43,3 +43,16 @@ def test_the_report_keeps_each_predictor_and_each_scale_apart(tmp_path, monkeypa
     assert "version 6" in sections[1] and "over the 1 runs" in sections[1]
     assert "version 10" in sections[2] and "over the 2 runs" in sections[2]
     assert "RMS 3.2%" in sections[2]  # the two runs' agreements (-4%, +2%) only: sqrt((16 + 4) / 2)
+
+
+def test_a_predictor_of_older_rows_is_rescored_on_the_later_runs_of_its_scale_only():
+    from nnenergy import speed
+
+    runs = [_run("2026-12-06T15:00:00+00:00", 6, Q25, 0.0), _run("2026-12-06T23:59:00+00:00", 6, Q25, 0.0),
+            _run("2026-12-07T00:25:00+00:00", 10, Q25, 0.0), _run("2026-12-07T09:00:00+00:00", 10, OLD, 0.0),
+            _run("2026-12-07T10:00:00+00:00", 10, Q25, 0.0) | {"profile": "other"}]
+    key = speed.canonical_key(Q25)
+    assert [r["at"][:13] for r in drift.runs_to_rescore(runs, "p", key)] == ["2026-12-06T15", "2026-12-06T23",
+                                                                             "2026-12-07T00"]
+    assert [r["at"][:13] for r in drift.runs_to_rescore(runs, "p", key, "2026-12-07")] == ["2026-12-07T00"]
+    assert drift.runs_to_rescore(runs, "p", key, "2026-12-07T01:00+01:00") == runs[2:3]  # a cut of 00:00 UTC

@@ -266,6 +266,41 @@ def test_train_refuses_what_it_cannot_evaluate(dataset, message, tiny_sweep, tmp
         train.run(cfg)
 
 
+def test_a_predictor_of_the_rows_measured_before_a_date_learns_them_only_and_is_never_registered(
+        tiny_sweep, tmp_path, new_store):
+    """`measured_before`: a predictor to judge on later days' measurements trains on the older rows (kernels
+    measured only later join nothing), says so in its tags and metadata, and never becomes a champion."""
+    from nnenergy.apps import train
+
+    _, result = tiny_sweep
+    stored = ds.load(result.output_dir, stored=True)
+    models = stored.models.copy()
+    older = np.arange(len(models)) % 2 == 0  # every other configuration: every family keeps some
+    models.loc[older, "measured_at"] = "2026-01-02T10:00:00+00:00"
+    ds.save(models, stored.layers, tmp_path / "data")
+    cut = ds.measured_before(ds.load(tmp_path / "data"), "2026-01-03")
+    assert set(cut.models["config_id"]) == set(models.loc[older, "config_id"])
+    assert set(cut.layers["config_id"]) == set(cut.models["config_id"])
+    ds.save(stored.models.assign(source="kernel", measured_at="2026-01-04T00:00:00+00:00"), stored.layers,
+            tmp_path / "kernels")  # measured after the cut
+
+    uri = new_store(tmp_path / "store")
+    train.run(compose_cfg("train", train_overrides("poly", tmp_path / "data", uri) + [
+        "measured_before=2026-01-03", f"kernel_dataset={tmp_path / 'kernels'}"]))
+    mlflow.set_tracking_uri(uri)
+    [run] = mlflow.search_runs(experiment_names=["nnenergy-train"], output_format="list")
+    assert run.data.tags["measured_before"] == "2026-01-03T00:00:00+00:00"
+    inputs = {i.dataset.name: json.loads(i.dataset.profile) for i in run.inputs.dataset_inputs}
+    assert "kernels" not in inputs and inputs["data"]["num_rows"] == older.sum()
+    assert MlflowClient(uri).search_model_versions(f"run_id='{run.info.run_id}'") == []
+    meta = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").metadata.metadata
+    assert meta["measured_before"] == "2026-01-03T00:00:00+00:00"
+    for bad, message in (("2026-01-01", "no row of"), ("someday", "not an ISO date")):
+        with pytest.raises(train.TrainInputError, match=message):
+            train.run(compose_cfg("train", train_overrides("poly", tmp_path / "data", uri)
+                                  + [f"measured_before={bad}"]))
+
+
 def test_the_train_command_reports_bad_input_in_one_line(tmp_path):
     """The command line's side of the refusals above: exit status 2, one line, no traceback."""
     import subprocess

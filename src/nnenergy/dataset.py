@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,10 @@ HARDWARE_KEYS = ("profile", "hardware_id", "cpu_model", "cpu_cores", "gpu_model"
 
 class DatasetError(FileNotFoundError):
     pass
+
+
+class NothingMeasuredBefore(ValueError):
+    """`measured_before` cut every row."""
 
 
 @dataclass
@@ -57,6 +62,30 @@ def load(path: str | Path, stored: bool = False) -> Dataset:
     canon = scale.canonical_of_dataset(path, models)
     models, layers = scale.relabel(models, layers, canon)
     return Dataset(models, layers, path, canon)
+
+
+def parse_utc(when) -> datetime:
+    """An ISO date or time (`2026-12-07`, `2026-12-07T10:00+01:00`; UTC when it names no zone), in UTC;
+    ValueError on anything else."""
+    try:
+        t = datetime.fromisoformat(str(when))
+    except ValueError:
+        raise ValueError(f"{when!r} is not an ISO date or time (e.g. 2026-12-07)") from None
+    return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def measured_before(data: Dataset, when) -> Dataset:
+    """The rows of `data` measured before `when` (`parse_utc`): a predictor trained on them is judged on
+    later days' measurements. ValueError on a time it cannot read; NothingMeasuredBefore when no row is that
+    old."""
+    cut = parse_utc(when)
+    keep = (pd.to_datetime(data.models["measured_at"], utc=True, format="ISO8601") < cut).to_numpy()
+    if not keep.any():
+        raise NothingMeasuredBefore(f"no row of {data.path} was measured before {cut.isoformat()} "
+                                    f"(its first: {data.models['measured_at'].min()})")
+    models = data.models[keep].reset_index(drop=True)
+    layers = data.layers[data.layers["config_id"].isin(models["config_id"])].reset_index(drop=True)
+    return Dataset(models, layers, data.path, data.canonical)
 
 
 def save(models: pd.DataFrame, layers: pd.DataFrame, path: str | Path) -> None:

@@ -69,6 +69,7 @@ def log_predictor(ev: Evaluation, data: ds.Dataset, cfg: DictConfig):
         "predictor": cfg.predictor.name,
         "source": ev.target_source,  # metadata key: where the per-layer targets came from
         "dataset": str(cfg.dataset),
+        "measured_before": _cut(cfg),  # None: every row
         "heldout": {k: ev.metrics[k] for k in ev.metrics if k.split("_whole_energy_")[-1] in ("rmspe", "within10", "n")
                     and k.split("_whole_energy_")[0] in LEVELS},
     }
@@ -149,22 +150,48 @@ def _external_hub(cfg: DictConfig) -> ds.Dataset | None:
         raise TrainInputError(str(exc)) from None
 
 
-def run(cfg: DictConfig) -> dict:
+def _cut(cfg: DictConfig) -> str | None:
+    """`measured_before` as an ISO time in UTC (None when unset)."""
+    if cfg.get("measured_before") is None:
+        return None
     try:
-        data = ds.load(cfg.dataset)
+        return ds.parse_utc(cfg.measured_before).isoformat()
+    except ValueError as exc:
+        raise TrainInputError(f"measured_before={exc}") from None
+
+
+def _before(cut: str | None, data: ds.Dataset | None, sibling: bool = False) -> ds.Dataset | None:
+    """`data`'s rows measured before `cut` (all when None); a `sibling` set (kernels) measured only later is
+    None: none of it joins."""
+    if data is None or cut is None:
+        return data
+    try:
+        return ds.measured_before(data, cut)
+    except ds.NothingMeasuredBefore as exc:
+        if sibling:
+            log.info("%s: none of it joins", exc)
+            return None
+        raise TrainInputError(str(exc)) from None
+
+
+def run(cfg: DictConfig) -> dict:
+    cut = _cut(cfg)
+    try:
+        data = _before(cut, ds.load(cfg.dataset))
     except ds.DatasetError as exc:
         raise TrainInputError(str(exc)) from None
     external = ds.load(cfg.external_dataset) if cfg.get("external_dataset") else None
     hub = _external_hub(cfg)
     # Single kernels are layer rows to learn from; a model-wise predictor would take each for a network.
-    kernels = _kernels(cfg, data) if cfg.predictor.family == "layerwise" else None
-    loops = _loop_kernels(cfg, data) if cfg.predictor.family == "layerwise" else None
+    kernels = _before(cut, _kernels(cfg, data), sibling=True) if cfg.predictor.family == "layerwise" else None
+    loops = _before(cut, _loop_kernels(cfg, data), sibling=True) if cfg.predictor.family == "layerwise" else None
     from nnenergy.evaluate.levels import real_mask
 
     families = data.models.loc[real_mask(data.models), "family"].nunique()
     if families < 2:
         raise TrainInputError(f"{cfg.dataset} holds {families} real architecture famil{'y' if families == 1 else 'ies'}"
-                              ": held-out evaluation (level 1) needs at least 2 (measure more architectures)")
+                              + (f" measured before {cut}" if cut else "")
+                              + ": held-out evaluation (level 1) needs at least 2 (measure more architectures)")
     tracking.setup(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
     opts = OmegaConf.to_container(cfg.evaluation, resolve=True)
     opts["n_folds"] = min(opts["n_folds"], families)
@@ -173,6 +200,8 @@ def run(cfg: DictConfig) -> dict:
         tracking.log_resolved_config(cfg)
         mlflow.set_tags({"predictor": cfg.predictor.name, "predictor_family": cfg.predictor.family,
                          "hardware_id": data.hardware_id, "profile": data.hardware().get("profile", "")})
+        if cut:
+            mlflow.set_tag("measured_before", cut)
         tracking.log_dataset(data.models, data.path, Path(cfg.dataset).name, "training",
                              (ds.MODELS_FILE, ds.DATASHEET_FILE))
         if kernels is not None:
@@ -204,7 +233,9 @@ def run(cfg: DictConfig) -> dict:
         info = log_predictor(chosen, data, cfg)
         if "family_whole_energy_rmspe" in chosen.metrics:
             tracking.log_metrics({tracking.SCORE_METRIC: registry.champion_score(chosen.metrics)})  # registered or not
-            if cfg.register.enabled:
+            if cut:
+                log.info("not registered: trained on the rows measured before %s only", cut)
+            elif cfg.register.enabled:
                 registry.register(info.model_uri, cfg.predictor.registered_name, registry.split_id(data, opts),
                                   chosen.metrics,
                                   {"predictor": cfg.predictor.name, "profile": data.hardware().get("profile", "")})
