@@ -53,25 +53,15 @@ MIN_RUNS_FOR_ERROR = 5
 HISTORY_ESTIMATOR = "geometric mean of the probe and the median of the host's readings of the last 24 h"
 
 
-def _utc(when: str) -> datetime:
-    """An ISO date or time; UTC when it names no zone (as training reads `measured_before`)."""
-    from nnenergy.dataset import parse_utc
-
-    return parse_utc(when)
-
-
 def _readings(profile: str, at: datetime, canon: dict, min_age_s: float = 0.0,
               max_age_s: float = float("inf")) -> list[dict]:
     """This host's readings of `profile` against the canonical reference `canon`, read between `max_age_s` and
     `min_age_s` before `at` (a reading without a time zone is UTC, as `nnenergy.speed` reads it), oldest
     first."""
     from nnenergy import speed
+    from nnenergy.dataset import parse_utc
 
-    def age_s(r: dict) -> float:
-        t = datetime.fromisoformat(r["read_at"])
-        return (at - (t if t.tzinfo else t.replace(tzinfo=timezone.utc))).total_seconds()
-
-    aged = ((r, age_s(r)) for r in speed.history(profile, canon))
+    aged = ((r, (at - parse_utc(r["read_at"])).total_seconds()) for r in speed.history(profile, canon))
     return [r for r, age in aged if 0 < age and min_age_s <= age <= max_age_s]
 
 
@@ -177,9 +167,11 @@ def runs_to_rescore(runs: list[dict], profile: str, key: str, cut: str | None = 
     on: its own profile's, read against the same reference, and with `cut` (the predictor learnt only the
     rows measured before it) measured on or after it."""
     from nnenergy import speed
+    from nnenergy.dataset import parse_utc
 
+    since = parse_utc(cut) if cut else None
     return [r for r in runs if r["profile"] == profile and r.get("origin") == "trained here"
-            and speed.canonical_key(r.get("canonical")) == key and (not cut or _utc(r["at"]) >= _utc(cut))]
+            and speed.canonical_key(r.get("canonical")) == key and (since is None or parse_utc(r["at"]) >= since)]
 
 
 def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
@@ -366,6 +358,7 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
     what a <= 3 s reading, the host's history or the reference read inside the pass (the ideal: it shares the
     pass's time) can do."""
     from nnenergy import speed
+    from nnenergy.dataset import parse_utc
     from nnenergy.evaluate import metrics
 
     cands: dict[str, list[float]] = {}
@@ -376,7 +369,7 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
         if "history_median_24h" in r:
             typical = r["history_median_24h"]
         else:  # older lines: from this host's history, which holds them only where the report runs on that host
-            at = datetime.fromisoformat(r["probe"]["read_at"])
+            at = parse_utc(r["probe"]["read_at"])
             past = [h["speed_index"] for h in _readings(r["profile"], at, canon, max_age_s=24 * 3600)]
             typical = statistics.median(past) if past else None
         est = {f"probe ({_warmup(r):g} s of warm-up, 0.8 s of windows)": p}

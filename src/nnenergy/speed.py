@@ -268,9 +268,9 @@ def _now() -> str:
 
 
 def _age_min(read_at: str) -> float:
-    t = datetime.fromisoformat(read_at)
-    t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-    return (datetime.now(timezone.utc) - t).total_seconds() / 60
+    from nnenergy.dataset import parse_utc  # a reading without a time zone is UTC
+
+    return (datetime.now(timezone.utc) - parse_utc(read_at)).total_seconds() / 60
 
 
 def max_age_min() -> float:
