@@ -69,9 +69,30 @@ def test_a_stale_reading_triggers_a_probe_and_a_held_lock_falls_back_to_it(cache
     assert len(past) == 2 and past[-1]["source"] == "probe" and s.source == "probe"
     assert past[-1]["warmup_s"] == speed.PROBE_WARMUP_S  # each reading says how it was taken
     assert past[-1]["canonical"] == speed.canonical_key(CANON)  # and against which canonical reference
+    assert past[-1]["windows_redone"] == 0 and past[-1]["busy_windows"] >= 0  # the suite keeps busy windows
     assert s.speed_index == pytest.approx(past[-1]["speed_index"]) and s.speed_index > 0
     assert speed.resolve(profile, "auto", canon=CANON).read_at == past[-1]["read_at"]  # fresh now: no new probe
     assert len(speed.history(profile)) == 2
+
+
+def test_the_probe_measures_a_busy_window_again_only_within_its_budget(monkeypatch):
+    """Windows during which another process ran are redone while the rest still fit before the deadline
+    (a real CPU-burning neighbour; the deadline bounds the probe whatever the machine does)."""
+    import time
+
+    monkeypatch.delenv("NNENERGY_BUSY_WINDOWS", raising=False)
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        t0 = time.perf_counter()
+        windows, redone, kept = speed._clean_windows(lambda: time.sleep(0.002), None, 3, deadline=t0 + 0.8)
+        took = time.perf_counter() - t0
+        late, late_redone, late_kept = speed._clean_windows(lambda: time.sleep(0.002), None, 2, deadline=0.0)
+    finally:
+        burner.kill()
+    assert len(windows) == 3 and redone >= 1 and took < 0.8 + 0.15  # redone, then kept: never past the deadline
+    assert len(late) == 2 and late_redone == 0 and late_kept == 2  # past it: kept and counted, not redone
+    assert all(lat > 0 and e is None for lat, e in windows + late)
 
 
 def test_a_reading_against_another_canonical_reference_is_never_used(cache, tmp_path):

@@ -33,6 +33,17 @@ def test_each_source_gets_an_equal_share_and_a_small_one_leaves_the_rest_to_the_
     assert set(got) <= set(kind) and len(got) == 30
 
 
+def test_the_kernel_sweeps_share_comes_on_top_of_the_cap():
+    """Joining a kernel sweep leaves the networks' own sources the rows they had without it."""
+    strata = np.concatenate([_strata(), np.array(["kernel"] * 1000)])
+    rows = np.arange(len(strata))
+    got = pd.Series(strata[subsample(rows, 60, strata, np.random.default_rng(0))]).value_counts()
+    assert got["keras.applications"] == 5 and {got["variant"], got["generated"]} == {27, 28}  # as without kernels
+    assert got["kernel"] == 20 and got.sum() == 80  # one more share of 60 / 3
+    only = subsample(rows[-50:], 10, strata, np.random.default_rng(0))  # a kind with kernel rows only: the cap
+    assert len(only) == 10
+
+
 def test_a_rows_source_comes_from_its_configuration():
     feats = pd.DataFrame({"config_id": ["a", "a", "b", "c"]})
     models = pd.DataFrame({"config_id": ["a", "b"], "source": ["generated", "keras.applications"]})

@@ -64,6 +64,10 @@ PROBE_WARMUP_S = 0.3
 # the many-model ratio as well as 30 did (the machine's own minute-to-minute swings dominate).
 PROBE_WINDOWS = 8
 PROBE_ROUND = 3  # windows per round: the canonical reference's statistic is a median of round minima
+# A window during which the hypervisor stole CPU or another process ran (the sweeps' clean-window rule,
+# `measure.protocol.ProtocolSettings`) is measured again while the probe stays within its budget (issue 29:
+# <= 3 s after the framework's import); on the EPYC Zen 4 of 2026-12-07 steal reached 0.2-0.4 cores.
+PROBE_BUDGET_S = 3.0
 HISTORY_SPAN = 30  # the readings the speed's own variability is estimated from
 # The probe's own error against the many-model ratio (benchmarks/protocol_study, RMS): the least the
 # interval of a freshly probed prediction widens by.
@@ -209,6 +213,15 @@ def round_min_median(values: list[float], per_round: int = PROBE_ROUND) -> float
 
 def _window(fn, meter=None) -> tuple[float, float | None]:
     """One window of at least PROBE_WINDOW_S (and one pass): latency and energy per pass."""
+    return _clean_window(fn, meter)[:2]
+
+
+def _clean_window(fn, meter=None) -> tuple[float, float | None, bool]:
+    """`_window`, and whether someone else used the CPU meanwhile (the sweeps' clean-window rule)."""
+    from nnenergy.measure import contention
+    from nnenergy.measure.protocol import ProtocolSettings
+
+    before = contention.snapshot()
     if meter is not None:
         meter.begin()
     t, n = time.perf_counter(), 0
@@ -216,10 +229,30 @@ def _window(fn, meter=None) -> tuple[float, float | None]:
         fn()
         n += 1
     el = time.perf_counter() - t
+    rule = ProtocolSettings()
+    busy = contention.between(before, contention.snapshot()).heavy(rule.max_other_cores, rule.max_steal_cores)
     if meter is None:
-        return el / n, None
+        return el / n, None, busy
     r = meter.end()
-    return el / n, r.energy_j * (el / n) / r.duration_s
+    return el / n, r.energy_j * (el / n) / r.duration_s, busy
+
+
+def _clean_windows(fn, meter, windows: int, deadline: float) -> tuple[list, int, int]:
+    """`windows` windows, a busy one measured again while the rest still fit before `deadline` (never in a
+    host shared on purpose: `NNENERGY_BUSY_WINDOWS=keep`, the test suite); the windows, how many were redone,
+    how many busy ones were kept."""
+    from nnenergy.measure.protocol import BUSY_WINDOWS_ENV
+
+    redo = os.environ.get(BUSY_WINDOWS_ENV) != "keep"
+    out, redone, kept = [], 0, 0
+    while len(out) < windows:
+        lat, e, busy = _clean_window(fn, meter)
+        if busy and redo and time.perf_counter() + (windows - len(out)) * PROBE_WINDOW_S < deadline:
+            redone += 1
+            continue
+        kept += busy
+        out.append((lat, e))
+    return out, redone, kept
 
 
 def reader(statistic: str):
@@ -253,14 +286,16 @@ def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WIND
         end = time.perf_counter() + PROBE_WARMUP_S
         while time.perf_counter() < end:
             fn()
-        latency, energy = zip(*(_window(fn, meter) for _ in range(windows)))
+        measured, redone, busy = _clean_windows(fn, meter, windows, t0 + PROBE_BUDGET_S)
+        latency, energy = zip(*measured)
     read = reader(canon.get("statistic", "round_min_median"))
     energy, latency = list(energy), list(latency)
     e, lat = read(energy), read(latency)
     return {"profile": profile, "speed_index": e / canon["energy_j"], "latency_speed_index": lat / canon["latency_s"],
             "read_at": _now(), "source": "probe", "canonical": canonical_key(canon),
             "spread": (max(energy) - min(energy)) / e,
-            "seconds": round(time.perf_counter() - t0, 2), "warmup_s": PROBE_WARMUP_S}
+            "seconds": round(time.perf_counter() - t0, 2), "warmup_s": PROBE_WARMUP_S,
+            "windows_redone": redone, "busy_windows": busy}
 
 
 def _now() -> str:
