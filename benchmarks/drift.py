@@ -78,8 +78,8 @@ def _median_speed_last_24h(profile: str, at: datetime, canon: dict) -> float | N
 
 
 def measure_now(profile: str, canon: dict) -> dict:
-    """The probe against the predictor's canonical reference `canon`, then the configurations measured now
-    (raw), under one measurement lock."""
+    """The probe against the predictor's canonical reference `canon` (and a second one), then the configurations
+    measured now (raw), under the measurement lock."""
     from nnenergy import speed, zoo
     from nnenergy.measure.lock import MeasurementLock
     from nnenergy.measure.meter import EnergyMeter
@@ -89,8 +89,9 @@ def measure_now(profile: str, canon: dict) -> dict:
     last = _last_reading(profile, canon)
     past = _median_speed_last_24h(profile, datetime.now(timezone.utc), canon)
     reading = speed.record(profile, speed.probe(profile, canon=canon))  # takes the lock itself
-    # A second probe right after it, in the same (now warm) process and not recorded: does the first probe of a
-    # process read high (the EPYC Zen 4 of 2026-12-07: 1.88 and 1.21 first, ~0.85 after)? ~1.2 s.
+    # A second probe right after it, in the same (now warm) process, not recorded: does the first probe of a
+    # process read off (the EPYC Zen 4 of 2026-12-07: 1.88 and 1.21 first, ~0.85 after)? ~1.2 s. Each probe
+    # takes the lock itself.
     second = speed.probe(profile, canon=canon)
     calls = {}
     for arch, size, batch in CONFIGS:
@@ -162,8 +163,6 @@ def run_once(tracking_uri: str | None) -> dict:
     return out
 
 
-# one file per profile: a host re-scores its own profile's runs only
-RESCORED = REPO / "benchmarks" / "drift_rescored_{profile}.md"
 # a predictor trained on the rows measured before a date (`nnenergy train measured_before=...`), on the runs after it
 RESCORED_AFTER_DATA = REPO / "benchmarks" / "drift_after_data.md"
 
@@ -241,7 +240,8 @@ def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
     lines += ["", f"Probe agreement over the {len(agree)} runs: RMS {_rms(agree):.1f}%.",
               *_speed_mode_summary(scored, ("canonical", "last", "now", "perfect")), *_estimators(pseudo, canon)]
     text = "\n".join(lines) + "\n"
-    (RESCORED_AFTER_DATA if cut else Path(str(RESCORED).format(profile=profile))).write_text(text)
+    # one file per profile: a host re-scores its own profile's runs only
+    (RESCORED_AFTER_DATA if cut else REPO / "benchmarks" / f"drift_rescored_{profile}.md").write_text(text)
     return text
 
 
@@ -360,7 +360,7 @@ def _unbiased(deviations: list[float]) -> list[float]:
 
 def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
     """Candidate estimators of the speed over the pass that follows, over one profile's runs (`canon`: its
-    canonical reference), each scored on the same pairs as the probe (RMS of estimate / many-model ratio - 1):
+    canonical reference), each scored on the runs that logged it (RMS of estimate / many-model ratio - 1):
     what a <= 3 s reading, the host's history or the reference read inside the pass (the ideal: it shares the
     pass's time) can do."""
     from nnenergy import speed

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -75,22 +76,26 @@ def test_a_stale_reading_triggers_a_probe_and_a_held_lock_falls_back_to_it(cache
     assert len(speed.history(profile)) == 2
 
 
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="who else used the CPU is read from /proc")
 def test_the_probe_measures_a_busy_window_again_only_within_its_budget(monkeypatch):
     """Windows during which another process ran are redone while the rest still fit before the deadline
     (a real CPU-burning neighbour; the deadline bounds the probe whatever the machine does)."""
     import time
+
+    from nnenergy.speed_windows import clean_windows
 
     monkeypatch.delenv("NNENERGY_BUSY_WINDOWS", raising=False)
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.3)
         t0 = time.perf_counter()
-        windows, redone, kept = speed._clean_windows(lambda: time.sleep(0.002), None, 3, deadline=t0 + 0.8)
+        windows, redone, kept = clean_windows(lambda: time.sleep(0.002), None, 3, deadline=t0 + 0.8)
         took = time.perf_counter() - t0
-        late, late_redone, late_kept = speed._clean_windows(lambda: time.sleep(0.002), None, 2, deadline=0.0)
+        late, late_redone, late_kept = clean_windows(lambda: time.sleep(0.002), None, 2, deadline=0.0)
     finally:
         burner.kill()
-    assert len(windows) == 3 and redone >= 1 and took < 0.8 + 0.15  # redone, then kept: never past the deadline
+        burner.wait()
+    assert len(windows) == 3 and redone >= 1 and took < 0.8 + 0.3  # redone, then kept: not past the deadline
     assert len(late) == 2 and late_redone == 0 and late_kept == 2  # past it: kept and counted, not redone
     assert all(lat > 0 and e is None for lat, e in windows + late)
 

@@ -47,6 +47,9 @@ from nnenergy.scale import (  # noqa: F401
     relabel,
 )
 
+# The probe's windows (`nnenergy.speed_windows`); `probe_windows` is the protocol study's and the drift benchmark's.
+from nnenergy.speed_windows import PROBE_WINDOW_S, clean_windows, probe_windows, reference_fn  # noqa: F401
+
 MODES = ("auto", "now", "last", "canonical")
 MAX_AGE_ENV = "NNENERGY_SPEED_MAX_AGE_MIN"
 MODE_ENV = "NNENERGY_SPEED"
@@ -55,7 +58,6 @@ MODE_ENV = "NNENERGY_SPEED"
 # on the Zen 1 readings 0-12 min apart already differed by a median 19%, so an older one is re-probed,
 # while a probe on every call costs ~2.5 s for no gain measured over a reading a few minutes old.
 DEFAULT_MAX_AGE_MIN = 10.0
-PROBE_WINDOW_S = 0.1
 # A fresh process runs its first passes up to 40% slow: discarded. A longer warm-up (1.2 s, run while the
 # tracker starts) was tried on the Intel Xeon on 2026-12-06: its agreement with the many-model ratio could
 # not be told from this one's within the drift runs' noise (benchmarks/drift.md), so this one stays.
@@ -198,61 +200,10 @@ def record(profile: str, reading: dict) -> dict:
     return rec
 
 
-def _reference_fn():
-    from nnenergy.measure.sweep import Threads, reference_call, set_threads
-
-    set_threads(Threads())
-    return reference_call()
-
-
 def round_min_median(values: list[float], per_round: int = PROBE_ROUND) -> float:
     """The canonical reference's statistic: the median over rounds of each round's minimum."""
     rounds = [values[i:i + per_round] for i in range(0, len(values) - per_round + 1, per_round)] or [values]
     return statistics.median(min(r) for r in rounds)
-
-
-def _window(fn, meter=None) -> tuple[float, float | None]:
-    """One window of at least PROBE_WINDOW_S (and one pass): latency and energy per pass."""
-    return _clean_window(fn, meter)[:2]
-
-
-def _clean_window(fn, meter=None) -> tuple[float, float | None, bool]:
-    """`_window`, and whether someone else used the CPU meanwhile (the sweeps' clean-window rule)."""
-    from nnenergy.measure import contention
-    from nnenergy.measure.protocol import ProtocolSettings
-
-    before = contention.snapshot()
-    if meter is not None:
-        meter.begin()
-    t, n = time.perf_counter(), 0
-    while n < 1 or time.perf_counter() - t < PROBE_WINDOW_S:
-        fn()
-        n += 1
-    el = time.perf_counter() - t
-    rule = ProtocolSettings()
-    busy = contention.between(before, contention.snapshot()).heavy(rule.max_other_cores, rule.max_steal_cores)
-    if meter is None:
-        return el / n, None, busy
-    r = meter.end()
-    return el / n, r.energy_j * (el / n) / r.duration_s, busy
-
-
-def _clean_windows(fn, meter, windows: int, deadline: float) -> tuple[list, int, int]:
-    """`windows` windows, a busy one measured again while the rest still fit before `deadline` (never in a
-    host shared on purpose: `NNENERGY_BUSY_WINDOWS=keep`, the test suite); the windows, how many were redone,
-    how many busy ones were kept."""
-    from nnenergy.measure.protocol import BUSY_WINDOWS_ENV
-
-    redo = os.environ.get(BUSY_WINDOWS_ENV) != "keep"
-    out, redone, kept = [], 0, 0
-    while len(out) < windows:
-        lat, e, busy = _clean_window(fn, meter)
-        if busy and redo and time.perf_counter() + (windows - len(out)) * PROBE_WINDOW_S < deadline:
-            redone += 1
-            continue
-        kept += busy
-        out.append((lat, e))
-    return out, redone, kept
 
 
 def reader(statistic: str):
@@ -281,12 +232,12 @@ def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WIND
     backends.current()  # the framework's import is the command's, not the probe's (`seconds`)
     t0 = time.perf_counter()
     with MeasurementLock(wait_s=0):
-        fn = _reference_fn()
+        fn = reference_fn()
         meter = EnergyMeter()
         end = time.perf_counter() + PROBE_WARMUP_S
         while time.perf_counter() < end:
             fn()
-        measured, redone, busy = _clean_windows(fn, meter, windows, t0 + PROBE_BUDGET_S)
+        measured, redone, busy = clean_windows(fn, meter, windows, t0 + PROBE_BUDGET_S)
         latency, energy = zip(*measured)
     read = reader(canon.get("statistic", "round_min_median"))
     energy, latency = list(energy), list(latency)
@@ -460,45 +411,3 @@ def _for_predictor(meta: dict, mode: str | Speed, panel: bool) -> tuple[Speed | 
         return None, f"not applied: {profile} has no canonical reference (`nnenergy calibrate` measures one)"
     # the elasticity its labels were normalised with: none for a predictor logged before it stored its canonical
     return s.with_elasticity(meta.get("canonical_reference")), s.note
-
-
-def probe_windows(seconds: float = 1.5, kernel_seconds: float = 0.0, energy: bool = True) -> dict:
-    """Raw windows of the probe candidates, for the protocol study (`benchmarks/protocol_study.py`):
-    the reference network for `seconds` and a memory-bound kernel (depthwise 3x3 on 56x56x144,
-    batch 2) for `kernel_seconds`, interleaved R R K, no warm-up dropped: each window's latency and
-    energy per pass."""
-    from nnenergy.measure.sweep import inference_call
-
-    t0 = time.perf_counter()
-    ref = _reference_fn()
-    kern = None
-    if kernel_seconds > 0:
-        import keras
-        from keras import layers as L
-
-        inp = keras.Input((56, 56, 144), name="x")
-        km = keras.Model(inp, L.ReLU(6.0)(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same")(inp))))
-        kern = inference_call(km, (56, 56, 144), 2)
-    built = time.perf_counter()
-    meter = None
-    if energy:
-        from nnenergy.measure.meter import EnergyMeter
-
-        meter = EnergyMeter()
-    metered = time.perf_counter()
-    plan = ["R"] * round(seconds / PROBE_WINDOW_S)
-    if kern is not None:  # interleaved: R R K R R K ...
-        k = round(kernel_seconds / PROBE_WINDOW_S)
-        step = max(1, len(plan) // max(k, 1))
-        for i in range(k):
-            plan.insert(min(len(plan), (i + 1) * (step + 1) - 1), "K")
-    out = {"windows": [], "build_s": built - t0, "meter_s": metered - built}
-    for fn in (ref, kern):
-        if fn is not None:
-            fn()
-            fn()
-    for who in plan:
-        lat, e = _window(ref if who == "R" else kern, meter)
-        out["windows"].append([who, max(1, round(PROBE_WINDOW_S / lat)), lat, e])
-    out["total_s"] = time.perf_counter() - t0
-    return out

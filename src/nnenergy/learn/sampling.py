@@ -21,10 +21,11 @@ ON_TOP = ("kernel",)
 
 
 def subsample(rows: np.ndarray, cap: int | None, strata: np.ndarray | None, rng) -> np.ndarray:
-    """At most `cap` of `rows` (sorted), drawn without replacement: uniformly, or with `strata` (a label
-    per row of the full table) an equal share per stratum, where a stratum with fewer rows than its share
-    keeps them all and leaves the rest to the others. The `ON_TOP` strata are drawn apart, within one more
-    share each: the others get what they would get without them."""
+    """A subsample of `rows` (sorted), drawn without replacement: at most `cap`, uniformly, or with `strata`
+    (a label per row of the full table) an equal share per stratum, where a stratum with fewer rows than its
+    share keeps them all and leaves the rest to the others. With `strata`, the `ON_TOP` strata are drawn apart
+    within one more share each (cap / the other strata), also where the rows are under the cap: the others
+    get what they would get without them, and the result may exceed `cap`."""
     if strata is not None and cap:
         top = np.isin(strata[rows], ON_TOP)
         main = len(np.unique(strata[rows[~top]]))
