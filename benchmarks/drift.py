@@ -85,6 +85,7 @@ def measure_now(profile: str, canon: dict) -> dict:
     from nnenergy.measure.meter import EnergyMeter
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
     from nnenergy.measure.sweep import inference_call, reference_call
+    from nnenergy.speed_windows import probe_windows
 
     last = _last_reading(profile, canon)
     past = _median_speed_last_24h(profile, datetime.now(timezone.utc), canon)
@@ -106,7 +107,7 @@ def measure_now(profile: str, canon: dict) -> dict:
         # Probe candidates for the study of issue 29 item 2, read once the models are built, just before their
         # pass: 2 s of the reference and 1 s of a memory-bound kernel, raw windows (scored offline against the
         # many-model ratio).
-        candidates = speed.probe_windows(seconds=2.0, kernel_seconds=1.0)
+        candidates = probe_windows(seconds=2.0, kernel_seconds=1.0)
         res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(**protocol), reference_call(),
                                      canonical=canon).run(
             {k: v[3] for k, v in calls.items()})

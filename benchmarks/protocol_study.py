@@ -3,7 +3,7 @@
 One measuring *pass* records raw windows, and every protocol is then computed from the same windows,
 so they are compared on the same configurations, the same minutes and equal measuring time:
 
-- a fresh process first runs the speed probe candidates (`nnenergy.speed.probe_windows`: the
+- a fresh process first runs the speed probe candidates (`nnenergy.speed_windows.probe_windows`: the
   reference network and a memory-bound kernel, 0.1 s windows, exactly as `predict` would);
 - then every configuration (keras.applications, generated architectures, kernels; >= 24) gets
   `PAIRS` pairs of windows, target then reference (A-R-A-R), in two rounds of random order
@@ -181,7 +181,7 @@ def one_pass(seed: int, mode: str = "graph") -> dict:
     """The probe in a fresh process, then every configuration's A-R windows (measured the `mode`'s way);
     one log record."""
     probe = json.loads(subprocess.run(
-        [sys.executable, "-c", "import json; from nnenergy.speed import probe_windows; "
+        [sys.executable, "-c", "import json; from nnenergy.speed_windows import probe_windows; "
                                "print(json.dumps(probe_windows(seconds=3.0, kernel_seconds=1.5)))"],
         check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     from nnenergy.measure.meter import EnergyMeter

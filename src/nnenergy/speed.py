@@ -47,8 +47,8 @@ from nnenergy.scale import (  # noqa: F401
     relabel,
 )
 
-# The probe's windows (`nnenergy.speed_windows`); `probe_windows` is the protocol study's and the drift benchmark's.
-from nnenergy.speed_windows import PROBE_WINDOW_S, clean_windows, probe_windows, reference_fn  # noqa: F401
+# The probe's windows, a busy one measured again (`nnenergy.speed_windows`).
+from nnenergy.speed_windows import clean_windows, reference_fn
 
 MODES = ("auto", "now", "last", "canonical")
 MAX_AGE_ENV = "NNENERGY_SPEED_MAX_AGE_MIN"
