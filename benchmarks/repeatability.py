@@ -201,8 +201,9 @@ def datasets_report(root: Path = REPO / "data", out: Path = OUT) -> str:
     lines = ["| dataset | protocol | configurations | pairs | minutes apart | RMS % | within ±3% | within ±5% "
              "| configurations per hour |", "|---|---|---|---|---|---|---|---|---|"]
     for folder in sorted(p.parent for p in root.glob("*/*/remeasure.json")):
-        pairs = json.loads((folder / remeasure.REMEASURE_FILE).read_text())
-        a = remeasure.agreement(pairs, datasheet.dataset_elasticity(folder))  # as the datasheet and training
+        el = datasheet.dataset_elasticity(folder)
+        pairs = datasheet.scaled_pairs(folder, el)
+        a = remeasure.agreement(pairs, el)  # as the datasheet and training
         if not a["n"]:
             continue
         models = pd.read_parquet(folder / "models.parquet", columns=["protocol"])

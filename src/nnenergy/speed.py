@@ -96,6 +96,9 @@ class Speed:
     variability: float  # relative sd of the speed a prediction may be off by (widens its interval)
     note: str = ""  # one line for the user, when the reading is not what was asked for
     scaling: Elasticity = Elasticity()  # the predictor's canonical's elasticity (plain: one for one)
+    # the slow parts of (speed_index, latency_speed_index) where the elasticity splits the index
+    # (`scale`: the median of this host's readings over its window); None: the reading itself
+    slow: tuple[float, float] | None = None
 
     @property
     def energy_factor(self) -> float:
@@ -111,20 +114,46 @@ class Speed:
         (a number or an array; None: at the pivot)."""
         el = self.scaling
         at = el.pivot_ms / 1e3 if latency_s is None else latency_s
-        return self.speed_index ** el.energy_at(at), self.latency_speed_index ** el.latency_at(at)
+        se, sl = self.slow_parts()
+        return (se * (self.speed_index / se) ** el.energy_at(at),
+                sl * (self.latency_speed_index / sl) ** el.latency_at(at))
+
+    def slow_parts(self) -> tuple[float, float]:
+        """The slow parts of the two indices applied one for one ((1, 1) where the elasticity has no window)."""
+        if not self.scaling.slow_window_min:
+            return 1.0, 1.0
+        return self.slow or (self.speed_index, self.latency_speed_index)
 
     def with_elasticity(self, canon: dict | None) -> "Speed":
         return replace(self, scaling=elasticity(canon))
+
+    def with_slow(self, readings: list[dict], window_min: float | None) -> "Speed":
+        """This speed with its slow parts: the medians of `readings` (this host's, this canonical's) read within
+        `window_min` minutes before it, itself included (unchanged without a window or a time)."""
+        if not window_min or self.read_at is None:
+            return self
+        from nnenergy.dataset import parse_utc
+
+        now = parse_utc(self.read_at)
+        recent = [r for r in readings if 0 <= _seconds_before(now, r.get("read_at")) <= window_min * 60]
+        e = [self.speed_index, *(float(r["speed_index"]) for r in recent)]
+        t = [self.latency_speed_index, *(float(r.get("latency_speed_index", r["speed_index"])) for r in recent)]
+        if any(r["read_at"] == self.read_at for r in recent):  # the reading is in the history already
+            e, t = e[1:], t[1:]
+        return replace(self, slow=(_geometric_median(e), _geometric_median(t)))
 
     def as_dict(self, latency_s=None) -> dict:
         """What a prediction records of its speed: the reading, and the exponents and factors applied to a
         configuration of `latency_s` per pass (None: at the pivot latency)."""
         el = self.scaling
         at = el.pivot_ms / 1e3 if latency_s is None else float(latency_s)
-        out = {k: v for k, v in asdict(self).items() if k != "scaling"}
+        out = {k: v for k, v in asdict(self).items() if k not in ("scaling", "slow")}
         fe, fl = self.factors(at)
         out |= {"elasticity": float(el.energy_at(at)), "latency_elasticity": float(el.latency_at(at)),
                 "energy_factor": float(fe), "latency_factor": float(fl)}
+        if el.slow_window_min:
+            se, sl = self.slow_parts()
+            out |= {"slow_index": float(se), "latency_slow_index": float(sl), "slow_window_min": el.slow_window_min}
         if el.energy_per_decade or el.latency_per_decade:
             out["elasticity_per_decade"] = [el.energy_per_decade, el.latency_per_decade]
         return out
@@ -249,6 +278,20 @@ def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WIND
             "windows_redone": redone, "busy_windows": busy}
 
 
+def _seconds_before(now: datetime, read_at) -> float:
+    """How long before `now` a reading was read (-1 where its time cannot be read: never in a window)."""
+    from nnenergy.dataset import parse_utc
+
+    try:
+        return (now - parse_utc(read_at)).total_seconds()
+    except ValueError:
+        return -1.0
+
+
+def _geometric_median(values: list[float]) -> float:
+    return math.exp(statistics.median(math.log(v) for v in values))
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -298,6 +341,7 @@ def resolve(profile: str, mode: str = "auto", data_root: Path | None = None,
     if mode == "canonical":
         return Speed(profile, 1.0, 1.0, None, "canonical", at, 0.0)
     past = history(profile, canon, data_root)  # readings on this predictor's scale only
+    window = elasticity(canon).slow_window_min
     spread = variability(past)
     last = past[-1] if past else fallback
     note = ""
@@ -313,7 +357,7 @@ def resolve(profile: str, mode: str = "auto", data_root: Path | None = None,
         try:
             reading = record(profile, probe(profile, data_root, canon=canon))
             return Speed(profile, reading["speed_index"], reading["latency_speed_index"], reading["read_at"],
-                         "probe", at, max(PROBE_ERROR, 0.0), note)
+                         "probe", at, max(PROBE_ERROR, 0.0), note).with_slow(past, window)
         except (MeasurementLockError, MeasurementError) as exc:
             why = ("another process is measuring on this host" if isinstance(exc, MeasurementLockError)
                    else f"the speed probe failed ({str(exc).splitlines()[0][:120]})")
@@ -323,7 +367,7 @@ def resolve(profile: str, mode: str = "auto", data_root: Path | None = None,
             note = f"{why}: stated at the last speed reading ({last['read_at']})"
     return Speed(profile, float(last["speed_index"]), float(last.get("latency_speed_index", last["speed_index"])),
                  str(last["read_at"]), last.get("source", "last reading") if last is not fallback else "bring-up",
-                 at, max(spread, PROBE_ERROR), note)
+                 at, max(spread, PROBE_ERROR), note).with_slow(past, window)
 
 
 def apply(out, speed: Speed | None, size=None):
@@ -344,7 +388,10 @@ def apply(out, speed: Speed | None, size=None):
         if col in out:
             out[col] = out[col] * fe
     out["latency_s"] = out["latency_s"] * fl
-    w = np.abs(Z90 * speed.variability * np.asarray(speed.scaling.energy_at(size.to_numpy(float))))  # by index^that
+    # the speed's own variability enters as the index does: to its exponent, or one for one where the index is split
+    # (its slow part, what a prediction's speed mostly is, is applied one for one)
+    exponent = 1.0 if speed.scaling.slow_window_min else np.asarray(speed.scaling.energy_at(size.to_numpy(float)))
+    w = np.abs(Z90 * speed.variability * exponent)
     if np.any(w > 0) and {"energy_lo_j", "energy_hi_j"} <= set(out.columns):
         e = out["energy_j"]
         lo = np.log(e / out["energy_lo_j"]).clip(lower=0)
@@ -394,7 +441,10 @@ def _for_predictor(meta: dict, mode: str | Speed, panel: bool) -> tuple[Speed | 
     if isinstance(mode, Speed):  # a reading given by the caller (benchmarks/drift.py)
         if mode.profile != profile:
             raise SpeedError(f"speed: a reading of {mode.profile} cannot state a predictor of {profile}")
-        return mode.with_elasticity(meta.get("canonical_reference")), ""
+        canon = meta.get("canonical_reference")
+        window = elasticity(canon).slow_window_min
+        given = mode.with_slow(history(profile, canon), window) if window and mode.slow is None else mode
+        return given.with_elasticity(canon), ""
     if panel:
         return None, "not applied: the calibration file states this machine's speed when its panel was measured"
     if profile != current_profile_name():

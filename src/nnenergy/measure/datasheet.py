@@ -132,7 +132,18 @@ def label_noise(path: Path, elasticity=None) -> dict:
     """The dataset's own label-noise figure from its measure-twice pairs (`measure.remeasure.agreement`),
     its labels normalised as predictors learn them (the canonical reference's elasticity; `elasticity`:
     where the caller knows it already)."""
-    return remeasure.agreement(remeasured_pairs(path), dataset_elasticity(path) if elasticity is None else elasticity)
+    el = dataset_elasticity(path) if elasticity is None else elasticity
+    return remeasure.agreement(scaled_pairs(path, el), el)
+
+
+def scaled_pairs(path: Path, elasticity) -> list[dict]:
+    """The dataset's pairs, with each side's slow speed index where `elasticity` splits the index
+    (`scale.Elasticity.slow_window_min`), read from the dataset's rows."""
+    pairs = remeasured_pairs(path)
+    window = getattr(elasticity, "slow_window_min", None)
+    if not (window and pairs):
+        return pairs
+    return remeasure.with_slow_indices(pairs, pd.read_parquet(Path(path) / ds.MODELS_FILE), window)
 
 
 def dataset_elasticity(path: Path):
@@ -147,7 +158,8 @@ def _remeasure_text(path: Path) -> str:
     pairs = remeasured_pairs(path)
     if not pairs and not (Path(path) / remeasure.REMEASURE_FILE).exists():
         return "## Measure-twice check (label noise)\n\nNot recorded: measured before the check existed."
-    return "\n".join(remeasure.datasheet_lines(pairs, _share(path), dataset_elasticity(path)))
+    el = dataset_elasticity(path)
+    return "\n".join(remeasure.datasheet_lines(scaled_pairs(path, el), _share(path), el))
 
 
 def _share(path: Path) -> float:

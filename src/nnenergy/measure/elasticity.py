@@ -23,8 +23,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nnenergy.measure.remeasure import RAW_KEYS, REMEASURE_FILE, pair_latency
-from nnenergy.scale import PIVOT_MS
+from nnenergy.measure.remeasure import RAW_KEYS, REMEASURE_FILE, SLOW_KEYS, pair_latency, with_slow_indices
+from nnenergy.scale import PIVOT_MS, SLOW_WINDOW_KEY
 
 PAIRS_LOG = Path("progress") / "remeasure.jsonl"
 MIN_FIT_PAIRS = 10
@@ -32,7 +32,7 @@ MIN_FIT_PAIRS = 10
 
 
 
-def fit_elasticity(pairs: list[dict]) -> dict:
+def fit_elasticity(pairs: list[dict], slow: bool = False) -> dict:
     """The exponents from measure-twice pairs that carry their raw figures and speed indices: the slope
     of log(raw second / raw first) on log(speed index second / first), after the pairs' common factor
     (an intercept), for energy and latency; with each exponent's standard error and the pairs' RMS under
@@ -44,16 +44,24 @@ def fit_elasticity(pairs: list[dict]) -> dict:
     The size term (`size`): the exponent may change with the configuration's latency (the first label's,
     at the speed index one for one), linearly in log10(latency / `PIVOT_MS`) between the pairs' smallest
     and largest latency (the energy pairs'). It is kept only where it also wins on the held-out halves, for
-    energy; latency then gets its own slope where it wins there too."""
+    energy; latency then gets its own slope where it wins there too.
+
+    `slow`: the pairs carry each side's slow speed index (`remeasure.with_slow_indices`); the exponent is then
+    the fast part's, the slow part applied one for one."""
     import numpy as np
 
     out: dict = {"pairs": 0}
     size: dict = {}
-    sides = (("energy", "energy_raw_j", "speed_index"), ("latency", "latency_raw_s", "latency_speed_index"))
-    for name, raw, idx in sides:
+    sides = (("energy", "energy_raw_j", "speed_index", SLOW_KEYS["speed_index"]),
+             ("latency", "latency_raw_s", "latency_speed_index", SLOW_KEYS["latency_speed_index"]))
+    for name, raw, idx, slow_key in sides:
         rows = [p for p in pairs if all(_positive(p.get(f"{w}_{k}")) for w in ("first", "second") for k in (raw, idx))]
         y = np.log([p[f"second_{raw}"] / p[f"first_{raw}"] for p in rows])
         x = np.log([p[f"second_{idx}"] / p[f"first_{idx}"] for p in rows])
+        if slow:  # the slow part one for one, the exponent fitted on the rest (`scale.normalised`)
+            s = np.log([float(p.get(f"second_{slow_key}") or p[f"second_{idx}"])
+                        / float(p.get(f"first_{slow_key}") or p[f"first_{idx}"]) for p in rows])
+            y, x = y - s, x - s
         sxx = float(np.sum((x - x.mean()) ** 2)) if len(rows) else 0.0
         if len(rows) < MIN_FIT_PAIRS or sxx <= 0:  # too few pairs, or the speed never moved between them
             out["pairs"] = max(out["pairs"], len(rows))
@@ -154,12 +162,19 @@ def with_raw_figures(folder: Path, pairs: list[dict]) -> list[dict]:
     return out
 
 
-def fit(folder: Path) -> tuple[dict, list[dict]]:
-    """The elasticity fitted on the dataset's pairs, and the pairs with their raw figures."""
+def fit(folder: Path, slow_window_min: float | None = None) -> tuple[dict, list[dict]]:
+    """The elasticity fitted on the dataset's pairs (the index split at `slow_window_min`, where given), and the
+    pairs with their raw figures (what `write` stores; their slow parts are derived when read, never stored)."""
+    import pandas as pd
+
     from nnenergy.measure.datasheet import remeasured_pairs
 
     pairs = with_raw_figures(folder, remeasured_pairs(folder))
-    return fit_elasticity(pairs), pairs
+    if not slow_window_min:
+        return fit_elasticity(pairs), pairs
+    models = pd.read_parquet(folder / "models.parquet")
+    fitted = fit_elasticity(with_slow_indices(pairs, models, slow_window_min), slow=True)
+    return fitted | {SLOW_WINDOW_KEY: slow_window_min}, pairs
 
 
 def same_canonical(folder: Path) -> list[Path]:
@@ -191,6 +206,8 @@ def write(folder: Path, fitted: dict, pairs: list[dict]) -> list[Path]:
              "latency": size.get("latency_at_pivot", fitted.get("latency", 1.0)), "pairs": fitted["pairs"],
              "fitted_on": str(folder.as_posix()), "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              **{k: v for k, v in fitted.items() if k.endswith(("_se", "_rms_pct"))}}
+    if fitted.get(SLOW_WINDOW_KEY):
+        entry[SLOW_WINDOW_KEY] = fitted[SLOW_WINDOW_KEY]
     if size:  # `scale.elasticity` reads it; the exponents above are then the ones at its pivot latency
         one = {k: entry.pop(k) for k in list(entry) if k.endswith(("_se", "_rms_pct"))}
         entry |= {"size": size, "one_exponent": one | {"energy": fitted["energy"], "latency": fitted.get("latency")}}
@@ -229,11 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nnenergy.measure.elasticity", description=__doc__.splitlines()[0])
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--write", action="store_true", help="store the fit in the canonical reference files")
+    ap.add_argument("--slow-window", type=float, default=None, metavar="MIN",
+                    help="split the speed index: its median over +-MIN minutes one for one, the exponent on the rest")
     args = ap.parse_args(argv)
     if not (args.dataset / "models.parquet").exists():
         print(f"elasticity: no dataset at {args.dataset}", file=sys.stderr)
         return 2
-    fitted, pairs = fit(args.dataset)
+    if args.slow_window is not None and not args.slow_window > 0:
+        print(f"elasticity: --slow-window must be minutes > 0, not {args.slow_window:g}", file=sys.stderr)
+        return 2
+    fitted, pairs = fit(args.dataset, args.slow_window)
     if "energy" not in fitted:
         print(f"elasticity: no fit from {fitted['pairs']} pairs with raw figures (a fit needs {MIN_FIT_PAIRS}, "
               "and speed indices that differ between a pair's two sides)", file=sys.stderr)

@@ -18,6 +18,8 @@ import statistics
 from datetime import datetime
 
 REMEASURE_FILE = "remeasure.json"
+# a pair side's slow speed indices (`with_slow_indices`), where its labels use them: per index column
+SLOW_KEYS = {"speed_index": "slow_index", "latency_speed_index": "latency_slow_index"}
 MIN_PAIRS = 3  # fewer pairs than this give no noise figure (after the common factor one pair is always 0%)
 
 
@@ -63,11 +65,38 @@ def label_ratio(pair: dict, elasticity=1.0) -> float | None:
     if not el.plain and all(float(pair.get(f"{w}_{k}") or 0) > 0
                             for w in ("first", "second") for k in ("energy_raw_j", "speed_index")):
         beta = el.energy_at(pair_latency(pair))
-        return (normalised(pair["second_energy_raw_j"], pair["second_speed_index"], beta)
-                / normalised(pair["first_energy_raw_j"], pair["first_speed_index"], beta))
+        slow = {w: float(pair.get(f"{w}_slow_index") or pair[f"{w}_speed_index"]) if el.slow_window_min else 1.0
+                for w in ("first", "second")}  # a side without its slow part: its index one for one
+        return (normalised(pair["second_energy_raw_j"], pair["second_speed_index"], beta, slow["second"])
+                / normalised(pair["first_energy_raw_j"], pair["first_speed_index"], beta, slow["first"]))
     if pair.get("first_energy_j", 0) > 0 and pair.get("second_energy_j", 0) > 0:
         return pair["second_energy_j"] / pair["first_energy_j"]
     return None
+
+
+def with_slow_indices(pairs: list[dict], models, window_min: float | None) -> list[dict]:
+    """`pairs` with each side's slow speed indices (`first_slow_index`, `second_latency_slow_index`, ...:
+    `scale.slow_index` over the dataset's rows, `models`, within +-`window_min` of the first label's row and of
+    the second measurement); the pairs themselves where there is no window."""
+    if not window_min or not pairs:
+        return pairs
+    import pandas as pd
+
+    from nnenergy.scale import row_seconds, slow_index
+
+    t = row_seconds(models).to_numpy(float)
+    first_at = dict(zip(models["config_id"], t))
+    second = row_seconds(pd.DataFrame({"measured_at": [p.get("second_at") for p in pairs]}))
+    at = {"first": [first_at.get(p["config_id"], float("nan")) for p in pairs], "second": second.to_numpy(float)}
+    out = [dict(p) for p in pairs]
+    for col, key in SLOW_KEYS.items():
+        if col not in models:
+            continue
+        for w, when in at.items():
+            for p, v in zip(out, slow_index(t, models[col].to_numpy(float), when, window_min)):
+                if math.isfinite(v):
+                    p[f"{w}_{key}"] = float(v)
+    return out
 
 
 def pair_latency(pair: dict) -> float:
@@ -122,5 +151,9 @@ def _elasticity_text(elasticity) -> str:
         return ""
     size = (f", {el.energy_per_decade:+.2f} per tenfold latency (held between {el.lo_ms:.3g} and {el.hi_ms:.4g} ms)"
             if el.energy_per_decade else "")
+    if el.slow_window_min:
+        return (f" Labels normalised with the speed index split in two: its slow part (the median of the rows' "
+                f"indices within ±{el.slow_window_min:g} min) one for one, the rest to the power {el.energy:.2f} at "
+                f"{el.pivot_ms:.0f} ms per pass{size} (the canonical reference's elasticity, `nnenergy.scale`).")
     return (f" Labels normalised with the speed index to the power {el.energy:.2f} at {el.pivot_ms:.0f} ms per pass"
             f"{size} (the canonical reference's elasticity, `nnenergy.scale`).")
