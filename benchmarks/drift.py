@@ -53,6 +53,12 @@ MIN_RUNS_FOR_ERROR = 5
 HISTORY_ESTIMATOR = "geometric mean of the probe and the median of the host's readings of the last 24 h"
 
 
+def _lone_exponent(el) -> float:
+    """The power a single reading is applied to (`speed.Speed.factors` at the pivot latency): one for one where
+    the elasticity splits the index (a reading with no other in its window is its own slow part)."""
+    return 1.0 if el.slow_window_min else el.energy
+
+
 def _readings(profile: str, at: datetime, canon: dict, min_age_s: float = 0.0,
               max_age_s: float = float("inf")) -> list[dict]:
     """This host's readings of `profile` against the canonical reference `canon`, read between `max_age_s` and
@@ -194,7 +200,7 @@ def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
     meta = loaded[0].metadata.metadata or {}
     canon = meta.get("canonical_reference")
     key, el = speed.canonical_key(canon), speed.elasticity(canon)
-    beta = el.energy
+    beta = _lone_exponent(el)
     runs = [json.loads(line) for line in LOG.read_text().splitlines() if line.strip()]
     cut = meta.get("measured_before")
     runs = runs_to_rescore(runs, profile, key, cut)
@@ -223,7 +229,8 @@ def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
     for r in runs:
         truth = r["measured"]
         pred = [cache[c][0] for c in r["configs"]]
-        exps = [el.energy_at(cache[c][1]) for c in r["configs"]]  # as `speed.apply` reads each model's exponent
+        # as `speed.apply` reads each model's exponent (one for one where the index is split: a reading alone)
+        exps = [1.0 if el.slow_window_min else el.energy_at(cache[c][1]) for c in r["configs"]]
         many = statistics.median(t / p for t, p in zip(truth, pred))
         factor = r["probe"]["speed_index"] ** beta
         agree.append(factor / many - 1)
@@ -264,7 +271,7 @@ def report() -> str:
                           if k in r["metrics"] else "n/a (no reading >= 1 h old)")
         inpass = r.get("inpass_speed_index")
         el = speed.elasticity(r.get("canonical"))  # as its predictor applied a reading
-        beta = el.energy
+        beta = _lone_exponent(el)
         inpass = f"{100 * (inpass ** beta / r['many_model_ratio'] - 1):+.1f}%" if inpass else "n/a"
         factor = r.get("probe_factor", r["probe"]["speed_index"])
         sized = el.energy_per_decade  # then each model got its own exponent
@@ -371,7 +378,7 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
     cands: dict[str, list[float]] = {}
     ones: dict[str, list[float]] = {}  # the same estimates taken one for one (exponent 1)
     for r in runs:
-        beta = speed.elasticity(r.get("canonical") or canon).energy  # each reading as a prediction would apply it
+        beta = _lone_exponent(speed.elasticity(r.get("canonical") or canon))  # as a prediction would apply it
         m, p = r["many_model_ratio"], r["probe"]["speed_index"]
         if "history_median_24h" in r:
             typical = r["history_median_24h"]
