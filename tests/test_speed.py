@@ -71,6 +71,7 @@ def test_a_stale_reading_triggers_a_probe_and_a_held_lock_falls_back_to_it(cache
     assert past[-1]["warmup_s"] == speed.PROBE_WARMUP_S  # each reading says how it was taken
     assert past[-1]["canonical"] == speed.canonical_key(CANON)  # and against which canonical reference
     assert past[-1]["windows_redone"] == 0 and past[-1]["busy_windows"] >= 0  # the suite keeps busy windows
+    assert past[-1]["load_1min"] is None or past[-1]["load_1min"] >= 0  # how busy the host just was
     assert s.speed_index == pytest.approx(past[-1]["speed_index"]) and s.speed_index > 0
     assert speed.resolve(profile, "auto", canon=CANON).read_at == past[-1]["read_at"]  # fresh now: no new probe
     assert len(speed.history(profile)) == 2

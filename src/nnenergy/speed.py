@@ -275,7 +275,16 @@ def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WIND
             "read_at": _now(), "source": "probe", "canonical": canonical_key(canon),
             "spread": (max(energy) - min(energy)) / e,
             "seconds": round(time.perf_counter() - t0, 2), "warmup_s": PROBE_WARMUP_S,
-            "windows_redone": redone, "busy_windows": busy}
+            "windows_redone": redone, "busy_windows": busy, "load_1min": _load_1min()}
+
+
+def _load_1min() -> float | None:
+    """The host's 1-minute load average when the probe read: on the EPYC Zen 4 the probe read 24-106% high
+    within minutes of heavy work (training, a sweep), so each reading records how busy the host just was."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _seconds_before(now: datetime, read_at) -> float:
