@@ -19,7 +19,9 @@ reference's `elasticity`, is applied on both sides: labels are `raw / speed_inde
 measurements it took the defaults from 12.7% to 10.5% RMSPE (docs/measurement.md, ninth session).
 The exponent may depend on the network's size (`scale.Elasticity`: small networks followed the
 reference nearly one for one, 1 s ones by a third of it); a prediction reads it at its configuration's
-latency, and states the exponent and factors it got.
+latency, and states the exponent and factors it got. Where single readings are noisy, the elasticity may split the
+index (`scale`, `slow_window_min`): the median of this host's readings of the window before a prediction is applied
+one for one, the reading over it to the exponent (`Speed.with_slow`).
 Sweeps read the same ratio round by round (`measure.protocol`); this module reads it between
 sweeps: `probe` (~2.4 s on the Intel Xeon, ~3 s on the EPYC Zen 1), `record`/`history` (per profile,
 `<cache>/speed/<profile>.jsonl`), `resolve` (which reading a prediction uses: `auto`, `now`, `last`,
