@@ -12,7 +12,7 @@ one for one (`energy_j` = `energy_raw_j / speed_index`, kept with the raw figure
 the labels predictors learn from them when a dataset is loaded.
 
 Where single readings of the reference are noisy (the EPYC Zen 4 of 2026-12-07: its blocks' indices swung
-0.8-1.6 within minutes while the networks' raw costs repeated to 4%), the index is split in two
+0.8-1.6 within minutes while the networks' raw costs repeated to ~5%), the index is split in two
 (`slow_window_min`): its *slow part*, the median of the readings within +-that many minutes (the dataset's rows'
 indices for a label, the host's history for a prediction), applied one for one, so that labels measured on
 different days share a scale, and its *fast part* (the reading over its slow part) applied to the fitted exponent.
@@ -116,7 +116,7 @@ def elasticity(canon: dict | None) -> Elasticity:
     lo, hi = size.get("range_ms") or (0.0, math.inf)
     window = float(e.get(SLOW_WINDOW_KEY) or 0)
     if not (math.isfinite(window) and window >= 0):
-        raise ValueError(f"{SLOW_WINDOW_KEY} must be minutes > 0, not {e.get(SLOW_WINDOW_KEY)!r}")
+        raise ValueError(f"{SLOW_WINDOW_KEY} must be minutes >= 0 (0: no split), not {e.get(SLOW_WINDOW_KEY)!r}")
     return Elasticity(float(e.get("energy", 1.0)), float(e.get("latency", 1.0)),
                       float(size.get("energy_per_decade", 0.0)), float(size.get("latency_per_decade", 0.0)),
                       float(size.get("pivot_ms", PIVOT_MS)), float(lo), float(hi), window or None)
