@@ -53,10 +53,12 @@ MIN_RUNS_FOR_ERROR = 5
 HISTORY_ESTIMATOR = "geometric mean of the probe and the median of the host's readings of the last 24 h"
 
 
-def _lone_exponent(el) -> float:
-    """The power a single reading is applied to (`speed.Speed.factors` at the pivot latency): one for one where
-    the elasticity splits the index (a reading with no other in its window is its own slow part)."""
-    return 1.0 if el.slow_window_min else el.energy
+def _applied(reading: float, el, latency_s=None):
+    """What a prediction is multiplied by for a lone speed reading under elasticity `el`, at `latency_s` per pass
+    (a number or an array; None: the pivot latency): `speed.Speed.factors`, the one definition."""
+    from nnenergy import speed
+
+    return speed.Speed("", reading, reading, None, "probe", None, 0.0, scaling=el).factors(latency_s)[0]
 
 
 def _readings(profile: str, at: datetime, canon: dict, min_age_s: float = 0.0,
@@ -189,6 +191,8 @@ def runs_to_rescore(runs: list[dict], profile: str, key: str, cut: str | None = 
 def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
     """The logged runs on this profile and canonical, re-predicted by the current predictor (or `model_uri`;
     see the module)."""
+    import numpy as np
+
     from nnenergy import speed
     from nnenergy.measure.hardware import current_profile_name
     from nnenergy.predict.api import predict_many
@@ -200,7 +204,6 @@ def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
     meta = loaded[0].metadata.metadata or {}
     canon = meta.get("canonical_reference")
     key, el = speed.canonical_key(canon), speed.elasticity(canon)
-    beta = _lone_exponent(el)
     runs = [json.loads(line) for line in LOG.read_text().splitlines() if line.strip()]
     cut = meta.get("measured_before")
     runs = runs_to_rescore(runs, profile, key, cut)
@@ -216,7 +219,8 @@ def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
     version = loaded[1].get("version")
     trained = f"{meta.get('predictor')} on {meta.get('dataset')}" + (f", rows measured before {cut}" if cut else "")
     label = f"version {version}" if version else uri
-    lines = [f"# Past drift runs re-scored by {label} ({trained}, energy elasticity {beta:g})", "",
+    lines = [f"# Past drift runs re-scored by {label} ({trained}, energy elasticity {el.energy:g}"
+             f"{f', index split at ±{el.slow_window_min:g} min' if el.slow_window_min else ''})", "",
              *([f"Only the runs measured on or after {cut}: days the predictor's data does not cover.", ""] if cut
                else []),
              "Measured nothing: each run's logged measurements against today's predictor, each run's own probe (and "
@@ -229,16 +233,15 @@ def rescore(tracking_uri: str | None, model_uri: str | None = None) -> str:
     for r in runs:
         truth = r["measured"]
         pred = [cache[c][0] for c in r["configs"]]
-        # as `speed.apply` reads each model's exponent (one for one where the index is split: a reading alone)
-        exps = [1.0 if el.slow_window_min else el.energy_at(cache[c][1]) for c in r["configs"]]
+        sizes = np.array([cache[c][1] for c in r["configs"]])  # as `speed.apply` reads each model's exponent
         many = statistics.median(t / p for t, p in zip(truth, pred))
-        factor = r["probe"]["speed_index"] ** beta
+        factor = _applied(r["probe"]["speed_index"], el)
         agree.append(factor / many - 1)
         cells = {"canonical": _metrics(truth, pred),
-                 "now": _metrics(truth, [p * r["probe"]["speed_index"] ** x for p, x in zip(pred, exps)]),
+                 "now": _metrics(truth, list(np.asarray(pred) * _applied(r["probe"]["speed_index"], el, sizes))),
                  "perfect": _metrics(truth, [p * many for p in pred])}
         if r.get("last"):
-            cells["last"] = _metrics(truth, [p * r["last"]["speed_index"] ** x for p, x in zip(pred, exps)])
+            cells["last"] = _metrics(truth, list(np.asarray(pred) * _applied(r["last"]["speed_index"], el, sizes)))
         scored.append({"metrics": cells})
         pseudo.append(r | {"many_model_ratio": many, "predicted": {"canonical": pred}})  # as this predictor saw it
         cell = lambda k: f"{cells[k]['rmspe']:.1f}%, {cells[k]['within10']:.0f}%" if k in cells else "n/a"  # noqa: E731
@@ -271,8 +274,7 @@ def report() -> str:
                           if k in r["metrics"] else "n/a (no reading >= 1 h old)")
         inpass = r.get("inpass_speed_index")
         el = speed.elasticity(r.get("canonical"))  # as its predictor applied a reading
-        beta = _lone_exponent(el)
-        inpass = f"{100 * (inpass ** beta / r['many_model_ratio'] - 1):+.1f}%" if inpass else "n/a"
+        inpass = f"{100 * (_applied(inpass, el) / r['many_model_ratio'] - 1):+.1f}%" if inpass else "n/a"
         factor = r.get("probe_factor", r["probe"]["speed_index"])
         sized = el.energy_per_decade  # then each model got its own exponent
         index = f"{r['probe']['speed_index']:.3f}" + (f" (×{factor:.3f} {'at 30 ms' if sized else 'applied'})" if
@@ -378,7 +380,7 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
     cands: dict[str, list[float]] = {}
     ones: dict[str, list[float]] = {}  # the same estimates taken one for one (exponent 1)
     for r in runs:
-        beta = _lone_exponent(speed.elasticity(r.get("canonical") or canon))  # as a prediction would apply it
+        el = speed.elasticity(r.get("canonical") or canon)  # each reading as a prediction would apply it
         m, p = r["many_model_ratio"], r["probe"]["speed_index"]
         if "history_median_24h" in r:
             typical = r["history_median_24h"]
@@ -400,7 +402,7 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
         if r.get("inpass_speed_index"):
             est["the reference read inside the pass (not available to a prediction)"] = r["inpass_speed_index"]
         for name, v in est.items():
-            cands.setdefault(name, []).append(v ** beta / m - 1)
+            cands.setdefault(name, []).append(_applied(v, el) / m - 1)
             ones.setdefault(name, []).append(v / m - 1)
     # With each estimator's constant offset over the runs removed (its median ratio): how well it tracks the
     # many-model ratio's movements, whatever scale it reads on. The reference read inside the pass tracks them
