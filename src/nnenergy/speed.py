@@ -137,11 +137,10 @@ class Speed:
         from nnenergy.dataset import parse_utc
 
         now = parse_utc(self.read_at)
-        recent = [r for r in readings if 0 <= _seconds_before(now, r.get("read_at")) <= window_min * 60]
-        e = [self.speed_index, *(float(r["speed_index"]) for r in recent)]
-        t = [self.latency_speed_index, *(float(r.get("latency_speed_index", r["speed_index"])) for r in recent)]
-        if any(r["read_at"] == self.read_at for r in recent):  # the reading is in the history already
-            e, t = e[1:], t[1:]
+        others = [r for r in readings if r.get("read_at") != self.read_at  # itself, where the history holds it
+                  and 0 <= _seconds_before(now, r.get("read_at")) <= window_min * 60]
+        e = [self.speed_index, *(float(r["speed_index"]) for r in others)]
+        t = [self.latency_speed_index, *(float(r.get("latency_speed_index", r["speed_index"])) for r in others)]
         return replace(self, slow=(_geometric_median(e), _geometric_median(t)))
 
     def as_dict(self, latency_s=None) -> dict:

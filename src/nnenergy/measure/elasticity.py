@@ -23,7 +23,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nnenergy.measure.remeasure import RAW_KEYS, REMEASURE_FILE, SLOW_KEYS, pair_latency, with_slow_indices
+from nnenergy.measure.remeasure import RAW_KEYS, REMEASURE_FILE, pair_latency, slow_of, with_slow_indices
 from nnenergy.scale import PIVOT_MS, SLOW_WINDOW_KEY
 
 PAIRS_LOG = Path("progress") / "remeasure.jsonl"
@@ -52,15 +52,13 @@ def fit_elasticity(pairs: list[dict], slow: bool = False) -> dict:
 
     out: dict = {"pairs": 0}
     size: dict = {}
-    sides = (("energy", "energy_raw_j", "speed_index", SLOW_KEYS["speed_index"]),
-             ("latency", "latency_raw_s", "latency_speed_index", SLOW_KEYS["latency_speed_index"]))
-    for name, raw, idx, slow_key in sides:
+    sides = (("energy", "energy_raw_j", "speed_index"), ("latency", "latency_raw_s", "latency_speed_index"))
+    for name, raw, idx in sides:
         rows = [p for p in pairs if all(_positive(p.get(f"{w}_{k}")) for w in ("first", "second") for k in (raw, idx))]
         y = np.log([p[f"second_{raw}"] / p[f"first_{raw}"] for p in rows])
         x = np.log([p[f"second_{idx}"] / p[f"first_{idx}"] for p in rows])
         if slow:  # the slow part one for one, the exponent fitted on the rest (`scale.normalised`)
-            s = np.log([float(p.get(f"second_{slow_key}") or p[f"second_{idx}"])
-                        / float(p.get(f"first_{slow_key}") or p[f"first_{idx}"]) for p in rows])
+            s = np.log([slow_of(p, "second", idx) / slow_of(p, "first", idx) for p in rows])
             y, x = y - s, x - s
         sxx = float(np.sum((x - x.mean()) ** 2)) if len(rows) else 0.0
         if len(rows) < MIN_FIT_PAIRS or sxx <= 0:  # too few pairs, or the speed never moved between them

@@ -65,13 +65,17 @@ def label_ratio(pair: dict, elasticity=1.0) -> float | None:
     if not el.plain and all(float(pair.get(f"{w}_{k}") or 0) > 0
                             for w in ("first", "second") for k in ("energy_raw_j", "speed_index")):
         beta = el.energy_at(pair_latency(pair))
-        slow = {w: float(pair.get(f"{w}_slow_index") or pair[f"{w}_speed_index"]) if el.slow_window_min else 1.0
-                for w in ("first", "second")}  # a side without its slow part: its index one for one
+        slow = {w: slow_of(pair, w, "speed_index") if el.slow_window_min else 1.0 for w in ("first", "second")}
         return (normalised(pair["second_energy_raw_j"], pair["second_speed_index"], beta, slow["second"])
                 / normalised(pair["first_energy_raw_j"], pair["first_speed_index"], beta, slow["first"]))
     if pair.get("first_energy_j", 0) > 0 and pair.get("second_energy_j", 0) > 0:
         return pair["second_energy_j"] / pair["first_energy_j"]
     return None
+
+
+def slow_of(pair: dict, side: str, col: str) -> float:
+    """A pair side's slow part of its index `col` (`with_slow_indices`), else that index itself: one for one."""
+    return float(pair.get(f"{side}_{SLOW_KEYS[col]}") or pair[f"{side}_{col}"])
 
 
 def with_slow_indices(pairs: list[dict], models, window_min: float | None) -> list[dict]:
