@@ -164,9 +164,10 @@ def run_once(tracking_uri: str | None) -> dict:
            "predicted": preds}
     ratios = [t / p for t, p in zip(truth, preds["canonical"])]
     out["many_model_ratio"] = statistics.median(ratios)
-    # what a prediction of a 30 ms network multiplies by: the index to the power of the canonical's elasticity
-    # at its pivot latency (1.0 where unfitted; each model's own exponent where the elasticity has a size term)
-    out["probe_factor"] = m["probe"]["speed_index"] ** speed.elasticity(meta.get("canonical_reference")).energy
+    # What the predictions multiplied by, as `predict` applied the probe (its exponent, and the slow part of the
+    # host's readings where the canonical's index is split): the median over the models of now / canonical.
+    # (Until 2026-12-07 23:25 this was the index to the whole-index exponent, which a split index does not apply.)
+    out["probe_factor"] = statistics.median(n / c for n, c in zip(preds["now"], preds["canonical"]))
     out["probe_agreement"] = out["probe_factor"] / out["many_model_ratio"] - 1
     out["metrics"] = {mode: _metrics(truth, p) for mode, p in preds.items()}
     return out
