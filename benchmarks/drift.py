@@ -277,8 +277,10 @@ def report() -> str:
         el = speed.elasticity(r.get("canonical"))  # as its predictor applied a reading
         inpass = f"{100 * (_applied(inpass, el) / r['many_model_ratio'] - 1):+.1f}%" if inpass else "n/a"
         factor = r.get("probe_factor", r["probe"]["speed_index"])
-        sized = el.energy_per_decade  # then each model got its own exponent
-        index = f"{r['probe']['speed_index']:.3f}" + (f" (×{factor:.3f} {'at 30 ms' if sized else 'applied'})" if
+        # A split index's factor is logged as the predictions' median (`run_once`); else the power at the pivot,
+        # where each model got its own exponent (a size term), or the one power applied.
+        where = "median applied" if el.slow_window_min else "at 30 ms" if el.energy_per_decade else "applied"
+        index = f"{r['probe']['speed_index']:.3f}" + (f" (×{factor:.3f} {where})" if
                                                      abs(factor - r["probe"]["speed_index"]) > 1e-9 else "")
         lines.append(f"| {r['at'][:16]} | {r['profile']} | {r.get('origin', '?')} | {index} | "
                      f"{r['many_model_ratio']:.3f} | {100 * r['probe_agreement']:+.1f}% | {inpass} | "
