@@ -102,6 +102,9 @@ def measure_now(profile: str, canon: dict) -> dict:
     # process read off (the EPYC Zen 4 of 2026-12-07: 1.88 and 1.21 first, ~0.85 after)? ~1.2 s. Each probe
     # takes the lock itself.
     second = speed.probe(profile, canon=canon)
+    # A third, in context (each reference window after a window of a heavier load, as the sweeps read it): the
+    # standalone probe read the EPYC Zen 4 ~10% faster than the reference read inside the pass (2026-12-07/08).
+    in_context = speed.probe(profile, canon=canon, context=True)
     calls = {}
     for arch, size, batch in CONFIGS:
         m = zoo.build(arch, size).model
@@ -119,10 +122,12 @@ def measure_now(profile: str, canon: dict) -> dict:
         res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(**protocol), reference_call(),
                                      canonical=canon).run(
             {k: v[3] for k, v in calls.items()})
-    return {"probe": reading, "probe_second": second, "last": last, "probe_candidates": candidates,
+    return {"probe": reading, "probe_second": second, "probe_context": in_context, "last": last,
+            "probe_candidates": candidates,
             "history_median_24h": past,
             # the reference read inside the pass, round by round (each configuration's speed index)
             "inpass_speed_index": statistics.median(r.speed_index for r in res.values()),
+            "inpass_indices": {k: r.speed_index for k, r in res.items()},
             "measured": {k: {"energy_j": r.energy_raw_j, "latency_s": r.latency_raw_s} for k, r in res.items()}}
 
 
@@ -157,10 +162,11 @@ def run_once(tracking_uri: str | None) -> dict:
     out = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "profile": profile, "predictor": uri,
            "origin": origin, "canonical": canon, "version": loaded[1].get("version"),
            "trained_on": f"{meta.get('predictor')} on {meta.get('dataset')}", "probe": m["probe"],
-           "probe_second": m["probe_second"], "last": m["last"],
+           "probe_second": m["probe_second"], "probe_context": m["probe_context"], "last": m["last"],
            "probe_candidates": m["probe_candidates"],
            "history_median_24h": m["history_median_24h"],
-           "inpass_speed_index": m["inpass_speed_index"], "configs": names, "measured": truth,
+           "inpass_speed_index": m["inpass_speed_index"], "inpass_indices": m["inpass_indices"],
+           "configs": names, "measured": truth,
            "predicted": preds}
     ratios = [t / p for t, p in zip(truth, preds["canonical"])]
     out["many_model_ratio"] = statistics.median(ratios)
@@ -398,6 +404,9 @@ def _estimators(runs: list[dict], canon: dict | None) -> list[str]:
             p2 = r["probe_second"]["speed_index"]
             est["a second probe right after the first, same process (~1.2 s more)"] = p2
             est["geometric mean of the two probes"] = (p * p2) ** 0.5
+        if r.get("probe_context"):
+            est["a third probe, in context: each reference window after a load window (~1.6 s more)"] = \
+                r["probe_context"]["speed_index"]
         windows = (r.get("probe_candidates") or {}).get("windows")
         if windows and canon:
             before = statistics.median(w[3] for w in windows if w[0] == "R") / canon["energy_j"]

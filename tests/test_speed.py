@@ -101,6 +101,25 @@ def test_the_probe_measures_a_busy_window_again_only_within_its_budget(monkeypat
     assert all(lat > 0 and e is None for lat, e in windows + late)
 
 
+def test_a_probe_in_context_runs_the_load_before_every_reference_window(monkeypatch):
+    """In context, each reference window follows a window of the load, as the sweeps read the reference."""
+    import time
+
+    from nnenergy.speed_windows import PROBE_WINDOW_S, clean_windows
+
+    monkeypatch.setenv("NNENERGY_BUSY_WINDOWS", "keep")
+    order = []
+    load = lambda: (order.append("L"), time.sleep(0.002))  # noqa: E731
+    ref = lambda: (order.append("R"), time.sleep(0.002))  # noqa: E731
+    t0 = time.perf_counter()
+    windows, _, _ = clean_windows(ref, None, 3, deadline=t0 + 1.0, load=load)
+    took = time.perf_counter() - t0
+    import itertools
+
+    assert len(windows) == 3 and took >= 6 * PROBE_WINDOW_S  # each of the 3 windows and its load: >= 0.1 s each
+    assert "".join(k for k, _ in itertools.groupby(order)) == "LRLRLR"
+
+
 def test_a_reading_against_another_canonical_reference_is_never_used(cache, tmp_path):
     """A profile can hold two canonical references (its one-visit and its 3-visit labels'): a reading taken
     against one never states a predictor on the other's scale, nor counts in its variability. A reading from

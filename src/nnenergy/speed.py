@@ -50,7 +50,7 @@ from nnenergy.scale import (  # noqa: F401
 )
 
 # The probe's windows, a busy one measured again (`nnenergy.speed_windows`).
-from nnenergy.speed_windows import clean_windows, reference_fn
+from nnenergy.speed_windows import clean_windows, load_fn, reference_fn, run_for
 
 MODES = ("auto", "now", "last", "canonical")
 MAX_AGE_ENV = "NNENERGY_SPEED_MAX_AGE_MIN"
@@ -67,6 +67,9 @@ PROBE_WARMUP_S = 0.3
 # 0.1 s windows of the reference after the warm-up: in benchmarks/protocol_study, 5 windows agreed with
 # the many-model ratio as well as 30 did (the machine's own minute-to-minute swings dominate).
 PROBE_WINDOWS = 8
+# In context (`context=True`): each reference window follows a window of the load (`speed_windows.LOAD`), as the
+# sweeps read the reference after each configuration's window; fewer windows, as each costs two.
+PROBE_CONTEXT_WINDOWS = 6
 PROBE_ROUND = 3  # windows per round: the canonical reference's statistic is a median of round minima
 # A window during which the hypervisor stole CPU or another process ran (the sweeps' clean-window rule,
 # `measure.protocol.ProtocolSettings`) is measured again while the probe stays within its budget (issue 29:
@@ -248,9 +251,11 @@ def reader(statistic: str):
     return read
 
 
-def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WINDOWS, canon: dict | None = None) -> dict:
+def probe(profile: str, data_root: Path | None = None, windows: int | None = None, canon: dict | None = None,
+          context: bool = False) -> dict:
     """Read the speed index now: the reference network in 0.1 s windows after a warm-up, under the
-    host's measurement lock (raises `MeasurementLockError` while another process measures)."""
+    host's measurement lock (raises `MeasurementLockError` while another process measures); `context`: each
+    window after one of the load, as the sweeps read it."""
     from nnenergy.measure.lock import MeasurementLock
     from nnenergy.measure.meter import EnergyMeter
 
@@ -263,11 +268,13 @@ def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WIND
     t0 = time.perf_counter()
     with MeasurementLock(wait_s=0):
         fn = reference_fn()
+        load = load_fn() if context else None
         meter = EnergyMeter()
-        end = time.perf_counter() + PROBE_WARMUP_S
-        while time.perf_counter() < end:
-            fn()
-        measured, redone, busy = clean_windows(fn, meter, windows, t0 + PROBE_BUDGET_S)
+        for f in (fn, load):
+            if f is not None:
+                run_for(f, PROBE_WARMUP_S / (2 if context else 1))
+        windows = windows or (PROBE_CONTEXT_WINDOWS if context else PROBE_WINDOWS)
+        measured, redone, busy = clean_windows(fn, meter, windows, t0 + PROBE_BUDGET_S, load)
         latency, energy = zip(*measured)
     read = reader(canon.get("statistic", "round_min_median"))
     energy, latency = list(energy), list(latency)
@@ -276,7 +283,7 @@ def probe(profile: str, data_root: Path | None = None, windows: int = PROBE_WIND
             "read_at": _now(), "source": "probe", "canonical": canonical_key(canon),
             "spread": (max(energy) - min(energy)) / e,
             "seconds": round(time.perf_counter() - t0, 2), "warmup_s": PROBE_WARMUP_S,
-            "windows_redone": redone, "busy_windows": busy, "load_1min": _load_1min()}
+            "windows_redone": redone, "busy_windows": busy, "load_1min": _load_1min(), "context": context}
 
 
 def _load_1min() -> float | None:
