@@ -44,6 +44,10 @@ PROBE_S = 2.4  # the probe's windows fit in its 3 s with the reference built
 PASSES_S = (20, 60, 120)
 STEP_S = 5.0
 BLOCKS = (1, 3, 10, 30)  # cycles per block (a cycle: one window of each kind, ~0.65 s)
+LABEL_WINDOWS = (4, 12, 36, 72)  # a one-visit label of today's protocol has 4 windows, three visits 12
+EXPONENTS = (0.0, 0.3, 0.45, 0.6, 1.0)
+LABEL_MIN_APART_S = 20.0
+LABEL_DRAWS = 2000
 
 
 def measure(seconds: float) -> dict:
@@ -136,9 +140,36 @@ def probe_table(record: dict) -> list[dict]:
     return out
 
 
+def label_table(record: dict) -> list[dict]:
+    """Issue 30 on the same record: a network's label made twice from `n` of its windows (drawn within a stretch
+    of 4n cycles, as a block's rounds spread them), >= 20 s apart, each window divided by the reference window
+    of its cycle to `exponent` (0: not normalised), read by q25: the RMS of the two labels' log ratio and the
+    shares within +-3% and +-5%, over the three networks."""
+    _, logs = _series(record)
+    n = min(len(v) for v in logs.values())
+    t = np.array([w[1] for w in record["windows"] if w[0] == "R"][:n])
+    rng = np.random.default_rng(0)
+    out = []
+    for count in LABEL_WINDOWS:
+        span = min(n - 1, 4 * count)
+        draws = []
+        while len(draws) < LABEL_DRAWS:
+            s1, s2 = rng.integers(0, n - span, 2)
+            if abs(t[s1] - t[s2]) >= LABEL_MIN_APART_S:
+                draws.append([np.sort(rng.choice(np.arange(s, s + span), count, replace=False)) for s in (s1, s2)])
+        for b in EXPONENTS:
+            def label(k, i):
+                return np.percentile(logs[k][i] - b * logs["R"][i], 25)
+            d = np.array([[label(k, i) - label(k, j) for k in NETWORKS] for i, j in draws]).ravel()
+            out.append({"windows": count, "exponent": b, "rms_pct": round(100 * float(np.sqrt(np.mean(d ** 2))), 1),
+                        "within3_pct": round(100 * float(np.mean(np.abs(d) < np.log(1.03)))),
+                        "within5_pct": round(100 * float(np.mean(np.abs(d) < np.log(1.05))))})
+    return out
+
+
 def summary(record: dict) -> dict:
     return {"profile": record["profile"], "started_at": record["started_at"], "seconds": record["seconds"],
-            "blocks": block_table(record), "probes": probe_table(record)}
+            "blocks": block_table(record), "probes": probe_table(record), "labels": label_table(record)}
 
 
 def report() -> str:
@@ -163,6 +194,12 @@ def report() -> str:
             for name, e in p["estimators"].items():
                 lines.append(f"| {p['pass_s']} s | {p['pairs']} | {p['pass_sd_pct']}% | {name} | {e['slope']} | "
                              f"{e['corr']} | {e['rms_left_pct']}% | {e['one_for_one_pct']}% |")
+        lines += ["", "A label made twice from the record (issue 30): `windows` of a network, each divided by its "
+                  "cycle's reference window to `exponent`, read by q25, twice >= 20 s apart (all three networks).",
+                  "", "| windows per label | exponent | RMS of the two labels' ratio | within ±3% | within ±5% |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['windows']} | {r['exponent']:g} | {r['rms_pct']}% | {r['within3_pct']}% | "
+                  f"{r['within5_pct']}% |" for r in s["labels"]]
         lines.append("")
     lines.append("The pairs overlap (a pass every 5 s), so they are not independent: read the slopes and "
                  "correlations, not a standard error from their count.")
