@@ -141,6 +141,17 @@ def test_the_command_writes_the_fit_into_every_file_of_the_same_canonical(tmp_pa
     assert stored[0] == failed and all("second_speed_index" in p for p in stored[1:])
     assert elasticity.main([str(tmp_path / "nowhere")]) == 2
     assert "no dataset" in capsys.readouterr().err
+    # a chosen exponent replaces the fit, which stays beside it with the pairs judged under both
+    assert elasticity.main([str(space), "--write", "--exponent", "0.5"]) == 0
+    canon = json.loads((profile / "reference-q25.json").read_text())
+    chosen = canon["elasticity"]
+    assert (chosen["energy"], chosen["latency"], chosen["chosen"]) == (0.5, 0.5, True) and "size" not in chosen
+    assert chosen["one_exponent"]["energy"] == pytest.approx(0.7, abs=0.05)
+    assert chosen["one_exponent"]["energy_chosen_rms_pct"] > chosen["one_exponent"]["energy_heldout_rms_pct"]
+    assert scale.elasticity(canon) == scale.Elasticity(0.5, 0.5)
+    for bad in (["--exponent", "0"], ["--exponent", "0.5", "--slow-window", "60"]):
+        assert elasticity.main([str(space), *bad]) == 2
+    assert "--exponent must be" in capsys.readouterr().err
 
 
 SIZED = CANON | {"elasticity": {"energy": 0.7, "latency": 0.7, "size": {

@@ -32,7 +32,7 @@ MIN_FIT_PAIRS = 10
 
 
 
-def fit_elasticity(pairs: list[dict], slow: bool = False) -> dict:
+def fit_elasticity(pairs: list[dict], slow: bool = False, chosen: float | None = None) -> dict:
     """The exponents from measure-twice pairs that carry their raw figures and speed indices: the slope
     of log(raw second / raw first) on log(speed index second / first), after the pairs' common factor
     (an intercept), for energy and latency; with each exponent's standard error and the pairs' RMS under
@@ -47,7 +47,8 @@ def fit_elasticity(pairs: list[dict], slow: bool = False) -> dict:
     energy; latency then gets its own slope where it wins there too.
 
     `slow`: the pairs carry each side's slow speed index (`remeasure.with_slow_indices`); the exponent is then
-    the fast part's, the slow part applied one for one."""
+    the fast part's, the slow part applied one for one. `chosen`: an exponent the pairs are also judged under
+    (`{name}_chosen_rms_pct`, held out as the fit's)."""
     import numpy as np
 
     out: dict = {"pairs": 0}
@@ -71,6 +72,8 @@ def fit_elasticity(pairs: list[dict], slow: bool = False) -> dict:
         lo, hi = size.get("range_ms") or (float(ms.min()), float(ms.max()))  # one range: the energy side's
         decades = np.log10(np.clip(ms, lo, hi) / PIVOT_MS)
         held = {"fitted": _heldout(y, x, None), "plain": _heldout(y, x, 1.0), "size": _heldout(y, x, decades)}
+        if chosen is not None:
+            out[f"{name}_chosen_rms_pct"] = round(_heldout(y, x, chosen), 2)
         out[name] = round(float(slope), 3)
         out[f"{name}_se"] = round(se, 3)
         out[f"{name}_heldout_rms_pct"] = round(held["fitted"], 2)
@@ -160,16 +163,17 @@ def with_raw_figures(folder: Path, pairs: list[dict]) -> list[dict]:
     return out
 
 
-def fit(folder: Path, slow_window_min: float | None = None) -> tuple[dict, list[dict]]:
-    """The elasticity fitted on the dataset's pairs (the index split at `slow_window_min`, where given), and the
-    pairs with their raw figures (what `write` stores; their slow parts are derived when read, never stored)."""
+def fit(folder: Path, slow_window_min: float | None = None, chosen: float | None = None) -> tuple[dict, list[dict]]:
+    """The elasticity fitted on the dataset's pairs (the index split at `slow_window_min`, where given; the pairs
+    also judged under a `chosen` exponent), and the pairs with their raw figures (what `write` stores; their slow
+    parts are derived when read, never stored)."""
     import pandas as pd
 
     from nnenergy.measure.datasheet import remeasured_pairs
 
     pairs = with_raw_figures(folder, remeasured_pairs(folder))
     if not slow_window_min:
-        return fit_elasticity(pairs), pairs
+        return fit_elasticity(pairs, chosen=chosen), pairs
     models = pd.read_parquet(folder / "models.parquet")
     fitted = fit_elasticity(with_slow_indices(pairs, models, slow_window_min), slow=True)
     return fitted | {SLOW_WINDOW_KEY: slow_window_min}, pairs
@@ -195,10 +199,13 @@ def same_canonical(folder: Path) -> list[Path]:
     return out
 
 
-def write(folder: Path, fitted: dict, pairs: list[dict]) -> list[Path]:
-    """Store the exponents in every file of the dataset's canonical, and the pairs' raw figures."""
+def write(folder: Path, fitted: dict, pairs: list[dict], chosen: float | None = None) -> list[Path]:
+    """Store the exponents in every file of the dataset's canonical (`chosen`: that one exponent for energy and
+    latency, no size term, the fit kept beside it under `one_exponent`), and the pairs' raw figures."""
     from nnenergy import scale
 
+    if chosen is not None:
+        fitted = {k: v for k, v in fitted.items() if k not in ("size", SLOW_WINDOW_KEY)}
     size = fitted.get("size") or {}
     entry = {"energy": size.get("energy_at_pivot", fitted["energy"]),
              "latency": size.get("latency_at_pivot", fitted.get("latency", 1.0)), "pairs": fitted["pairs"],
@@ -206,9 +213,10 @@ def write(folder: Path, fitted: dict, pairs: list[dict]) -> list[Path]:
              **{k: v for k, v in fitted.items() if k.endswith(("_se", "_rms_pct"))}}
     if fitted.get(SLOW_WINDOW_KEY):
         entry[SLOW_WINDOW_KEY] = fitted[SLOW_WINDOW_KEY]
-    if size:  # `scale.elasticity` reads it; the exponents above are then the ones at its pivot latency
+    if size or chosen is not None:  # `scale.elasticity` reads `size`; the exponents above are then at its pivot
         one = {k: entry.pop(k) for k in list(entry) if k.endswith(("_se", "_rms_pct"))}
-        entry |= {"size": size, "one_exponent": one | {"energy": fitted["energy"], "latency": fitted.get("latency")}}
+        entry |= {"one_exponent": one | {"energy": fitted["energy"], "latency": fitted.get("latency")}}
+        entry |= {"size": size} if size else {"energy": chosen, "latency": chosen, "chosen": True}
     written = []
     for path in same_canonical(folder):
         canon = json.loads(path.read_text())
@@ -246,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="store the fit in the canonical reference files")
     ap.add_argument("--slow-window", type=float, default=None, metavar="MIN",
                     help="split the speed index: its median over +-MIN minutes one for one, the exponent on the rest")
+    ap.add_argument("--exponent", type=float, default=None, metavar="B",
+                    help="write this one exponent (energy and latency) instead of the fit, which is recorded beside it "
+                         "with the pairs' held-out RMS under both: where the pairs' slope is flattened by the indices' "
+                         "own noise (docs/measurement.md, seventeenth study session)")
     args = ap.parse_args(argv)
     if not (args.dataset / "models.parquet").exists():
         print(f"elasticity: no dataset at {args.dataset}", file=sys.stderr)
@@ -253,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.slow_window is not None and not args.slow_window > 0:
         print(f"elasticity: --slow-window must be minutes > 0, not {args.slow_window:g}", file=sys.stderr)
         return 2
-    fitted, pairs = fit(args.dataset, args.slow_window)
+    if args.exponent is not None and not (0 < args.exponent <= 2 and args.slow_window is None):
+        print(f"elasticity: --exponent must be in (0, 2] and without --slow-window, not {args.exponent:g}",
+              file=sys.stderr)
+        return 2
+    fitted, pairs = fit(args.dataset, args.slow_window, args.exponent)
     if "energy" not in fitted:
         print(f"elasticity: no fit from {fitted['pairs']} pairs with raw figures (a fit needs {MIN_FIT_PAIRS}, "
               "and speed indices that differ between a pair's two sides)", file=sys.stderr)
@@ -264,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             with MeasurementLock(wait_s=0):  # a sweep appends to the pairs this rewrites
-                for path in write(args.dataset, fitted, pairs):
+                for path in write(args.dataset, fitted, pairs, args.exponent):
                     print(f"wrote elasticity into {path}")
         except MeasurementLockError:
             print("elasticity: another process is measuring on this host (a sweep appends to the pairs "
