@@ -145,10 +145,12 @@ def test_the_command_writes_the_fit_into_every_file_of_the_same_canonical(tmp_pa
     assert elasticity.main([str(space), "--write", "--exponent", "0.5"]) == 0
     canon = json.loads((profile / "reference-q25.json").read_text())
     chosen = canon["elasticity"]
-    assert (chosen["energy"], chosen["latency"], chosen["chosen"]) == (0.5, 0.5, True) and "size" not in chosen
+    assert (chosen["energy"], chosen["latency"], chosen["chosen"]) == (0.5, 0.5, True)
     assert chosen["one_exponent"]["energy"] == pytest.approx(0.7, abs=0.05)
     assert chosen["one_exponent"]["energy_chosen_rms_pct"] > chosen["one_exponent"]["energy_heldout_rms_pct"]
-    assert scale.elasticity(canon) == scale.Elasticity(0.5, 0.5)
+    el = scale.elasticity(canon)  # the chosen exponent at the pivot; a size slope the fit found is kept
+    assert el.energy_at(el.pivot_ms / 1e3) == 0.5 and el.latency_at(el.pivot_ms / 1e3) == 0.5
+    assert el.energy_per_decade == (chosen.get("size") or {}).get("energy_per_decade", 0.0)
     for bad in (["--exponent", "0"], ["--exponent", "0.5", "--slow-window", "60"]):
         assert elasticity.main([str(space), *bad]) == 2
     assert "--exponent must be" in capsys.readouterr().err

@@ -200,13 +200,15 @@ def same_canonical(folder: Path) -> list[Path]:
 
 
 def write(folder: Path, fitted: dict, pairs: list[dict], chosen: float | None = None) -> list[Path]:
-    """Store the exponents in every file of the dataset's canonical (`chosen`: that one exponent for energy and
-    latency, no size term, the fit kept beside it under `one_exponent`), and the pairs' raw figures."""
+    """Store the exponents in every file of the dataset's canonical (`chosen`: that exponent for energy and latency
+    at the pivot latency, the fit's size slope kept where it found one, the fit beside it under `one_exponent`), and
+    the pairs' raw figures."""
     from nnenergy import scale
 
-    if chosen is not None:
+    size = dict(fitted.get("size") or {})
+    if chosen is not None:  # the chosen exponent at the pivot; the fit's change with size, where it found one, kept
         fitted = {k: v for k, v in fitted.items() if k not in ("size", SLOW_WINDOW_KEY)}
-    size = fitted.get("size") or {}
+        size = size and size | {"energy_at_pivot": chosen, "latency_at_pivot": chosen}
     entry = {"energy": size.get("energy_at_pivot", fitted["energy"]),
              "latency": size.get("latency_at_pivot", fitted.get("latency", 1.0)), "pairs": fitted["pairs"],
              "fitted_on": str(folder.as_posix()), "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -216,7 +218,8 @@ def write(folder: Path, fitted: dict, pairs: list[dict], chosen: float | None = 
     if size or chosen is not None:  # `scale.elasticity` reads `size`; the exponents above are then at its pivot
         one = {k: entry.pop(k) for k in list(entry) if k.endswith(("_se", "_rms_pct"))}
         entry |= {"one_exponent": one | {"energy": fitted["energy"], "latency": fitted.get("latency")}}
-        entry |= {"size": size} if size else {"energy": chosen, "latency": chosen, "chosen": True}
+        entry |= {"size": size} if size else {}
+        entry |= {"energy": chosen, "latency": chosen, "chosen": True} if chosen is not None else {}
     written = []
     for path in same_canonical(folder):
         canon = json.loads(path.read_text())
@@ -255,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slow-window", type=float, default=None, metavar="MIN",
                     help="split the speed index: its median over +-MIN minutes one for one, the exponent on the rest")
     ap.add_argument("--exponent", type=float, default=None, metavar="B",
-                    help="write this one exponent (energy and latency) instead of the fit, which is recorded beside it "
-                         "with the pairs' held-out RMS under both: where the pairs' slope is flattened by the indices' "
-                         "own noise (docs/measurement.md, seventeenth study session)")
+                    help="write this exponent (energy and latency, at the pivot latency; the fit's change with size "
+                         "kept where it found one) instead of the fit, which is recorded beside it with the pairs' "
+                         "held-out RMS under both: where the pairs' slope is flattened by the indices' own noise "
+                         "(docs/measurement.md, seventeenth study session)")
     args = ap.parse_args(argv)
     if not (args.dataset / "models.parquet").exists():
         print(f"elasticity: no dataset at {args.dataset}", file=sys.stderr)
