@@ -163,6 +163,19 @@ def test_champion_moves_only_to_a_better_model_on_the_same_split(trained_rf, tra
     assert str(client.get_model_version_by_alias(name, registry.profile_alias(other)).version) == str(theirs)
 
 
+def test_labels_of_another_speed_exponent_are_another_split():
+    """Versions scored on labels normalised with another elasticity are never compared (`scale.relabel`)."""
+    models = pd.DataFrame({"config_id": ["a", "b"], "hardware_id": ["h", "h"]})
+    opts = {"n_folds": 5, "seed": 0}
+    plain = registry.split_id(ds.Dataset(models, pd.DataFrame(), None, {"energy_j": 1.0}), opts)
+    assert plain == registry.split_id(ds.Dataset(models, pd.DataFrame(), None, None), opts)  # ids kept without one
+    el = {"energy_j": 1.0, "elasticity": {"energy": 0.45, "latency": 0.45}}
+    a = registry.split_id(ds.Dataset(models, pd.DataFrame(), None, el), opts)
+    b = registry.split_id(ds.Dataset(models, pd.DataFrame(), None, el | {"elasticity": {"energy": 0.29}}), opts)
+    assert len({plain, a, b}) == 3
+    assert a == registry.split_id(ds.Dataset(models.iloc[::-1], pd.DataFrame(), None, json.loads(json.dumps(el))), opts)
+
+
 def test_a_version_that_ties_the_champion_says_so(tmp_path, new_store):
     """A second `make run` on the same data ties the champion, which keeps its alias: the new run's row
     names the alias and its holder instead of "–"."""

@@ -46,11 +46,16 @@ def champion_score(metrics: dict) -> float:
 
 
 def split_id(data, evaluation: dict) -> str:
-    """Same dataset rows and same folds -> same id: only then are two versions comparable. Training-only
-    rows (the kernel sweep) are not part of it: they change what a fold learns from, not what it is
-    scored on, so versions with and without them compete."""
-    key = json.dumps([data.hardware_id, sorted(data.models["config_id"]), evaluation.get("n_folds"),
-                      evaluation.get("seed"), evaluation.get("generated_folds")])  # levels 1 and 3 select
+    """Same dataset rows, same labels and same folds -> same id: only then are two versions comparable.
+    Training-only rows (the kernel sweep) are not part of it: they change what a fold learns from, not what
+    it is scored on, so versions with and without them compete. The labels change with the canonical's speed
+    elasticity (`scale.relabel`): a version scored on labels of another exponent is not comparable."""
+    parts = [data.hardware_id, sorted(data.models["config_id"]), evaluation.get("n_folds"),
+             evaluation.get("seed"), evaluation.get("generated_folds")]  # levels 1 and 3 select
+    elasticity = (getattr(data, "canonical", None) or {}).get("elasticity")
+    if elasticity:  # (ids of datasets without one unchanged)
+        parts.append(elasticity)
+    key = json.dumps(parts, sort_keys=True)
     return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
