@@ -102,8 +102,8 @@ def measure_now(profile: str, canon: dict) -> dict:
     # process read off (the EPYC Zen 4 of 2026-12-07: 1.88 and 1.21 first, ~0.85 after)? ~1.2 s. Each probe
     # takes the lock itself.
     second = speed.probe(profile, canon=canon)
-    # A third, in context (each reference window after a window of a heavier load, as the sweeps read it): the
-    # standalone probe read the EPYC Zen 4 ~10% faster than the reference read inside the pass (2026-12-07/08).
+    # A third, in context (each reference window after a window of a heavier load, as the sweeps read it): does an
+    # idle process read the VM fast? On the EPYC Zen 4 (2026-12-08, 10 runs) it read what the first probe read.
     in_context = speed.probe(profile, canon=canon, context=True)
     calls = {}
     for arch, size, batch in CONFIGS:

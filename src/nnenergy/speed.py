@@ -68,7 +68,8 @@ PROBE_WARMUP_S = 0.3
 # the many-model ratio as well as 30 did (the machine's own minute-to-minute swings dominate).
 PROBE_WINDOWS = 8
 # In context (`context=True`): each reference window follows a window of the load (`speed_windows.LOAD`), as the
-# sweeps read the reference after each configuration's window; fewer windows, as each costs two.
+# sweeps read the reference after each configuration's window; fewer windows, as each costs two. A candidate only:
+# on the EPYC Zen 4 (10 drift runs, 2026-12-08) it read what the standalone probe read (-1.2%, RMS 7.5%).
 PROBE_CONTEXT_WINDOWS = 6
 PROBE_ROUND = 3  # windows per round: the canonical reference's statistic is a median of round minima
 # A window during which the hypervisor stole CPU or another process ran (the sweeps' clean-window rule,
