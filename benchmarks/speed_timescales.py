@@ -52,16 +52,14 @@ LABEL_DRAWS = 2000
 
 def measure(seconds: float) -> dict:
     """The record: [kind, seconds since start, latency per pass, passes] for each window, in turn R A B C."""
-    from nnenergy import zoo
     from nnenergy.measure.hardware import current_profile_name
     from nnenergy.measure.lock import MeasurementLock
-    from nnenergy.measure.sweep import inference_call
-    from nnenergy.speed_windows import reference_fn
+    from nnenergy.measure.sweep import built_call
+    from nnenergy.speed_windows import reference_fn, run_for
 
     calls = {"R": (reference_fn(), REFERENCE_WINDOW_S)}
     for kind, (arch, size, batch, window_s) in NETWORKS.items():
-        m = zoo.build(arch, size).model
-        calls[kind] = (inference_call(m, tuple(int(d) for d in m.inputs[0].shape[1:]), batch), window_s)
+        calls[kind] = (built_call(arch, size, batch), window_s)
     for fn, _ in calls.values():
         for _ in range(3):  # a fresh call's first passes run slow
             fn()
@@ -71,11 +69,9 @@ def measure(seconds: float) -> dict:
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             for kind, (fn, window_s) in calls.items():
-                t, n = time.perf_counter(), 0
-                while n < 1 or time.perf_counter() - t < window_s:
-                    fn()
-                    n += 1
-                windows.append([kind, round(t - t0, 4), (time.perf_counter() - t) / n, n])
+                t = time.perf_counter()
+                took, n = run_for(fn, window_s)
+                windows.append([kind, round(t - t0, 4), took / n, n])
     return {"profile": current_profile_name(), "started_at": started, "seconds": seconds,
             "networks": {k: list(v) for k, v in NETWORKS.items()}, "windows": windows}
 
@@ -145,9 +141,9 @@ def label_table(record: dict) -> list[dict]:
     of 4n cycles, as a block's rounds spread them), >= 20 s apart, each window divided by the reference window
     of its cycle to `exponent` (0: not normalised), read by q25: the RMS of the two labels' log ratio and the
     shares within +-3% and +-5%, over the three networks."""
-    _, logs = _series(record)
+    times, logs = _series(record)
     n = min(len(v) for v in logs.values())
-    t = np.array([w[1] for w in record["windows"] if w[0] == "R"][:n])
+    t = times["R"][:n]
     rng = np.random.default_rng(0)
     out = []
     for count in LABEL_WINDOWS:

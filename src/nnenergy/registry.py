@@ -52,7 +52,7 @@ def split_id(data, evaluation: dict) -> str:
     elasticity (`scale.relabel`): a version scored on labels of another exponent is not comparable."""
     parts = [data.hardware_id, sorted(data.models["config_id"]), evaluation.get("n_folds"),
              evaluation.get("seed"), evaluation.get("generated_folds")]  # levels 1 and 3 select
-    elasticity = (getattr(data, "canonical", None) or {}).get("elasticity")
+    elasticity = (data.canonical or {}).get("elasticity")
     if elasticity:  # (ids of datasets without one unchanged)
         parts.append(elasticity)
     key = json.dumps(parts, sort_keys=True)

@@ -24,20 +24,18 @@ def reference_fn():
 
 def load_fn():
     """The probe's load in context (`LOAD`), compiled."""
-    from nnenergy import zoo
-    from nnenergy.measure.sweep import inference_call
+    from nnenergy.measure.sweep import built_call
 
-    arch, size, batch = LOAD
-    built = zoo.build(arch, size)
-    return inference_call(built.model, built.input_shape, batch)
+    return built_call(*LOAD)
 
 
-def run_for(fn, seconds: float) -> None:
-    """Run `fn` for at least `seconds` (and once)."""
+def run_for(fn, seconds: float) -> tuple[float, int]:
+    """Run `fn` for at least `seconds` (and once): the seconds it took and the passes."""
     t, n = time.perf_counter(), 0
     while n < 1 or time.perf_counter() - t < seconds:
         fn()
         n += 1
+    return time.perf_counter() - t, n
 
 
 def window(fn, meter=None, rule=None) -> tuple[float, float | None, bool]:
@@ -49,11 +47,7 @@ def window(fn, meter=None, rule=None) -> tuple[float, float | None, bool]:
     before = contention.snapshot()
     if meter is not None:
         meter.begin()
-    t, n = time.perf_counter(), 0
-    while n < 1 or time.perf_counter() - t < PROBE_WINDOW_S:
-        fn()
-        n += 1
-    el = time.perf_counter() - t
+    el, n = run_for(fn, PROBE_WINDOW_S)
     r = meter.end() if meter is not None else None
     busy = rule is not None and contention.between(before, contention.snapshot()).heavy(
         rule.max_other_cores, rule.max_steal_cores)

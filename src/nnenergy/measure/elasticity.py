@@ -207,19 +207,22 @@ def write(folder: Path, fitted: dict, pairs: list[dict], chosen: float | None = 
 
     size = dict(fitted.get("size") or {})
     if chosen is not None:  # the chosen exponent at the pivot; the fit's change with size, where it found one, kept
-        fitted = {k: v for k, v in fitted.items() if k not in ("size", SLOW_WINDOW_KEY)}
+        fitted = {k: v for k, v in fitted.items() if k != SLOW_WINDOW_KEY}
         size = size and size | {"energy_at_pivot": chosen, "latency_at_pivot": chosen}
-    entry = {"energy": size.get("energy_at_pivot", fitted["energy"]),
-             "latency": size.get("latency_at_pivot", fitted.get("latency", 1.0)), "pairs": fitted["pairs"],
+    entry = {"energy": chosen if chosen is not None else size.get("energy_at_pivot", fitted["energy"]),
+             "latency": chosen if chosen is not None else size.get("latency_at_pivot", fitted.get("latency", 1.0)),
+             "pairs": fitted["pairs"],
              "fitted_on": str(folder.as_posix()), "fitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              **{k: v for k, v in fitted.items() if k.endswith(("_se", "_rms_pct"))}}
     if fitted.get(SLOW_WINDOW_KEY):
         entry[SLOW_WINDOW_KEY] = fitted[SLOW_WINDOW_KEY]
     if size or chosen is not None:  # `scale.elasticity` reads `size`; the exponents above are then at its pivot
         one = {k: entry.pop(k) for k in list(entry) if k.endswith(("_se", "_rms_pct"))}
-        entry |= {"one_exponent": one | {"energy": fitted["energy"], "latency": fitted.get("latency")}}
-        entry |= {"size": size} if size else {}
-        entry |= {"energy": chosen, "latency": chosen, "chosen": True} if chosen is not None else {}
+        entry["one_exponent"] = one | {"energy": fitted["energy"], "latency": fitted.get("latency")}
+        if size:
+            entry["size"] = size
+        if chosen is not None:
+            entry["chosen"] = True
     written = []
     for path in same_canonical(folder):
         canon = json.loads(path.read_text())

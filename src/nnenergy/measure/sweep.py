@@ -42,11 +42,15 @@ def inference_call(model, input_shape: tuple[int, ...], batch: int, backend=None
     return lambda: fn(x)
 
 
-def reference_call(backend=None):
-    """The protocol's reference model, built and compiled (rebuild it after `clear_session`)."""
-    arch, size, batch = REFERENCE
+def built_call(arch: str, size: int | None, batch: int, backend=None):
+    """`inference_call` of the zoo's `arch` at input size `size`, built here."""
     built = zoo.build(arch, size)
     return inference_call(built.model, built.input_shape, batch, backend)
+
+
+def reference_call(backend=None):
+    """The protocol's reference model, built and compiled (rebuild it after `clear_session`)."""
+    return built_call(*REFERENCE, backend=backend)
 
 
 def set_threads(threads: Threads, backend=None) -> dict:
