@@ -88,11 +88,11 @@ def _median_speed_last_24h(profile: str, at: datetime, canon: dict) -> float | N
 def measure_now(profile: str, canon: dict) -> dict:
     """The probe against the predictor's canonical reference `canon` (and a second one), then the configurations
     measured now (raw), under the measurement lock."""
-    from nnenergy import speed, zoo
+    from nnenergy import speed
     from nnenergy.measure.lock import MeasurementLock
     from nnenergy.measure.meter import EnergyMeter
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
-    from nnenergy.measure.sweep import inference_call, reference_call
+    from nnenergy.measure.sweep import built_call, reference_call
     from nnenergy.speed_windows import probe_windows
 
     last = _last_reading(profile, canon)
@@ -105,11 +105,7 @@ def measure_now(profile: str, canon: dict) -> dict:
     # A third, in context (each reference window after a window of a heavier load, as the sweeps read it): does an
     # idle process read the VM fast? On the EPYC Zen 4 (2026-12-08, 10 runs) it read what the first probe read.
     in_context = speed.probe(profile, canon=canon, context=True)
-    calls = {}
-    for arch, size, batch in CONFIGS:
-        m = zoo.build(arch, size).model
-        calls[f"{arch}|{size}|{batch}"] = (arch, size, batch,
-                                            inference_call(m, tuple(int(d) for d in m.inputs[0].shape[1:]), batch))
+    calls = {f"{arch}|{size}|{batch}": built_call(arch, size, batch) for arch, size, batch in CONFIGS}
     from omegaconf import OmegaConf
 
     # The sweeps' own protocol: the raw labels are read as the training labels were.
@@ -120,8 +116,7 @@ def measure_now(profile: str, canon: dict) -> dict:
         # many-model ratio).
         candidates = probe_windows(seconds=2.0, kernel_seconds=1.0)
         res, _ = InterleavedMeasurer(EnergyMeter(), ProtocolSettings(**protocol), reference_call(),
-                                     canonical=canon).run(
-            {k: v[3] for k, v in calls.items()})
+                                     canonical=canon).run(calls)
     return {"probe": reading, "probe_second": second, "probe_context": in_context, "last": last,
             "probe_candidates": candidates,
             "history_median_24h": past,

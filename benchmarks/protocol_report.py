@@ -133,12 +133,13 @@ def _t(rec) -> float:
     return datetime.fromisoformat(rec["at"]).timestamp()
 
 
-def agreement(labels: list[dict], times: list[float]) -> dict:
-    """Pairs of passes >= MIN_GAP_S apart: per-config ratio after the pair's common factor."""
-    devs = []
+def agreement(labels: list[dict], times: list[float], lo_s: float = MIN_GAP_S, hi_s: float = math.inf) -> dict:
+    """Pairs of passes lo_s..hi_s apart (by default >= MIN_GAP_S): per-config ratio after the pair's common factor."""
+    devs, pairs = [], 0
     for i, j in combinations(range(len(labels)), 2):
-        if abs(times[j] - times[i]) < MIN_GAP_S:
+        if not lo_s <= abs(times[j] - times[i]) < hi_s:
             continue
+        pairs += 1
         common = [k for k in labels[i] if k in labels[j]]
         r = np.array([labels[j][k] / labels[i][k] for k in common])
         devs += list(r / np.median(r) - 1)
@@ -146,7 +147,7 @@ def agreement(labels: list[dict], times: list[float]) -> dict:
     if not len(d):
         return {}
     return {"rms_pct": 100 * float(np.sqrt(np.mean(d ** 2))), "within3": float(np.mean(abs(d) <= 0.03)),
-            "within5": float(np.mean(abs(d) <= 0.05)), "n": len(d)}
+            "within5": float(np.mean(abs(d) <= 0.05)), "n": len(d), "pairs": pairs}
 
 
 def study(recs: list[dict], what: str = "energy") -> list[dict]:
@@ -244,6 +245,27 @@ def spread_agreement(per_pass: list[dict], times: list[float], name: str, k: int
             "within5": float(np.mean(abs(d) <= 0.05)), "comparisons": len(devs)}
 
 
+# Pair lags for the table of agreement by time apart: within a working session, hours apart, sessions apart.
+LAGS_H = ((MIN_GAP_S / 3600, 1), (1, 3), (3, 12), (12, 48))
+LAG_PROTOCOLS = ("A-R ratio q25 of 4", "A-R ratio^0.45 q25 of 4", "A-R ratio^0.45 q25 of 10", "raw q25 of 10x0.1s")
+
+
+def lag_table(per_pass: list[dict], times: list[float]) -> list[str]:
+    """The main table's agreement split by how far apart the two passes were: does a label measured
+    today agree with one measured hours (or a session) earlier as well as with one 20 minutes earlier?"""
+    lines = ["", "## Agreement by time apart (passes of one session, and of sessions hours apart)", "",
+             "The main table's pairs split by the time between the two passes (RMS % / within ±5%, pairs).", "",
+             "| protocol | " + " | ".join(f"{lo:.2g}-{hi:g} h" for lo, hi in LAGS_H) + " |",
+             "|---|" + "---|" * len(LAGS_H)]
+    for name in LAG_PROTOCOLS:
+        cells = []
+        for lo, hi in LAGS_H:
+            a = agreement([p[name] for p in per_pass], times, max(lo * 3600, MIN_GAP_S), hi * 3600)
+            cells.append(f"{a['rms_pct']:.2f} / {100 * a['within5']:.0f}% ({a['pairs']})" if a else "-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 # The protocols the mode comparison shows: the labels' own, and the bare raw statistics.
 MODE_PROTOCOLS = ("A-R q25/q25 of 6", "A-R ratio q25 of 6", "A-R ratio median of 10", "raw q25 of 6x0.1s",
                   "raw min of 4x0.1s")
@@ -310,14 +332,16 @@ def report_profile(folder: Path, every: list[dict]) -> bool:
               ">= 20 min from them. Measuring time per configuration grows k-fold.", "",
               "| label per pass | k passes | RMS % | within ±3% | within ±5% | comparisons |",
               "|---|---|---|---|---|---|"]
-    spread = ("A-R ratio q25 of 4", "A-R ratio q25 of 10", *(f"A-R ratio^{b:g} q25 of 10" for b in PARTIAL_EXPONENTS),
-              "raw q25 of 10x0.1s")
+    # "A-R ratio^0.45 q25 of 4" over 3 passes is the sweeps' label (3 visits of 4 window pairs, relabelled to 0.45)
+    spread = ("A-R ratio q25 of 4", "A-R ratio^0.45 q25 of 4", "A-R ratio q25 of 10",
+              *(f"A-R ratio^{b:g} q25 of 10" for b in PARTIAL_EXPONENTS), "raw q25 of 10x0.1s")
     for name in spread:
         for k in (1, 2, 3, 4):
             a = spread_agreement(per_pass, times, name, k)
             if a:
                 lines.append(f"| {name} | {k} | {a['rms_pct']:.2f} | {100 * a['within3']:.0f}% | "
                              f"{100 * a['within5']:.0f}% | {a['comparisons']} |")
+    lines += lag_table(per_pass, times)
     lat_rows, _, _ = study(recs, "latency")
     lines += ["", "Latency labels, the five best:", ""]
     lines += [f"- {r['protocol']}: RMS {r['rms_pct']:.2f}%, within ±5% {100 * r['within5']:.0f}%" for r in lat_rows[:5]]

@@ -47,12 +47,11 @@ def boot_id() -> str:
 def measure_once() -> dict:
     from omegaconf import OmegaConf
 
-    from nnenergy import zoo
     from nnenergy.measure.hardware import current_profile
     from nnenergy.measure.meter import EnergyMeter, MeterSettings
     from nnenergy.measure.progress import canonical_reference
     from nnenergy.measure.protocol import InterleavedMeasurer, ProtocolSettings
-    from nnenergy.measure.sweep import inference_call, reference_call, set_threads
+    from nnenergy.measure.sweep import built_call, reference_call, set_threads
     from nnenergy.measure.sweep_spec import Threads
 
     # The sweep's own settings are the ones benchmarked.
@@ -63,8 +62,7 @@ def measure_once() -> dict:
     ref = reference_call()
     calls = {}
     for arch, size, batch in PANEL:
-        built = zoo.build(arch, size)
-        calls[f"{arch}|{size}|{batch}"] = inference_call(built.model, built.input_shape, batch)
+        calls[f"{arch}|{size}|{batch}"] = built_call(arch, size, batch)
     # Throw-away first measurement: a fresh process reads high on its first model.
     for _ in range(5):
         ref()

@@ -43,3 +43,17 @@ def test_a_folder_without_two_passes_of_one_cpu_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no CPU in .* has 2 graph passes"):
         protocol_report.report(tmp_path)
     assert not list(tmp_path.glob("*.md"))
+
+
+def test_agreement_is_split_by_how_far_apart_the_passes_were():
+    # three passes: 0 min, 30 min, 5 h; in the last one configuration "b" is 10% dearer than the others say
+    labels = [{"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 1.0, "b": 2.0, "c": 3.0}, {"a": 1.1, "b": 2.42, "c": 3.3}]
+    times = [0.0, 1800.0, 5 * 3600.0]
+    near = protocol_report.agreement(labels, times, hi_s=3600)
+    assert near["pairs"] == 1 and near["rms_pct"] == pytest.approx(0.0)
+    far = protocol_report.agreement(labels, times, lo_s=3 * 3600, hi_s=12 * 3600)
+    assert far["pairs"] == 2 and far["rms_pct"] == pytest.approx(100 * (1.1 - 1) * (1 / 3) ** 0.5, rel=1e-6)
+    assert protocol_report.agreement(labels, times, lo_s=12 * 3600) == {}
+    table = "\n".join(protocol_report.lag_table([{name: lab for name in protocol_report.LAG_PROTOCOLS}
+                                                 for lab in labels], times))
+    assert "| A-R ratio q25 of 4 | 0.00 / 100% (1) | - | 5.77 / 67% (2) | - |" in table
