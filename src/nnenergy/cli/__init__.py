@@ -1,5 +1,5 @@
 """The `nnenergy` command and its subcommands: main, measure, train, analyze, predict, describe,
-calibrate, merge. Every command-line entry point lives in this package; the library never imports it."""
+calibrate, speed, serve, merge. Every command-line entry point lives in this package; the library never imports it."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ commands:
   calibrate bring THIS machine up: measure it for --minutes (default 10), transfer the registered
             predictor to it, register it as this machine's champion
                                            e.g. nnenergy calibrate --minutes 10
+  speed     this machine's speed index now (as predict applies it) and this host's readings
+                                           e.g. nnenergy speed --history --plot speed.png
   serve     keep TensorFlow and Keras imported: predict/describe from this folder answer in ~1 s
                                            e.g. nnenergy serve --detach   (stop: nnenergy serve --stop)
   merge     merge datasets of several jobs or hosts (one hardware profile)
@@ -37,7 +39,7 @@ each in the MLflow store and promote the best as `champion`. It is `nnenergy tra
 with the same Hydra overrides (see `nnenergy train --help`), e.g.
   nnenergy main mlflow.tracking_uri=sqlite:///other.db
   nnenergy main dataset=data/amd-epyc-f23m1-avx2-2c/space"""
-COMMANDS = ("main", "measure", "train", "analyze", "predict", "describe", "calibrate", "serve", "merge")
+COMMANDS = ("main", "measure", "train", "analyze", "predict", "describe", "calibrate", "speed", "serve", "merge")
 
 
 def unknown_choice(argv: list[str]) -> str | None:
@@ -222,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         from nnenergy.cli.calibrate import main as calibrate_main
 
         return calibrate_main(rest)
+    elif cmd == "speed":
+        from nnenergy.cli.speed import main as speed_main
+
+        return speed_main(rest)
     elif cmd == "merge":
         from nnenergy.cli.merge import main as merge_main
 
