@@ -246,7 +246,7 @@ def spread_agreement(per_pass: list[dict], times: list[float], name: str, k: int
 
 
 # Pair lags for the table of agreement by time apart: within a working session, hours apart, sessions apart.
-LAGS_H = ((MIN_GAP_S / 3600, 1), (1, 3), (3, 12), (12, 48))
+LAGS_H = ((MIN_GAP_S / 3600, 1), (1, 3), (3, 12), (12, math.inf))
 LAG_PROTOCOLS = ("A-R ratio q25 of 4", "A-R ratio^0.45 q25 of 4", "A-R ratio^0.45 q25 of 10", "raw q25 of 10x0.1s")
 
 
@@ -255,12 +255,13 @@ def lag_table(per_pass: list[dict], times: list[float]) -> list[str]:
     today agree with one measured hours (or a session) earlier as well as with one 20 minutes earlier?"""
     lines = ["", "## Agreement by time apart (passes of one session, and of sessions hours apart)", "",
              "The main table's pairs split by the time between the two passes (RMS % / within ±5%, pairs).", "",
-             "| protocol | " + " | ".join(f"{lo:.2g}-{hi:g} h" for lo, hi in LAGS_H) + " |",
+             "| protocol | " + " | ".join(f"{lo:.2g}-{hi:g} h" if hi < math.inf else f">= {lo:g} h"
+                                          for lo, hi in LAGS_H) + " |",
              "|---|" + "---|" * len(LAGS_H)]
     for name in LAG_PROTOCOLS:
         cells = []
         for lo, hi in LAGS_H:
-            a = agreement([p[name] for p in per_pass], times, max(lo * 3600, MIN_GAP_S), hi * 3600)
+            a = agreement([p[name] for p in per_pass], times, lo * 3600, hi * 3600)
             cells.append(f"{a['rms_pct']:.2f} / {100 * a['within5']:.0f}% ({a['pairs']})" if a else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines

@@ -21,6 +21,7 @@ CASES = {  # command -> arguments that are bad input (checked before anything is
     "predict": ["{tmp}/missing.keras"],
     "describe": ["tiny_cnn", "-o", "{tmp}/no/such/folder/t.parquet"],
     "calibrate": ["--rounds", "0"],
+    "speed": ["--speed", "fast"],
     "serve": ["--idle-minutes", "0"],
     "merge": ["{tmp}/out", "{tmp}/missing-a", "{tmp}/missing-b"],
     "nosuch": [],  # an unknown command
@@ -35,6 +36,7 @@ MORE = [
     ("describe", ["tiny_cnn", "-o", "{tmp}/folder.parquet"], None),  # an existing folder
     ("describe", ["tiny_cnn", "-o", "{tmp}/a-file/t.parquet"], None),  # a folder that cannot be written
     ("serve", ["--detach"], "{tmp}/a-file/cache"),  # a cache folder that cannot be written
+    ("speed", ["--history", "--speed", "now"], None),  # a listing reads no speed
 ]
 
 

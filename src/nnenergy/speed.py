@@ -203,7 +203,10 @@ def history(profile: str, canon: dict | None = None, data_root: Path | None = No
             continue
         try:
             rec = json.loads(line)
-            float(rec["speed_index"]), float(rec["latency_speed_index"]), str(rec["read_at"])
+            indices = float(rec["speed_index"]), float(rec["latency_speed_index"])
+            datetime.fromisoformat(str(rec["read_at"]))  # a time every reader of the history can place
+            if not all(0 < v < math.inf for v in indices):
+                raise ValueError("an index is not a positive number")
         except (ValueError, KeyError, TypeError):
             raise SpeedError(f"{path} line {i} is not a speed reading: fix or remove that line "
                              f"(`--speed canonical` predicts without it)") from None

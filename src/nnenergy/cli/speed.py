@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import statistics
 
 from nnenergy.cli.predict import Parser, _error, _positive_int, _quiet_before_tensorflow, _quiet_python
 
-HISTORY_HOURS = 24  # the summary's span: the drift a reading is judged against
+HISTORY_HOURS = 24  # the summary's span, back from now
 
 
 def parser() -> Parser:
@@ -32,23 +34,28 @@ def parser() -> Parser:
 
 
 def summary(readings: list[dict], hours: float = HISTORY_HOURS) -> dict:
-    """The readings of the last `hours` (before the newest): how many, their median and 5-95% range; and the
-    variability a prediction's interval widens by (`speed.variability`, over the newest readings)."""
-    from nnenergy import speed
+    """The readings of the last `hours` before now: how many, their median and range (5-95% from 20 readings
+    on, else min-max), and the sd of their log index (how much the machine's speed moved)."""
+    from datetime import datetime, timezone
+
     from nnenergy.dataset import parse_utc
 
-    if not readings:
+    now = datetime.now(timezone.utc)
+    recent = sorted((r for r in readings if (now - parse_utc(r["read_at"])).total_seconds() <= hours * 3600),
+                    key=lambda r: parse_utc(r["read_at"]))
+    if not recent:
         return {"readings": 0, "hours": hours}
-    newest = max(parse_utc(r["read_at"]) for r in readings)
-    recent = [r for r in readings if (newest - parse_utc(r["read_at"])).total_seconds() <= hours * 3600]
     idx = sorted(float(r["speed_index"]) for r in recent)
+    wide = len(idx) >= 20
 
     def q(p):
-        return idx[min(len(idx) - 1, round(p * (len(idx) - 1)))]
+        return idx[min(len(idx) - 1, round(p * (len(idx) - 1)))] if wide else idx[0 if p < 0.5 else -1]
 
-    return {"readings": len(recent), "hours": hours, "median": statistics.median(idx), "p5": q(0.05), "p95": q(0.95),
-            "variability": speed.variability(readings), "first_at": recent[0]["read_at"],
-            "last_at": recent[-1]["read_at"]}
+    logs = [math.log(v) for v in idx]
+    return {"readings": len(recent), "hours": hours, "median": statistics.median(idx), "low": q(0.05),
+            "high": q(0.95), "range": "5-95%" if wide else "min-max",
+            "sd_log": statistics.stdev(logs) if len(logs) >= 2 else 0.0,
+            "first_at": recent[0]["read_at"], "last_at": recent[-1]["read_at"]}
 
 
 def plot(readings: list[dict], path: str, profile: str) -> None:
@@ -75,69 +82,94 @@ def plot(readings: list[dict], path: str, profile: str) -> None:
     plt.close(fig)
 
 
-def _lines(profile: str, stated: dict, hist: dict, listed: list[dict] | None) -> list[str]:
+def _speed_lines(stated: dict, pivot_ms: float) -> list[str]:
+    if stated.get("speed_index") is None:
+        return [f"speed              {stated.get('note') or 'not applied'}"]
+    ratio = stated["speed_index"]
+    how = (f"costs {100 * abs(1 - ratio):.0f}% {'less' if ratio < 1 else 'more'} than"
+           if round(ratio, 2) != 1 else "costs what it cost")
+    exponent = stated["elasticity"]
+    out = [f"speed index        {ratio:.3f} (energy), {stated['latency_speed_index']:.3f} (latency): the reference "
+           f"network {how} when the predictor's data were measured",
+           f"read at            {stated['read_at'] or '-'} ({stated['source']})",
+           f"canonical          measured {stated['canonical_at'] or '-'}",
+           f"a {pivot_ms:g} ms network    x{stated['energy_factor']:.3f} energy, x{stated['latency_factor']:.3f} "
+           "latency " + (f"(exponent {exponent:.2f}: networks follow the reference partly)" if exponent < 1
+                         else f"(exponent {exponent:.2f})"),
+           f"interval           widened by {100 * stated['variability']:.1f}% (the speed's own variability)"]
+    if stated.get("note"):
+        out.append(f"note               {stated['note']}")
+    return out
+
+
+def _lines(profile: str, stated: dict, hist: dict, listed: list[dict] | None, pivot_ms: float) -> list[str]:
     out = [f"profile            {profile}"]
     if listed is not None:
         out += ["", f"{'read at (UTC)':<26} {'index':>6} {'latency':>8} {'spread':>7}  source"]
         for r in listed:
-            spread = f"{100 * r['spread']:.0f}%" if r.get("spread") is not None else "-"
+            spread = f"{100 * float(r['spread']):.0f}%" if r.get("spread") is not None else "-"
             out.append(f"{r['read_at']:<26} {float(r['speed_index']):>6.3f} "
                        f"{float(r.get('latency_speed_index', r['speed_index'])):>8.3f} {spread:>7}  "
                        f"{r.get('source', '-')}")
-    elif stated.get("speed_index") is None:
-        out.append(f"speed              {stated.get('note') or 'not applied'}")
     else:
-        ratio = stated["speed_index"]
-        faster = "faster" if ratio < 1 else "slower"
-        how = f"{100 * abs(1 - ratio):.0f}% {faster} than" if round(ratio, 2) != 1 else "as fast as"
-        out += [f"speed index        {ratio:.3f} (energy), {stated['latency_speed_index']:.3f} (latency): the "
-                f"reference network runs {how} when the predictor's data were measured",
-                f"read at            {stated['read_at'] or '-'} ({stated['source']})",
-                f"canonical          measured {stated['canonical_at'] or '-'}",
-                f"a 30 ms network    x{stated['energy_factor']:.3f} energy, x{stated['latency_factor']:.3f} latency "
-                + (f"(exponent {stated['elasticity']:.2f}: networks follow the reference partly)"
-                   if stated["elasticity"] < 1 else "(one for one)")]
-        if stated.get("note"):
-            out.append(f"note               {stated['note']}")
+        out += _speed_lines(stated, pivot_ms)
     if hist["readings"]:
-        out.append(f"last {hist['hours']:g} h          {hist['readings']} readings: median {hist['median']:.3f}, "
-                   f"5-95% {hist['p5']:.3f}-{hist['p95']:.3f}, variability {100 * hist['variability']:.1f}% "
-                   "(widens every prediction's interval)")
+        out.append(f"last {hist['hours']:g} h          {hist['readings']} readings of {profile} on this host: median "
+                   f"{hist['median']:.3f}, {hist['range']} {hist['low']:.3f}-{hist['high']:.3f}, sd "
+                   f"{100 * hist['sd_log']:.1f}%")
     else:
-        out.append("history            no reading on this host yet")
+        out.append(f"last {hist['hours']:g} h          no reading of {profile} on this host")
     return out
+
+
+def _read(args) -> tuple[str, dict, list[dict], list[dict] | None, float]:
+    """(the predictor's profile, the speed it would be stated at, this host's readings against its canonical
+    reference in time order, the ones to list, the canonical's pivot latency in ms)."""
+    from nnenergy import speed
+    from nnenergy.dataset import parse_utc
+    from nnenergy.predict.loading import load_predictor
+
+    pyfunc, _ = load_predictor(args.model_uri, args.tracking_uri, this_machine=True)
+    meta = pyfunc.metadata.metadata or {}
+    profile = (meta.get("hardware") or {}).get("profile", "")
+    # as `resolve` reads them: the predictor's own canonical, else (predictors that stored none) the profile's file;
+    # a predictor whose labels carry no speed index has none, and no readings apply to it
+    canon = meta["canonical_reference"] if "canonical_reference" in meta else speed.canonical(profile)
+
+    def readings():
+        return sorted(speed.history(profile, canon), key=lambda r: parse_utc(r["read_at"])) if canon else []
+
+    listed, stated = None, {}
+    if args.history:
+        listed = readings()[-args.history:]
+    else:
+        _, stated = speed.for_predictor(meta, speed.chosen_mode(args.speed))
+    return profile, stated, readings(), listed, speed.elasticity(canon).pivot_ms
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.history and args.speed:
+        return _error("give --history (no reading: this host's readings) or --speed, not both", "nnenergy speed")
     _quiet_before_tensorflow(args.verbose)
     from nnenergy import speed
     from nnenergy.predict.errors import PredictError, first_line
-    from nnenergy.predict.loading import load_predictor
 
     try:
-        with _quiet_python(args.verbose):
-            pyfunc, _ = load_predictor(args.model_uri, args.tracking_uri, this_machine=True)
-        meta = pyfunc.metadata.metadata or {}
-        profile = (meta.get("hardware") or {}).get("profile", "")
-        canon = meta.get("canonical_reference")
-        readings = speed.history(profile, canon) if canon else []
-        listed = readings[-args.history:] if args.history else None
-        stated = {}
-        if listed is None:
-            _, stated = speed.for_predictor(meta, speed.chosen_mode(args.speed))
-            readings = speed.history(profile, canon) if canon else []  # a probe just added one
-        if args.plot and readings:
-            plot(readings, args.plot, profile)
+        with _quiet_python(args.verbose):  # a probe imports TensorFlow
+            profile, stated, readings, listed, pivot_ms = _read(args)
+            hist = summary(readings)
+            if args.plot and (listed or readings):
+                plot(listed if listed is not None else readings, args.plot, profile)
+        text = (json.dumps({"profile": profile, "speed": stated or None, "history": hist, "readings": listed})
+                if args.json else "\n".join(_lines(profile, stated, hist, listed, pivot_ms)))
     except (PredictError, speed.SpeedError) as exc:
         return _error(exc, "nnenergy speed")
-    except Exception as exc:  # anything else still gets one line
+    except Exception as exc:  # anything else still gets one line; NNENERGY_DEBUG=1 shows the traceback
+        if os.environ.get("NNENERGY_DEBUG"):
+            raise
         return _error(f"{type(exc).__name__}: {first_line(exc)}", "nnenergy speed", code=1)
-    hist = summary(readings)
-    if args.json:
-        print(json.dumps({"profile": profile, "speed": stated or None, "history": hist, "readings": listed}))
-    else:
-        print("\n".join(_lines(profile, stated, hist, listed)))
-        if args.plot and not readings:
-            print(f"no reading to plot: {args.plot} not written")
+    print(text)
+    if args.plot and not (listed or readings) and not args.json:
+        print(f"no reading to plot: {args.plot} not written")
     return 0
