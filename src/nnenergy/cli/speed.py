@@ -41,8 +41,8 @@ def summary(readings: list[dict], hours: float = HISTORY_HOURS) -> dict:
     from nnenergy.dataset import parse_utc
 
     now = datetime.now(timezone.utc)
-    recent = sorted((r for r in readings if (now - parse_utc(r["read_at"])).total_seconds() <= hours * 3600),
-                    key=lambda r: parse_utc(r["read_at"]))
+    timed = sorted(((parse_utc(r["read_at"]), r) for r in readings), key=lambda tr: tr[0])
+    recent = [r for t, r in timed if (now - t).total_seconds() <= hours * 3600]
     if not recent:
         return {"readings": 0, "hours": hours}
     idx = sorted(float(r["speed_index"]) for r in recent)
@@ -135,16 +135,13 @@ def _read(args) -> tuple[str, dict, list[dict], list[dict] | None, float]:
     # as `resolve` reads them: the predictor's own canonical, else (predictors that stored none) the profile's file;
     # a predictor whose labels carry no speed index has none, and no readings apply to it
     canon = meta["canonical_reference"] if "canonical_reference" in meta else speed.canonical(profile)
-
-    def readings():
-        return sorted(speed.history(profile, canon), key=lambda r: parse_utc(r["read_at"])) if canon else []
-
     listed, stated = None, {}
-    if args.history:
-        listed = readings()[-args.history:]
-    else:
+    if not args.history:  # read before the history: a probe adds a reading to it
         _, stated = speed.for_predictor(meta, speed.chosen_mode(args.speed))
-    return profile, stated, readings(), listed, speed.elasticity(canon).pivot_ms
+    past = sorted(speed.history(profile, canon), key=lambda r: parse_utc(r["read_at"])) if canon else []
+    if args.history:
+        listed = past[-args.history:]
+    return profile, stated, past, listed, speed.elasticity(canon).pivot_ms
 
 
 def main(argv: list[str] | None = None) -> int:
